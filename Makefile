@@ -1,0 +1,35 @@
+# mailbolt: every target creates the virtual environment it needs.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench lint serve clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	MAIL_TRANSPORT=sandbox $(BIN)/python -m bot send --template welcome \
+		--recipients data/samples/welcome.csv --var team=Mailbolt
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/preflight.py
+	@for b in bench/throughput.py bench/slack_latency.py; do \
+		if [ -f $$b ]; then $(BIN)/python $$b || exit 1; fi; done
+
+lint: $(STAMP)
+	$(BIN)/ruff check bot tests bench
+	$(BIN)/ruff format --check bot tests bench
+
+serve: $(STAMP)
+	$(BIN)/python -m bot serve
+
+clean:
+	rm -rf $(VENV) data/outbox data/sendmail.db*

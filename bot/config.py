@@ -1,0 +1,290 @@
+"""Settings: one frozen object read from the environment and an optional ``.env``.
+
+Every setting is declared once in ``SPECS`` (name, default, parser, whether it is
+a secret, and a line of help). The README's table, ``.env.example`` and
+``python -m bot config`` are all derived from that list, so they cannot drift.
+Validation collects every bad value before failing, so a person fixes them all
+in one go instead of one per restart.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from bot.errors import ConfigError
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError("must be a positive whole number")
+    return value
+
+
+def _transport(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in ("sandbox", "gmail"):
+        raise ValueError("must be 'sandbox' or 'gmail'")
+    return value
+
+
+def _on_off(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("must be 'on' or 'off'")
+
+
+def _url(raw: str) -> str:
+    value = raw.strip()
+    if not value:
+        return ""
+    parsed = urlparse(value)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ValueError("must be an http(s) URL such as https://mail.example.com")
+    return value
+
+
+def _text(raw: str) -> str:
+    value = raw.strip()
+    if "\r" in value or "\n" in value:
+        raise ValueError("must be a single line")
+    return value
+
+
+def _path(raw: str) -> Path:
+    return Path(raw.strip())
+
+
+@dataclass(frozen=True)
+class Spec:
+    """How one environment variable becomes one ``Settings`` field."""
+
+    env: str
+    default: str
+    parse: Callable[[str], Any]
+    help: str
+    secret: bool = False
+
+    @property
+    def field(self) -> str:
+        return self.env.lower()
+
+
+SPECS: tuple[Spec, ...] = (
+    # Core
+    Spec(
+        "MAIL_TRANSPORT",
+        "sandbox",
+        _transport,
+        "'sandbox' writes .eml files to SANDBOX_OUTBOX; 'gmail' sends through the Gmail API.",
+    ),
+    Spec(
+        "DATABASE_PATH",
+        "data/sendmail.db",
+        _path,
+        "SQLite file with campaigns, messages, unsubscribes and the audit log.",
+    ),
+    Spec("SANDBOX_OUTBOX", "data/outbox", _path, "Folder the sandbox transport writes into."),
+    Spec("TEMPLATES_DIR", "templates", _path, "Folder holding the template catalogue."),
+    Spec("FROM_NAME", "Mailbolt", _text, "Display name on the From header."),
+    Spec(
+        "SENDER_ADDRESS",
+        "",
+        _text,
+        "The Gmail account's address. Learned from the OAuth grant when empty "
+        "(sandbox: sandbox@mailbolt.invalid).",
+    ),
+    Spec("REPLY_TO", "", _text, "Optional Reply-To address."),
+    Spec(
+        "POSTAL_ADDRESS",
+        "",
+        _text,
+        "Your physical postal address; required by anti-spam law in marketing mail.",
+    ),
+    Spec(
+        "MAX_RECIPIENTS_PER_CAMPAIGN", "2000", _positive_int, "Refuse campaigns larger than this."
+    ),
+    Spec(
+        "CHECK_DELIVERABILITY",
+        "off",
+        _on_off,
+        "Look up each recipient domain's MX/A records (cached, 3 s timeout).",
+    ),
+    # Gmail
+    Spec(
+        "GOOGLE_CLIENT_SECRETS_FILE",
+        "data/credentials.json",
+        _path,
+        "OAuth client (Desktop app) downloaded from Google Cloud console.",
+    ),
+    Spec(
+        "GMAIL_TOKEN_FILE",
+        "data/token.json",
+        _path,
+        "Where `python -m bot auth` stores the grant (mode 0600).",
+    ),
+    Spec("GMAIL_API_URL", "", _url, "Override the Gmail API endpoint (regional/private, tests)."),
+    Spec("GOOGLE_TOKEN_URI", "", _url, "Override Google's OAuth token endpoint (tests)."),
+    Spec(
+        "GMAIL_QUOTA_UNITS_PER_MINUTE",
+        "6000",
+        _positive_int,
+        "Per-user Gmail API quota; messages.send costs 100 units. Older projects: 15000.",
+    ),
+    Spec(
+        "GMAIL_DAILY_SEND_LIMIT",
+        "500",
+        _positive_int,
+        "Recipients per rolling 24 h (Gmail: 500 consumer, 2000 Workspace).",
+    ),
+    Spec(
+        "GMAIL_RECONCILE",
+        "off",
+        _on_off,
+        "Ask for gmail.readonly to check Sent for uncertain messages by Message-ID.",
+    ),
+    # Slack
+    Spec(
+        "SLACK_BOT_TOKEN", "", _text, "Bot token (xoxb-...) from OAuth & Permissions.", secret=True
+    ),
+    Spec("SLACK_SIGNING_SECRET", "", _text, "Signing secret from Basic Information.", secret=True),
+    Spec(
+        "SLACK_APP_TOKEN",
+        "",
+        _text,
+        "App-level token (xapp-..., connections:write); enables Socket Mode.",
+        secret=True,
+    ),
+    Spec("SLACK_API_URL", "", _url, "Slack Web API base URL (GovSlack, tests)."),
+    Spec("PORT", "3000", _positive_int, "HTTP port of `python -m bot serve`."),
+    Spec("STATUS_CHANNEL", "", _text, "Channel ID for campaign status messages."),
+    Spec(
+        "ALLOWED_SLACK_USERS",
+        "",
+        _text,
+        "Comma-separated Slack user IDs allowed to send, or '*'. Empty: nobody.",
+    ),
+    # Compliance
+    Spec(
+        "PUBLIC_BASE_URL",
+        "",
+        _url,
+        "Public https URL of this server, for one-click unsubscribe links.",
+    ),
+    Spec(
+        "UNSUBSCRIBE_SECRET",
+        "",
+        _text,
+        "HMAC key for unsubscribe links; generated into data/ when empty.",
+        secret=True,
+    ),
+    Spec(
+        "BOUNCE_SCAN",
+        "off",
+        _on_off,
+        "Poll the mailbox for bounces (asks for the gmail.readonly scope).",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Effective configuration. Build with ``Settings.load()``."""
+
+    mail_transport: str
+    database_path: Path
+    sandbox_outbox: Path
+    templates_dir: Path
+    from_name: str
+    sender_address: str
+    reply_to: str
+    postal_address: str
+    max_recipients_per_campaign: int
+    check_deliverability: bool
+    google_client_secrets_file: Path
+    gmail_token_file: Path
+    gmail_api_url: str
+    google_token_uri: str
+    gmail_quota_units_per_minute: int
+    gmail_daily_send_limit: int
+    gmail_reconcile: bool
+    slack_bot_token: str
+    slack_signing_secret: str
+    slack_app_token: str
+    slack_api_url: str
+    port: int
+    status_channel: str
+    allowed_slack_users: str
+    public_base_url: str
+    unsubscribe_secret: str
+    bounce_scan: bool
+
+    @classmethod
+    def load(
+        cls, environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")
+    ) -> Settings:
+        """Read ``environ`` (default ``os.environ``) over ``env_file``; raise ConfigError."""
+        values: dict[str, str] = {}
+        if env_file is not None and env_file.is_file():
+            from dotenv import dotenv_values
+
+            values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+        values.update(os.environ if environ is None else environ)
+        parsed: dict[str, Any] = {}
+        problems: list[str] = []
+        for spec in SPECS:
+            raw = values.get(spec.env, spec.default)
+            try:
+                parsed[spec.field] = spec.parse(raw)
+            except ValueError as exc:
+                shown = "(hidden)" if spec.secret else repr(raw)
+                problems.append(f"{spec.env}={shown}: {exc}")
+        if problems:
+            raise ConfigError(problems)
+        return cls(**parsed)
+
+    @classmethod
+    def defaults(cls, **overrides: Any) -> Settings:
+        """Settings from the built-in defaults only (tests, benchmarks)."""
+        settings = cls.load(environ={}, env_file=None)
+        return settings.replace(**overrides) if overrides else settings
+
+    def replace(self, **changes: Any) -> Settings:
+        from dataclasses import replace
+
+        return replace(self, **changes)
+
+    @property
+    def allowed_users(self) -> frozenset[str]:
+        """Slack user IDs allowed to send; ``{'*'}`` means everyone."""
+        return frozenset(u.strip() for u in self.allowed_slack_users.split(",") if u.strip())
+
+    def masked(self) -> list[tuple[str, str, bool]]:
+        """(name, shown value, is_default) for every setting, secrets masked."""
+        rows = []
+        for spec, fld in zip(SPECS, fields(self), strict=True):
+            value = getattr(self, fld.name)
+            shown = str(value)
+            if isinstance(value, bool):
+                shown = "on" if value else "off"
+            if spec.secret and shown:
+                shown = mask(shown)
+            is_default = shown == str(spec.parse(spec.default)) or (
+                isinstance(value, bool) and value == spec.parse(spec.default)
+            )
+            rows.append((spec.env, shown, is_default))
+        return rows
+
+
+def mask(secret: str) -> str:
+    """Show only a secret's kind prefix, e.g. ``xoxb-…(57 chars)``."""
+    prefix = secret.split("-", 1)[0] + "-" if secret[:4] in ("xoxb", "xapp", "xoxp") else ""
+    return f"{prefix}…({len(secret)} chars)"

@@ -1,0 +1,543 @@
+"""The only module that touches SQLite.
+
+Why it looks like this:
+- Every state change is its own committed transaction *before* the next step
+  runs (``synchronous=FULL`` in WAL mode), so a crash at any instant leaves a
+  record of exactly how far each message got.
+- One connection guarded by a lock is shared by the worker threads: writes are
+  serialized by SQLite anyway, and sqlite3 objects may not hop threads unguarded.
+- State transitions are conditional updates (``WHERE state IN …``); a transition
+  that finds the row in another state does nothing and says so, which is what
+  keeps two resumers from sending one message twice.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+# Message states. ``sending`` is the only state in which a message may be at the
+# provider without us knowing; on restart it becomes ``uncertain``.
+QUEUED, SENDING, SENT, FAILED, SKIPPED, DEFERRED, UNCERTAIN = (
+    "queued",
+    "sending",
+    "sent",
+    "failed",
+    "skipped",
+    "deferred",
+    "uncertain",
+)
+MESSAGE_STATES = (QUEUED, SENDING, SENT, FAILED, SKIPPED, DEFERRED, UNCERTAIN)
+FINAL_STATES = (SENT, FAILED, SKIPPED)
+
+# Campaign states.
+DRY_RUN, RUNNING, PAUSED, COMPLETED, CANCELLED = (
+    "dry_run",
+    "running",
+    "paused",
+    "completed",
+    "cancelled",
+)
+
+SCHEMA_VERSION_KEY = "schema_version"
+
+
+def _migration_1(db: sqlite_utils.Database) -> None:
+    db["campaigns"].create(
+        {
+            "id": int,
+            "created_at": float,
+            "requested_by": str,
+            "team": str,
+            "template": str,
+            "category": str,
+            "subject": str,
+            "common_vars": str,
+            "status": str,
+            "dry_run": int,
+            "total": int,
+            "paused_reason": str,
+            "started_at": float,
+            "finished_at": float,
+            "idempotency_key": str,
+            "status_channel": str,
+            "status_ts": str,
+            "correlation_id": str,
+        },
+        pk="id",
+        not_null={"created_at", "requested_by", "template", "status"},
+    )
+    db["campaigns"].create_index(["idempotency_key"], unique=True)
+    db["campaigns"].create_index(["status"])
+    db["messages"].create(
+        {
+            "id": int,
+            "campaign_id": int,
+            "position": int,
+            "email": str,
+            "name": str,
+            "variables": str,
+            "state": str,
+            "attempts": int,
+            "last_error": str,
+            "provider_id": str,
+            "message_id": str,
+            "not_before": float,
+            "created_at": float,
+            "updated_at": float,
+            "sent_at": float,
+            "bounce": str,
+        },
+        pk="id",
+        foreign_keys=[("campaign_id", "campaigns", "id")],
+        not_null={"campaign_id", "email", "state", "message_id"},
+        defaults={"attempts": 0},
+    )
+    db["messages"].create_index(["campaign_id", "state"])
+    db["messages"].create_index(["message_id"], unique=True)
+    db["messages"].create_index(["sent_at"])
+    db["messages"].create_index(["email"])
+    db["unsubscribes"].create(
+        {"email": str, "source": str, "campaign_id": int, "created_at": float},
+        pk="email",
+    )
+    db["bounces"].create(
+        {
+            "id": int,
+            "message_row_id": int,
+            "email": str,
+            "kind": str,
+            "status": str,
+            "diagnostic": str,
+            "provider_id": str,
+            "created_at": float,
+        },
+        pk="id",
+    )
+    db["bounces"].create_index(["provider_id"], unique=True)
+    db["bounces"].create_index(["email"])
+    db["quota_log"].create({"at": float, "units": int, "method": str})
+    db["quota_log"].create_index(["at"])
+    db["audit"].create(
+        {"id": int, "at": float, "actor": str, "action": str, "detail": str}, pk="id"
+    )
+
+
+# Append new migrations; never edit one that has shipped.
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_migration_1,)
+
+
+@dataclass(frozen=True)
+class Transition:
+    """Outcome of a conditional state change."""
+
+    changed: bool
+    state: str | None
+
+
+class Store:
+    """Campaigns, messages, unsubscribes, bounces, quota use and the audit log."""
+
+    def __init__(self, path: Path | str, *, clock: Callable[[], float] = time.time):
+        self.path = Path(path)
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
+        self.db = sqlite_utils.Database(conn)
+        self.clock = clock
+        self._lock = threading.RLock()
+        if str(path) != ":memory:":
+            self.db.enable_wal()
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    # -- plumbing ----------------------------------------------------------
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite_utils.Database]:
+        with self._lock, self.db.atomic():
+            yield self.db
+
+    def _query(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self.db.query(sql, list(params)))
+
+    def _update(self, sql: str, params: Iterable[Any]) -> int:
+        with self._tx():
+            return self.db.execute(sql, list(params)).rowcount
+
+    def _migrate(self) -> None:
+        with self._lock:
+            if "meta" not in self.db.table_names():
+                self.db["meta"].create({"key": str, "value": str}, pk="key")
+            row = self._query("select value from meta where key = ?", [SCHEMA_VERSION_KEY])
+            version = int(row[0]["value"]) if row else 0
+            for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
+                with self.db.atomic():
+                    migration(self.db)
+                    self.db["meta"].upsert(
+                        {"key": SCHEMA_VERSION_KEY, "value": str(number)}, pk="key"
+                    )
+
+    @property
+    def schema_version(self) -> int:
+        return int(
+            self._query("select value from meta where key = ?", [SCHEMA_VERSION_KEY])[0]["value"]
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            self.db.close()
+
+    # -- campaigns ---------------------------------------------------------
+
+    def create_campaign(
+        self,
+        *,
+        requested_by: str,
+        template: str,
+        category: str,
+        subject: str,
+        common_vars: dict[str, str],
+        messages: Iterable[dict[str, Any]],
+        dry_run: bool = False,
+        team: str = "",
+        idempotency_key: str | None = None,
+        status_channel: str = "",
+        correlation_id: str = "",
+    ) -> tuple[int, bool]:
+        """Record a campaign and all its messages atomically.
+
+        ``messages`` are dicts with ``email``, ``name``, ``variables`` (dict) and
+        ``message_id``. Returns ``(campaign_id, created)``; with an
+        ``idempotency_key`` seen before, the existing campaign is returned and
+        ``created`` is False (a Slack retry or a double click).
+        """
+        now = self.clock()
+        with self._tx() as db:
+            if idempotency_key:
+                existing = self._query(
+                    "select id from campaigns where idempotency_key = ?", [idempotency_key]
+                )
+                if existing:
+                    return existing[0]["id"], False
+            campaign_id = (
+                db["campaigns"]
+                .insert(
+                    {
+                        "created_at": now,
+                        "requested_by": requested_by,
+                        "team": team,
+                        "template": template,
+                        "category": category,
+                        "subject": subject,
+                        "common_vars": json.dumps(common_vars, ensure_ascii=False),
+                        "status": DRY_RUN if dry_run else RUNNING,
+                        "dry_run": int(dry_run),
+                        "total": 0,
+                        "idempotency_key": idempotency_key,
+                        "status_channel": status_channel,
+                        "correlation_id": correlation_id,
+                    }
+                )
+                .last_pk
+            )
+            rows = (
+                {
+                    "campaign_id": campaign_id,
+                    "position": i,
+                    "email": m["email"],
+                    "name": m.get("name", ""),
+                    "variables": json.dumps(m.get("variables", {}), ensure_ascii=False),
+                    "state": m.get("state", QUEUED),
+                    "last_error": m.get("last_error"),
+                    "message_id": m["message_id"],
+                    "created_at": now,
+                    "updated_at": now,
+                    "attempts": 0,
+                }
+                for i, m in enumerate(messages)
+            )
+            db["messages"].insert_all(rows, batch_size=500)
+            total = db.execute(
+                "select count(*) from messages where campaign_id = ?", [campaign_id]
+            ).fetchone()[0]
+            db.execute("update campaigns set total = ? where id = ?", [total, campaign_id])
+            self._audit(
+                db,
+                requested_by,
+                "campaign.created",
+                {
+                    "campaign_id": campaign_id,
+                    "template": template,
+                    "total": total,
+                    "dry_run": dry_run,
+                    "team": team,
+                },
+            )
+        return campaign_id, True
+
+    def campaign(self, campaign_id: int) -> dict[str, Any] | None:
+        rows = self._query("select * from campaigns where id = ?", [campaign_id])
+        if not rows:
+            return None
+        row = rows[0]
+        row["common_vars"] = json.loads(row["common_vars"] or "{}")
+        return row
+
+    def campaigns(self, limit: int = 10) -> list[dict[str, Any]]:
+        return self._query("select * from campaigns order by id desc limit ?", [limit])
+
+    def set_campaign(self, campaign_id: int, **changes: Any) -> None:
+        """Update campaign columns (status, paused_reason, status_ts, …)."""
+        with self._tx() as db:
+            db["campaigns"].update(campaign_id, changes)
+
+    def unfinished_campaigns(self) -> list[int]:
+        """Campaigns that were running or paused and still have work."""
+        rows = self._query(
+            "select distinct c.id from campaigns c join messages m on m.campaign_id = c.id "
+            "where c.status in (?, ?) and m.state in (?, ?, ?) order by c.id",
+            [RUNNING, PAUSED, QUEUED, DEFERRED, SENDING],
+        )
+        return [r["id"] for r in rows]
+
+    def counts(self, campaign_id: int) -> dict[str, int]:
+        """Messages per state (every state present, zero if none)."""
+        counts = dict.fromkeys(MESSAGE_STATES, 0)
+        for row in self._query(
+            "select state, count(*) n from messages where campaign_id = ? group by state",
+            [campaign_id],
+        ):
+            counts[row["state"]] = row["n"]
+        return counts
+
+    # -- messages ----------------------------------------------------------
+
+    def messages(
+        self, campaign_id: int, states: Iterable[str] | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        sql = "select * from messages where campaign_id = ?"
+        params: list[Any] = [campaign_id]
+        if states is not None:
+            states = list(states)
+            sql += f" and state in ({','.join('?' * len(states))})"
+            params += states
+        sql += " order by position"
+        if limit is not None:
+            sql += " limit ?"
+            params.append(limit)
+        rows = self._query(sql, params)
+        for row in rows:
+            row["variables"] = json.loads(row["variables"] or "{}")
+        return rows
+
+    def ready_messages(self, campaign_id: int, now: float | None = None) -> list[dict[str, Any]]:
+        """Queued messages, and deferred ones whose time has come, in order."""
+        now = self.clock() if now is None else now
+        rows = self._query(
+            "select * from messages where campaign_id = ? and (state = ? or "
+            "(state = ? and coalesce(not_before, 0) <= ?)) order by position",
+            [campaign_id, QUEUED, DEFERRED, now],
+        )
+        for row in rows:
+            row["variables"] = json.loads(row["variables"] or "{}")
+        return rows
+
+    def transition(
+        self, row_id: int, to: str, *, allowed_from: Iterable[str], **fields: Any
+    ) -> Transition:
+        """Move one message to ``to`` if it is in one of ``allowed_from``; commit."""
+        allowed = list(allowed_from)
+        now = self.clock()
+        sets = {"state": to, "updated_at": now, **fields}
+        if to == SENT:
+            sets.setdefault("sent_at", now)
+        assignments = ", ".join(f"{k} = ?" for k in sets)
+        extra = ", attempts = attempts + 1" if to == SENDING else ""
+        with self._tx() as db:
+            changed = db.execute(
+                f"update messages set {assignments}{extra} where id = ? "  # noqa: S608
+                f"and state in ({','.join('?' * len(allowed))})",
+                [*sets.values(), row_id, *allowed],
+            ).rowcount
+            if changed:
+                return Transition(True, to)
+            row = db.execute("select state from messages where id = ?", [row_id]).fetchone()
+            return Transition(False, row[0] if row else None)
+
+    def claim(self, row_id: int) -> bool:
+        """queued/deferred → sending (attempts + 1). False if someone else has it."""
+        return self.transition(row_id, SENDING, allowed_from=(QUEUED, DEFERRED)).changed
+
+    def mark_sent(self, row_id: int, provider_id: str) -> Transition:
+        return self.transition(
+            row_id,
+            SENT,
+            allowed_from=(SENDING, UNCERTAIN),
+            provider_id=provider_id,
+            last_error=None,
+        )
+
+    def mark_failed(self, row_id: int, reason: str) -> Transition:
+        return self.transition(
+            row_id, FAILED, allowed_from=(SENDING, UNCERTAIN, QUEUED), last_error=reason
+        )
+
+    def mark_deferred(self, row_id: int, not_before: float | None, reason: str) -> Transition:
+        return self.transition(
+            row_id,
+            DEFERRED,
+            allowed_from=(SENDING, QUEUED, DEFERRED),
+            not_before=not_before,
+            last_error=reason,
+        )
+
+    def mark_uncertain(self, row_id: int, reason: str) -> Transition:
+        return self.transition(row_id, UNCERTAIN, allowed_from=(SENDING,), last_error=reason)
+
+    def mark_skipped(self, row_id: int, reason: str) -> Transition:
+        return self.transition(
+            row_id, SKIPPED, allowed_from=(QUEUED, DEFERRED, UNCERTAIN, FAILED), last_error=reason
+        )
+
+    def requeue(
+        self, row_id: int, reason: str | None = None, from_states: Iterable[str] = (SENDING,)
+    ) -> Transition:
+        """Back to queued: the attempt certainly did not send (or a person chose re-send)."""
+        return self.transition(row_id, QUEUED, allowed_from=from_states, last_error=reason)
+
+    def recover_in_flight(self, campaign_id: int | None = None) -> int:
+        """After a crash: every ``sending`` message becomes ``uncertain``.
+
+        Only call this when no other process is sending (the CLI and server take
+        a lock file first).
+        """
+        sql = "update messages set state = ?, updated_at = ?, last_error = ? where state = ?"
+        params: list[Any] = [
+            UNCERTAIN,
+            self.clock(),
+            "the process stopped while this message was being sent",
+            SENDING,
+        ]
+        if campaign_id is not None:
+            sql += " and campaign_id = ?"
+            params.append(campaign_id)
+        return self._update(sql, params)
+
+    def sent_since(self, since: float) -> int:
+        """Messages sent (or possibly sent) across all campaigns since ``since``.
+
+        Uncertain and in-flight messages count: if they went out, Gmail counts them.
+        """
+        rows = self._query(
+            "select count(*) n from messages where (state = ? and sent_at >= ?) "
+            "or (state in (?, ?) and updated_at >= ?)",
+            [SENT, since, SENDING, UNCERTAIN, since],
+        )
+        return rows[0]["n"]
+
+    def oldest_sent_since(self, since: float) -> float | None:
+        """Time of the oldest send inside the window: when the next slot frees up."""
+        rows = self._query(
+            "select min(sent_at) t from messages where state = ? and sent_at >= ?", [SENT, since]
+        )
+        return rows[0]["t"]
+
+    def find_by_message_id(self, message_id: str) -> dict[str, Any] | None:
+        rows = self._query("select * from messages where message_id = ?", [message_id])
+        return rows[0] if rows else None
+
+    # -- quota -------------------------------------------------------------
+
+    def record_units(self, units: int, method: str, at: float | None = None) -> None:
+        with self._tx() as db:
+            db["quota_log"].insert(
+                {"at": self.clock() if at is None else at, "units": units, "method": method}
+            )
+
+    def units_since(self, since: float) -> int:
+        return self._query(
+            "select coalesce(sum(units), 0) n from quota_log where at >= ?", [since]
+        )[0]["n"]
+
+    # -- unsubscribes ------------------------------------------------------
+
+    def add_unsubscribe(self, email: str, source: str, campaign_id: int | None = None) -> bool:
+        """Record an unsubscribe; False if the address was already unsubscribed."""
+        key = email.strip().lower()
+        with self._tx() as db:
+            if db.execute("select 1 from unsubscribes where email = ?", [key]).fetchone():
+                return False
+            db["unsubscribes"].insert(
+                {
+                    "email": key,
+                    "source": source,
+                    "campaign_id": campaign_id,
+                    "created_at": self.clock(),
+                }
+            )
+            self._audit(db, source, "unsubscribe.added", {"email": key})
+        return True
+
+    def remove_unsubscribe(self, email: str, actor: str) -> bool:
+        key = email.strip().lower()
+        with self._tx() as db:
+            removed = db.execute("delete from unsubscribes where email = ?", [key]).rowcount
+            if removed:
+                self._audit(db, actor, "unsubscribe.removed", {"email": key})
+        return bool(removed)
+
+    def unsubscribes(self) -> list[dict[str, Any]]:
+        return self._query("select * from unsubscribes order by created_at")
+
+    def unsubscribed_among(self, emails: Iterable[str]) -> set[str]:
+        """The subset of ``emails`` (compared case-insensitively) that unsubscribed."""
+        wanted = {e.lower() for e in emails}
+        if not wanted:
+            return set()
+        have = {r["email"] for r in self._query("select email from unsubscribes")}
+        return wanted & have
+
+    # -- bounces -----------------------------------------------------------
+
+    def hard_bounced_among(self, emails: Iterable[str]) -> set[str]:
+        wanted = {e.lower() for e in emails}
+        if not wanted:
+            return set()
+        have = {
+            r["email"]
+            for r in self._query("select distinct email from bounces where kind = 'hard'")
+        }
+        return wanted & have
+
+    # -- audit -------------------------------------------------------------
+
+    def audit(self, actor: str, action: str, **detail: Any) -> None:
+        with self._tx() as db:
+            self._audit(db, actor, action, detail)
+
+    def _audit(
+        self, db: sqlite_utils.Database, actor: str, action: str, detail: dict[str, Any]
+    ) -> None:
+        db["audit"].insert(
+            {
+                "at": self.clock(),
+                "actor": actor,
+                "action": action,
+                "detail": json.dumps(detail, ensure_ascii=False, default=str),
+            }
+        )
+
+    def audit_log(self, limit: int = 50) -> list[dict[str, Any]]:
+        return self._query("select * from audit order by id desc limit ?", [limit])
