@@ -14,7 +14,8 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	MAIL_TRANSPORT=sandbox $(BIN)/python -m bot send --template welcome \
-		--recipients data/samples/welcome.csv --var team=Mailbolt
+		--recipients data/samples/welcome.csv --skip-invalid \
+		--var start_url=https://mailbolt.example/start
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

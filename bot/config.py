@@ -284,6 +284,20 @@ class Settings:
         return rows
 
 
+def env_example() -> str:
+    """The text of ``.env.example``: every setting, its help, and its default."""
+    lines = [
+        "# mailbolt settings. Copy to .env and fill in what you need;",
+        "# environment variables win over this file. Secrets: keep .env mode 0600.",
+        "",
+    ]
+    for spec in SPECS:
+        lines.append(f"# {spec.help}")
+        lines.append(f"{'' if spec.default or spec.secret else '# '}{spec.env}={spec.default}")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def mask(secret: str) -> str:
     """Show only a secret's kind prefix, e.g. ``xoxb-…(57 chars)``."""
     prefix = secret.split("-", 1)[0] + "-" if secret[:4] in ("xoxb", "xapp", "xoxp") else ""

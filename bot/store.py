@@ -40,8 +40,7 @@ MESSAGE_STATES = (QUEUED, SENDING, SENT, FAILED, SKIPPED, DEFERRED, UNCERTAIN)
 FINAL_STATES = (SENT, FAILED, SKIPPED)
 
 # Campaign states.
-DRY_RUN, RUNNING, PAUSED, COMPLETED, CANCELLED = (
-    "dry_run",
+RUNNING, PAUSED, COMPLETED, CANCELLED = (
     "running",
     "paused",
     "completed",
@@ -63,7 +62,6 @@ def _migration_1(db: sqlite_utils.Database) -> None:
             "subject": str,
             "common_vars": str,
             "status": str,
-            "dry_run": int,
             "total": int,
             "paused_reason": str,
             "started_at": float,
@@ -210,7 +208,6 @@ class Store:
         subject: str,
         common_vars: dict[str, str],
         messages: Iterable[dict[str, Any]],
-        dry_run: bool = False,
         team: str = "",
         idempotency_key: str | None = None,
         status_channel: str = "",
@@ -242,8 +239,7 @@ class Store:
                         "category": category,
                         "subject": subject,
                         "common_vars": json.dumps(common_vars, ensure_ascii=False),
-                        "status": DRY_RUN if dry_run else RUNNING,
-                        "dry_run": int(dry_run),
+                        "status": RUNNING,
                         "total": 0,
                         "idempotency_key": idempotency_key,
                         "status_channel": status_channel,
@@ -281,7 +277,6 @@ class Store:
                     "campaign_id": campaign_id,
                     "template": template,
                     "total": total,
-                    "dry_run": dry_run,
                     "team": team,
                 },
             )

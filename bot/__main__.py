@@ -1,0 +1,58 @@
+"""``python -m bot``: the command line.
+
+Each command module has ``register(subparsers)``; its parsers set ``func(args,
+settings) -> exit code``. Errors become one readable message on stderr and an
+exit code here, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from bot.cli import core_cmds
+from bot.config import Settings
+from bot.errors import AuthError, ConfigError, MailboltError, UserInputError
+
+COMMAND_MODULES = [core_cmds]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMAND_MODULES:
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = Settings.load()
+        return args.func(args, settings)
+    except (ConfigError, UserInputError) as exc:
+        core_cmds.err.print(f"[red]error:[/] {exc}", markup=True, soft_wrap=True)
+        for detail in getattr(exc, "details", [])[:20]:
+            core_cmds.err.print(f"  - {detail}", markup=False, soft_wrap=True)
+        core_cmds.err.print("Nothing was sent.")
+        return 2
+    except AuthError as exc:
+        core_cmds.err.print(f"[red]Gmail authorization problem:[/] {exc}", soft_wrap=True)
+        return 1
+    except MailboltError as exc:
+        core_cmds.err.print(f"[red]error:[/] {exc}", soft_wrap=True)
+        return 1
+    except KeyboardInterrupt:
+        core_cmds.err.print("Interrupted. Run `python -m bot send --resume` to continue.")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

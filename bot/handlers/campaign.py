@@ -1,0 +1,598 @@
+"""A campaign from request to results: preflight, record, send, resume.
+
+The send loop is an outbox over SQLite. For each message it commits
+``queued → sending`` before calling the transport and ``sending → sent/failed/…``
+after, so a crash at any point leaves the message in a state that says what is
+known. ``sending`` found at start-up means "may have left": it becomes
+``uncertain`` and is reconciled by Message-ID or held for a person, never
+re-sent blindly.
+
+Retrying lives here, not in the transports, so every transport (sandbox, Gmail,
+the fakes) gets the same bounded, jittered, ``Retry-After``-honouring policy and
+every attempt is counted in the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.errors import (
+    AuthError,
+    MailboltError,
+    PermanentSendError,
+    QuotaDeferred,
+    TemplateError,
+    TransientSendError,
+    UncertainSendError,
+    UserInputError,
+)
+from bot.handlers import policy
+from bot.handlers.compose import Envelope, build_message
+from bot.handlers.templates import Renderer, TemplateCatalogue
+from bot.handlers.unsubscribe import make_token, unsubscribe_url
+from bot.models import OutgoingMessage, Recipient, RecipientList, Rejected, RenderedMessage
+from bot.ports import Pacer, Transport
+from bot.store import (
+    CANCELLED,
+    COMPLETED,
+    DEFERRED,
+    FAILED,
+    PAUSED,
+    QUEUED,
+    RUNNING,
+    SENDING,
+    SKIPPED,
+    UNCERTAIN,
+    Store,
+)
+
+log = logging.getLogger(__name__)
+
+SEND_UNITS = 100  # Gmail quota units per messages.send; see bot/mail/pacing.py
+DAY = 24 * 3600
+MAX_LISTED_ERRORS = 10
+
+
+@dataclass
+class Deps:
+    """Everything the use cases need, passed in (no globals)."""
+
+    store: Store
+    catalogue: TemplateCatalogue
+    transport: Callable[[], Transport]
+    pacer: Pacer
+    envelope: Envelope
+    postal_address: str = ""
+    unsubscribe_base: str = ""
+    unsubscribe_secret: bytes = b""
+    daily_limit: int | None = None
+    max_attempts: int = 5
+    max_retry_elapsed: float = 300.0
+    backoff_base: float = 1.0
+    backoff_cap: float = 60.0
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.time
+
+
+@dataclass
+class CampaignRequest:
+    """What a person asked for, from the CLI or the Slack modal."""
+
+    template: str
+    recipients: RecipientList
+    requested_by: str
+    common_vars: dict[str, str] = field(default_factory=dict)
+    subject: str | None = None
+    skip_invalid: bool = False
+    limit: int | None = None
+    team: str = ""
+    idempotency_key: str | None = None
+    status_channel: str = ""
+    correlation_id: str = ""
+
+
+@dataclass
+class Plan:
+    """The outcome of preflight: exactly what would be sent, and what would not."""
+
+    request: CampaignRequest
+    renderer: Renderer
+    to_send: list[Recipient]
+    suppressed: list[Rejected]
+    over_limit: list[Recipient]
+    first: RenderedMessage | None
+
+    @property
+    def category(self) -> str:
+        return self.renderer.info.category
+
+
+@dataclass
+class Result:
+    """Final or intermediate counts of one campaign."""
+
+    campaign_id: int
+    status: str
+    counts: dict[str, int]
+    reason: str = ""
+    resume_at: float | None = None
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """CLI convention: 0 all sent, 1 something not sent."""
+        bad = sum(self.counts[s] for s in (FAILED, UNCERTAIN, DEFERRED, QUEUED, SENDING))
+        return 0 if bad == 0 and self.status == COMPLETED else 1
+
+
+# -- variables -----------------------------------------------------------------
+
+
+def message_variables(
+    deps: Deps,
+    recipient_email: str,
+    name: str,
+    row_vars: Mapping[str, Any],
+    common: Mapping[str, str],
+    campaign_id: int,
+    category: str,
+) -> dict[str, Any]:
+    """The variables one message is rendered with: system, then common, then row."""
+    first_name = name.split()[0] if name.strip() else ""
+    link = ""
+    if category == "marketing":
+        token = make_token(deps.unsubscribe_secret, recipient_email, campaign_id)
+        link = unsubscribe_url(deps.unsubscribe_base, token)
+    return {
+        "from_name": deps.envelope.from_name,
+        "sender_address": deps.envelope.from_address,
+        "postal_address": deps.postal_address,
+        **common,
+        **row_vars,
+        "email": recipient_email,
+        "name": name,
+        "first_name": row_vars.get("first_name") or first_name,
+        "unsubscribe_url": link,
+    }
+
+
+def list_unsubscribe_headers(deps: Deps, variables: Mapping[str, Any]) -> dict[str, str]:
+    """RFC 2369/8058 headers for marketing mail: one-click https and mailto."""
+    link = variables.get("unsubscribe_url")
+    if not link:
+        return {}
+    token = link.rsplit("/", 1)[-1]
+    mailto = f"mailto:{deps.envelope.from_address}?subject=unsubscribe%20{token}"
+    return {
+        "List-Unsubscribe": f"<{link}>, <{mailto}>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+
+
+# -- preflight -----------------------------------------------------------------
+
+
+def _check_required(
+    renderer: Renderer, recipients: RecipientList, common: Mapping[str, str]
+) -> None:
+    """Name a missing column once, instead of failing on every recipient."""
+    have = set(recipients.columns) | set(common) | {"name", "email", "first_name"}
+    missing = [v for v in renderer.info.required if v not in have]
+    if missing and recipients.recipients:
+        names = ", ".join(f"'{m}'" for m in missing)
+        raise TemplateError(
+            f"The template '{renderer.info.name}' needs {names}: add a CSV column or give "
+            f"a value for all recipients (CLI: --var {missing[0]}=...).",
+            field="variables",
+        )
+
+
+def preflight(request: CampaignRequest, deps: Deps) -> Plan:
+    """Render and check every message; raise before anything is recorded or sent."""
+    renderer = deps.catalogue.renderer(request.template, subject_override=request.subject)
+    recipients = request.recipients
+    if recipients.rejected and not request.skip_invalid:
+        listed = [str(r) for r in recipients.rejected[:MAX_LISTED_ERRORS]]
+        more = len(recipients.rejected) - len(listed)
+        raise UserInputError(
+            f"{len(recipients.rejected)} recipient line(s) are not usable"
+            + (f" ({more} more not shown)" if more > 0 else "")
+            + ". Fix them, or choose to skip invalid addresses.",
+            field="recipients",
+            line=recipients.rejected[0].line,
+            details=listed,
+        )
+    if not recipients.recipients:
+        raise UserInputError("There are no valid recipients.", field="recipients")
+    _check_required(renderer, recipients, request.common_vars)
+    policy.check_marketing_settings(renderer.info, deps.postal_address)
+    category = renderer.info.category
+    to_send, suppressed = policy.suppress(deps.store, recipients.recipients, category)
+    over_limit: list[Recipient] = []
+    if request.limit is not None and len(to_send) > request.limit:
+        to_send, over_limit = to_send[: request.limit], to_send[request.limit :]
+    errors: list[str] = []
+    first: RenderedMessage | None = None
+    for recipient in to_send:
+        variables = message_variables(
+            deps,
+            recipient.email,
+            recipient.name,
+            recipient.variables,
+            request.common_vars,
+            0,
+            category,
+        )
+        try:
+            rendered = renderer.render(variables, who=recipient.label)
+            build_message(
+                deps.envelope,
+                to_address=recipient.email,
+                to_name=recipient.name,
+                rendered=rendered,
+                message_id="<preflight@mailbolt.invalid>",
+                extra_headers=list_unsubscribe_headers(deps, variables),
+            )
+        except MailboltError as exc:
+            text = str(exc)
+            errors.append(text if recipient.email in text else f"{recipient.label}: {text}")
+            if len(errors) >= MAX_LISTED_ERRORS:
+                break
+            continue
+        if first is None:
+            first = rendered
+            policy.check_marketing_footer(
+                renderer.info, deps.postal_address, variables["unsubscribe_url"], rendered
+            )
+    if errors:
+        raise TemplateError(
+            f"The template '{renderer.info.name}' could not be rendered for every recipient; "
+            f"nothing was sent. {errors[0]}",
+            field="template",
+            details=errors,
+        )
+    return Plan(request, renderer, to_send, suppressed, over_limit, first)
+
+
+def record(plan: Plan, deps: Deps) -> tuple[int, bool]:
+    """Store the campaign: one queued row per recipient, suppressed rows as skipped."""
+    req = plan.request
+    rows: list[dict[str, Any]] = [
+        {
+            "email": r.email,
+            "name": r.name,
+            "variables": r.variables,
+            "message_id": deps.envelope.new_message_id(),
+        }
+        for r in plan.to_send
+    ]
+    emails = {r.email for r in plan.to_send}
+    for s in plan.suppressed:
+        if s.text not in emails:
+            rows.append(
+                {
+                    "email": s.text,
+                    "name": "",
+                    "variables": {},
+                    "state": SKIPPED,
+                    "last_error": s.reason,
+                    "message_id": deps.envelope.new_message_id(),
+                }
+            )
+    return deps.store.create_campaign(
+        requested_by=req.requested_by,
+        template=plan.renderer.info.name,
+        category=plan.category,
+        subject=req.subject or "",
+        common_vars=req.common_vars,
+        messages=rows,
+        team=req.team,
+        idempotency_key=req.idempotency_key,
+        status_channel=req.status_channel,
+        correlation_id=req.correlation_id,
+    )
+
+
+# -- sending -------------------------------------------------------------------
+
+
+class _Budget:
+    """The rolling-24h daily limit, shared by the worker threads of one run."""
+
+    def __init__(self, deps: Deps):
+        self.deps = deps
+        self.lock = threading.Lock()
+        self.left: int | None = None
+        if deps.daily_limit is not None:
+            used = deps.store.sent_since(deps.clock() - DAY)
+            self.left = max(0, deps.daily_limit - used)
+
+    def take(self) -> bool:
+        with self.lock:
+            if self.left is None:
+                return True
+            if self.left <= 0:
+                return False
+            self.left -= 1
+            return True
+
+    def resume_at(self) -> float:
+        """When the oldest send in the window ages out (or in a minute, if unknown)."""
+        now = self.deps.clock()
+        oldest = self.deps.store.oldest_sent_since(now - DAY)
+        return (oldest + DAY) if oldest else now + 60
+
+
+@dataclass
+class _Run:
+    campaign_id: int
+    category: str
+    common: dict[str, str]
+    renderer: Renderer
+    budget: _Budget
+    cancel: threading.Event
+    stop_reason: str = ""
+    stop_status: str = ""
+    resume_at: float | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def stop(self, status: str, reason: str, resume_at: float | None = None) -> None:
+        with self.lock:
+            if not self.stop_status:
+                self.stop_status, self.stop_reason, self.resume_at = status, reason, resume_at
+
+    @property
+    def stopped(self) -> bool:
+        return bool(self.stop_status) or self.cancel.is_set()
+
+
+def _render_raw(run: _Run, deps: Deps, row: dict[str, Any]) -> bytes:
+    variables = message_variables(
+        deps,
+        row["email"],
+        row["name"] or "",
+        row["variables"],
+        run.common,
+        run.campaign_id,
+        run.category,
+    )
+    rendered = run.renderer.render(variables, who=row["email"])
+    return build_message(
+        deps.envelope,
+        to_address=row["email"],
+        to_name=row["name"] or "",
+        rendered=rendered,
+        message_id=row["message_id"],
+        extra_headers=list_unsubscribe_headers(deps, variables),
+    )
+
+
+def _backoff(deps: Deps, attempt: int, retry_after: float | None) -> float:
+    """Full jitter (AWS architecture blog), never less than the server asked."""
+    jitter = random.uniform(0, min(deps.backoff_cap, deps.backoff_base * 2**attempt))
+    return max(jitter, retry_after or 0.0)
+
+
+def _send_one(run: _Run, deps: Deps, transport: Transport, row: dict[str, Any]) -> None:
+    store = deps.store
+    if run.category == "marketing" and store.unsubscribed_among([row["email"]]):
+        store.mark_skipped(row["id"], "has unsubscribed")
+        return
+    if not run.budget.take():
+        resume = run.budget.resume_at()
+        store.mark_deferred(row["id"], resume, "the daily sending limit is reached")
+        run.stop(RUNNING, "the daily sending limit is reached", resume)
+        return
+    try:
+        raw = _render_raw(run, deps, row)
+    except (TemplateError, UserInputError) as exc:
+        store.mark_failed(row["id"], str(exc))
+        return
+    if not store.claim(row["id"]):
+        return  # someone else has it, or it was cancelled meanwhile
+    message = OutgoingMessage(row["id"], run.campaign_id, row["email"], row["message_id"], raw)
+    started = deps.clock()
+    attempt = 0
+    while True:
+        deps.pacer.acquire(SEND_UNITS)
+        store.record_units(SEND_UNITS, "messages.send")
+        try:
+            provider_id = transport.send(message)
+        except TransientSendError as exc:
+            attempt += 1
+            elapsed = deps.clock() - started
+            if attempt >= deps.max_attempts or elapsed >= deps.max_retry_elapsed or run.stopped:
+                store.mark_failed(row["id"], f"gave up after {attempt} attempts: {exc}")
+                return
+            deps.sleep(_backoff(deps, attempt, exc.retry_after))
+            continue
+        except UncertainSendError as exc:
+            store.mark_uncertain(row["id"], str(exc))
+        except PermanentSendError as exc:
+            store.mark_failed(row["id"], str(exc))
+        except QuotaDeferred as exc:
+            resume = exc.resume_after or run.budget.resume_at()
+            store.mark_deferred(row["id"], resume, str(exc))
+            run.stop(RUNNING, str(exc), resume)
+        except AuthError as exc:
+            store.requeue(row["id"], "not sent: Gmail authorization failed")
+            run.stop(PAUSED, str(exc))
+        else:
+            store.mark_sent(row["id"], provider_id)
+        return
+
+
+def reconcile_uncertain(campaign_id: int, deps: Deps, transport: Transport) -> int:
+    """Settle ``uncertain`` messages by looking for their Message-ID among sent mail.
+
+    Found → ``sent``; certainly absent → ``queued`` again; when the transport
+    cannot tell, the message stays ``uncertain`` for a person to decide.
+    Returns how many were settled.
+    """
+    settled = 0
+    for row in deps.store.messages(campaign_id, [UNCERTAIN]):
+        try:
+            found = transport.find_sent(row["message_id"])
+        except NotImplementedError:
+            return settled
+        if found:
+            deps.store.mark_sent(row["id"], found)
+        else:
+            deps.store.requeue(row["id"], None, from_states=(UNCERTAIN,))
+        settled += 1
+    return settled
+
+
+def run(
+    campaign_id: int,
+    deps: Deps,
+    *,
+    progress: Callable[[dict[str, int]], None] | None = None,
+    cancel: threading.Event | None = None,
+    resume: bool = False,
+) -> Result:
+    """Send every ready message of a campaign; return where it ended up.
+
+    With ``resume=True`` (a restart), messages left ``sending`` by a previous
+    process become ``uncertain`` and are reconciled first.
+    """
+    store = deps.store
+    campaign = store.campaign(campaign_id)
+    if campaign is None:
+        raise UserInputError(f"There is no campaign {campaign_id}.", field="campaign")
+    if campaign["status"] == CANCELLED:
+        return Result(campaign_id, CANCELLED, store.counts(campaign_id))
+    renderer = deps.catalogue.renderer(
+        campaign["template"], subject_override=campaign["subject"] or None
+    )
+    transport = deps.transport()
+    if resume:
+        store.recover_in_flight(campaign_id)
+        reconcile_uncertain(campaign_id, deps, transport)
+    store.set_campaign(
+        campaign_id,
+        status=RUNNING,
+        paused_reason=None,
+        started_at=campaign["started_at"] or deps.clock(),
+    )
+    state = _Run(
+        campaign_id,
+        campaign["category"],
+        campaign["common_vars"],
+        renderer,
+        _Budget(deps),
+        cancel or threading.Event(),
+    )
+    rows = iter(store.ready_messages(campaign_id))
+    rows_lock = threading.Lock()
+
+    def worker() -> None:
+        while not state.stopped:
+            with rows_lock:
+                row = next(rows, None)
+            if row is None:
+                return
+            try:
+                _send_one(state, deps, transport, row)
+            except Exception as exc:  # a bug must not leave a message claimed forever
+                log.exception("unexpected error sending message %s", row["id"])
+                store.mark_uncertain(row["id"], f"internal error: {exc}")
+                raise
+            if progress:
+                progress(store.counts(campaign_id))
+
+    threads = [
+        threading.Thread(target=worker, name=f"send-{campaign_id}-{i}", daemon=True)
+        for i in range(max(1, transport.max_in_flight))
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return _finish(state, deps, campaign_id)
+
+
+def _finish(state: _Run, deps: Deps, campaign_id: int) -> Result:
+    store = deps.store
+    if state.cancel.is_set() and not state.stop_status:
+        for row in store.messages(campaign_id, [QUEUED, DEFERRED]):
+            store.mark_skipped(row["id"], "the campaign was cancelled")
+        state.stop(CANCELLED, "cancelled")
+    if state.stop_status == RUNNING and state.resume_at is not None:
+        for row in store.messages(campaign_id, [QUEUED]):
+            store.mark_deferred(row["id"], state.resume_at, state.stop_reason)
+    counts = store.counts(campaign_id)
+    status = state.stop_status or COMPLETED
+    if status == RUNNING and not (counts[DEFERRED] or counts[QUEUED]):
+        status = COMPLETED
+    changes: dict[str, Any] = {"status": status, "paused_reason": state.stop_reason or None}
+    if status in (COMPLETED, CANCELLED):
+        changes["finished_at"] = deps.clock()
+    store.set_campaign(campaign_id, **changes)
+    failures = [
+        (r["email"], r["last_error"] or "") for r in store.messages(campaign_id, [FAILED], limit=5)
+    ]
+    return Result(campaign_id, status, counts, state.stop_reason, state.resume_at, failures)
+
+
+def counts_result(campaign_id: int, deps: Deps) -> Result:
+    """The current picture of a campaign without sending anything."""
+    campaign = deps.store.campaign(campaign_id)
+    if campaign is None:
+        raise UserInputError(f"There is no campaign {campaign_id}.", field="campaign")
+    failures = [
+        (r["email"], r["last_error"] or "")
+        for r in deps.store.messages(campaign_id, [FAILED], limit=5)
+    ]
+    return Result(
+        campaign_id,
+        campaign["status"],
+        deps.store.counts(campaign_id),
+        campaign["paused_reason"] or "",
+        None,
+        failures,
+    )
+
+
+def retry_failed(campaign_id: int, deps: Deps, actor: str) -> int:
+    """Put failed messages back in the queue (a person decided to try again)."""
+    rows = deps.store.messages(campaign_id, [FAILED])
+    for row in rows:
+        deps.store.requeue(row["id"], None, from_states=(FAILED,))
+    deps.store.audit(actor, "campaign.retry_failed", campaign_id=campaign_id, count=len(rows))
+    return len(rows)
+
+
+def resolve_uncertain(campaign_id: int, deps: Deps, actor: str, *, resend: bool) -> int:
+    """A person's choice for messages nobody can prove were sent: re-send or skip."""
+    rows = deps.store.messages(campaign_id, [UNCERTAIN])
+    for row in rows:
+        if resend:
+            deps.store.requeue(row["id"], None, from_states=(UNCERTAIN,))
+        else:
+            deps.store.mark_skipped(row["id"], f"skipped by {actor}: delivery unknown")
+    deps.store.audit(
+        actor, "campaign.resolve_uncertain", campaign_id=campaign_id, resend=resend, count=len(rows)
+    )
+    return len(rows)
+
+
+__all__ = [
+    "SENDING",
+    "CampaignRequest",
+    "Deps",
+    "Plan",
+    "Result",
+    "preflight",
+    "reconcile_uncertain",
+    "record",
+    "resolve_uncertain",
+    "retry_failed",
+    "run",
+]

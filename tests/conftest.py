@@ -1,0 +1,32 @@
+"""Shared fixtures: every test gets its own data folder and SQLite file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.config import Settings
+from bot.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Built-in defaults, with every file under ``tmp_path``."""
+    return Settings.defaults(
+        database_path=tmp_path / "data" / "sendmail.db",
+        sandbox_outbox=tmp_path / "data" / "outbox",
+        templates_dir=ROOT / "templates",
+        postal_address="Mailbolt Inc., 1 Harbour Street, Bristol BS1 4QA, UK",
+        from_name="Mailbolt Team",
+        sender_address="team@mailbolt.example",
+    )
+
+
+@pytest.fixture
+def store(settings: Settings) -> Store:
+    s = Store(settings.database_path)
+    yield s
+    s.close()

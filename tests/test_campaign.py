@@ -1,0 +1,367 @@
+"""The campaign use case: preflight, the outbox loop, retries, deferral, recovery.
+
+The sandbox transport is real; ``ScriptedTransport`` is a test double of the
+``Transport`` port that answers from a script, so every error class can be hit.
+"""
+
+from __future__ import annotations
+
+import email
+import threading
+from email import policy as email_policy
+
+import pytest
+
+from bot.errors import (
+    AuthError,
+    PermanentSendError,
+    PolicyError,
+    QuotaDeferred,
+    TemplateError,
+    TransientSendError,
+    UncertainSendError,
+    UserInputError,
+)
+from bot.handlers import campaign
+from bot.mail.sandbox import SandboxTransport
+from bot.models import OutgoingMessage, Recipient, RecipientList, Rejected
+from bot.wiring import build_deps
+
+WELCOME_VARS = {"team": "Mailbolt", "start_url": "https://mailbolt.example/start"}
+NEWS_VARS = {"headline": "Big news", "body": "We shipped it."}
+
+
+class ScriptedTransport:
+    """Answers each send from ``script[recipient]`` (a list of outcomes, in order)."""
+
+    name = "scripted"
+
+    def __init__(self, script=None, max_in_flight=2, sent_ids=None):
+        self.script = {k: list(v) for k, v in (script or {}).items()}
+        self.max_in_flight = max_in_flight
+        self.calls: list[str] = []
+        self.sent: dict[str, str] = {}
+        self.sent_ids = sent_ids
+        self.lock = threading.Lock()
+
+    def send(self, message: OutgoingMessage) -> str:
+        with self.lock:
+            self.calls.append(message.recipient)
+            steps = self.script.get(message.recipient, [])
+            outcome = steps.pop(0) if steps else None
+        if isinstance(outcome, Exception):
+            raise outcome
+        provider_id = f"p-{len(self.calls)}"
+        with self.lock:
+            self.sent[message.message_id] = provider_id
+        return provider_id
+
+    def find_sent(self, message_id: str) -> str | None:
+        if self.sent_ids is None:
+            raise NotImplementedError
+        return self.sent_ids.get(message_id)
+
+
+class Clock:
+    def __init__(self, now=1_800_000_000.0):
+        self.now = now
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def people(*emails: str, **variables: str) -> RecipientList:
+    recipients = [
+        Recipient(e, e.split("@")[0].title(), dict(variables), i + 2, "csv")
+        for i, e in enumerate(emails)
+    ]
+    return RecipientList(recipients, columns=list(variables))
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def deps(settings, store, clock):
+    d = build_deps(settings, store)
+    d.sleep = clock.sleep
+    d.clock = clock
+    store.clock = clock
+    return d
+
+
+def use(deps, transport):
+    deps.transport = lambda: transport
+    return transport
+
+
+def start(deps, recipients, template="welcome", **kwargs):
+    variables = kwargs.pop("common_vars", WELCOME_VARS if template == "welcome" else NEWS_VARS)
+    request = campaign.CampaignRequest(
+        template=template,
+        recipients=recipients,
+        requested_by="test",
+        common_vars=variables,
+        **kwargs,
+    )
+    plan = campaign.preflight(request, deps)
+    campaign_id, _ = campaign.record(plan, deps)
+    return campaign_id
+
+
+def test_sandbox_sends_one_eml_per_recipient(deps, settings):
+    cid = start(deps, people("a@example.com", "b@example.com", "c@example.com"))
+    result = campaign.run(cid, deps)
+    assert result.status == "completed" and result.exit_code == 0
+    assert result.counts["sent"] == 3
+    files = sorted(settings.sandbox_outbox.glob("*.eml"))
+    assert len(files) == 3
+    rows = {r["email"]: r for r in deps.store.messages(cid)}
+    for path in files:
+        msg = email.message_from_bytes(path.read_bytes(), policy=email_policy.default)
+        row = rows[msg["To"].addresses[0].addr_spec]
+        assert msg["Message-ID"] == row["message_id"]
+        assert row["provider_id"] == f"sandbox:{path.name}"
+        assert row["attempts"] == 1
+        assert "Mailbolt" in msg["Subject"]
+
+
+def test_template_error_for_one_recipient_records_and_sends_nothing(deps, settings):
+    """A pasted address mixed with CSV rows lacks the CSV's columns."""
+    recipients = people("a@example.com", "b@example.com", team="Mailbolt")
+    recipients.recipients[1] = Recipient("b@example.com", "B", {}, 3)
+    with pytest.raises(TemplateError, match=r"b@example\.com"):
+        start(
+            deps,
+            recipients,
+            common_vars={"start_url": "https://x.example"},
+            subject="Hi {{ team }}",
+        )
+    assert deps.store.campaigns() == []
+    assert not settings.sandbox_outbox.exists()
+
+
+def test_missing_column_is_named_once(deps):
+    with pytest.raises(TemplateError, match="'start_url'"):
+        start(deps, people("a@example.com"), common_vars={"team": "X"})
+    assert deps.store.campaigns() == []
+
+
+def test_invalid_lines_stop_the_campaign_unless_skipped(deps):
+    recipients = people("a@example.com")
+    recipients.rejected.append(Rejected(3, "bob@", "is not a valid address"))
+    with pytest.raises(UserInputError, match="1 recipient line") as info:
+        start(deps, recipients)
+    assert info.value.field == "recipients" and info.value.line == 3
+    assert deps.store.campaigns() == []
+    cid = start(deps, recipients, skip_invalid=True)
+    assert campaign.run(cid, deps).counts["sent"] == 1
+
+
+def test_unknown_template_is_a_template_error(deps):
+    with pytest.raises(TemplateError, match="nope"):
+        start(deps, people("a@example.com"), template="nope")
+
+
+def test_unsubscribed_skipped_for_marketing_not_transactional(deps):
+    deps.store.add_unsubscribe("B@example.com", "test")
+    transport = use(deps, ScriptedTransport())
+    news = start(deps, people("a@example.com", "b@example.com"), template="newsletter")
+    result = campaign.run(news, deps)
+    assert result.counts == {**result.counts, "sent": 1, "skipped": 1}
+    assert transport.calls == ["a@example.com"]
+    welcome = start(deps, people("a@example.com", "b@example.com"))
+    assert campaign.run(welcome, deps).counts["sent"] == 2
+
+
+def test_unsubscribe_during_a_campaign_is_honoured(deps):
+    transport = use(deps, ScriptedTransport(max_in_flight=1))
+    cid = start(deps, people("a@example.com", "b@example.com"), template="newsletter")
+    deps.store.add_unsubscribe("b@example.com", "one-click")
+    result = campaign.run(cid, deps)
+    assert transport.calls == ["a@example.com"]
+    assert result.counts["skipped"] == 1
+
+
+def test_marketing_without_postal_address_refuses(deps):
+    deps.postal_address = ""
+    with pytest.raises(PolicyError, match="POSTAL_ADDRESS"):
+        start(deps, people("a@example.com"), template="newsletter")
+    assert deps.store.campaigns() == []
+
+
+def test_marketing_messages_carry_one_click_unsubscribe(deps, settings):
+    cid = start(deps, people("a@example.com"), template="newsletter")
+    campaign.run(cid, deps)
+    (path,) = settings.sandbox_outbox.glob("*.eml")
+    msg = email.message_from_bytes(path.read_bytes(), policy=email_policy.default)
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    https, mailto = (part.strip(" <>") for part in msg["List-Unsubscribe"].split(","))
+    assert https.startswith("http://localhost:3000/unsubscribe/v1.")
+    assert mailto.startswith("mailto:team@mailbolt.example?subject=unsubscribe")
+    assert https in msg.get_body(("html",)).get_content()
+    assert https in msg.get_body(("plain",)).get_content()
+
+
+def test_transient_errors_retry_with_backoff_honouring_retry_after(deps, clock):
+    transport = use(
+        deps,
+        ScriptedTransport(
+            {
+                "a@example.com": [
+                    TransientSendError("503"),
+                    TransientSendError("429", retry_after=7.0),
+                ]
+            }
+        ),
+    )
+    cid = start(deps, people("a@example.com"))
+    result = campaign.run(cid, deps)
+    assert result.counts["sent"] == 1
+    assert transport.calls == ["a@example.com"] * 3
+    assert len(clock.sleeps) == 2 and clock.sleeps[1] >= 7.0
+    assert deps.store.messages(cid)[0]["attempts"] == 1  # one claim, three HTTP attempts
+    assert deps.store.units_since(0) == 300
+
+
+def test_transient_errors_give_up_after_max_attempts(deps):
+    use(deps, ScriptedTransport({"a@example.com": [TransientSendError("503")] * 10}))
+    cid = start(deps, people("a@example.com", "b@example.com"))
+    result = campaign.run(cid, deps)
+    assert result.counts["failed"] == 1 and result.counts["sent"] == 1
+    assert "gave up after 5 attempts" in result.failures[0][1]
+    assert result.exit_code == 1
+
+
+def test_permanent_error_fails_one_and_continues(deps):
+    use(deps, ScriptedTransport({"b@example.com": [PermanentSendError("Invalid To header")]}))
+    cid = start(deps, people("a@example.com", "b@example.com", "c@example.com"))
+    result = campaign.run(cid, deps)
+    assert result.counts["sent"] == 2 and result.counts["failed"] == 1
+    assert result.failures == [("b@example.com", "Invalid To header")]
+
+
+def test_daily_quota_from_provider_defers_the_rest(deps, clock):
+    resume = clock.now + 3600
+    transport = use(
+        deps,
+        ScriptedTransport(
+            {"b@example.com": [QuotaDeferred("Mail sending limit", resume_after=resume)]},
+            max_in_flight=1,
+        ),
+    )
+    cid = start(deps, people("a@example.com", "b@example.com", "c@example.com"))
+    result = campaign.run(cid, deps)
+    assert result.counts["sent"] == 1 and result.counts["deferred"] == 2
+    assert result.counts["failed"] == 0
+    assert result.status == "running" and result.resume_at == resume
+    assert campaign.run(cid, deps).counts["sent"] == 1  # not yet due: nothing happens
+    clock.now = resume + 1
+    result = campaign.run(cid, deps)
+    assert result.status == "completed" and result.counts["sent"] == 3
+    assert transport.calls == ["a@example.com", "b@example.com", "b@example.com", "c@example.com"]
+
+
+def test_daily_limit_is_counted_across_campaigns(deps, clock):
+    deps.daily_limit = 3
+    use(deps, ScriptedTransport(max_in_flight=1))
+    first = start(deps, people("a@example.com", "b@example.com"))
+    assert campaign.run(first, deps).counts["sent"] == 2
+    clock.now += 3600
+    second = start(deps, people("c@example.com", "d@example.com", "e@example.com"))
+    result = campaign.run(second, deps)
+    assert result.counts["sent"] == 1 and result.counts["deferred"] == 2
+    assert result.resume_at == pytest.approx(clock.now - 3600 + 24 * 3600)
+    clock.now = result.resume_at + 1
+    assert campaign.run(second, deps).counts["sent"] == 3
+
+
+def test_auth_error_pauses_without_failing_anything(deps):
+    transport = use(
+        deps,
+        ScriptedTransport(
+            {"a@example.com": [AuthError("revoked: run python -m bot auth")]}, max_in_flight=1
+        ),
+    )
+    cid = start(deps, people("a@example.com", "b@example.com"))
+    result = campaign.run(cid, deps)
+    assert result.status == "paused" and "python -m bot auth" in result.reason
+    assert result.counts["failed"] == 0 and result.counts["queued"] == 2
+    result = campaign.run(cid, deps, resume=True)
+    assert result.status == "completed" and result.counts["sent"] == 2
+    assert transport.calls == ["a@example.com", "a@example.com", "b@example.com"]
+
+
+def test_uncertain_is_held_when_transport_cannot_tell(deps):
+    use(deps, ScriptedTransport({"a@example.com": [UncertainSendError("response lost")]}))
+    cid = start(deps, people("a@example.com"))
+    result = campaign.run(cid, deps, resume=True)
+    assert result.counts["uncertain"] == 1 and result.exit_code == 1
+    assert campaign.resolve_uncertain(cid, deps, "U1", resend=False) == 1
+    assert deps.store.counts(cid)["skipped"] == 1
+
+
+def test_crash_recovery_reconciles_by_message_id(deps, settings):
+    """A message left ``sending`` is looked up in the outbox, never blindly re-sent."""
+    cid = start(deps, people("a@example.com", "b@example.com"))
+    rows = deps.store.messages(cid)
+    sandbox = SandboxTransport(settings.sandbox_outbox)
+    # a@ was written to the outbox, then the process died before recording it
+    assert deps.store.claim(rows[0]["id"])
+    sandbox.send(
+        OutgoingMessage(
+            rows[0]["id"], cid, "a@example.com", rows[0]["message_id"], b"Subject: x\r\n\r\nx"
+        )
+    )
+    # b@ was claimed but the process died before the request went out
+    assert deps.store.claim(rows[1]["id"])
+    result = campaign.run(cid, deps, resume=True)
+    assert result.counts["sent"] == 2
+    assert len(list(settings.sandbox_outbox.glob("*.eml"))) == 2
+
+
+def test_retry_failed_sends_them_again(deps):
+    transport = use(deps, ScriptedTransport({"a@example.com": [PermanentSendError("x")]}))
+    cid = start(deps, people("a@example.com"))
+    assert campaign.run(cid, deps).counts["failed"] == 1
+    assert campaign.retry_failed(cid, deps, "U1") == 1
+    assert campaign.run(cid, deps).counts["sent"] == 1
+    assert len(transport.calls) == 2
+
+
+def test_cancel_skips_what_is_left(deps):
+    cancel = threading.Event()
+    transport = use(deps, ScriptedTransport(max_in_flight=1))
+    cid = start(deps, people(*(f"p{i}@example.com" for i in range(10))))
+
+    def progress(counts):
+        if counts["sent"] == 3:
+            cancel.set()
+
+    result = campaign.run(cid, deps, progress=progress, cancel=cancel)
+    assert result.status == "cancelled"
+    assert result.counts["sent"] == 3 and result.counts["skipped"] == 7
+    assert len(transport.calls) == 3
+
+
+def test_same_idempotency_key_records_one_campaign(deps):
+    first = start(deps, people("a@example.com"), idempotency_key="view-1")
+    second = start(deps, people("a@example.com"), idempotency_key="view-1")
+    assert first == second
+    assert len(deps.store.campaigns()) == 1
+
+
+def test_limit_sends_to_the_first_n(deps):
+    request = campaign.CampaignRequest(
+        "welcome", people("a@x.example", "b@x.example"), "test", WELCOME_VARS, limit=1
+    )
+    plan = campaign.preflight(request, deps)
+    assert [r.email for r in plan.to_send] == ["a@x.example"]
+    assert [r.email for r in plan.over_limit] == ["b@x.example"]
