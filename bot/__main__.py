@@ -12,6 +12,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from rich.text import Text
+
 from bot.cli import core_cmds
 from bot.config import Settings
 from bot.errors import AuthError, ConfigError, MailboltError, UserInputError
@@ -28,6 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _say(prefix: str, exc: Exception) -> None:
+    """Print an error without letting its text be read as rich markup."""
+    core_cmds.err.print(Text.assemble((prefix, "bold red"), str(exc)), soft_wrap=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -38,16 +45,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.load()
         return args.func(args, settings)
     except (ConfigError, UserInputError) as exc:
-        core_cmds.err.print(f"[red]error:[/] {exc}", markup=True, soft_wrap=True)
+        _say("error: ", exc)
         for detail in getattr(exc, "details", [])[:20]:
             core_cmds.err.print(f"  - {detail}", markup=False, soft_wrap=True)
         core_cmds.err.print("Nothing was sent.")
         return 2
     except AuthError as exc:
-        core_cmds.err.print(f"[red]Gmail authorization problem:[/] {exc}", soft_wrap=True)
+        _say("Gmail authorization problem: ", exc)
         return 1
     except MailboltError as exc:
-        core_cmds.err.print(f"[red]error:[/] {exc}", soft_wrap=True)
+        _say("error: ", exc)
         return 1
     except KeyboardInterrupt:
         core_cmds.err.print("Interrupted. Run `python -m bot send --resume` to continue.")

@@ -8,6 +8,7 @@ Output goes to stdout as tables a person reads; problems go to stderr. Exit code
 from __future__ import annotations
 
 import argparse
+import sys
 import threading
 from pathlib import Path
 
@@ -256,7 +257,7 @@ def cmd_preview(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
     if args.example:
-        out.print(env_example(), markup=False, end="")
+        sys.stdout.write(env_example())
         return 0
     table = Table(title="Effective settings (secrets masked)")
     for col in ("setting", "value", ""):
