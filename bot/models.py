@@ -38,7 +38,8 @@ class Rejected:
 
     def __str__(self) -> str:
         shown = self.text if len(self.text) <= 60 else self.text[:57] + "…"
-        return f"line {self.line}: {shown!r} {self.reason}"
+        where = f"line {self.line}: " if self.line else ""
+        return f"{where}{shown!r} {self.reason}"
 
 
 @dataclass
@@ -52,7 +53,7 @@ class RecipientList:
 
     def extend(self, other: RecipientList) -> RecipientList:
         """Merge another list (e.g. pasted + CSV + Slack people), deduplicating."""
-        seen = {r.email.lower() for r in self.recipients}
+        seen = {r.email.lower(): r for r in self.recipients}
         merged = RecipientList(
             list(self.recipients),
             self.rejected + other.rejected,
@@ -60,10 +61,12 @@ class RecipientList:
             self.columns + [c for c in other.columns if c not in self.columns],
         )
         for r in other.recipients:
-            if r.email.lower() in seen:
-                merged.duplicates.append(Rejected(r.line, r.email, "is a duplicate"))
+            first = seen.get(r.email.lower())
+            if first is not None:
+                where = f"line {first.line} ({first.source})" if first.line else first.source
+                merged.duplicates.append(Rejected(r.line, r.email, f"is a duplicate of {where}"))
             else:
-                seen.add(r.email.lower())
+                seen[r.email.lower()] = r
                 merged.recipients.append(r)
         return merged
 

@@ -15,12 +15,20 @@ every attempt is counted in the store.
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_random_exponential,
+)
 
 from bot.errors import (
     AuthError,
@@ -373,10 +381,23 @@ def _render_raw(run: _Run, deps: Deps, row: dict[str, Any]) -> bytes:
     )
 
 
-def _backoff(deps: Deps, attempt: int, retry_after: float | None) -> float:
-    """Full jitter (AWS architecture blog), never less than the server asked."""
-    jitter = random.uniform(0, min(deps.backoff_cap, deps.backoff_base * 2**attempt))
-    return max(jitter, retry_after or 0.0)
+def _retrying(deps: Deps, run: _Run) -> Retrying:
+    """Bounded retries of transient errors: full jitter, never sooner than Retry-After."""
+    jitter = wait_random_exponential(multiplier=deps.backoff_base, max=deps.backoff_cap)
+
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        return max(jitter(state), getattr(exc, "retry_after", None) or 0.0)
+
+    return Retrying(
+        retry=retry_if_exception_type(TransientSendError),
+        stop=stop_after_attempt(deps.max_attempts)
+        | stop_after_delay(deps.max_retry_elapsed)
+        | (lambda _state: run.stopped),
+        wait=wait,
+        sleep=deps.sleep,
+        reraise=True,
+    )
 
 
 def _send_one(run: _Run, deps: Deps, transport: Transport, row: dict[str, Any]) -> None:
@@ -397,35 +418,32 @@ def _send_one(run: _Run, deps: Deps, transport: Transport, row: dict[str, Any]) 
     if not store.claim(row["id"]):
         return  # someone else has it, or it was cancelled meanwhile
     message = OutgoingMessage(row["id"], run.campaign_id, row["email"], row["message_id"], raw)
-    started = deps.clock()
-    attempt = 0
-    while True:
+    attempts = 0
+
+    def attempt() -> str:
+        nonlocal attempts
+        attempts += 1
         deps.pacer.acquire(SEND_UNITS)
         store.record_units(SEND_UNITS, "messages.send")
-        try:
-            provider_id = transport.send(message)
-        except TransientSendError as exc:
-            attempt += 1
-            elapsed = deps.clock() - started
-            if attempt >= deps.max_attempts or elapsed >= deps.max_retry_elapsed or run.stopped:
-                store.mark_failed(row["id"], f"gave up after {attempt} attempts: {exc}")
-                return
-            deps.sleep(_backoff(deps, attempt, exc.retry_after))
-            continue
-        except UncertainSendError as exc:
-            store.mark_uncertain(row["id"], str(exc))
-        except PermanentSendError as exc:
-            store.mark_failed(row["id"], str(exc))
-        except QuotaDeferred as exc:
-            resume = exc.resume_after or run.budget.resume_at()
-            store.mark_deferred(row["id"], resume, str(exc))
-            run.stop(RUNNING, str(exc), resume)
-        except AuthError as exc:
-            store.requeue(row["id"], "not sent: Gmail authorization failed")
-            run.stop(PAUSED, str(exc))
-        else:
-            store.mark_sent(row["id"], provider_id)
-        return
+        return transport.send(message)
+
+    try:
+        provider_id = _retrying(deps, run)(attempt)
+    except TransientSendError as exc:
+        store.mark_failed(row["id"], f"gave up after {attempts} attempts: {exc}")
+    except UncertainSendError as exc:
+        store.mark_uncertain(row["id"], str(exc))
+    except PermanentSendError as exc:
+        store.mark_failed(row["id"], str(exc))
+    except QuotaDeferred as exc:
+        resume = exc.resume_after or run.budget.resume_at()
+        store.mark_deferred(row["id"], resume, str(exc))
+        run.stop(RUNNING, str(exc), resume)
+    except AuthError as exc:
+        store.requeue(row["id"], "not sent: Gmail authorization failed")
+        run.stop(PAUSED, str(exc))
+    else:
+        store.mark_sent(row["id"], provider_id)
 
 
 def reconcile_uncertain(campaign_id: int, deps: Deps, transport: Transport) -> int:

@@ -1,0 +1,114 @@
+"""Preflight benchmark: 10,000 recipients from CSV bytes to encoded messages.
+
+Reports each stage's rate, the ratio of our MIME writer to the standard
+library's ``EmailMessage`` (measured in the same run), and the process's peak
+memory. Numbers, not assertions: run ``make bench``.
+"""
+
+from __future__ import annotations
+
+import base64
+import resource
+import sys
+import tempfile
+import time
+from email.message import EmailMessage
+from email.utils import formataddr, formatdate
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bot.config import Settings  # noqa: E402
+from bot.handlers import campaign  # noqa: E402
+from bot.handlers.compose import build_message  # noqa: E402
+from bot.handlers.recipients import parse_csv  # noqa: E402
+from bot.wiring import build_deps  # noqa: E402
+
+N = 10_000
+
+
+def make_csv(n: int) -> bytes:
+    rows = ["email,name,team,start_url,role"]
+    rows += [f"person{i}@example{i % 97}.com,Person {i} Example,Acme,"
+             f"https://acme.example/start?u={i},Engineer" for i in range(n)]
+    return ("\r\n".join(rows) + "\r\n").encode("utf-8")
+
+
+def timed(label: str, n: int, fn, results: list) -> object:
+    start = time.perf_counter()
+    value = fn()
+    elapsed = time.perf_counter() - start
+    results.append((label, n, elapsed))
+    return value
+
+
+def stdlib_message(env, recipient, rendered, message_id) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = formataddr((env.from_name, env.from_address))
+    msg["To"] = formataddr((recipient.name, recipient.email))
+    msg["Subject"] = rendered.subject
+    msg["Date"] = formatdate(usegmt=True)
+    msg["Message-ID"] = message_id
+    msg.set_content(rendered.text)
+    msg.add_alternative(rendered.html, subtype="html")
+    return msg.as_bytes()
+
+
+def main() -> None:
+    data = make_csv(N)
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings.defaults(database_path=Path(tmp) / "b.db",
+                                     sandbox_outbox=Path(tmp) / "out",
+                                     templates_dir=ROOT / "templates",
+                                     sender_address="team@mailbolt.example")
+        deps = build_deps(settings)
+        results: list = []
+        recipients = timed("parse + validate + dedupe (CSV)", N,
+                           lambda: parse_csv(data, max_recipients=N), results)
+        renderer = deps.catalogue.renderer("welcome")
+
+        def render_all():
+            return [renderer.render(campaign.message_variables(
+                deps, r.email, r.name, r.variables, {}, 0, "transactional"), who=r.label)
+                for r in recipients.recipients]
+
+        rendered = timed("render (Jinja2 + CSS inline + text)", N, render_all, results)
+        pairs = list(zip(recipients.recipients, rendered, strict=True))
+        ids = [deps.envelope.new_message_id() for _ in pairs]
+
+        def ours():
+            for (r, parts), mid in zip(pairs, ids, strict=True):
+                raw = build_message(deps.envelope, to_address=r.email, to_name=r.name,
+                                    rendered=parts, message_id=mid)
+                base64.urlsafe_b64encode(raw)
+
+        def stdlib():
+            for (r, parts), mid in zip(pairs[:2000], ids[:2000], strict=True):
+                base64.urlsafe_b64encode(stdlib_message(deps.envelope, r, parts, mid))
+
+        timed("MIME build + base64url (mailbolt)", N, ours, results)
+        timed("MIME build + base64url (stdlib EmailMessage)", 2000, stdlib, results)
+        del rendered, pairs
+        request = campaign.CampaignRequest("welcome", recipients, "bench")
+        timed("full preflight (render + checks + MIME)", N,
+              lambda: campaign.preflight(request, deps), results)
+        deps.store.close()
+
+    print(f"\nPreflight benchmark, {N:,} recipients (Python {sys.version.split()[0]})\n")
+    print(f"{'stage':48} {'items':>7} {'seconds':>8} {'items/s':>9}")
+    for label, n, elapsed in results:
+        print(f"{label:48} {n:>7,} {elapsed:>8.3f} {n / elapsed:>9,.0f}")
+    rate = {label: n / e for label, n, e in results}
+    ours_rate = rate["MIME build + base64url (mailbolt)"]
+    std_rate = rate["MIME build + base64url (stdlib EmailMessage)"]
+    parse_render = results[0][2] + results[1][2]
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"\nparse → render for {N:,}: {parse_render:.3f} s (target < 1 s)")
+    print(f"MIME: {ours_rate:,.0f} msg/s, {ours_rate / std_rate:.1f}× the stdlib "
+          f"(target ≥ 2,000 msg/s)")
+    print(f"peak resident memory of the whole process: {peak_mb:.0f} MB (target < 150 MB)")
+
+
+if __name__ == "__main__":
+    main()
