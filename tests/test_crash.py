@@ -1,0 +1,88 @@
+"""SIGKILL the real ``python -m bot send`` mid-campaign, resume, repeat.
+
+Every recipient must end with exactly one message in the outbox (or be reported
+``uncertain``): none lost, none duplicated. The sandbox can find a message by its
+Message-ID, so here every uncertain message is settled and the result is exact.
+"""
+
+from __future__ import annotations
+
+import email
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from email import policy
+from pathlib import Path
+
+from bot.store import Store
+from tests.conftest import ROOT
+
+N = 600
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    return {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": str(ROOT),
+        "DATABASE_PATH": str(tmp_path / "data" / "sendmail.db"),
+        "SANDBOX_OUTBOX": str(tmp_path / "data" / "outbox"),
+        "TEMPLATES_DIR": str(ROOT / "templates"),
+        "SENDER_ADDRESS": "team@mailbolt.example",
+    }
+
+
+def _outbox(tmp_path: Path) -> list[Path]:
+    return list((tmp_path / "data" / "outbox").glob("*.eml"))
+
+
+def _start(tmp_path: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "bot", "send", *args],
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _kill_after(proc: subprocess.Popen, tmp_path: Path, more_than: int) -> None:
+    deadline = time.monotonic() + 60
+    while len(_outbox(tmp_path)) <= more_than and proc.poll() is None:
+        assert time.monotonic() < deadline, "the sender made no progress"
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+def test_sigkill_and_resume_never_loses_or_duplicates(tmp_path):
+    rows = "".join(f"p{i:04d}@example.com,P{i},Acme,https://x.example\r\n" for i in range(N))
+    (tmp_path / "r.csv").write_text("email,name,team,start_url\r\n" + rows)
+    first = _start(tmp_path, "--template", "welcome", "--recipients", "r.csv")
+    _kill_after(first, tmp_path, 50)
+    kills = 1
+    for target in (200, 350, 500):
+        resume = _start(tmp_path, "--resume")
+        _kill_after(resume, tmp_path, target)
+        kills += 1
+    final = subprocess.run(
+        [sys.executable, "-m", "bot", "send", "--resume"],
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert final.returncode == 0, final.stdout + final.stderr
+    delivered = Counter()
+    for path in _outbox(tmp_path):
+        msg = email.message_from_bytes(path.read_bytes(), policy=policy.default)
+        delivered[msg["To"].addresses[0].addr_spec] += 1
+    store = Store(tmp_path / "data" / "sendmail.db")
+    counts = store.counts(1)
+    assert kills == 4
+    assert counts["sent"] == N and counts["uncertain"] == 0
+    assert len(delivered) == N, "a recipient got no message"
+    assert max(delivered.values()) == 1, "a recipient got two messages"
