@@ -30,8 +30,11 @@ N = 10_000
 
 def make_csv(n: int) -> bytes:
     rows = ["email,name,team,start_url,role"]
-    rows += [f"person{i}@example{i % 97}.com,Person {i} Example,Acme,"
-             f"https://acme.example/start?u={i},Engineer" for i in range(n)]
+    rows += [
+        f"person{i}@example{i % 97}.com,Person {i} Example,Acme,"
+        f"https://acme.example/start?u={i},Engineer"
+        for i in range(n)
+    ]
     return ("\r\n".join(rows) + "\r\n").encode("utf-8")
 
 
@@ -58,41 +61,56 @@ def stdlib_message(env, recipient, rendered, message_id) -> bytes:
 def main() -> None:
     data = make_csv(N)
     with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings.defaults(database_path=Path(tmp) / "b.db",
-                                     sandbox_outbox=Path(tmp) / "out",
-                                     templates_dir=ROOT / "templates",
-                                     sender_address="team@mailbolt.example")
+        settings = Settings.defaults(
+            database_path=Path(tmp) / "b.db",
+            sandbox_outbox=Path(tmp) / "out",
+            templates_dir=ROOT / "templates",
+            sender_address="team@mailbolt.example",
+        )
         deps = build_deps(settings)
         results: list = []
-        recipients = timed("parse + validate + dedupe (CSV)", N,
-                           lambda: parse_csv(data, max_recipients=N), results)
-        renderer = deps.catalogue.renderer("welcome")
+        recipients = timed(
+            "parse + validate + dedupe (CSV)", N, lambda: parse_csv(data, max_recipients=N), results
+        )
+        request = campaign.CampaignRequest("welcome", recipients, "bench")
+        plan = timed(
+            "preflight: render + check every message",
+            N,
+            lambda: campaign.preflight(request, deps),
+            results,
+        )
+        renderer = plan.renderer
 
         def render_all():
-            return [renderer.render(campaign.message_variables(
-                deps, r.email, r.name, r.variables, {}, 0, "transactional"), who=r.label)
-                for r in recipients.recipients]
+            for r in recipients.recipients:
+                renderer.render(
+                    campaign.message_variables(
+                        deps, r.email, r.name, r.variables, {}, 0, "transactional"
+                    ),
+                    who=r.label,
+                )
 
-        rendered = timed("render (Jinja2 + CSS inline + text)", N, render_all, results)
-        pairs = list(zip(recipients.recipients, rendered, strict=True))
-        ids = [deps.envelope.new_message_id() for _ in pairs]
+        timed("send-time render (+ CSS inline + text)", N, render_all, results)
+        parts = plan.first
+        ids = [deps.envelope.new_message_id() for _ in recipients.recipients]
 
         def ours():
-            for (r, parts), mid in zip(pairs, ids, strict=True):
-                raw = build_message(deps.envelope, to_address=r.email, to_name=r.name,
-                                    rendered=parts, message_id=mid)
+            for r, mid in zip(recipients.recipients, ids, strict=True):
+                raw = build_message(
+                    deps.envelope,
+                    to_address=r.email,
+                    to_name=r.name,
+                    rendered=parts,
+                    message_id=mid,
+                )
                 base64.urlsafe_b64encode(raw)
 
         def stdlib():
-            for (r, parts), mid in zip(pairs[:2000], ids[:2000], strict=True):
+            for r, mid in zip(recipients.recipients[:2000], ids[:2000], strict=True):
                 base64.urlsafe_b64encode(stdlib_message(deps.envelope, r, parts, mid))
 
         timed("MIME build + base64url (mailbolt)", N, ours, results)
         timed("MIME build + base64url (stdlib EmailMessage)", 2000, stdlib, results)
-        del rendered, pairs
-        request = campaign.CampaignRequest("welcome", recipients, "bench")
-        timed("full preflight (render + checks + MIME)", N,
-              lambda: campaign.preflight(request, deps), results)
         deps.store.close()
 
     print(f"\nPreflight benchmark, {N:,} recipients (Python {sys.version.split()[0]})\n")
@@ -102,11 +120,16 @@ def main() -> None:
     rate = {label: n / e for label, n, e in results}
     ours_rate = rate["MIME build + base64url (mailbolt)"]
     std_rate = rate["MIME build + base64url (stdlib EmailMessage)"]
-    parse_render = results[0][2] + results[1][2]
+    parse_render = results[0][2] + results[1][2]  # parse + preflight
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"\nparse → render for {N:,}: {parse_render:.3f} s (target < 1 s)")
-    print(f"MIME: {ours_rate:,.0f} msg/s, {ours_rate / std_rate:.1f}× the stdlib "
-          f"(target ≥ 2,000 msg/s)")
+    print(
+        f"\nparse → validate → dedupe → render-and-check for {N:,}: {parse_render:.3f} s "
+        "(target < 1 s)"
+    )
+    print(
+        f"MIME: {ours_rate:,.0f} msg/s, {ours_rate / std_rate:.1f}× the stdlib "
+        f"(target ≥ 2,000 msg/s)"
+    )
     print(f"peak resident memory of the whole process: {peak_mb:.0f} MB (target < 150 MB)")
 
 

@@ -238,26 +238,24 @@ def preflight(request: CampaignRequest, deps: Deps) -> Plan:
             category,
         )
         try:
-            rendered = renderer.render(variables, who=recipient.label)
-            build_message(
-                deps.envelope,
-                to_address=recipient.email,
-                to_name=recipient.name,
-                rendered=rendered,
-                message_id="<preflight@mailbolt.invalid>",
-                extra_headers=list_unsubscribe_headers(deps, variables),
-            )
+            if first is None:  # built for real: the preview, and a check of the headers
+                rendered = renderer.render(variables, who=recipient.label)
+                build_message(
+                    deps.envelope,
+                    to_address=recipient.email,
+                    to_name=recipient.name,
+                    rendered=rendered,
+                    message_id="<preflight@mailbolt.invalid>",
+                    extra_headers=list_unsubscribe_headers(deps, variables),
+                )
+                first = rendered
+            else:
+                rendered = renderer.render(variables, who=recipient.label, check_only=True)
         except MailboltError as exc:
             text = str(exc)
             errors.append(text if recipient.email in text else f"{recipient.label}: {text}")
             if len(errors) >= MAX_LISTED_ERRORS:
                 break
-            continue
-        if first is None:
-            first = rendered
-            policy.check_marketing_footer(
-                renderer.info, deps.postal_address, variables["unsubscribe_url"], rendered
-            )
     if errors:
         raise TemplateError(
             f"The template '{renderer.info.name}' could not be rendered for every recipient; "
