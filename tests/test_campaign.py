@@ -365,3 +365,39 @@ def test_limit_sends_to_the_first_n(deps):
     plan = campaign.preflight(request, deps)
     assert [r.email for r in plan.to_send] == ["a@x.example"]
     assert [r.email for r in plan.over_limit] == ["b@x.example"]
+
+
+class LookupFails(ScriptedTransport):
+    def find_sent(self, message_id):
+        raise TransientSendError("lookup timed out")
+
+
+def test_a_failed_lookup_leaves_messages_uncertain(deps):
+    use(deps, LookupFails({"a@example.com": [UncertainSendError("response lost")]}))
+    cid = start(deps, people("a@example.com"))
+    campaign.run(cid, deps)
+    assert campaign.run(cid, deps, resume=True).counts["uncertain"] == 1
+
+
+def test_reconcile_finds_or_requeues(deps):
+    transport = use(deps, ScriptedTransport(sent_ids={}))
+    cid = start(deps, people("a@example.com", "b@example.com"))
+    a, b = deps.store.messages(cid)
+    for row in (a, b):
+        deps.store.claim(row["id"])
+    transport.sent_ids[a["message_id"]] = "gm-found"
+    result = campaign.run(cid, deps, resume=True)
+    assert result.counts["sent"] == 2
+    assert transport.calls == ["b@example.com"]  # a@ was found in Sent: not sent again
+    assert deps.store.messages(cid)[0]["provider_id"] == "gm-found"
+
+
+def test_no_grant_pauses_the_campaign(deps):
+    def no_grant():
+        raise AuthError("There is no Gmail grant yet: run `python -m bot auth`.")
+
+    deps.transport = no_grant
+    cid = start(deps, people("a@example.com"))
+    result = campaign.run(cid, deps)
+    assert result.status == "paused" and "python -m bot auth" in result.reason
+    assert result.counts["queued"] == 1

@@ -40,10 +40,11 @@ from bot.errors import (
     UncertainSendError,
     UserInputError,
 )
-from bot.handlers import policy
+from bot.handlers import policy, sensitive
 from bot.handlers.compose import Envelope, build_message
 from bot.handlers.templates import Renderer, TemplateCatalogue
 from bot.handlers.unsubscribe import make_token, unsubscribe_url
+from bot.mail.pacing import LIST_UNITS, SEND_UNITS
 from bot.models import OutgoingMessage, Recipient, RecipientList, Rejected, RenderedMessage
 from bot.ports import Pacer, Transport
 from bot.store import (
@@ -62,7 +63,6 @@ from bot.store import (
 
 log = logging.getLogger(__name__)
 
-SEND_UNITS = 100  # Gmail quota units per messages.send; see bot/mail/pacing.py
 DAY = 24 * 3600
 MAX_LISTED_ERRORS = 10
 
@@ -227,6 +227,7 @@ def preflight(request: CampaignRequest, deps: Deps) -> Plan:
         to_send, over_limit = to_send[: request.limit], to_send[request.limit :]
     errors: list[str] = []
     first: RenderedMessage | None = None
+    guard = sensitive.SensitiveGuard()
     for recipient in to_send:
         variables = message_variables(
             deps,
@@ -256,6 +257,8 @@ def preflight(request: CampaignRequest, deps: Deps) -> Plan:
             errors.append(text if recipient.email in text else f"{recipient.label}: {text}")
             if len(errors) >= MAX_LISTED_ERRORS:
                 break
+            continue
+        guard.check(rendered, variables, recipient.label)
     if errors:
         raise TemplateError(
             f"The template '{renderer.info.name}' could not be rendered for every recipient; "
@@ -263,6 +266,7 @@ def preflight(request: CampaignRequest, deps: Deps) -> Plan:
             field="template",
             details=errors,
         )
+    guard.raise_if_found()
     return Plan(request, renderer, to_send, suppressed, over_limit, first)
 
 
@@ -448,15 +452,18 @@ def reconcile_uncertain(campaign_id: int, deps: Deps, transport: Transport) -> i
     """Settle ``uncertain`` messages by looking for their Message-ID among sent mail.
 
     Found → ``sent``; certainly absent → ``queued`` again; when the transport
-    cannot tell, the message stays ``uncertain`` for a person to decide.
-    Returns how many were settled.
+    cannot tell (no read scope, or the lookup itself failed), the message stays
+    ``uncertain`` for a person or a later resume to decide. ``AuthError`` is left
+    to the caller, which pauses the campaign. Returns how many were settled.
     """
     settled = 0
     for row in deps.store.messages(campaign_id, [UNCERTAIN]):
+        deps.pacer.acquire(LIST_UNITS)
         try:
             found = transport.find_sent(row["message_id"])
-        except NotImplementedError:
+        except (NotImplementedError, TransientSendError):
             return settled
+        deps.store.record_units(LIST_UNITS, "messages.list")
         if found:
             deps.store.mark_sent(row["id"], found)
         else:
@@ -487,10 +494,15 @@ def run(
     renderer = deps.catalogue.renderer(
         campaign["template"], subject_override=campaign["subject"] or None
     )
-    transport = deps.transport()
     if resume:
         store.recover_in_flight(campaign_id)
-        reconcile_uncertain(campaign_id, deps, transport)
+    try:
+        transport = deps.transport()
+        if resume:
+            reconcile_uncertain(campaign_id, deps, transport)
+    except AuthError as exc:
+        store.set_campaign(campaign_id, status=PAUSED, paused_reason=str(exc))
+        return counts_result(campaign_id, deps)
     store.set_campaign(
         campaign_id,
         status=RUNNING,

@@ -1,0 +1,156 @@
+"""``auth`` and ``quota``: the Gmail grant and how much sending is left.
+
+``auth`` shows which permissions it will ask for and why before opening the
+browser, so nobody grants a read scope by surprise. ``quota`` reads only the
+local database (what mailbolt itself spent), because asking Gmail would need a
+read scope and cost quota.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from bot.config import Settings
+from bot.errors import UserInputError
+from bot.mail.pacing import SEND_UNITS, WINDOW_SECONDS, estimate_duration
+from bot.store import DEFERRED, QUEUED, Store
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+DAY_SECONDS = 86_400.0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``auth`` and ``quota`` to the ``python -m bot`` parser."""
+    auth = subparsers.add_parser(
+        "auth",
+        help="authorize mailbolt to send from a Gmail account",
+        description="Sign in with Google and store the grant in GMAIL_TOKEN_FILE (mode 0600).",
+    )
+    auth.add_argument(
+        "--no-browser",
+        action="store_true",
+        help="print the sign-in URL instead of opening a browser (headless servers)",
+    )
+    auth.add_argument(
+        "--check", action="store_true", help="check that the saved grant still works, then exit"
+    )
+    auth.add_argument(
+        "--port", type=int, default=0, help="local port for Google's redirect (default: any free)"
+    )
+    auth.set_defaults(func=cmd_auth)
+
+    quota = subparsers.add_parser(
+        "quota",
+        help="Gmail quota used in the last minute and day, and what is left",
+        description="Counts what mailbolt spent, from its own database.",
+    )
+    quota.add_argument("--campaign", type=int, metavar="ID", help="estimate this campaign's rest")
+    quota.add_argument("--messages", type=int, metavar="N", help="estimate sending N messages")
+    quota.set_defaults(func=cmd_quota)
+
+
+def _when(moment: datetime | float | None) -> str:
+    if moment is None:
+        return "unknown"
+    if not isinstance(moment, datetime):
+        moment = datetime.fromtimestamp(moment, UTC)
+    return f"{moment:%Y-%m-%d %H:%M} UTC"
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
+
+def _print_grant(info: dict[str, Any]) -> None:
+    table = Table(title="Gmail authorization", show_header=False)
+    table.add_row("account", info["account"] or "(not recorded)")
+    table.add_row("token file", info["token_file"])
+    table.add_row("access token valid until", _when(info["expiry"]))
+    table.add_row("scopes", "\n".join(info["scopes"]))
+    table.add_row("can send", "yes" if info["can_send"] else "[red]no[/]")
+    table.add_row("can read (reconcile, bounces)", "yes" if info["can_read"] else "no")
+    out.print(table)
+    if info["missing"]:
+        err.print(
+            "[yellow]Not granted:[/] "
+            + ", ".join(info["missing"])
+            + ". Run `python -m bot auth` again and allow every permission."
+        )
+
+
+def cmd_auth(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.mail import google_auth
+
+    if args.check:
+        info = google_auth.check_auth(settings)
+        _print_grant(info)
+        return 0 if info["can_send"] and not info["missing"] else 1
+    out.print("mailbolt will ask Google for these permissions:")
+    for scope, why in google_auth.requested_scopes(settings).items():
+        out.print(f"  • {scope}\n    {why}")
+    info = google_auth.run_auth_flow(settings, open_browser=not args.no_browser, port=args.port)
+    _print_grant(info)
+    out.print(f"Saved. mailbolt will send as [bold]{info['account']}[/].")
+    return 0
+
+
+def _remaining(store: Store, campaign_id: int) -> int:
+    if store.campaign(campaign_id) is None:
+        raise UserInputError(f"There is no campaign {campaign_id}.", field="--campaign")
+    counts = store.counts(campaign_id)
+    return counts[QUEUED] + counts[DEFERRED]
+
+
+def cmd_quota(args: argparse.Namespace, settings: Settings) -> int:
+    if args.messages is not None and args.messages < 0:
+        raise UserInputError("--messages must be 0 or more.", field="--messages")
+    ceiling = settings.gmail_quota_units_per_minute
+    limit = settings.gmail_daily_send_limit
+    store = Store(settings.database_path)
+    try:
+        now = time.time()
+        used = store.units_since(now - WINDOW_SECONDS)
+        sent = store.sent_since(now - DAY_SECONDS)
+        oldest = store.oldest_sent_since(now - DAY_SECONDS)
+        pending = _remaining(store, args.campaign) if args.campaign is not None else None
+    finally:
+        store.close()
+    left = max(0, limit - sent)
+
+    table = Table(title="Gmail quota (as spent by mailbolt)", show_header=False)
+    table.add_row("units in the last minute", f"{used:,} of {ceiling:,} per minute")
+    table.add_row("sending rate at this quota", f"{ceiling // SEND_UNITS} messages per minute")
+    table.add_row("sent in the last 24 h", f"{sent:,} of {limit:,} (GMAIL_DAILY_SEND_LIMIT)")
+    table.add_row("left in the rolling day", f"{left:,}")
+    if left == 0 and oldest is not None:
+        table.add_row("next message can go", _when(oldest + DAY_SECONDS))
+    out.print(table)
+    if settings.mail_transport != "gmail":
+        out.print("MAIL_TRANSPORT is sandbox: nothing is sent through Gmail yet.")
+
+    wanted = pending if pending is not None else args.messages
+    if wanted:
+        label = f"campaign {args.campaign}" if pending is not None else f"{wanted} message(s)"
+        now_part = min(wanted, left)
+        out.print(
+            f"{label}: {wanted:,} to send; about {_duration(estimate_duration(now_part, ceiling))}"
+            f" for the {now_part:,} that fit today's limit."
+        )
+        if wanted > left:
+            out.print(
+                f"[yellow]{wanted - left:,} must wait for the daily limit[/]: sending pauses and "
+                "resumes as the rolling 24 hours free up (a campaign can take days)."
+            )
+    return 0

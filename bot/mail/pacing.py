@@ -1,0 +1,116 @@
+"""Gmail quota costs and a pacer that never exceeds the per-user minute quota.
+
+Why it looks like this:
+- Gmail counts quota units per user over a sliding minute and answers 429 when
+  the sum goes over (``messages.send`` costs 100 units, so 6,000 units/min is one
+  send a second). A plain token bucket that starts full lets a whole minute's
+  worth through at once; the window then punishes the burst with 429s. Here
+  calls are spaced evenly (each call books ``units × 60 / ceiling`` seconds of
+  the schedule) *and* checked against a log of the last minute, so the sum over
+  any 60-second window, closed at both ends, stays within the ceiling whatever
+  mix of call sizes arrives, while steady throughput stays at the ceiling.
+- Slots are booked under a lock and slept outside it, so many worker threads
+  share one schedule without holding each other up.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+#: Quota units per call (Gmail API quota page): the only place these numbers live.
+SEND_UNITS = 100
+LIST_UNITS = 5
+GET_UNITS = 5
+PROFILE_UNITS = 1
+
+#: Gmail's per-user quota window.
+WINDOW_SECONDS = 60.0
+
+#: A typical ``messages.send`` round trip, used to size the worker pool.
+TYPICAL_SEND_LATENCY_S = 1.5
+
+#: More requests in flight than the bare arithmetic says, so latency spikes do not
+#: leave the quota unused; the pacer still caps the rate.
+_HEADROOM = 1.5
+_MAX_WORKERS = 16
+
+# A booked slot must fall strictly after the call it displaces leaves the window.
+_EPSILON = 1e-6
+
+
+class QuotaPacer:
+    """Blocks callers so that a units-per-minute ceiling is never exceeded.
+
+    ``clock`` and ``sleep`` are injectable so tests run on simulated time.
+    """
+
+    def __init__(
+        self,
+        units_per_minute: int,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        if units_per_minute <= 0:
+            raise ValueError("units_per_minute must be positive")
+        self.units_per_minute = units_per_minute
+        self._seconds_per_unit = WINDOW_SECONDS / units_per_minute
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._next = -math.inf  # earliest time the next call may start
+        self._log: deque[tuple[float, int]] = deque()  # (slot, units) inside the window
+        self._in_window = 0
+
+    def acquire(self, units: int) -> None:
+        """Wait until ``units`` may be spent, then return (the call may start now)."""
+        if units <= 0:
+            return
+        if units > self.units_per_minute:
+            raise ValueError(
+                f"a call costing {units} units can never fit a quota of "
+                f"{self.units_per_minute} units per minute"
+            )
+        slot = self._book(units)
+        delay = slot - self._clock()
+        if delay > 0:
+            self._sleep(delay)
+
+    def _book(self, units: int) -> float:
+        with self._lock:
+            slot = max(self._clock(), self._next)
+            while self._log and self._log[0][0] < slot - WINDOW_SECONDS:
+                self._in_window -= self._log.popleft()[1]
+            while self._in_window + units > self.units_per_minute:
+                oldest, spent = self._log.popleft()
+                self._in_window -= spent
+                slot = max(slot, oldest + WINDOW_SECONDS + _EPSILON)
+            self._log.append((slot, units))
+            self._in_window += units
+            self._next = slot + units * self._seconds_per_unit
+            return slot
+
+
+def workers_needed(units_per_minute: int, latency_s: float, units: int = SEND_UNITS) -> int:
+    """Concurrent requests needed to reach the ceiling when each call takes ``latency_s``.
+
+    Little's law (in flight = rate × latency) with headroom, at least 1 and at
+    most 16: more threads than that only queue on the pacer.
+    """
+    calls_per_second = units_per_minute / units / WINDOW_SECONDS
+    needed = math.ceil(calls_per_second * latency_s * _HEADROOM)
+    return max(1, min(_MAX_WORKERS, needed))
+
+
+def estimate_duration(n_messages: int, units_per_minute: int) -> float:
+    """Seconds the pacer needs to start ``n_messages`` sends (the first one goes at once).
+
+    Only the per-minute quota is counted; the daily sending limit can defer the
+    rest of a campaign by up to a day, which callers report separately.
+    """
+    if n_messages <= 1:
+        return 0.0
+    return (n_messages - 1) * SEND_UNITS * WINDOW_SECONDS / units_per_minute
