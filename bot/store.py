@@ -498,23 +498,26 @@ class Store:
 
     def unsubscribed_among(self, emails: Iterable[str]) -> set[str]:
         """The subset of ``emails`` (compared case-insensitively) that unsubscribed."""
-        wanted = {e.lower() for e in emails}
-        if not wanted:
-            return set()
-        have = {r["email"] for r in self._query("select email from unsubscribes")}
-        return wanted & have
+        return self._among("unsubscribes", "", emails)
+
+    def _among(self, table: str, condition: str, emails: Iterable[str]) -> set[str]:
+        """Lower-cased ``emails`` present in ``table`` (chunked under SQLite's 999 vars)."""
+        wanted = sorted({e.lower() for e in emails})
+        found: set[str] = set()
+        for i in range(0, len(wanted), 900):
+            chunk = wanted[i : i + 900]
+            rows = self._query(
+                f"select distinct email from {table} where email in "  # noqa: S608
+                f"({','.join('?' * len(chunk))}){condition}",
+                chunk,
+            )
+            found.update(r["email"] for r in rows)
+        return found
 
     # -- bounces -----------------------------------------------------------
 
     def hard_bounced_among(self, emails: Iterable[str]) -> set[str]:
-        wanted = {e.lower() for e in emails}
-        if not wanted:
-            return set()
-        have = {
-            r["email"]
-            for r in self._query("select distinct email from bounces where kind = 'hard'")
-        }
-        return wanted & have
+        return self._among("bounces", " and kind = 'hard'", emails)
 
     # -- audit -------------------------------------------------------------
 
@@ -536,3 +539,155 @@ class Store:
 
     def audit_log(self, limit: int = 50) -> list[dict[str, Any]]:
         return self._query("select * from audit order by id desc limit ?", [limit])
+
+    # -- slack -------------------------------------------------------------
+    # What the Slack front-end and the background runner need. The drafts table
+    # is created on first use instead of by a migration, so this section merges
+    # without renumbering anyone's migrations; it can move into MIGRATIONS later.
+
+    DRAFT_TTL_SECONDS = 7 * 24 * 3600
+
+    def due_campaigns(self, now: float) -> list[int]:
+        """Running campaigns with queued messages, or deferred ones due by ``now``."""
+        rows = self._query(
+            "select distinct c.id from campaigns c join messages m on m.campaign_id = c.id "
+            "where c.status = ? and (m.state = ? or (m.state = ? and "
+            "coalesce(m.not_before, 0) <= ?)) order by c.id",
+            [RUNNING, QUEUED, DEFERRED, now],
+        )
+        return [r["id"] for r in rows]
+
+    def _ensure_drafts(self, db: sqlite_utils.Database) -> None:
+        db.execute(
+            "create table if not exists slack_drafts "
+            "(key text primary key, user text not null, created_at float not null, "
+            "data text not null)"
+        )
+
+    def save_draft(self, key: str, user: str, data: dict[str, Any]) -> None:
+        """Keep what a Slack preview needs to start its campaign.
+
+        A 2,000-row list does not fit in a view's 3,000-character metadata, so
+        the view carries only ``key``. Drafts older than a week are dropped.
+        """
+        now = self.clock()
+        with self._tx() as db:
+            self._ensure_drafts(db)
+            db.execute(
+                "delete from slack_drafts where created_at < ?", [now - self.DRAFT_TTL_SECONDS]
+            )
+            db.execute(
+                "insert into slack_drafts (key, user, created_at, data) values (?, ?, ?, ?) "
+                "on conflict(key) do update set data = excluded.data",
+                [key, user, now, json.dumps(data, ensure_ascii=False)],
+            )
+
+    def draft(self, key: str) -> dict[str, Any] | None:
+        """The draft saved under ``key``, with ``user`` added; None if unknown or expired."""
+        with self._tx() as db:
+            self._ensure_drafts(db)
+            row = db.execute(
+                "select user, data from slack_drafts where key = ? and created_at >= ?",
+                [key, self.clock() - self.DRAFT_TTL_SECONDS],
+            ).fetchone()
+        if row is None:
+            return None
+        return {**json.loads(row[1]), "user": row[0]}
+
+    def deferred_until(self, campaign_id: int) -> float | None:
+        """When the earliest deferred message of a campaign falls due, if any."""
+        rows = self._query(
+            "select min(not_before) t from messages where campaign_id = ? and state = ?",
+            [campaign_id, DEFERRED],
+        )
+        return rows[0]["t"]
+
+    # -- compliance --------------------------------------------------------
+    # Bounce reports and delivery statistics (bot/handlers/bounce_parse.py, stats.py).
+
+    def record_bounce(
+        self,
+        provider_id: str,
+        *,
+        kind: str,
+        message_row_id: int | None = None,
+        email: str = "",
+        status: str = "",
+        diagnostic: str = "",
+    ) -> bool:
+        """Record one bounce report under the provider's id; False if seen before.
+
+        ``kind`` is ``hard``, ``soft`` or ``unmatched`` (read, but not about one of
+        our messages: kept only so it is not fetched again). A matched report also
+        marks its message; a later soft report never downgrades a hard bounce.
+        """
+        with self._tx() as db:
+            seen = db.execute("select 1 from bounces where provider_id = ?", [provider_id])
+            if seen.fetchone():
+                return False
+            db["bounces"].insert(
+                {
+                    "message_row_id": message_row_id,
+                    "email": email.strip().lower(),
+                    "kind": kind,
+                    "status": status,
+                    "diagnostic": diagnostic,
+                    "provider_id": provider_id,
+                    "created_at": self.clock(),
+                }
+            )
+            if message_row_id is not None:
+                db.execute(
+                    "update messages set bounce = ? "
+                    "where id = ? and coalesce(bounce, '') != 'hard'",
+                    [kind, message_row_id],
+                )
+                self._audit(
+                    db,
+                    "bounce-scan",
+                    "bounce.recorded",
+                    {"message": message_row_id, "email": email, "kind": kind, "status": status},
+                )
+        return True
+
+    def known_bounce_reports(self, provider_ids: Iterable[str]) -> set[str]:
+        """The subset of ``provider_ids`` already recorded (so they are not fetched again)."""
+        ids = list(provider_ids)
+        known: set[str] = set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._query(
+                f"select provider_id from bounces where provider_id in ({marks})",  # noqa: S608
+                chunk,
+            )
+            known |= {r["provider_id"] for r in rows}
+        return known
+
+    def delivery_counts(
+        self, *, campaign_id: int | None = None, since: float | None = None
+    ) -> dict[str, int]:
+        """``sent`` messages and how many of them bounced (``hard``, ``soft``)."""
+        sql = (
+            "select count(*) sent, coalesce(sum(bounce = 'hard'), 0) hard, "
+            "coalesce(sum(bounce = 'soft'), 0) soft from messages where state = ?"
+        )
+        params: list[Any] = [SENT]
+        if campaign_id is not None:
+            sql += " and campaign_id = ?"
+            params.append(campaign_id)
+        if since is not None:
+            sql += " and sent_at >= ?"
+            params.append(since)
+        return self._query(sql, params)[0]
+
+    def delivery_by_campaign(self, since: float) -> list[dict[str, Any]]:
+        """Per campaign with mail sent since ``since``, newest first: counts as above."""
+        return self._query(
+            "select m.campaign_id, c.template, c.created_at, count(*) sent, "
+            "coalesce(sum(m.bounce = 'hard'), 0) hard, coalesce(sum(m.bounce = 'soft'), 0) soft "
+            "from messages m join campaigns c on c.id = m.campaign_id "
+            "where m.state = ? and m.sent_at >= ? "
+            "group by m.campaign_id order by m.campaign_id desc",
+            [SENT, since],
+        )

@@ -401,3 +401,29 @@ def test_no_grant_pauses_the_campaign(deps):
     result = campaign.run(cid, deps)
     assert result.status == "paused" and "python -m bot auth" in result.reason
     assert result.counts["queued"] == 1
+
+
+def test_send_time_scan_blocks_a_secret_that_appears_after_preflight(deps):
+    """E.g. a template edited between preflight and a resume."""
+    transport = use(deps, ScriptedTransport(max_in_flight=1))
+    cid = start(deps, people("a@example.com", "b@example.com", team="Acme"))
+    row = deps.store.messages(cid)[1]
+    deps.store.db["messages"].update(
+        row["id"], {"variables": '{"team": "card 4111 1111 1111 1111"}'}
+    )
+    result = campaign.run(cid, deps)
+    assert transport.calls == ["a@example.com"]
+    assert result.counts["failed"] == 1
+    assert "not sent: " in result.failures[0][1]
+    assert "4111" not in result.failures[0][1]
+
+
+def test_hard_bounce_recorded_mid_campaign_is_honoured(deps):
+    transport = use(deps, ScriptedTransport(max_in_flight=1))
+    cid = start(deps, people("a@example.com", "b@example.com"))
+    deps.store.record_bounce(
+        email="b@example.com", kind="hard", status="5.1.1", provider_id="dsn-1"
+    )
+    result = campaign.run(cid, deps)
+    assert transport.calls == ["a@example.com"]
+    assert result.counts["skipped"] == 1

@@ -34,6 +34,7 @@ from bot.errors import (
     AuthError,
     MailboltError,
     PermanentSendError,
+    PolicyError,
     QuotaDeferred,
     TemplateError,
     TransientSendError,
@@ -351,6 +352,7 @@ class _Run:
     stop_status: str = ""
     resume_at: float | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    scanner: sensitive.Scanner = field(default_factory=sensitive.Scanner)
 
     def stop(self, status: str, reason: str, resume_at: float | None = None) -> None:
         with self.lock:
@@ -373,6 +375,9 @@ def _render_raw(run: _Run, deps: Deps, row: dict[str, Any]) -> bytes:
         run.category,
     )
     rendered = run.renderer.render(variables, who=row["email"])
+    # Again at send time: the template files are read anew when a campaign resumes.
+    if findings := run.scanner.scan(rendered, variables):
+        raise PolicyError("not sent: " + "; ".join(map(str, findings)))
     return build_message(
         deps.envelope,
         to_address=row["email"],
@@ -404,8 +409,9 @@ def _retrying(deps: Deps, run: _Run) -> Retrying:
 
 def _send_one(run: _Run, deps: Deps, transport: Transport, row: dict[str, Any]) -> None:
     store = deps.store
-    if run.category == "marketing" and store.unsubscribed_among([row["email"]]):
-        store.mark_skipped(row["id"], "has unsubscribed")
+    reason = policy.suppression_reason(store, row["email"], run.category)
+    if reason:
+        store.mark_skipped(row["id"], reason)
         return
     if not run.budget.take():
         resume = run.budget.resume_at()

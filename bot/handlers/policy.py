@@ -1,12 +1,26 @@
-"""Rules that decide whether a campaign may start and who receives it."""
+"""Rules that decide whether a campaign may start and who receives it.
+
+Marketing vs transactional: a *marketing* template (a newsletter, an invitation)
+is something the reader did not ask for; it needs the postal address and the
+unsubscribe link, and never reaches anyone who unsubscribed. A *transactional*
+one (a welcome after sign-up, a receipt, a password reset) answers something
+the reader did; it may reach someone who unsubscribed from marketing, as
+CAN-SPAM and Gmail's rules allow. Neither ever goes to an address that bounced
+permanently: mail to it cannot arrive and only hurts the sender's reputation.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from bot.errors import PolicyError
-from bot.models import Recipient, Rejected, RenderedMessage, TemplateInfo
+from email_validator import EmailNotValidError, validate_email
+
+from bot.errors import PolicyError, UserInputError
+from bot.models import Recipient, Rejected, TemplateInfo
 from bot.store import Store
+
+BOUNCED = "bounced permanently before"
+UNSUBSCRIBED = "has unsubscribed"
 
 
 def sender_allowed(allowed_users: frozenset[str], user_id: str) -> bool:
@@ -31,9 +45,9 @@ def suppress(
     for r in recipients:
         key = r.email.lower()
         if key in bounced:
-            dropped.append(Rejected(r.line, r.email, "bounced permanently before"))
+            dropped.append(Rejected(r.line, r.email, BOUNCED))
         elif key in unsubscribed:
-            dropped.append(Rejected(r.line, r.email, "has unsubscribed"))
+            dropped.append(Rejected(r.line, r.email, UNSUBSCRIBED))
         else:
             keep.append(r)
     return keep, dropped
@@ -49,27 +63,44 @@ def check_marketing_settings(info: TemplateInfo, postal_address: str) -> None:
         )
 
 
-def check_marketing_footer(
-    info: TemplateInfo, postal_address: str, unsubscribe_url: str, sample: RenderedMessage
-) -> None:
-    """Anti-spam law: marketing mail shows a postal address and a way to opt out.
+def suppression_reason(store: Store, email: str, category: str) -> str | None:
+    """Why ``email`` must not get a message of ``category`` now, or None.
 
-    Checked on a rendered sample so that a template that forgets the footer is
-    caught, not only a missing setting.
+    The send loop asks again just before each send: an unsubscribe or a hard
+    bounce can arrive while a long campaign is still running.
     """
-    if info.category != "marketing":
-        return
-    problems = []
-    for part, body in (("HTML", sample.html), ("text", sample.text)):
-        if postal_address and postal_address not in body:
-            problems.append(f"make the template's {part} footer show {{{{ postal_address }}}}")
-        if unsubscribe_url and unsubscribe_url not in body:
-            problems.append(f"make the template's {part} footer link {{{{ unsubscribe_url }}}}")
-    if problems:
-        raise PolicyError(
-            f"The marketing template '{info.name}' cannot be sent yet: "
-            + "; ".join(problems)
-            + ".",
-            field="template",
-            details=problems,
-        )
+    if store.hard_bounced_among([email]):
+        return BOUNCED
+    if category == "marketing" and store.unsubscribed_among([email]):
+        return UNSUBSCRIBED
+    return None
+
+
+def normalize_address(raw: str) -> str:
+    """A typed address, validated offline and normalized; ``UserInputError`` if invalid."""
+    try:
+        return validate_email(raw.strip(), check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise UserInputError(
+            f"{raw!r} is not a valid email address: {exc}", field="address"
+        ) from exc
+
+
+def unsubscribe(store: Store, raw_address: str, *, actor: str) -> tuple[str, bool]:
+    """Stop marketing mail to an address on someone's behalf (Slack, CLI).
+
+    Returns the normalized address and whether it was newly added; ``actor``
+    (``cli``, ``slack:U123``) is recorded as the source and in the audit log.
+    """
+    address = normalize_address(raw_address)
+    return address, store.add_unsubscribe(address, source=actor)
+
+
+def resubscribe(store: Store, raw_address: str, *, actor: str) -> tuple[str, bool]:
+    """Allow marketing mail again; only at the person's own request.
+
+    Not validated like ``unsubscribe``: whatever is on the list can be taken off.
+    Returns the address as given (trimmed) and whether it was on the list.
+    """
+    address = raw_address.strip()
+    return address, store.remove_unsubscribe(address, actor)

@@ -1,0 +1,196 @@
+"""``unsubscribes`` and ``stats``: the suppression list and delivery numbers.
+
+``unsubscribes export`` writes a CSV that is safe to open in a spreadsheet: an
+address or source starting with ``=``, ``+``, ``-``, ``@``, tab or CR would
+otherwise run as a formula (CSV injection, OWASP), so such a cell gets a leading
+``'``. Addresses added by hand are validated first; the file holds personal
+data, so it is written with mode 0600. Adding and removing go through
+``policy.unsubscribe``/``policy.resubscribe``, the same calls Slack makes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+import sys
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.markup import escape
+from rich.table import Table
+
+from bot.cli.core_cmds import out
+from bot.config import Settings
+from bot.errors import UserInputError
+from bot.handlers import policy, stats
+from bot.store import Store
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+EXPORT_COLUMNS = ("email", "source", "campaign_id", "unsubscribed_at")
+
+
+def safe_cell(value: Any) -> str:
+    """A cell a spreadsheet shows as text, never evaluates as a formula."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def _when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return ""
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def export_csv(rows: Iterable[dict[str, Any]]) -> str:
+    """The unsubscribe list as CSV text, every cell quoted and formula-safe."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, quoting=csv.QUOTE_ALL, lineterminator="\r\n")
+    writer.writerow(EXPORT_COLUMNS)
+    for row in rows:
+        writer.writerow(
+            safe_cell(v)
+            for v in (row["email"], row["source"], row["campaign_id"], _when(row["created_at"]))
+        )
+    return buffer.getvalue()
+
+
+def _store(settings: Settings) -> Store:
+    return Store(settings.database_path)
+
+
+def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
+    rows = _store(settings).unsubscribes()
+    if not rows:
+        out.print("Nobody has unsubscribed.")
+        return 0
+    table = Table(title=f"Unsubscribed from marketing mail ({len(rows)})")
+    for column in ("address", "source", "campaign", "since (UTC)"):
+        table.add_column(column)
+    for row in rows:
+        campaign = "" if row["campaign_id"] is None else str(row["campaign_id"])
+        table.add_row(
+            escape(row["email"]), escape(row["source"]), campaign, _when(row["created_at"])
+        )
+    out.print(table)
+    return 0
+
+
+def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
+    address, added = policy.unsubscribe(_store(settings), args.address, actor="cli")
+    if added:
+        out.print(f"{escape(address)} will get no more marketing mail.")
+    else:
+        out.print(f"{escape(address)} was already unsubscribed.")
+    return 0
+
+
+def cmd_remove(args: argparse.Namespace, settings: Settings) -> int:
+    address, removed = policy.resubscribe(_store(settings), args.address, actor="cli")
+    if removed:
+        out.print(f"{escape(address)} is subscribed again and can receive marketing mail.")
+        return 0
+    out.print(
+        f"{escape(address)} is not on the unsubscribe list (see `python -m bot unsubscribes list`)."
+    )
+    return 1
+
+
+def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
+    rows = _store(settings).unsubscribes()
+    text = export_csv(rows)
+    if args.out is None:
+        sys.stdout.write(text)
+        return 0
+    path = Path(args.out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # A byte-order mark makes spreadsheet programs read the file as UTF-8.
+    with os.fdopen(fd, "w", encoding="utf-8-sig", newline="") as fh:
+        fh.write(text)
+    out.print(f"Wrote {len(rows)} address(es) to {path}.")
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
+    store = _store(settings)
+    if args.scan:
+        from bot.mail.bounces import scan_bounces
+        from bot.wiring import build_pacer
+
+        out.print(str(scan_bounces(settings, store, pacer=build_pacer(settings))))
+    known = settings.bounce_scan
+    if args.campaign is not None:
+        if store.campaign(args.campaign) is None:
+            raise UserInputError(f"There is no campaign {args.campaign}.", field="--campaign")
+        rows = [stats.stats(store, campaign_id=args.campaign, bounces_known=known)]
+        total = None
+    else:
+        rows = stats.campaign_stats(store, days=args.days, bounces_known=known)
+        total = stats.stats(store, days=args.days, bounces_known=known)
+    table = Table(title=total.scope if total else rows[0].scope)
+    for column in ("campaign", "template", "sent", "delivered", "hard", "soft", "bounce rate"):
+        table.add_column(column, justify="right" if column not in ("template",) else "left")
+    for s in rows + ([total] if total else []):
+        table.add_row(
+            str(s.campaign_id) if s.campaign_id is not None else "all",
+            s.template,
+            f"{s.sent:,}",
+            f"{s.delivered:,} ({s.delivery_rate:.1%})",
+            f"{s.hard_bounces:,}",
+            f"{s.soft_bounces:,}",
+            f"{s.bounce_rate:.1%}",
+        )
+    out.print(table)
+    if not known:
+        out.print(
+            "Bounce scanning is off, so no bounce is known and 'delivered' counts every sent "
+            "message. Set BOUNCE_SCAN=on to read bounce reports."
+        )
+    for s in rows:
+        alert = stats.bounce_alert(s)
+        if alert:
+            out.print(f"[yellow]warning:[/] {alert}", soft_wrap=True)
+    return 0
+
+
+def _days(raw: str) -> int:
+    value = int(raw)
+    if not 1 <= value <= 3650:
+        raise argparse.ArgumentTypeError("must be between 1 and 3650")
+    return value
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    unsub = sub.add_parser("unsubscribes", help="the marketing unsubscribe list")
+    actions = unsub.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    listing = actions.add_parser("list", help="everyone who unsubscribed")
+    listing.set_defaults(func=cmd_list)
+
+    add = actions.add_parser("add", help="stop marketing mail to an address")
+    add.add_argument("address", metavar="ADDR")
+    add.set_defaults(func=cmd_add)
+
+    remove = actions.add_parser(
+        "remove", help="allow marketing mail again (only at the person's request)"
+    )
+    remove.add_argument("address", metavar="ADDR")
+    remove.set_defaults(func=cmd_remove)
+
+    export = actions.add_parser("export", help="write the list as spreadsheet-safe CSV")
+    export.add_argument("--out", metavar="FILE", help="write to FILE (mode 0600); default stdout")
+    export.set_defaults(func=cmd_export)
+
+    report = sub.add_parser("stats", help="delivery and bounce rates")
+    report.add_argument("--campaign", type=int, metavar="ID", help="one campaign, all time")
+    report.add_argument(
+        "--days", type=_days, default=7, help="campaigns that sent in the last N days (7)"
+    )
+    report.add_argument(
+        "--scan", action="store_true", help="read new bounce reports first (BOUNCE_SCAN=on)"
+    )
+    report.set_defaults(func=cmd_stats)
