@@ -154,6 +154,7 @@ class Renderer:
         self._inliner = inliner
         env = _environment(templates_dir)
         subject_tree = _parse_subject(env, info, user_subject=user_subject)
+        self._global_snapshots: dict[int, dict[str, Any]] = {}
         self._subject = env.from_string(subject_tree)
         self._html, html_trees = _load_file(env, info, info.html)
         self._text, text_trees = _load_file(env, info, info.text) if info.text else (None, [])
@@ -211,6 +212,19 @@ class Renderer:
     def _render_part(
         self, template: jinja2.Template, variables: Mapping[str, Any], who: str
     ) -> str:
+        """Render fast; on any error, render again the documented way to explain it.
+
+        ``Template.render`` rebuilds its context from ``Template.globals`` (a
+        ChainMap) on every call, about 40 % of a render here. The fast path merges
+        a snapshot of the globals with the variables in C and calls the compiled
+        render function directly. It skips Jinja's traceback rewriting, so when it
+        fails the slow path runs to get an error that names the template line.
+        """
+        try:
+            context = template.new_context({**self._globals(template), **variables}, shared=True)
+            return template.environment.concat(template.root_render_func(context))  # type: ignore[attr-defined]
+        except Exception:  # noqa: S110 - explained by the slow path below
+            pass
         try:
             return template.render(variables)
         except jinja2.UndefinedError as exc:
@@ -226,6 +240,13 @@ class Renderer:
             ) from exc
         except (jinja2.TemplateError, ArithmeticError, LookupError, TypeError, ValueError) as exc:
             raise self._runtime_error(exc, who) from exc
+
+    def _globals(self, template: jinja2.Template) -> dict[str, Any]:
+        """A plain-dict snapshot of a template's globals, made once per template."""
+        snapshot = self._global_snapshots.get(id(template))
+        if snapshot is None:
+            snapshot = self._global_snapshots[id(template)] = dict(template.globals)
+        return snapshot
 
     def _missing_variable(self, name: str, who: str, where: str | None) -> TemplateError:
         used_at = f" (used in {where})" if where else ""
