@@ -14,11 +14,11 @@ from collections.abc import Sequence
 
 from rich.text import Text
 
-from bot.cli import compliance_cmds, core_cmds, gmail_cmds
+from bot.cli import compliance_cmds, core_cmds, gmail_cmds, serve_cmds
 from bot.config import Settings
 from bot.errors import AuthError, ConfigError, MailboltError, UserInputError
 
-COMMAND_MODULES = [core_cmds, gmail_cmds, compliance_cmds]
+COMMAND_MODULES = [core_cmds, gmail_cmds, compliance_cmds, serve_cmds]
 
 
 def build_parser() -> argparse.ArgumentParser:

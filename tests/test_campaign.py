@@ -427,3 +427,33 @@ def test_hard_bounce_recorded_mid_campaign_is_honoured(deps):
     result = campaign.run(cid, deps)
     assert transport.calls == ["a@example.com"]
     assert result.counts["skipped"] == 1
+
+
+def test_halt_finishes_in_flight_and_leaves_the_rest_queued(deps):
+    halt = threading.Event()
+    transport = use(deps, ScriptedTransport(max_in_flight=1))
+    cid = start(deps, people(*(f"p{i}@example.com" for i in range(6))))
+
+    def progress(counts):
+        if counts["sent"] == 2:
+            halt.set()
+
+    result = campaign.run(cid, deps, progress=progress, halt=halt)
+    assert result.status == "running" and "resumes" in result.reason
+    assert result.counts["sent"] == 2 and result.counts["queued"] == 4
+    assert deps.store.unfinished_campaigns() == [cid]
+    assert campaign.run(cid, deps, resume=True).counts["sent"] == 6
+    assert len(transport.calls) == 6
+
+
+def test_a_run_with_only_future_deferrals_stays_running(deps, clock):
+    use(deps, ScriptedTransport(max_in_flight=1))
+    deps.daily_limit = 1
+    cid = start(deps, people("a@example.com", "b@example.com"))
+    first = campaign.run(cid, deps)
+    assert first.counts["deferred"] == 1
+    again = campaign.run(cid, deps)  # nothing is due yet
+    assert again.status == "running"
+    assert again.resume_at == first.resume_at
+    clock.now = first.resume_at + 1
+    assert campaign.run(cid, deps).status == "completed"

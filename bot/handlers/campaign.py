@@ -359,9 +359,11 @@ class _Run:
             if not self.stop_status:
                 self.stop_status, self.stop_reason, self.resume_at = status, reason, resume_at
 
+    halt: threading.Event = field(default_factory=threading.Event)
+
     @property
     def stopped(self) -> bool:
-        return bool(self.stop_status) or self.cancel.is_set()
+        return bool(self.stop_status) or self.cancel.is_set() or self.halt.is_set()
 
 
 def _render_raw(run: _Run, deps: Deps, row: dict[str, Any]) -> bytes:
@@ -485,11 +487,14 @@ def run(
     progress: Callable[[dict[str, int]], None] | None = None,
     cancel: threading.Event | None = None,
     resume: bool = False,
+    halt: threading.Event | None = None,
 ) -> Result:
     """Send every ready message of a campaign; return where it ended up.
 
     With ``resume=True`` (a restart), messages left ``sending`` by a previous
-    process become ``uncertain`` and are reconciled first.
+    process become ``uncertain`` and are reconciled first. ``cancel`` skips what
+    is left; ``halt`` (a shutdown) lets in-flight sends finish and leaves the rest
+    queued for the next start.
     """
     store = deps.store
     campaign = store.campaign(campaign_id)
@@ -522,6 +527,7 @@ def run(
         renderer,
         _Budget(deps),
         cancel or threading.Event(),
+        halt=halt or threading.Event(),
     )
     rows = iter(store.ready_messages(campaign_id))
     rows_lock = threading.Lock()
@@ -558,13 +564,19 @@ def _finish(state: _Run, deps: Deps, campaign_id: int) -> Result:
         for row in store.messages(campaign_id, [QUEUED, DEFERRED]):
             store.mark_skipped(row["id"], "the campaign was cancelled")
         state.stop(CANCELLED, "cancelled")
+    if state.halt.is_set() and not state.stop_status:
+        state.stop(RUNNING, "mailbolt was stopped; sending resumes when it starts again")
     if state.stop_status == RUNNING and state.resume_at is not None:
         for row in store.messages(campaign_id, [QUEUED]):
             store.mark_deferred(row["id"], state.resume_at, state.stop_reason)
     counts = store.counts(campaign_id)
-    status = state.stop_status or COMPLETED
-    if status == RUNNING and not (counts[DEFERRED] or counts[QUEUED]):
+    unfinished = counts[DEFERRED] or counts[QUEUED]
+    status = state.stop_status or (RUNNING if unfinished else COMPLETED)
+    if status == RUNNING and not unfinished:
         status = COMPLETED
+    resume_at = state.resume_at
+    if status == RUNNING and resume_at is None and counts[DEFERRED]:
+        resume_at = store.deferred_until(campaign_id)
     changes: dict[str, Any] = {"status": status, "paused_reason": state.stop_reason or None}
     if status in (COMPLETED, CANCELLED):
         changes["finished_at"] = deps.clock()
@@ -572,7 +584,7 @@ def _finish(state: _Run, deps: Deps, campaign_id: int) -> Result:
     failures = [
         (r["email"], r["last_error"] or "") for r in store.messages(campaign_id, [FAILED], limit=5)
     ]
-    return Result(campaign_id, status, counts, state.stop_reason, state.resume_at, failures)
+    return Result(campaign_id, status, counts, state.stop_reason, resume_at, failures)
 
 
 def counts_result(campaign_id: int, deps: Deps) -> Result:

@@ -1,0 +1,195 @@
+"""``python -m bot serve``: the Slack app, the background runner and the web server.
+
+Socket Mode when ``SLACK_APP_TOKEN`` is set (no public URL needed), otherwise
+HTTP mode with Slack's requests on ``POST /slack/events``. Either way waitress
+serves ``/healthz`` and ``/unsubscribe/``.
+
+Before anything starts, every Slack setting is checked, and each problem gets
+one line saying which step of the Slack set-up provides the value; then
+``auth.test`` proves the token works and has the scopes the features need.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import signal
+from collections.abc import Callable
+from types import FrameType
+
+from rich.console import Console
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.config import Settings
+from bot.runner import Runner
+from bot.slack.app import build_app, build_client
+from bot.web import WebServer, make_wsgi_app
+from bot.wiring import SenderLock, build_deps
+
+log = logging.getLogger(__name__)
+err = Console(stderr=True, highlight=False)
+
+#: The bot scopes the features need; manifest.yml asks for exactly these.
+REQUIRED_SCOPES = ("commands", "chat:write", "users:read", "users:read.email", "files:read")
+_USER_ID = re.compile(r"[UW][A-Z0-9]{2,}\Z")
+_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,}\Z")
+_REINSTALL = "reinstall the app (OAuth & Permissions → Reinstall to Workspace)"
+
+
+def startup_problems(settings: Settings) -> tuple[list[str], list[str]]:
+    """(problems that stop the server, warnings), one line each."""
+    problems: list[str] = []
+    warnings: list[str] = []
+    token = settings.slack_bot_token
+    if not token:
+        problems.append(
+            "SLACK_BOT_TOKEN is not set: in your Slack app's settings, OAuth & Permissions → "
+            "Install to Workspace, then copy the Bot User OAuth Token (xoxb-…)."
+        )
+    elif not token.startswith("xoxb-"):
+        problems.append(
+            "SLACK_BOT_TOKEN must be the Bot User OAuth Token starting with xoxb- "
+            "(OAuth & Permissions); a user token (xoxp-) or app-level token (xapp-) will not do."
+        )
+    if settings.slack_app_token and not settings.slack_app_token.startswith("xapp-"):
+        problems.append(
+            "SLACK_APP_TOKEN must be an app-level token starting with xapp-: Basic Information → "
+            "App-Level Tokens → Generate Token and Scopes, with the connections:write scope."
+        )
+    if not settings.slack_app_token and not settings.slack_signing_secret:
+        problems.append(
+            "SLACK_SIGNING_SECRET is not set: Basic Information → App Credentials → Signing "
+            "Secret. (Or set SLACK_APP_TOKEN to use Socket Mode, which needs no public URL.)"
+        )
+    if settings.status_channel and not _CHANNEL_ID.match(settings.status_channel):
+        problems.append(
+            f"STATUS_CHANNEL={settings.status_channel!r} must be a channel ID such as C0123ABCD "
+            "(open the channel's details; the ID is at the bottom), not its name."
+        )
+    odd = sorted(u for u in settings.allowed_users if u != "*" and not _USER_ID.match(u))
+    if odd:
+        what = "is not a Slack user ID" if len(odd) == 1 else "are not Slack user IDs"
+        problems.append(
+            f"ALLOWED_SLACK_USERS has {', '.join(repr(u) for u in odd)}, which {what}: "
+            "open a person's profile → ⋯ → Copy member ID (it starts with U)."
+        )
+    if not settings.allowed_users:
+        warnings.append(
+            "ALLOWED_SLACK_USERS is empty, so nobody may send yet: list Slack user IDs "
+            "(profile → ⋯ → Copy member ID), or * for everyone in the workspace."
+        )
+    return problems, warnings
+
+
+def check_slack(client: WebClient) -> list[str]:
+    """``auth.test``: the token works here, and has every scope the features need."""
+    try:
+        response = client.auth_test()
+    except SlackApiError as exc:
+        error = exc.response.get("error", "")
+        return [
+            f"Slack refused SLACK_BOT_TOKEN ({error}): copy the Bot User OAuth Token again "
+            f"from OAuth & Permissions, or {_REINSTALL} and copy the new one."
+        ]
+    except OSError as exc:
+        return [
+            f"Cannot reach Slack at {client.base_url} ({exc}): check the network, or "
+            "SLACK_API_URL if you set it."
+        ]
+    header = response.headers.get("x-oauth-scopes") or response.headers.get("X-OAuth-Scopes")
+    granted = {s.strip() for s in (header or "").split(",") if s.strip()}
+    missing = [s for s in REQUIRED_SCOPES if s not in granted]
+    if header is not None and missing:
+        return [
+            f"The bot token lacks the scope(s) {', '.join(missing)}: add them under OAuth & "
+            f"Permissions → Bot Token Scopes (or paste manifest.yml again), then {_REINSTALL}."
+        ]
+    log.info("Slack: connected to %s as %s", response.get("team"), response.get("user"))
+    return []
+
+
+def serve(
+    settings: Settings,
+    client: WebClient,
+    host: str,
+    port: int,
+    *,
+    ready: Callable[[WebServer], None] | None = None,
+) -> None:
+    """Build everything, resume unfinished campaigns, and serve until stopped."""
+    deps = build_deps(settings)
+    runner = Runner(deps)
+    app = build_app(settings, deps, runner, client=client)
+    socket_mode = bool(settings.slack_app_token)
+    handler = None
+    mode = "socket_mode" if socket_mode else "http"
+    wsgi = make_wsgi_app(
+        settings, deps.store, None if socket_mode else app, health=lambda: {"slack": mode}
+    )
+    web = WebServer(wsgi, host, port)
+    resumed = runner.open()
+    if resumed:
+        log.warning("resuming campaign(s) %s", ", ".join(map(str, resumed)))
+    try:
+        if socket_mode:
+            from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+            handler = SocketModeHandler(app, settings.slack_app_token)
+            handler.connect()
+        err.print(
+            f"mailbolt is listening on {web.url} ("
+            + ("Socket Mode" if socket_mode else "Slack requests on /slack/events")
+            + f"; transport: {settings.mail_transport}). Stop with Ctrl+C."
+        )
+        if ready is not None:
+            ready(web)
+        web.serve_forever()
+    finally:
+        if handler is not None:
+            handler.close()
+        runner.close()
+
+
+def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    problems, warnings = startup_problems(settings)
+    for line in warnings:
+        err.print(f"[yellow]warning:[/] {line}", soft_wrap=True)
+    client = build_client(settings)
+    if not problems:
+        problems = check_slack(client)
+    if problems:
+        for line in problems:
+            err.print(f"[red]error:[/] {line}", soft_wrap=True)
+        err.print("mailbolt did not start.")
+        return 2
+    lock = SenderLock(settings.database_path)
+    lock.acquire()
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    try:
+        serve(settings, client, args.host, settings.port if args.port is None else args.port)
+    except KeyboardInterrupt:
+        pass  # waitress usually swallows it and returns; either way we stop here
+    finally:
+        lock.release()
+    err.print(
+        "Stopped. Campaigns that were sending resume when mailbolt starts again; a "
+        "message caught mid-send is held as 'uncertain' for a person to decide."
+    )
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    serve_parser = sub.add_parser("serve", help="run the Slack app and the web server")
+    serve_parser.add_argument("--port", type=int, help="HTTP port (default: PORT, 3000)")
+    serve_parser.add_argument(
+        "--host",
+        default="0.0.0.0",  # noqa: S104 - a server Slack must reach
+        help="interface to listen on (default: all)",
+    )
+    serve_parser.set_defaults(func=cmd_serve)

@@ -1,0 +1,294 @@
+"""Runs campaigns in the background of ``python -m bot serve``; knows nothing of Slack.
+
+Why it looks like this:
+- Its own threads, not Bolt's five listener threads: a campaign paced at one send
+  a second runs for minutes or hours, and every thread it held would be one
+  fewer for answering Slack within its 3-second limit.
+- One campaign at a time. The per-minute quota and the daily limit belong to the
+  mail account, not to a campaign: two campaigns at once would not send faster,
+  and each would work out its share of the daily limit from the same starting
+  count, so together they would overshoot it. One-message campaigns (a "send a
+  test to me") get a lane of their own, so a test does not wait behind a long send.
+- A cancel ``Event`` per campaign, set by whoever presses Cancel; the send loop
+  checks it between messages.
+- At start, unfinished campaigns resume with ``campaign.run(resume=True)``, which
+  turns messages left ``sending`` by a crash into ``uncertain``. That is only
+  right while no other process sends, so the caller holds ``SenderLock``.
+- Deferred messages (daily limit reached) fall due later: a periodic check
+  starts their campaign again. Other periodic work (a bounce poller, say) is
+  added with ``every``.
+- The Slack layer follows along through ``Observer`` callbacks.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from bot.handlers import campaign
+from bot.handlers.campaign import Deps, Result
+from bot.store import CANCELLED, SENDING, UNCERTAIN
+
+log = logging.getLogger(__name__)
+
+DUE_CHECK_SECONDS = 60.0
+EXPRESS_MAX_MESSAGES = 1
+
+
+class Observer(Protocol):
+    """Told about each campaign's life; called from the runner's threads.
+
+    ``progress`` is called after every message, from several threads at once:
+    it must be cheap and must not block.
+    """
+
+    def queued(self, campaign_id: int) -> None: ...
+
+    def started(self, campaign_id: int) -> None: ...
+
+    def progress(self, campaign_id: int, counts: dict[str, int]) -> None: ...
+
+    def finished(self, campaign_id: int, result: Result) -> None: ...
+
+    def failed(self, campaign_id: int, error: Exception) -> None: ...
+
+
+@dataclass
+class Handle:
+    """A campaign handed to the runner; ``wait`` for its result."""
+
+    campaign_id: int
+    resume: bool
+    cancel: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Result | None = None
+    error: Exception | None = None
+
+    def wait(self, timeout: float | None = None) -> Result | None:
+        """The result, or None if it is not done within ``timeout`` or it failed."""
+        self.done.wait(timeout)
+        return self.result
+
+
+@dataclass
+class _Periodic:
+    name: str
+    interval: float
+    job: Callable[[], None]
+    next_at: float
+
+
+class _Lane:
+    """One thread working through a queue of campaigns, in order."""
+
+    def __init__(self, name: str, execute: Callable[[Handle], None]):
+        self.queue: queue.Queue[Handle | None] = queue.Queue()
+        self._execute = execute
+        self.thread = threading.Thread(target=self._loop, name=name, daemon=True)
+
+    def _loop(self) -> None:
+        while (handle := self.queue.get()) is not None:
+            self._execute(handle)
+
+
+class Runner:
+    """Queues, runs, cancels and resumes campaigns; runs periodic jobs."""
+
+    def __init__(
+        self,
+        deps: Deps,
+        *,
+        due_check_seconds: float = DUE_CHECK_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.deps = deps
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._handles: dict[int, Handle] = {}
+        self._running: set[int] = set()
+        self._observers: list[Observer] = []
+        self._periodic: list[_Periodic] = []
+        self._stop = threading.Event()
+        self._idle = threading.Condition(self._lock)
+        self._main = _Lane("campaigns", self._execute)
+        self._express = _Lane("campaigns-express", self._execute)
+        self._scheduler = threading.Thread(target=self._schedule, name="periodic", daemon=True)
+        self._opened = False
+        self.every(due_check_seconds, self.start_due, "deferred messages")
+
+    # -- set-up ------------------------------------------------------------------
+
+    def add_observer(self, observer: Observer) -> None:
+        self._observers.append(observer)
+
+    def every(self, seconds: float, job: Callable[[], None], name: str) -> None:
+        """Run ``job`` every ``seconds`` on the scheduler thread (errors are logged)."""
+        self._periodic.append(_Periodic(name, seconds, job, self._clock() + seconds))
+
+    def open(self, *, resume: bool = True) -> list[int]:
+        """Start the threads and, with ``resume``, queue every unfinished campaign.
+
+        Returns the ids of the campaigns queued for resuming.
+        """
+        if not self._opened:
+            self._opened = True
+            self._main.thread.start()
+            self._express.thread.start()
+            self._scheduler.start()
+        if not resume:
+            return []
+        ids = self.deps.store.unfinished_campaigns()
+        for campaign_id in ids:
+            self.start(campaign_id, resume=True)
+        return ids
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop taking work and let the running campaign finish its in-flight sends.
+
+        Its unsent messages stay queued and are resumed at the next start; if the
+        sends do not finish within ``timeout``, crash recovery settles them then.
+        """
+        self._stop.set()
+        self._main.queue.put(None)
+        self._express.queue.put(None)
+        for lane in (self._main, self._express):
+            if lane.thread.is_alive():
+                lane.thread.join(timeout)
+
+    # -- campaigns ---------------------------------------------------------------
+
+    def start(self, campaign_id: int, *, resume: bool = False) -> Handle:
+        """Queue a campaign; if it is already queued or running, return that handle."""
+        with self._lock:
+            handle = self._handles.get(campaign_id)
+            if handle is not None:
+                return handle
+            handle = Handle(campaign_id, resume)
+            self._handles[campaign_id] = handle
+        row = self.deps.store.campaign(campaign_id)
+        small = row is not None and row["total"] <= EXPRESS_MAX_MESSAGES
+        (self._express if small else self._main).queue.put(handle)
+        self._notify("queued", campaign_id)
+        return handle
+
+    def cancel(self, campaign_id: int) -> bool:
+        """Ask a campaign to stop; what has not been sent yet is skipped.
+
+        Works whether it is running, queued, or waiting for deferred messages to
+        fall due. False if there is nothing left to cancel.
+        """
+        with self._lock:
+            handle = self._handles.get(campaign_id)
+            if handle is not None:
+                handle.cancel.set()
+                return True
+        row = self.deps.store.campaign(campaign_id)
+        if row is None or row["status"] == CANCELLED:
+            return False
+        counts = self.deps.store.counts(campaign_id)
+        if not (counts["queued"] or counts["deferred"]):
+            return False
+        handle = self.start(campaign_id)
+        handle.cancel.set()
+        return True
+
+    def is_active(self, campaign_id: int) -> bool:
+        """Queued or running in this process."""
+        with self._lock:
+            return campaign_id in self._handles
+
+    def is_running(self, campaign_id: int) -> bool:
+        with self._lock:
+            return campaign_id in self._running
+
+    def start_due(self) -> list[int]:
+        """Start every campaign that has queued messages or deferred ones now due."""
+        ids = self.deps.store.due_campaigns(self.deps.clock())
+        for campaign_id in ids:
+            self.start(campaign_id)
+        return ids
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until nothing is queued or running (tests, a clean shutdown)."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._handles:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(left)
+        return True
+
+    def _execute(self, handle: Handle) -> None:
+        campaign_id = handle.campaign_id
+        with self._lock:
+            self._running.add(campaign_id)
+        try:
+            if self._nothing_to_do(handle):
+                handle.result = campaign.counts_result(campaign_id, self.deps)
+            else:
+                self._notify("started", campaign_id)
+                handle.result = campaign.run(
+                    campaign_id,
+                    self.deps,
+                    progress=lambda counts: self._notify("progress", campaign_id, counts),
+                    cancel=handle.cancel,
+                    resume=handle.resume,
+                    halt=self._stop,
+                )
+        except Exception as exc:  # reported to a person by the observers, never lost
+            log.exception("campaign %s stopped with an error", campaign_id)
+            handle.error = exc
+        finally:
+            with self._idle:
+                self._running.discard(campaign_id)
+                self._handles.pop(campaign_id, None)
+                self._idle.notify_all()
+            handle.done.set()
+        if handle.error is not None:
+            self._notify("failed", campaign_id, handle.error)
+        elif handle.result is not None:
+            self._notify("finished", campaign_id, handle.result)
+
+    def _nothing_to_do(self, handle: Handle) -> bool:
+        """True when a run would find no message to send.
+
+        Skipping it saves a status-message round for a campaign that is only
+        waiting for its deferred messages to fall due.
+        """
+        if handle.cancel.is_set():
+            return False
+        store = self.deps.store
+        if store.campaign(handle.campaign_id) is None:
+            return False  # run() says so in words
+        if store.ready_messages(handle.campaign_id):
+            return False
+        counts = store.counts(handle.campaign_id)
+        return not (counts[SENDING] or (handle.resume and counts[UNCERTAIN]))
+
+    # -- plumbing ----------------------------------------------------------------
+
+    def _notify(self, event: str, *args: object) -> None:
+        for observer in self._observers:
+            try:
+                getattr(observer, event)(*args)
+            except Exception:  # an observer's bug must not stop the sending
+                log.exception("observer %r failed on %s%r", observer, event, args)
+
+    def _schedule(self) -> None:
+        while not self._stop.is_set():
+            now = self._clock()
+            for job in self._periodic:
+                if job.next_at <= now:
+                    job.next_at = now + job.interval
+                    try:
+                        job.job()
+                    except Exception:
+                        log.exception("periodic job %r failed", job.name)
+            upcoming = min((j.next_at for j in self._periodic), default=now + 1.0)
+            self._stop.wait(max(0.05, min(1.0, upcoming - self._clock())))

@@ -1,0 +1,82 @@
+"""The Slack front-end: thin listeners that parse a payload, call one handler and
+answer with a view from ``views.py``.
+
+This module holds what every listener module shares: the services they are
+given, who may send, and how a failure is put into words.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from bot.errors import AuthError, MailboltError
+from bot.handlers.policy import sender_allowed
+
+if TYPE_CHECKING:
+    from slack_sdk import WebClient
+
+    from bot.config import Settings
+    from bot.handlers.campaign import Deps
+    from bot.runner import Runner
+    from bot.slack.status import StatusBoard
+    from bot.slack.submissions import Lookups
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    """What the listeners work with, built once by ``build_app``."""
+
+    settings: Settings
+    deps: Deps
+    runner: Runner
+    board: StatusBoard
+    client: WebClient
+    lookups: Lookups
+
+
+def permission_problem(settings: Settings, user_id: str) -> str | None:
+    """Why ``user_id`` may not send, in words; None when they may."""
+    allowed = settings.allowed_users
+    if not allowed:
+        return (
+            "Nobody may send email from Slack yet: an admin must set ALLOWED_SLACK_USERS "
+            "(Slack user IDs separated by commas, or * for everyone) and restart mailbolt. "
+            f"Your user ID is `{user_id}`."
+        )
+    if not sender_allowed(allowed, user_id):
+        return (
+            "You may not send email with mailbolt. An admin can add your user ID "
+            f"(`{user_id}`) to ALLOWED_SLACK_USERS."
+        )
+    return None
+
+
+def may_manage(settings: Settings, owner: str, user_id: str) -> bool:
+    """The campaign's owner, or anyone allowed to send, may press its buttons."""
+    return user_id == owner or sender_allowed(settings.allowed_users, user_id)
+
+
+def describe(error: Exception, correlation_id: str = "") -> str:
+    """A failure as a person reads it; unexpected ones point to the log line."""
+    if isinstance(error, AuthError):
+        return (
+            f"Gmail refused our authorization: {error} An admin must run "
+            "`python -m bot auth`, then restart mailbolt; sending continues where it stopped."
+        )
+    if isinstance(error, MailboltError):
+        return str(error)
+    ref = f" (reference {correlation_id})" if correlation_id else ""
+    return f"Something went wrong on our side{ref}. An admin can find the details in the log."
+
+
+def report(error: Exception, correlation_id: str, what: str) -> str:
+    """Log ``error`` with its correlation id and return the text for the person."""
+    if isinstance(error, MailboltError) and not isinstance(error, AuthError):
+        log.info("[%s] %s: %s", correlation_id, what, error)
+    else:
+        log.error("[%s] %s failed", correlation_id, what, exc_info=error)
+    return describe(error, correlation_id)

@@ -1,0 +1,195 @@
+"""``/sendmail`` and its subcommands.
+
+The bare command answers Slack at once (an empty acknowledgement) and opens the
+compose modal from a lazy listener with the ``trigger_id``, which expires after 3
+seconds and works once. The subcommands only read or write the local store, so
+they are answered in the acknowledgement itself, privately (ephemeral).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt import Ack, App, BoltContext
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.errors import UserInputError
+from bot.handlers import campaign
+from bot.handlers.campaign import DAY
+from bot.handlers.recipients import parse_text
+from bot.slack import Services, permission_problem, report, views
+from bot.slack.submissions import compose_metadata
+
+log = logging.getLogger(__name__)
+
+COMMAND = "/sendmail"
+RECENT = 10
+
+
+def parse(text: str) -> tuple[str, str]:
+    """``status 12`` → (``status``, ``12``); the bare command is ``("", "")``."""
+    word, _, rest = text.strip().partition(" ")
+    return word.lower(), rest.strip()
+
+
+def quota_data(services: Services) -> views.QuotaData:
+    deps, settings = services.deps, services.settings
+    now = deps.clock()
+    return views.QuotaData(
+        transport=settings.mail_transport,
+        sent_24h=deps.store.sent_since(now - DAY),
+        daily_limit=deps.daily_limit,
+        units_last_minute=deps.store.units_since(now - 60),
+        units_per_minute=settings.gmail_quota_units_per_minute,
+    )
+
+
+def campaign_lines(services: Services, limit: int = RECENT) -> list[views.CampaignLine]:
+    store = services.deps.store
+    return [
+        views.CampaignLine(
+            campaign_id=row["id"],
+            template=row["template"],
+            status=row["status"],
+            requested_by=row["requested_by"],
+            total=row["total"],
+            sent=store.counts(row["id"])["sent"],
+            created_at=row["created_at"],
+        )
+        for row in store.campaigns(limit=limit)
+    ]
+
+
+def _status(services: Services, rest: str) -> tuple[str, list[dict[str, Any]]]:
+    if not rest:
+        text = "*Recent campaigns*\n" + views.campaign_lines(campaign_lines(services))
+        return text, [views.section(text)]
+    try:
+        campaign_id = int(rest.lstrip("#"))
+    except ValueError:
+        text = f"`{views.escape(rest)}` is not a campaign number; try `/sendmail status 12`."
+        return text, [views.section(text)]
+    row = services.deps.store.campaign(campaign_id)
+    if row is None:
+        text = f"There is no campaign #{campaign_id}."
+        return text, [views.section(text)]
+    result = campaign.counts_result(campaign_id, services.deps)
+    text, blocks = views.status_message(
+        views.StatusData(
+            campaign_id=campaign_id,
+            requested_by=row["requested_by"],
+            template=row["template"],
+            status=result.status,
+            counts=result.counts,
+            total=row["total"],
+            reason=result.reason,
+            resume_at=services.deps.store.deferred_until(campaign_id),
+            failures=result.failures,
+            active=services.runner.is_active(campaign_id),
+        )
+    )
+    return text, [b for b in blocks if b["type"] != "actions"]
+
+
+def _address(rest: str, verb: str) -> str:
+    found = parse_text(rest, max_recipients=1)
+    if len(found.recipients) != 1 or found.rejected:
+        raise UserInputError(f"Give one email address: `/sendmail {verb} ann@example.com`.")
+    return found.recipients[0].email
+
+
+def answer(services: Services, word: str, rest: str, user: str) -> tuple[str, list[dict]]:
+    """The private answer to a subcommand, as (text, blocks)."""
+    if word == "help":
+        return views.HELP, views.help_blocks()
+    problem = permission_problem(services.settings, user)
+    if problem:
+        return problem, [views.section(problem)]
+    store = services.deps.store
+    if word == "status":
+        return _status(services, rest)
+    if word == "quota":
+        text = views.quota_text(quota_data(services))
+        return text, [views.section(text)]
+    if word == "templates":
+        blocks = views.templates_blocks(services.deps.catalogue.list())
+        return "Templates", blocks
+    if word == "unsubscribe":
+        email = _address(rest, word)
+        added = store.add_unsubscribe(email, source=f"slack:{user}")
+        text = (
+            f"{email} will get no more marketing email."
+            if added
+            else f"{email} had already unsubscribed."
+        )
+        return text, [views.section(text)]
+    if word == "resubscribe":
+        email = _address(rest, word)
+        removed = store.remove_unsubscribe(email, actor=f"slack:{user}")
+        text = (
+            f"{email} may get marketing email again. Do this only when they asked for it."
+            if removed
+            else f"{email} was not unsubscribed."
+        )
+        return text, [views.section(text)]
+    text = f"I don't know `/sendmail {views.escape(word)}`.\n\n{views.HELP}"
+    return text, [views.section(text)]
+
+
+def _opens_form(services: Services, word: str) -> bool:
+    """The bare command, or a template's name to start from it, opens the form."""
+    if not word:
+        return True
+    return word in {t.name for t in services.deps.catalogue.list()}
+
+
+def register(app: App, services: Services) -> None:
+    def command_ack(ack: Ack, command: dict, context: BoltContext) -> None:
+        correlation_id = context.get("correlation_id", "")
+        word, rest = parse(command.get("text", ""))
+        user = command["user_id"]
+        try:
+            if _opens_form(services, word):
+                problem = permission_problem(services.settings, user)
+                if problem:
+                    ack(response_type="ephemeral", text=problem)
+                else:
+                    ack()
+                return
+            text, blocks = answer(services, word, rest, user)
+        except Exception as exc:  # never a stack trace in Slack
+            text = report(exc, correlation_id, f"/sendmail {word}")
+            blocks = [views.section(text)]
+        ack(response_type="ephemeral", text=views.clip(text, views.MAX_MESSAGE_TEXT), blocks=blocks)
+
+    def open_form(command: dict, client: WebClient, context: BoltContext) -> None:
+        word, _ = parse(command.get("text", ""))
+        user = command["user_id"]
+        if not _opens_form(services, word) or permission_problem(services.settings, user):
+            return
+        channel = command.get("channel_id", "")
+        form = views.ComposeForm(template=word, channel=services.settings.status_channel or channel)
+        view = views.compose_view(
+            services.deps.catalogue.list(), form=form, metadata=compose_metadata(channel)
+        )
+        try:
+            client.views_open(trigger_id=command["trigger_id"], view=view)
+        except SlackApiError as exc:
+            correlation_id = context.get("correlation_id", "")
+            report(exc, correlation_id, "views.open")
+            try:
+                client.chat_postEphemeral(
+                    channel=channel,
+                    user=user,
+                    text=(
+                        "Slack did not let me open the form in time "
+                        f"({exc.response.get('error')}). Please run /sendmail again. "
+                        f"(ref {correlation_id})"
+                    ),
+                )
+            except SlackApiError:
+                log.warning("[%s] could not tell %s either", correlation_id, user)
+
+    app.command(COMMAND)(ack=command_ack, lazy=[open_form])

@@ -1,0 +1,70 @@
+"""App Home: recent campaigns, today's sending, the templates and setup health.
+
+Published with ``views.publish`` each time someone opens the tab, from a lazy
+listener so the event is acknowledged first.
+"""
+
+from __future__ import annotations
+
+from slack_bolt import Ack, App, BoltContext
+from slack_sdk import WebClient
+
+from bot.config import Settings
+from bot.handlers.campaign import Deps
+from bot.slack import Services, report, views
+from bot.slack.commands import campaign_lines, quota_data
+
+
+def health(settings: Settings, deps: Deps) -> list[tuple[bool, str]]:
+    """(fine, what) lines for the setup panel, each saying what to change."""
+    lines: list[tuple[bool, str]] = []
+    account = deps.envelope.from_address
+    if settings.mail_transport == "sandbox":
+        lines.append((True, f"Transport: sandbox (From: {account})."))
+    elif settings.gmail_token_file.is_file():
+        lines.append((True, f"Transport: Gmail, sending as {account}."))
+    else:
+        lines.append(
+            (False, "Transport: Gmail, but not authorized yet: an admin runs `python -m bot auth`.")
+        )
+    allowed = settings.allowed_users
+    if not allowed:
+        lines.append((False, "Nobody may send yet: an admin sets ALLOWED_SLACK_USERS."))
+    elif "*" in allowed:
+        lines.append((True, "Everyone in the workspace may send (ALLOWED_SLACK_USERS=*)."))
+    else:
+        lines.append((True, f"{len(allowed)} people may send (ALLOWED_SLACK_USERS)."))
+    if not settings.postal_address:
+        lines.append((False, "POSTAL_ADDRESS is not set, so marketing templates cannot be sent."))
+    if settings.mail_transport == "gmail" and not settings.public_base_url:
+        lines.append((False, "PUBLIC_BASE_URL is not set: unsubscribe links point to localhost."))
+    if settings.status_channel:
+        lines.append((True, f"Status messages go to <#{settings.status_channel}> by default."))
+    else:
+        lines.append((True, "Status messages go to the channel where /sendmail is typed."))
+    return lines
+
+
+def home_data(services: Services) -> views.HomeData:
+    return views.HomeData(
+        campaigns=campaign_lines(services),
+        quota=quota_data(services),
+        templates=services.deps.catalogue.list(),
+        health=health(services.settings, services.deps),
+        sandbox_outbox=str(services.settings.sandbox_outbox),
+    )
+
+
+def register(app: App, services: Services) -> None:
+    def event_ack(ack: Ack) -> None:
+        ack()
+
+    def publish(event: dict, client: WebClient, context: BoltContext) -> None:
+        if event.get("tab", "home") != "home":
+            return
+        try:
+            client.views_publish(user_id=event["user"], view=views.home_view(home_data(services)))
+        except Exception as exc:  # the tab stays as it was; the log says why
+            report(exc, context.get("correlation_id", ""), "publishing App Home")
+
+    app.event("app_home_opened")(ack=event_ack, lazy=[publish])

@@ -1,0 +1,236 @@
+"""The live status message of each campaign, kept up to date from the runner.
+
+Why it looks like this:
+- ``chat.update`` is rate-limited (Tier 3, about 50 a minute) while a campaign
+  reports progress after every message. Progress only marks a campaign "dirty";
+  one flusher thread edits each dirty message at most every ``interval``
+  seconds, and the final state is written at once when the campaign ends. A
+  per-campaign lock makes sure a late progress edit never overwrites the final one.
+- A 429 is retried by the WebClient's ``RateLimitErrorRetryHandler`` after
+  ``Retry-After``; the sending threads never wait for Slack, because the flusher
+  and the runner's lane do the calling.
+- The message is rendered from the store, not from the counts handed in, so
+  whatever edit lands last shows the truth.
+- If the app is not in the chosen channel, the status goes to the requester's
+  direct messages with a note saying how to invite the app.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.handlers import campaign
+from bot.handlers.campaign import Deps, Result
+from bot.slack import describe, views
+
+log = logging.getLogger(__name__)
+
+UPDATE_INTERVAL_SECONDS = 3.0
+_QUEUED, _RUNNING, _DONE = "queued", "running", "done"
+
+
+class StatusBoard:
+    """Posts and edits status messages; a ``bot.runner.Observer``."""
+
+    def __init__(
+        self,
+        client: WebClient,
+        deps: Deps,
+        *,
+        interval: float = UPDATE_INTERVAL_SECONDS,
+    ):
+        self.client = client
+        self.deps = deps
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._state: dict[int, str] = {}
+        self._dirty: set[int] = set()
+        self._notes: dict[int, str] = {}  # about this run, e.g. why it stopped
+        self._moved: dict[int, str] = {}  # why the message is not where it was asked
+        self._campaign_locks: dict[int, threading.Lock] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._flush_loop, name="slack-status", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+
+    # -- posting -----------------------------------------------------------------
+
+    def post(self, campaign_id: int) -> str | None:
+        """Post the first status message of a campaign; returns its ``ts``."""
+        with self._lock:
+            self._state.setdefault(campaign_id, _QUEUED)
+        with self._campaign_lock(campaign_id):
+            return self._post(campaign_id)
+
+    def reply(self, campaign_id: int, text: str) -> None:
+        """A line in the status message's thread (who pressed what, errors)."""
+        row = self.deps.store.campaign(campaign_id)
+        if not row or not row["status_ts"]:
+            return
+        try:
+            self.client.chat_postMessage(
+                channel=row["status_channel"], thread_ts=row["status_ts"], text=text
+            )
+        except SlackApiError as exc:
+            log.warning("campaign %s: could not reply in thread: %s", campaign_id, exc)
+
+    def _post(self, campaign_id: int) -> str | None:
+        row = self.deps.store.campaign(campaign_id)
+        if not row or not row["status_channel"]:
+            return None
+        if row["status_ts"]:
+            return row["status_ts"]
+        text, blocks = self._render(campaign_id)
+        try:
+            response = self.client.chat_postMessage(
+                channel=row["status_channel"], text=text, blocks=blocks
+            )
+        except SlackApiError as exc:
+            error = exc.response.get("error", "")
+            if error not in ("not_in_channel", "channel_not_found", "is_archived"):
+                raise
+            return self._post_privately(campaign_id, row, error)
+        self.deps.store.set_campaign(
+            campaign_id, status_channel=response["channel"], status_ts=response["ts"]
+        )
+        return response["ts"]
+
+    def _post_privately(self, campaign_id: int, row: dict[str, Any], error: str) -> str | None:
+        """The app cannot post in the chosen channel: tell the requester directly."""
+        with self._lock:
+            self._moved[campaign_id] = (
+                f"I could not post in <#{row['status_channel']}> ({error}), so the status "
+                "is here. Invite me to that channel with /invite @mailbolt next time."
+            )
+        text, blocks = self._render(campaign_id)
+        response = self.client.chat_postMessage(
+            channel=row["requested_by"], text=text, blocks=blocks
+        )
+        self.deps.store.set_campaign(
+            campaign_id, status_channel=response["channel"], status_ts=response["ts"]
+        )
+        return response["ts"]
+
+    # -- runner.Observer ---------------------------------------------------------
+
+    def queued(self, campaign_id: int) -> None:
+        self._mark(campaign_id, _QUEUED)
+
+    def started(self, campaign_id: int) -> None:
+        self._mark(campaign_id, _RUNNING)
+
+    def progress(self, campaign_id: int, counts: dict[str, int]) -> None:
+        with self._lock:
+            if self._state.get(campaign_id) != _DONE:
+                self._dirty.add(campaign_id)
+
+    def finished(self, campaign_id: int, result: Result) -> None:
+        self._final(campaign_id, result)
+
+    def failed(self, campaign_id: int, error: Exception) -> None:
+        row = self.deps.store.campaign(campaign_id)
+        text = describe(error, (row or {}).get("correlation_id") or "")
+        with self._lock:
+            self._notes[campaign_id] = f"Stopped: {text}"
+        self._final(campaign_id, None)
+        self.reply(campaign_id, f":x: {text}")
+
+    # -- editing -----------------------------------------------------------------
+
+    def refresh(self, campaign_id: int) -> None:
+        """Edit the message at the next flush (someone changed the campaign)."""
+        with self._lock:
+            self._dirty.add(campaign_id)
+
+    def flush(self) -> int:
+        """Edit every message whose campaign moved since the last edit; returns how many."""
+        with self._lock:
+            dirty, self._dirty = self._dirty, set()
+        for campaign_id in sorted(dirty):
+            with self._campaign_lock(campaign_id):
+                try:
+                    self._edit(campaign_id, None)
+                except SlackApiError as exc:
+                    log.warning("campaign %s: status update failed: %s", campaign_id, exc)
+        return len(dirty)
+
+    def _mark(self, campaign_id: int, state: str) -> None:
+        with self._lock:
+            self._state[campaign_id] = state
+            self._notes.pop(campaign_id, None)
+            self._dirty.add(campaign_id)
+
+    def _final(self, campaign_id: int, result: Result | None) -> None:
+        """The last edit of a run, at once; the lock orders it after any late flush."""
+        with self._campaign_lock(campaign_id):
+            with self._lock:
+                self._state[campaign_id] = _DONE
+                self._dirty.discard(campaign_id)
+            self._edit(campaign_id, result)
+
+    def _edit(self, campaign_id: int, result: Result | None) -> None:
+        row = self.deps.store.campaign(campaign_id)
+        if not row or not row["status_channel"]:
+            return
+        if not row["status_ts"]:
+            self._post(campaign_id)
+            return
+        text, blocks = self._render(campaign_id, result)
+        try:
+            self.client.chat_update(
+                channel=row["status_channel"], ts=row["status_ts"], text=text, blocks=blocks
+            )
+        except SlackApiError as exc:
+            if exc.response.get("error") != "message_not_found":
+                raise
+            log.warning("campaign %s: status message was deleted; posting a new one", campaign_id)
+            self.deps.store.set_campaign(campaign_id, status_ts=None)
+            self._post(campaign_id)
+
+    def _render(
+        self, campaign_id: int, result: Result | None = None
+    ) -> tuple[str, list[dict[str, Any]]]:
+        row = self.deps.store.campaign(campaign_id)
+        assert row is not None
+        current = campaign.counts_result(campaign_id, self.deps)
+        with self._lock:
+            state = self._state.get(campaign_id, _DONE)
+            note = " ".join(
+                n for n in (self._notes.get(campaign_id), self._moved.get(campaign_id)) if n
+            )
+        return views.status_message(
+            views.StatusData(
+                campaign_id=campaign_id,
+                requested_by=row["requested_by"],
+                template=row["template"],
+                status=current.status,
+                counts=current.counts,
+                total=row["total"],
+                reason=current.reason,
+                resume_at=self.deps.store.deferred_until(campaign_id),
+                failures=(result.failures if result else None) or current.failures,
+                active=state in (_QUEUED, _RUNNING),
+                queued=state == _QUEUED,
+                note=note,
+            )
+        )
+
+    def _campaign_lock(self, campaign_id: int) -> threading.Lock:
+        with self._lock:
+            return self._campaign_locks.setdefault(campaign_id, threading.Lock())
+
+    def _flush_loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.flush()
+            except Exception:  # keep the flusher alive whatever one edit did
+                log.exception("status update failed")
