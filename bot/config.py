@@ -26,6 +26,13 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+def _seconds(raw: str) -> float:
+    value = float(raw)
+    if value < 0:
+        raise ValueError("must be a number of seconds, 0 or more")
+    return value
+
+
 def _transport(raw: str) -> str:
     value = raw.strip().lower()
     if value not in ("sandbox", "gmail"):
@@ -151,6 +158,13 @@ SPECS: tuple[Spec, ...] = (
         _on_off,
         "Ask for gmail.readonly to check Sent for uncertain messages by Message-ID.",
     ),
+    Spec(
+        "GMAIL_RECONCILE_GRACE_SECONDS",
+        "60",
+        _seconds,
+        "After a crash, how long a send may still be processed by Gmail before a "
+        "Sent search that misses it counts as 'not sent'.",
+    ),
     # Slack
     Spec(
         "SLACK_BOT_TOKEN", "", _text, "Bot token (xoxb-...) from OAuth & Permissions.", secret=True
@@ -216,6 +230,7 @@ class Settings:
     gmail_quota_units_per_minute: int
     gmail_daily_send_limit: int
     gmail_reconcile: bool
+    gmail_reconcile_grace_seconds: float
     slack_bot_token: str
     slack_signing_secret: str
     slack_app_token: str

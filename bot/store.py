@@ -130,8 +130,14 @@ def _migration_1(db: sqlite_utils.Database) -> None:
     )
 
 
+def _migration_2(db: sqlite_utils.Database) -> None:
+    """When a message was claimed for sending: crash recovery must know how recent
+    an in-flight send is, and ``updated_at`` is overwritten by later transitions."""
+    db["messages"].add_column("claimed_at", float)
+
+
 # Append new migrations; never edit one that has shipped.
-MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_migration_1,)
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_migration_1, _migration_2)
 
 
 @dataclass(frozen=True)
@@ -299,11 +305,15 @@ class Store:
             db["campaigns"].update(campaign_id, changes)
 
     def unfinished_campaigns(self) -> list[int]:
-        """Campaigns that were running or paused and still have work."""
+        """Campaigns with work left: messages to send, or in doubt to settle.
+
+        A completed campaign counts again when a person re-queues its failed or
+        uncertain messages, or when it still holds uncertain ones to reconcile.
+        """
         rows = self._query(
             "select distinct c.id from campaigns c join messages m on m.campaign_id = c.id "
-            "where c.status in (?, ?) and m.state in (?, ?, ?) order by c.id",
-            [RUNNING, PAUSED, QUEUED, DEFERRED, SENDING],
+            "where c.status != ? and m.state in (?, ?, ?, ?) order by c.id",
+            [CANCELLED, QUEUED, DEFERRED, SENDING, UNCERTAIN],
         )
         return [r["id"] for r in rows]
 
@@ -373,7 +383,9 @@ class Store:
 
     def claim(self, row_id: int) -> bool:
         """queued/deferred → sending (attempts + 1). False if someone else has it."""
-        return self.transition(row_id, SENDING, allowed_from=(QUEUED, DEFERRED)).changed
+        return self.transition(
+            row_id, SENDING, allowed_from=(QUEUED, DEFERRED), claimed_at=self.clock()
+        ).changed
 
     def mark_sent(self, row_id: int, provider_id: str) -> Transition:
         return self.transition(
@@ -443,9 +455,15 @@ class Store:
         return rows[0]["n"]
 
     def oldest_sent_since(self, since: float) -> float | None:
-        """Time of the oldest send inside the window: when the next slot frees up."""
+        """Time of the oldest send inside the window: when the next slot frees up.
+
+        Counts what ``sent_since`` counts: in-flight and uncertain messages too.
+        """
         rows = self._query(
-            "select min(sent_at) t from messages where state = ? and sent_at >= ?", [SENT, since]
+            "select min(coalesce(case when state = ? then sent_at end, claimed_at, updated_at)) t "
+            "from messages where (state = ? and sent_at >= ?) "
+            "or (state in (?, ?) and updated_at >= ?)",
+            [SENT, SENT, since, SENDING, UNCERTAIN, since],
         )
         return rows[0]["t"]
 

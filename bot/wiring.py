@@ -61,6 +61,7 @@ def build_pacer(settings: Settings) -> Pacer:
 def build_deps(settings: Settings, store: Store | None = None) -> Deps:
     """Everything a campaign needs; the transport is created on first use."""
     store = store or Store(settings.database_path)
+    gmail = settings.mail_transport == "gmail"
     transport: list[Transport] = []
 
     def lazy_transport() -> Transport:
@@ -79,7 +80,8 @@ def build_deps(settings: Settings, store: Store | None = None) -> Deps:
         unsubscribe_secret=load_secret(
             settings.unsubscribe_secret, Path(settings.database_path).parent
         ),
-        daily_limit=settings.gmail_daily_send_limit if settings.mail_transport == "gmail" else None,
+        daily_limit=settings.gmail_daily_send_limit if gmail else None,
+        reconcile_grace=settings.gmail_reconcile_grace_seconds if gmail else 0.0,
     )
 
 

@@ -457,3 +457,24 @@ def test_a_run_with_only_future_deferrals_stays_running(deps, clock):
     assert again.resume_at == first.resume_at
     clock.now = first.resume_at + 1
     assert campaign.run(cid, deps).status == "completed"
+
+
+def test_reconcile_waits_out_the_grace_before_trusting_not_found(deps, clock):
+    """Gmail may still be processing a send the dead process handed over."""
+    deps.reconcile_grace = 30.0
+    transport = use(deps, ScriptedTransport(sent_ids={}))
+    cid = start(deps, people("a@example.com"))
+    (row,) = deps.store.messages(cid)
+    deps.store.claim(row["id"])
+    claimed = clock.now
+    clock.now += 5  # the process died 5 s after claiming; now it restarts
+
+    def gmail_finishes(seconds):
+        clock.sleeps.append(seconds)
+        clock.now += seconds
+        transport.sent_ids[row["message_id"]] = "gm-late"
+
+    deps.sleep = gmail_finishes
+    result = campaign.run(cid, deps, resume=True)
+    assert clock.sleeps == [pytest.approx(claimed + 30.0 - (claimed + 5))]
+    assert result.counts["sent"] == 1 and transport.calls == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
@@ -88,6 +89,9 @@ def _print_result(result: campaign.Result, settings: Settings) -> None:
         out.print(f"[red]failed[/] {email}: {reason}")
     if result.reason:
         out.print(f"[yellow]{result.reason}[/]")
+    if result.counts["deferred"] and result.resume_at:
+        when = datetime.fromtimestamp(result.resume_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+        out.print(f"{result.counts['deferred']} message(s) deferred until {when}.")
     if result.counts["deferred"]:
         out.print(
             "Deferred messages resume with `python -m bot send --resume` (or by "

@@ -81,6 +81,7 @@ class Deps:
     unsubscribe_base: str = ""
     unsubscribe_secret: bytes = b""
     daily_limit: int | None = None
+    reconcile_grace: float = 0.0
     max_attempts: int = 5
     max_retry_elapsed: float = 300.0
     backoff_base: float = 1.0
@@ -334,10 +335,10 @@ class _Budget:
             return True
 
     def resume_at(self) -> float:
-        """When the oldest send in the window ages out (or in a minute, if unknown)."""
+        """When the oldest send in the rolling day ages out (a day from now if none)."""
         now = self.deps.clock()
         oldest = self.deps.store.oldest_sent_since(now - DAY)
-        return (oldest + DAY) if oldest else now + 60
+        return (oldest if oldest is not None else now) + DAY
 
 
 @dataclass
@@ -425,6 +426,9 @@ def _send_one(run: _Run, deps: Deps, transport: Transport, row: dict[str, Any]) 
     except (TemplateError, UserInputError) as exc:
         store.mark_failed(row["id"], str(exc))
         return
+    # Wait for the quota slot *before* claiming: a claimed message counts as in
+    # flight, and after a crash every claimed one is in doubt.
+    deps.pacer.acquire(SEND_UNITS)
     if not store.claim(row["id"]):
         return  # someone else has it, or it was cancelled meanwhile
     message = OutgoingMessage(row["id"], run.campaign_id, row["email"], row["message_id"], raw)
@@ -433,7 +437,8 @@ def _send_one(run: _Run, deps: Deps, transport: Transport, row: dict[str, Any]) 
     def attempt() -> str:
         nonlocal attempts
         attempts += 1
-        deps.pacer.acquire(SEND_UNITS)
+        if attempts > 1:
+            deps.pacer.acquire(SEND_UNITS)
         store.record_units(SEND_UNITS, "messages.send")
         return transport.send(message)
 
@@ -465,7 +470,14 @@ def reconcile_uncertain(campaign_id: int, deps: Deps, transport: Transport) -> i
     to the caller, which pauses the campaign. Returns how many were settled.
     """
     settled = 0
-    for row in deps.store.messages(campaign_id, [UNCERTAIN]):
+    rows = deps.store.messages(campaign_id, [UNCERTAIN])
+    rows.sort(key=lambda r: r["claimed_at"] or 0)
+    for row in rows:
+        # A request the dead process handed over may still be processed, or not
+        # yet searchable: "not found" only means "not sent" after the grace.
+        wait = (row["claimed_at"] or 0) + deps.reconcile_grace - deps.clock()
+        if wait > 0:
+            deps.sleep(wait)
         deps.pacer.acquire(LIST_UNITS)
         try:
             found = transport.find_sent(row["message_id"])
@@ -596,12 +608,13 @@ def counts_result(campaign_id: int, deps: Deps) -> Result:
         (r["email"], r["last_error"] or "")
         for r in deps.store.messages(campaign_id, [FAILED], limit=5)
     ]
+    counts = deps.store.counts(campaign_id)
     return Result(
         campaign_id,
         campaign["status"],
-        deps.store.counts(campaign_id),
+        counts,
         campaign["paused_reason"] or "",
-        None,
+        deps.store.deferred_until(campaign_id) if counts[DEFERRED] else None,
         failures,
     )
 

@@ -1,0 +1,258 @@
+"""Throughput benchmark: mailbolt's Gmail engine against a naive sequential loop.
+
+The loopback Gmail fake (``tests/fakes/gmail_fake.py``) answers every call after
+200 ms and enforces 150,000 quota units a minute: ``messages.send`` costs 100,
+so the ceiling is 25 sends a second. Three runs of 500 messages, each against
+a fresh fake:
+
+- mailbolt: ``build_deps`` with ``MAIL_TRANSPORT=gmail`` settings pointing at
+  the fake, then ``campaign.preflight``, ``record`` and ``run``: the CLI's path,
+  in process;
+- naive: one ``messages().send(...).execute()`` after another, as in Google's
+  quickstart;
+- mailbolt again with 10 % injected 5xx answers (500 and 503).
+
+A run longer than a minute (``--messages 2000 --naive 100``) also crosses the
+fake's sliding quota window, which is where pacing mistakes show up as 429s.
+
+Rate is measured on the fake's side, from its acceptance timestamps:
+``(n - 1) / (last accept - first accept)``, because a paced sender starts its
+first call at once and then one per interval. The wall-clock rate
+``n / elapsed`` (elapsed includes start-up and the last response) is shown too.
+Numbers, not assertions: run ``make bench``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import make_msgid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import google_auth_httplib2  # noqa: E402
+import httplib2  # noqa: E402
+from google.oauth2.credentials import Credentials  # noqa: E402
+from googleapiclient.discovery import build  # noqa: E402
+from googleapiclient.errors import HttpError  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from bot.config import Settings  # noqa: E402
+from bot.handlers import campaign  # noqa: E402
+from bot.handlers.recipients import parse_csv  # noqa: E402
+from bot.mail.pacing import SEND_UNITS  # noqa: E402
+from bot.wiring import build_deps  # noqa: E402
+from tests.fakes.gmail_fake import SEND_SCOPE, FakeGmail  # noqa: E402
+
+LATENCY_MS = 200
+UNITS_PER_MINUTE = 150_000
+CEILING = UNITS_PER_MINUTE / SEND_UNITS / 60  # sends per second
+SENDER = "team@mailbolt.example"
+FAULTS = {"500": 0.05, "503": 0.05}
+
+
+@dataclass
+class Outcome:
+    """One run, as seen by the fake (the only honest witness of what was sent)."""
+
+    name: str
+    wanted: int
+    accepted: int
+    requests: int
+    too_many: int
+    lost: int
+    duplicates: int
+    first_to_last: float  # seconds between the first and the last acceptance
+    elapsed: float
+
+    @property
+    def rate(self) -> float:
+        return (self.accepted - 1) / self.first_to_last if self.first_to_last > 0 else 0.0
+
+    @property
+    def wall_rate(self) -> float:
+        return self.accepted / self.elapsed
+
+
+def addresses(n: int) -> list[str]:
+    return [f"person{i:04d}@example.com" for i in range(n)]
+
+
+def fresh_fake() -> FakeGmail:
+    return FakeGmail(
+        email_address=SENDER, units_per_minute=UNITS_PER_MINUTE, latency_ms=LATENCY_MS
+    ).start()
+
+
+def outcome(name: str, fake: FakeGmail, wanted: list[str], elapsed: float) -> Outcome:
+    per_address = Counter(a for m in fake.sent for a in m.addresses("To"))
+    accepted_at = sorted(m.internal_date for m in fake.sent)
+    return Outcome(
+        name=name,
+        wanted=len(wanted),
+        accepted=len(fake.sent),
+        requests=fake.requests_by_path["/gmail/v1/users/me/messages/send"],
+        too_many=fake.too_many_requests,
+        lost=sum(1 for a in wanted if per_address[a] == 0),
+        duplicates=sum(c - 1 for c in per_address.values() if c > 1),
+        first_to_last=(accepted_at[-1] - accepted_at[0]) / 1000 if accepted_at else 0.0,
+        elapsed=elapsed,
+    )
+
+
+def run_mailbolt(name: str, n: int, faults: dict[str, float] | None) -> Outcome:
+    """The engine exactly as ``python -m bot send`` drives it, minus the subprocess."""
+    fake = fresh_fake()
+    if faults:
+        fake.chaos(faults, seed=1)
+    try:
+        os.environ.update(fake.env())  # the CA that httplib2 must trust
+        with tempfile.TemporaryDirectory() as tmp:
+            token_file = Path(tmp) / "token.json"
+            token_file.write_text(json.dumps(fake.grant([SEND_SCOPE])))
+            token_file.chmod(0o600)
+            settings = Settings.defaults(
+                mail_transport="gmail",
+                database_path=Path(tmp) / "bench.db",
+                templates_dir=ROOT / "templates",
+                sender_address=SENDER,
+                gmail_token_file=token_file,
+                gmail_api_url=fake.api_url,
+                google_token_uri=fake.token_uri,
+                gmail_quota_units_per_minute=UNITS_PER_MINUTE,
+                gmail_daily_send_limit=100_000,
+            )
+            wanted = addresses(n)
+            csv = "email,name\r\n" + "".join(f"{a},Person {i}\r\n" for i, a in enumerate(wanted))
+            deps = build_deps(settings)
+            request = campaign.CampaignRequest(
+                "welcome",
+                parse_csv(csv.encode(), max_recipients=n),
+                "bench",
+                common_vars={"team": "Acme", "start_url": "https://acme.example/start"},
+            )
+            plan = campaign.preflight(request, deps)
+            campaign_id, _ = campaign.record(plan, deps)
+            start = time.perf_counter()
+            result = campaign.run(campaign_id, deps)
+            elapsed = time.perf_counter() - start
+            deps.store.close()
+        if result.counts["sent"] != n:
+            print(f"{name}: the store says {result.counts}", file=sys.stderr)
+        return outcome(name, fake, wanted, elapsed)
+    finally:
+        fake.stop()
+
+
+def run_naive(n: int) -> Outcome:
+    """Google's quickstart in a loop: build one service, then send and wait, n times."""
+    fake = fresh_fake()
+    try:
+        info = fake.grant([SEND_SCOPE])
+        http = google_auth_httplib2.AuthorizedHttp(
+            Credentials(info["token"]), http=httplib2.Http(ca_certs=str(fake.ca_file))
+        )
+        service = build(
+            "gmail",
+            "v1",
+            http=http,
+            static_discovery=True,
+            client_options={"api_endpoint": fake.api_url},
+        )
+        wanted = addresses(n)
+        start = time.perf_counter()
+        for address in wanted:
+            message = EmailMessage()
+            message["From"] = SENDER
+            message["To"] = address
+            message["Subject"] = "Welcome to Acme"
+            message["Message-ID"] = make_msgid(domain="naive.example")
+            message.set_content("Hello, and welcome.\n")
+            raw = base64.urlsafe_b64encode(message.as_bytes()).decode()
+            try:
+                service.users().messages().send(userId="me", body={"raw": raw}).execute()
+            except HttpError as exc:  # the quickstart prints and moves on
+                print(f"naive: {address}: {exc.status_code}", file=sys.stderr)
+        elapsed = time.perf_counter() - start
+        return outcome("naive sequential loop", fake, wanted, elapsed)
+    finally:
+        fake.stop()
+
+
+def report(results: list[Outcome], load: tuple[float, ...]) -> None:
+    table = Table(
+        title=f"Gmail fake: {LATENCY_MS} ms per call, {UNITS_PER_MINUTE:,} units/min "
+        f"= {CEILING:g} sends/s ceiling"
+    )
+    for column in (
+        "run",
+        "accepted",
+        "sends/s",
+        "of ceiling",
+        "sends/s (wall)",
+        "requests",
+        "429s",
+        "lost",
+        "duplicates",
+        "elapsed s",
+    ):
+        table.add_column(column, justify="left" if column == "run" else "right")
+    for r in results:
+        table.add_row(
+            r.name,
+            f"{r.accepted}/{r.wanted}",
+            f"{r.rate:.2f}",
+            f"{r.rate / CEILING:.3f}",
+            f"{r.wall_rate:.2f}",
+            str(r.requests),
+            str(r.too_many),
+            str(r.lost),
+            str(r.duplicates),
+            f"{r.elapsed:.1f}",
+        )
+    console = Console(highlight=False, width=150)
+    console.print(table)
+    engine, naive = results[0], results[1]
+    console.print(
+        "sends/s = (accepted - 1) / (last acceptance - first acceptance), on the fake's clock; "
+        "wall = accepted / elapsed."
+    )
+    console.print(f"mailbolt / naive: {engine.rate / naive.rate:.1f}x")
+    console.print(
+        "targets: >= 0.95 of the ceiling, 0 quota errors in steady state, 0 lost, 0 duplicates"
+    )
+    console.print("load average (1, 5, 15 min) at the end: " + ", ".join(f"{x:.2f}" for x in load))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=500, help="messages per run")
+    parser.add_argument(
+        "--naive",
+        type=int,
+        metavar="N",
+        help="messages for the naive loop (default: --messages; it needs ~0.25 s each)",
+    )
+    args = parser.parse_args()
+    print(f"load average at the start: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    results = [
+        run_mailbolt("mailbolt", args.messages, None),
+        run_naive(args.naive or args.messages),
+        run_mailbolt("mailbolt, 10 % 5xx injected", args.messages, FAULTS),
+    ]
+    report(results, os.getloadavg())
+
+
+if __name__ == "__main__":
+    main()
