@@ -147,18 +147,21 @@ class Runner:
             self.start(campaign_id, resume=True)
         return ids
 
-    def close(self, timeout: float = 30.0) -> None:
+    def close(self, timeout: float = 30.0) -> bool:
         """Stop taking work and let the running campaign finish its in-flight sends.
 
         Its unsent messages stay queued and are resumed at the next start; if the
         sends do not finish within ``timeout``, crash recovery settles them then.
+        Returns False in that case, so the caller can say so.
         """
         self._stop.set()
         self._main.queue.put(None)
         self._express.queue.put(None)
-        for lane in (self._main, self._express):
+        lanes = (self._main, self._express)
+        for lane in lanes:
             if lane.thread.is_alive():
                 lane.thread.join(timeout)
+        return not any(lane.thread.is_alive() for lane in lanes)
 
     # -- campaigns ---------------------------------------------------------------
 

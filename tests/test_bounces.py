@@ -315,11 +315,11 @@ def test_stats_and_the_alert_over_five_percent(reader, store, fake):
     fake.bounce(sent_to(fake, "bob@example.com"), "bob@example.com", "5.1.1")
     fake.bounce(sent_to(fake, "cy@example.com"), "cy@example.com", "4.2.2")
     alerts: list[str] = []
-    job = bounce_job(reader, store, alerts.append)
+    job = bounce_job(reader, store, lambda campaign, text: alerts.append(f"{campaign}|{text}"))
     job()
     job()
     assert len(alerts) == 1, "one alert per campaign"
-    assert f"Campaign {campaign_id} (newsletter): 2 of 4 messages bounced (50.0%" in alerts[0]
+    assert alerts[0].startswith(f"{campaign_id}|Campaign {campaign_id} (newsletter): 2 of 4 ")
 
     now = stats(store, campaign_id=campaign_id)
     assert (now.sent, now.delivered, now.hard_bounces, now.soft_bounces) == (4, 2, 1, 1)
@@ -341,7 +341,9 @@ def test_scan_without_the_read_scope_says_what_to_do(settings, store, fake, tmp_
     with pytest.raises(AuthError, match=r"gmail\.readonly.*python -m bot auth"):
         scan_bounces(send_only, store)
     alerts: list[str] = []
-    bounce_job(send_only, store, alerts.append)()  # logs, never raises into the server
+    bounce_job(
+        send_only, store, lambda campaign, text: alerts.append(text)
+    )()  # logs, never raises into the server
     assert alerts == []
 
 

@@ -118,5 +118,3 @@ def test_check_marketing_settings_only_concerns_marketing(settings, store):
     with pytest.raises(PolicyError, match="POSTAL_ADDRESS"):
         policy.check_marketing_settings(catalogue.get("newsletter"), "  ")
     policy.check_marketing_settings(catalogue.get("newsletter"), POSTAL)
-
-

@@ -39,7 +39,8 @@ def shown(answer: dict) -> str:
 
 
 def sent_campaign(mailbolt, emails=("ann@example.com",)) -> int:
-    """A finished campaign recorded and sent the way the CLI does it."""
+    """A finished campaign, recorded the way the CLI does it and sent by the runner
+    (whose due check would otherwise start it too, racing a direct ``campaign.run``)."""
     from bot.handlers import campaign
     from bot.handlers.recipients import parse_text
 
@@ -50,7 +51,7 @@ def sent_campaign(mailbolt, emails=("ann@example.com",)) -> int:
         common_vars={"team": "Acme", "start_url": "https://acme.example"},
     )
     campaign_id, _ = campaign.record(campaign.preflight(request, mailbolt.deps), mailbolt.deps)
-    campaign.run(campaign_id, mailbolt.deps)
+    assert mailbolt.runner.start(campaign_id).wait(30)
     return campaign_id
 
 

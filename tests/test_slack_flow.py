@@ -510,3 +510,32 @@ def test_nobody_left_after_unsubscribes_is_an_error_not_a_preview(fake, mailbolt
     )
     assert "Nobody would get this" in answer["errors"][views.B_RECIPIENTS]
     assert "has unsubscribed" in answer["errors"][views.B_RECIPIENTS]
+
+
+# -- a restart -------------------------------------------------------------------------------
+
+
+def test_a_restart_resumes_the_campaign_in_its_existing_status_message(fake, allowed):
+    first = GatedTransport(allowed.sandbox_outbox)
+    with running_mailbolt(allowed, fake, transport=first) as running:
+        preview = to_preview(fake, paste=", ".join(f"p{i}@example.com" for i in range(4)))
+        fake.submit_view(preview["id"], {}, user=OWNER)
+        first.gate.release()
+        counts = running.deps.store.counts
+        wait_for(lambda: counts(1)["sent"] == 1 and counts(1)["sending"] == 1, "a send under way")
+        where = status_ref(fake)
+        assert not running.runner.close(timeout=0.1)  # stopping, the send still under way
+        first.gate.release()  # it finishes; nothing else starts
+        halted = wait_for(
+            lambda: "stopped" in fake.messages[where]["text"] and fake.messages[where],
+            "the status message of the halted run",
+        )
+    assert "stopped, 2 of 4 sent" in halted["text"]
+    assert "sending resumes when it starts again" in block_text(halted["blocks"])
+
+    second = GatedTransport(allowed.sandbox_outbox)
+    with running_mailbolt(allowed, fake, transport=second):
+        wait_for(lambda: "sending, 2 of 4" in fake.messages[where]["text"], "the resumed run")
+        second.gate.release(2)
+        wait_for(lambda: "finished, 4 of 4 sent" in fake.messages[where]["text"], "the end")
+    assert [m["ts"] for m in fake.messages_in(STATUS) if not m["thread_ts"]] == [where[1]]

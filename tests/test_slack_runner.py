@@ -179,3 +179,19 @@ def test_periodic_jobs_run_and_one_failing_does_not_stop_the_others(deps):
         wait_for(lambda: len(ticks) >= 3, "three ticks")
     finally:
         runner.close()
+
+
+def test_close_says_whether_the_sends_under_way_finished(deps):
+    runner = Runner(deps, due_check_seconds=3600)
+    campaign_id = recorded(deps, n=3)
+    gated = GatedTransport(deps.store.path.parent / "outbox", held={campaign_id})
+    deps.transport = lambda: gated
+    runner.open(resume=False)
+    runner.start(campaign_id)
+    wait_for(lambda: deps.store.counts(campaign_id)["sending"] == 1, "a send under way")
+    assert runner.close(timeout=0.1) is False  # that send is held at the gate
+    gated.gate.release()
+    wait_for(lambda: not runner.is_running(campaign_id), "the halted run to end")
+    assert runner.close() is True
+    counts = deps.store.counts(campaign_id)
+    assert (counts["sent"], counts["queued"]) == (1, 2), "the rest stays queued"

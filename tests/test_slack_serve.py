@@ -60,6 +60,16 @@ def test_wrong_values_are_each_explained(settings):
     assert warnings == []
 
 
+def test_bounce_scanning_without_gmail_is_a_warning(settings):
+    _, warnings = serve_cmds.startup_problems(
+        settings.replace(bounce_scan=True, allowed_slack_users="*")
+    )
+    assert warnings == [
+        "BOUNCE_SCAN=on does nothing with MAIL_TRANSPORT=sandbox: bounce reports are read "
+        "from the Gmail mailbox, and nothing sent here can bounce."
+    ]
+
+
 def test_auth_test_passes_with_a_good_token(settings, fake):
     assert serve_cmds.check_slack(build_client(slack_settings(settings, fake))) == []
     assert fake.calls_to("auth.test")

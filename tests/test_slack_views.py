@@ -9,6 +9,7 @@ import pytest
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
+from bot.handlers.stats import DeliveryStats
 from bot.handlers.templates import TemplateCatalogue
 from bot.models import TemplateInfo
 from bot.slack import views
@@ -209,12 +210,14 @@ def test_home_view_stays_within_limits(templates):
     data = views.HomeData(
         campaigns=campaigns,
         quota=views.QuotaData("gmail", 450, 500, 300, 6000),
+        delivery=DeliveryStats("Last 7 days", 1_234_567, 9_000, 3_456),
         templates=templates,
         health=[(True, "fine"), (False, "Nobody may send yet: an admin sets ALLOWED_SLACK_USERS.")],
     )
     home = valid_modal(views.home_view(data))
     text = json.dumps(home)
     assert "450* of 500" in text and ":warning: Nobody may send" in text
+    assert "Delivery, last 7 days" in text and "bounced *12,456* (1.0%" in text
 
 
 def test_ephemeral_blocks_are_valid(templates):

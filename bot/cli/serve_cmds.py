@@ -7,6 +7,10 @@ serves ``/healthz`` and ``/unsubscribe/``.
 Before anything starts, every Slack setting is checked, and each problem gets
 one line saying which step of the Slack set-up provides the value; then
 ``auth.test`` proves the token works and has the scopes the features need.
+
+With ``BOUNCE_SCAN=on`` and the Gmail transport, the runner also polls the
+mailbox for bounce reports every ``BOUNCE_SCAN_SECONDS`` and warns in a
+campaign's status thread when its bounce rate passes 5 %.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.config import Settings
 from bot.runner import Runner
-from bot.slack.app import build_app, build_client
+from bot.slack.app import bolt_app, build_client, build_services
 from bot.web import WebServer, make_wsgi_app
 from bot.wiring import SenderLock, build_deps
 
@@ -36,6 +40,18 @@ REQUIRED_SCOPES = ("commands", "chat:write", "users:read", "users:read.email", "
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,}\Z")
 _CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,}\Z")
 _REINSTALL = "reinstall the app (OAuth & Permissions → Reinstall to Workspace)"
+#: Bounce reports usually arrive within minutes; a poll that finds nothing new
+#: costs one messages.list call (5 quota units), so this is cheap and timely enough.
+BOUNCE_SCAN_SECONDS = 600.0
+STOPPED = (
+    "Stopped. Sends that were under way finished; every campaign's other messages stay "
+    "queued and go out when mailbolt starts again."
+)
+STOPPED_MID_SEND = (
+    "Stopped while a send was still under way. Unsent messages stay queued for the next "
+    "start; the interrupted one is checked then and, if that cannot tell whether it went "
+    "out, held as 'uncertain' for a person to decide."
+)
 
 
 def startup_problems(settings: Settings) -> tuple[list[str], list[str]]:
@@ -80,6 +96,11 @@ def startup_problems(settings: Settings) -> tuple[list[str], list[str]]:
             "ALLOWED_SLACK_USERS is empty, so nobody may send yet: list Slack user IDs "
             "(profile → ⋯ → Copy member ID), or * for everyone in the workspace."
         )
+    if settings.bounce_scan and settings.mail_transport != "gmail":
+        warnings.append(
+            f"BOUNCE_SCAN=on does nothing with MAIL_TRANSPORT={settings.mail_transport}: "
+            "bounce reports are read from the Gmail mailbox, and nothing sent here can bounce."
+        )
     return problems, warnings
 
 
@@ -117,11 +138,18 @@ def serve(
     port: int,
     *,
     ready: Callable[[WebServer], None] | None = None,
+    bounce_scan_seconds: float = BOUNCE_SCAN_SECONDS,
 ) -> None:
     """Build everything, resume unfinished campaigns, and serve until stopped."""
     deps = build_deps(settings)
     runner = Runner(deps)
-    app = build_app(settings, deps, runner, client=client)
+    services = build_services(settings, deps, runner, client=client)
+    app = bolt_app(services)
+    if settings.bounce_scan and settings.mail_transport == "gmail":
+        from bot.mail.bounces import bounce_job  # Google's libraries only when needed
+
+        job = bounce_job(settings, deps.store, services.board.alert, pacer=deps.pacer)
+        runner.every(bounce_scan_seconds, job, "bounce scan")
     socket_mode = bool(settings.slack_app_token)
     handler = None
     mode = "socket_mode" if socket_mode else "http"
@@ -149,7 +177,7 @@ def serve(
     finally:
         if handler is not None:
             handler.close()
-        runner.close()
+        err.print(STOPPED if runner.close() else STOPPED_MID_SEND, soft_wrap=True)
 
 
 def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -177,10 +205,6 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         pass  # waitress usually swallows it and returns; either way we stop here
     finally:
         lock.release()
-    err.print(
-        "Stopped. Campaigns that were sending resume when mailbolt starts again; a "
-        "message caught mid-send is held as 'uncertain' for a person to decide."
-    )
     return 0
 
 

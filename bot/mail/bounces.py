@@ -166,11 +166,12 @@ def scan_bounces(
 def bounce_job(
     settings: Settings,
     store: Store,
-    alert: Callable[[str], None],
+    alert: Callable[[int, str], None],
     *,
     pacer: Pacer | None = None,
 ) -> Callable[[], None]:
-    """A job for ``Runner.every``: scan, then ``alert`` once per campaign over 5 %.
+    """A job for ``Runner.every``: scan, then ``alert(campaign_id, text)`` once per
+    campaign over 5 %.
 
     Errors are logged, not raised, so a revoked grant or a Gmail outage never
     stops the server; the next run tries again.
@@ -187,6 +188,6 @@ def bounce_job(
             message = stats.bounce_alert(stats.stats(store, campaign_id=campaign_id))
             if message:
                 alerted.add(campaign_id)
-                alert(message)
+                alert(campaign_id, message)
 
     return job

@@ -70,6 +70,49 @@ def log_error(error: Exception, context: BoltContext) -> None:
     log.error("[%s] unhandled error in a listener", context.get("correlation_id"), exc_info=error)
 
 
+def build_services(
+    settings: Settings,
+    deps: Deps,
+    runner: Runner,
+    *,
+    client: WebClient | None = None,
+    status_interval: float = UPDATE_INTERVAL_SECONDS,
+) -> Services:
+    """What the listeners share, with the status board following ``runner``.
+
+    Separate from ``bolt_app`` so ``serve`` can hand the board to background jobs
+    (the bounce scan's warnings).
+    """
+    client = client or build_client(settings)
+    board = StatusBoard(
+        client,
+        deps,
+        interval=status_interval,
+        bounces_known=settings.bounce_scan,
+        alert_channel=settings.status_channel,
+    )
+    runner.add_observer(board)
+    board.start()
+    return Services(settings, deps, runner, board, client, Lookups(client))
+
+
+def bolt_app(services: Services) -> App:
+    """The Bolt app with its middlewares and every listener registered."""
+    app = App(
+        name="mailbolt",
+        client=services.client,
+        signing_secret=services.settings.slack_signing_secret,
+        process_before_response=True,
+        token_verification_enabled=True,
+    )
+    app.use(ignore_retries)
+    app.use(correlate)
+    app.error(log_error)
+    for module in (commands, submissions, home):
+        module.register(app, services)
+    return app
+
+
 def build_app(
     settings: Settings,
     deps: Deps,
@@ -79,21 +122,6 @@ def build_app(
     status_interval: float = UPDATE_INTERVAL_SECONDS,
 ) -> App:
     """The app, its listeners, and the status board following ``runner``."""
-    client = client or build_client(settings)
-    board = StatusBoard(client, deps, interval=status_interval)
-    runner.add_observer(board)
-    board.start()
-    app = App(
-        name="mailbolt",
-        client=client,
-        signing_secret=settings.slack_signing_secret,
-        process_before_response=True,
-        token_verification_enabled=True,
+    return bolt_app(
+        build_services(settings, deps, runner, client=client, status_interval=status_interval)
     )
-    app.use(ignore_retries)
-    app.use(correlate)
-    app.error(log_error)
-    services = Services(settings, deps, runner, board, client, Lookups(client))
-    for module in (commands, submissions, home):
-        module.register(app, services)
-    return app

@@ -16,7 +16,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.errors import UserInputError
-from bot.handlers import campaign
+from bot.handlers import campaign, stats
 from bot.handlers.campaign import DAY
 from bot.handlers.recipients import parse_text
 from bot.slack import Services, permission_problem, report, views
@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 COMMAND = "/sendmail"
 RECENT = 10
+STATS_DAYS = 7
 
 
 def parse(text: str) -> tuple[str, str]:
@@ -62,19 +63,31 @@ def campaign_lines(services: Services, limit: int = RECENT) -> list[views.Campai
     ]
 
 
+def _campaign_id(rest: str, verb: str) -> int:
+    """``12`` or ``#12`` as a campaign number; ``UserInputError`` says what to type."""
+    try:
+        return int(rest.lstrip("#"))
+    except ValueError:
+        raise UserInputError(
+            f"`{views.escape(rest)}` is not a campaign number; try `/sendmail {verb} 12`.",
+            field="campaign",
+        ) from None
+
+
+def _campaign_row(services: Services, campaign_id: int) -> dict[str, Any]:
+    row = services.deps.store.campaign(campaign_id)
+    if row is None:
+        raise UserInputError(f"There is no campaign #{campaign_id}.", field="campaign")
+    return row
+
+
 def _status(services: Services, rest: str) -> tuple[str, list[dict[str, Any]]]:
     if not rest:
         text = "*Recent campaigns*\n" + views.campaign_lines(campaign_lines(services))
         return text, [views.section(text)]
-    try:
-        campaign_id = int(rest.lstrip("#"))
-    except ValueError:
-        text = f"`{views.escape(rest)}` is not a campaign number; try `/sendmail status 12`."
-        return text, [views.section(text)]
-    row = services.deps.store.campaign(campaign_id)
-    if row is None:
-        text = f"There is no campaign #{campaign_id}."
-        return text, [views.section(text)]
+    campaign_id = _campaign_id(rest, "status")
+    row = _campaign_row(services, campaign_id)
+    store, known = services.deps.store, services.settings.bounce_scan
     result = campaign.counts_result(campaign_id, services.deps)
     text, blocks = views.status_message(
         views.StatusData(
@@ -85,12 +98,32 @@ def _status(services: Services, rest: str) -> tuple[str, list[dict[str, Any]]]:
             counts=result.counts,
             total=row["total"],
             reason=result.reason,
-            resume_at=services.deps.store.deferred_until(campaign_id),
+            resume_at=store.deferred_until(campaign_id),
             failures=result.failures,
             active=services.runner.is_active(campaign_id),
+            delivery=stats.stats(store, campaign_id=campaign_id) if known else None,
         )
     )
     return text, [b for b in blocks if b["type"] != "actions"]
+
+
+def _stats(services: Services, rest: str) -> tuple[str, list[dict[str, Any]]]:
+    """Delivery and bounce rates: one campaign's whole life, or the last days."""
+    store, settings = services.deps.store, services.settings
+    known = settings.bounce_scan
+    note = views.delivery_note(settings.mail_transport, known)
+    if rest:
+        campaign_id = _campaign_id(rest, "stats")
+        _campaign_row(services, campaign_id)
+        one = stats.stats(store, campaign_id=campaign_id, bounces_known=known)
+        return views.campaign_delivery(one, alert=stats.bounce_alert(one), note=note)
+    rows = stats.campaign_stats(store, days=STATS_DAYS, bounces_known=known)
+    return views.delivery_report(
+        stats.stats(store, days=STATS_DAYS, bounces_known=known),
+        rows,
+        flagged=[s.campaign_id for s in rows if stats.bounce_alert(s)],
+        note=note,
+    )
 
 
 def _address(rest: str, verb: str) -> str:
@@ -110,6 +143,8 @@ def answer(services: Services, word: str, rest: str, user: str) -> tuple[str, li
     store = services.deps.store
     if word == "status":
         return _status(services, rest)
+    if word == "stats":
+        return _stats(services, rest)
     if word == "quota":
         text = views.quota_text(quota_data(services))
         return text, [views.section(text)]

@@ -1,4 +1,5 @@
-"""App Home: recent campaigns, today's sending, the templates and setup health.
+"""App Home: recent campaigns, today's sending and delivery, the templates and setup
+health.
 
 Published with ``views.publish`` each time someone opens the tab, from a lazy
 listener so the event is acknowledged first.
@@ -10,9 +11,10 @@ from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
 from bot.config import Settings
+from bot.handlers import stats
 from bot.handlers.campaign import Deps
 from bot.slack import Services, report, views
-from bot.slack.commands import campaign_lines, quota_data
+from bot.slack.commands import STATS_DAYS, campaign_lines, quota_data
 
 
 def health(settings: Settings, deps: Deps) -> list[tuple[bool, str]]:
@@ -49,6 +51,9 @@ def home_data(services: Services) -> views.HomeData:
     return views.HomeData(
         campaigns=campaign_lines(services),
         quota=quota_data(services),
+        delivery=stats.stats(
+            services.deps.store, days=STATS_DAYS, bounces_known=services.settings.bounce_scan
+        ),
         templates=services.deps.catalogue.list(),
         health=health(services.settings, services.deps),
         sandbox_outbox=str(services.settings.sandbox_outbox),

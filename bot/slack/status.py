@@ -13,6 +13,9 @@ Why it looks like this:
   whatever edit lands last shows the truth.
 - If the app is not in the chosen channel, the status goes to the requester's
   direct messages with a note saying how to invite the app.
+- Bounce warnings from the background scan (``alert``) go into the campaign's
+  status thread, broadcast to the channel so they are seen, and the message is
+  redrawn with the new delivery line.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.handlers import campaign
+from bot.handlers import campaign, stats
 from bot.handlers.campaign import Deps, Result
 from bot.slack import describe, views
 
@@ -32,6 +35,7 @@ log = logging.getLogger(__name__)
 
 UPDATE_INTERVAL_SECONDS = 3.0
 _QUEUED, _RUNNING, _DONE = "queued", "running", "done"
+# ``stats.bounce_alert`` names its campaign by ``DeliveryStats.scope``: "Campaign 12 …".
 
 
 class StatusBoard:
@@ -43,10 +47,17 @@ class StatusBoard:
         deps: Deps,
         *,
         interval: float = UPDATE_INTERVAL_SECONDS,
+        bounces_known: bool = False,
+        alert_channel: str = "",
     ):
+        """``bounces_known``: bounce reports are read (BOUNCE_SCAN), so the final
+        message shows delivery rates; ``alert_channel`` takes the warnings about
+        campaigns that have no status message (those sent from the CLI)."""
         self.client = client
         self.deps = deps
         self.interval = interval
+        self.bounces_known = bounces_known
+        self.alert_channel = alert_channel
         self._lock = threading.Lock()
         self._state: dict[int, str] = {}
         self._dirty: set[int] = set()
@@ -71,17 +82,44 @@ class StatusBoard:
         with self._campaign_lock(campaign_id):
             return self._post(campaign_id)
 
-    def reply(self, campaign_id: int, text: str) -> None:
-        """A line in the status message's thread (who pressed what, errors)."""
+    def reply(self, campaign_id: int, text: str, *, broadcast: bool = False) -> bool:
+        """A line in the status message's thread (who pressed what, errors).
+
+        ``broadcast`` also shows it in the channel. False when there is no status
+        message to reply to or Slack refused.
+        """
         row = self.deps.store.campaign(campaign_id)
         if not row or not row["status_ts"]:
-            return
+            return False
         try:
             self.client.chat_postMessage(
-                channel=row["status_channel"], thread_ts=row["status_ts"], text=text
+                channel=row["status_channel"],
+                thread_ts=row["status_ts"],
+                text=text,
+                reply_broadcast=broadcast,
             )
         except SlackApiError as exc:
             log.warning("campaign %s: could not reply in thread: %s", campaign_id, exc)
+            return False
+        return True
+
+    def alert(self, campaign_id: int, text: str) -> None:
+        """A warning about a campaign (``stats.bounce_alert``), where its people look.
+
+        In the status thread, also shown in the channel; without a status message,
+        in ``alert_channel``; with neither, only in the log.
+        """
+        message = f":warning: {views.escape(text)}"
+        if self.reply(campaign_id, message, broadcast=True):
+            self.refresh(campaign_id)
+            return
+        if not self.alert_channel:
+            log.warning("%s (no status channel to post this in)", text)
+            return
+        try:
+            self.client.chat_postMessage(channel=self.alert_channel, text=message)
+        except SlackApiError as exc:
+            log.warning("could not post a warning (%s): %s", exc.response.get("error"), text)
 
     def _post(self, campaign_id: int) -> str | None:
         row = self.deps.store.campaign(campaign_id)
@@ -207,6 +245,9 @@ class StatusBoard:
             note = " ".join(
                 n for n in (self._notes.get(campaign_id), self._moved.get(campaign_id)) if n
             )
+        delivery = None
+        if self.bounces_known and state == _DONE:
+            delivery = stats.stats(self.deps.store, campaign_id=campaign_id)
         return views.status_message(
             views.StatusData(
                 campaign_id=campaign_id,
@@ -221,6 +262,7 @@ class StatusBoard:
                 active=state in (_QUEUED, _RUNNING),
                 queued=state == _QUEUED,
                 note=note,
+                delivery=delivery,
             )
         )
 

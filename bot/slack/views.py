@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.handlers.stats import BOUNCE_ALERT_RATE, DeliveryStats
 from bot.models import TemplateInfo
 
 # Block ids of the compose modal: ``response_action: errors`` is keyed by them.
@@ -533,6 +534,7 @@ class StatusData:
     active: bool = False
     queued: bool = False
     note: str = ""
+    delivery: DeliveryStats | None = None  # only when bounce reports are read
 
 
 def progress_bar(done: int, total: int, width: int = PROGRESS_WIDTH) -> str:
@@ -606,6 +608,14 @@ def status_message(data: StatusData) -> tuple[str, list[dict[str, Any]]]:
                 "you are sure they did not arrive."
             )
         )
+    if data.delivery and data.delivery.sent and not data.active:
+        blocks.append(
+            context(
+                f":mailbox_with_mail: Delivery so far: {delivery_line(data.delivery)}. "
+                "Bounce reports can take hours to arrive; `/sendmail stats "
+                f"{data.campaign_id}` shows the latest."
+            )
+        )
     if data.note:
         blocks.append(context(escape(data.note)))
     buttons = []
@@ -633,6 +643,7 @@ HELP = (
     "*`/sendmail status [id]`* recent campaigns, or one campaign's counts\n"
     "*`/sendmail quota`* how much of today's sending limit is used\n"
     "*`/sendmail templates`* the templates you can choose from\n"
+    "*`/sendmail stats [id]`* delivery and bounce rates: the last 7 days, or one campaign\n"
     "*`/sendmail unsubscribe ADDRESS`* stop marketing mail to an address\n"
     "*`/sendmail resubscribe ADDRESS`* undo that, when the person asked for it\n"
     "*`/sendmail help`* this message"
@@ -700,10 +711,97 @@ def campaign_lines(campaigns: Sequence[CampaignLine]) -> str:
     )
 
 
+# -- delivery and bounce rates ----------------------------------------------------
+
+STATS_CAMPAIGNS = 15  # lines in /sendmail stats; the CLI lists them all
+
+
+def delivery_line(s: DeliveryStats) -> str:
+    """``sent *40* · delivered *39* (97.5%) · bounced *1* (2.5%: 1 hard, 0 soft)``."""
+    if not s.sent:
+        return "no mail sent"
+    line = f"sent *{s.sent:,}* · delivered *{s.delivered:,}* ({s.delivery_rate:.1%})"
+    if not s.bounces_known:
+        return line + " · bounces not tracked"
+    return (
+        f"{line} · bounced *{s.bounced:,}* ({s.bounce_rate:.1%}: "
+        f"{s.hard_bounces:,} hard, {s.soft_bounces:,} soft)"
+    )
+
+
+def delivery_note(transport: str, bounces_known: bool) -> str:
+    """What "delivered" means with this set-up, so nobody reads more into it."""
+    if transport == "sandbox":
+        return (
+            ':test_tube: Sandbox mode: "delivered" means written to the outbox as an .eml '
+            "file; nobody receives these messages, so none can bounce."
+        )
+    if not bounces_known:
+        return (
+            'Bounce scanning is off, so "delivered" means accepted by Gmail, not that the '
+            "message reached an inbox. To count bounces, an admin sets BOUNCE_SCAN=on, runs "
+            "`python -m bot auth` to allow reading bounce reports, and restarts mailbolt."
+        )
+    return (
+        '"Delivered" means sent with no bounce report back yet; reports can take hours '
+        "to arrive, so recent rates may still rise."
+    )
+
+
+def delivery_report(
+    total: DeliveryStats,
+    campaigns: Sequence[DeliveryStats],
+    *,
+    flagged: Iterable[int],
+    note: str,
+) -> tuple[str, list[dict[str, Any]]]:
+    """``/sendmail stats``: the window's totals and each campaign that sent in it."""
+    marked = set(flagged)
+    lines = [
+        f"• {':warning: ' if s.campaign_id in marked else ''}*#{s.campaign_id}* "
+        f"{escape(s.template)} — {delivery_line(s)}"
+        for s in campaigns[:STATS_CAMPAIGNS]
+    ]
+    if len(campaigns) > STATS_CAMPAIGNS:
+        lines.append(
+            f"…and {len(campaigns) - STATS_CAMPAIGNS:,} more: `python -m bot stats` lists them all."
+        )
+    title = f"Delivery, {total.scope.lower()}"
+    text = f"*{title}*\n{delivery_line(total)}"
+    blocks = [
+        section(text),
+        section("*By campaign* (messages sent in this window)\n" + "\n".join(lines))
+        if lines
+        else section("_No mail was sent in this window._"),
+    ]
+    if marked:
+        blocks.append(
+            context(
+                f":warning: more than {BOUNCE_ALERT_RATE:.0%} bounced; "
+                "`/sendmail stats ID` says what to do."
+            )
+        )
+    blocks.append(context(note))
+    return text, blocks
+
+
+def campaign_delivery(
+    s: DeliveryStats, *, alert: str | None, note: str
+) -> tuple[str, list[dict[str, Any]]]:
+    """``/sendmail stats ID``: one campaign, all its messages."""
+    text = f"*Delivery of campaign #{s.campaign_id}* ({escape(s.template)})\n{delivery_line(s)}"
+    blocks = [section(text)]
+    if alert:
+        blocks.append(section(f":warning: {escape(alert)}"))
+    blocks.append(context(note))
+    return text, blocks
+
+
 @dataclass
 class HomeData:
     campaigns: Sequence[CampaignLine]
     quota: QuotaData
+    delivery: DeliveryStats
     templates: Sequence[TemplateInfo]
     health: Sequence[tuple[bool, str]]
     sandbox_outbox: str = ""
@@ -725,6 +823,8 @@ def home_view(data: HomeData) -> dict[str, Any]:
         section("*Recent campaigns*\n" + campaign_lines(data.campaigns)),
         {"type": "divider"},
         section("*Today's sending*\n" + quota_text(data.quota)),
+        section(f"*Delivery, {data.delivery.scope.lower()}*\n{delivery_line(data.delivery)}"),
+        context(delivery_note(data.quota.transport, data.delivery.bounces_known)),
         {"type": "divider"},
         *templates_blocks(data.templates),
         {"type": "divider"},
