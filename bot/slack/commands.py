@@ -16,10 +16,11 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.errors import UserInputError
-from bot.handlers import campaign, stats
+from bot.handlers import policy, stats
 from bot.handlers.campaign import DAY
 from bot.handlers.recipients import parse_text
 from bot.slack import Services, permission_problem, report, views
+from bot.slack.status import status_data
 from bot.slack.submissions import compose_metadata
 
 log = logging.getLogger(__name__)
@@ -86,22 +87,13 @@ def _status(services: Services, rest: str) -> tuple[str, list[dict[str, Any]]]:
         text = "*Recent campaigns*\n" + views.campaign_lines(campaign_lines(services))
         return text, [views.section(text)]
     campaign_id = _campaign_id(rest, "status")
-    row = _campaign_row(services, campaign_id)
-    store, known = services.deps.store, services.settings.bounce_scan
-    result = campaign.counts_result(campaign_id, services.deps)
+    _campaign_row(services, campaign_id)
     text, blocks = views.status_message(
-        views.StatusData(
-            campaign_id=campaign_id,
-            requested_by=row["requested_by"],
-            template=row["template"],
-            status=result.status,
-            counts=result.counts,
-            total=row["total"],
-            reason=result.reason,
-            resume_at=store.deferred_until(campaign_id),
-            failures=result.failures,
+        status_data(
+            services.deps,
+            campaign_id,
+            delivery_known=services.settings.bounce_scan,
             active=services.runner.is_active(campaign_id),
-            delivery=stats.stats(store, campaign_id=campaign_id) if known else None,
         )
     )
     return text, [b for b in blocks if b["type"] != "actions"]
@@ -152,8 +144,7 @@ def answer(services: Services, word: str, rest: str, user: str) -> tuple[str, li
         blocks = views.templates_blocks(services.deps.catalogue.list())
         return "Templates", blocks
     if word == "unsubscribe":
-        email = _address(rest, word)
-        added = store.add_unsubscribe(email, source=f"slack:{user}")
+        email, added = policy.unsubscribe(store, _address(rest, word), actor=f"slack:{user}")
         text = (
             f"{email} will get no more marketing email."
             if added
@@ -161,8 +152,7 @@ def answer(services: Services, word: str, rest: str, user: str) -> tuple[str, li
         )
         return text, [views.section(text)]
     if word == "resubscribe":
-        email = _address(rest, word)
-        removed = store.remove_unsubscribe(email, actor=f"slack:{user}")
+        email, removed = policy.resubscribe(store, _address(rest, word), actor=f"slack:{user}")
         text = (
             f"{email} may get marketing email again. Do this only when they asked for it."
             if removed

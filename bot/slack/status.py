@@ -38,6 +38,40 @@ _QUEUED, _RUNNING, _DONE = "queued", "running", "done"
 # ``stats.bounce_alert`` names its campaign by ``DeliveryStats.scope``: "Campaign 12 …".
 
 
+def status_data(
+    deps: Deps,
+    campaign_id: int,
+    *,
+    delivery_known: bool,
+    active: bool,
+    queued: bool = False,
+    note: str = "",
+    failures: list[tuple[str, str]] | None = None,
+) -> views.StatusData:
+    """What a status message shows about a campaign, read from the store now.
+
+    Shared by the live status message and ``/sendmail status ID``.
+    """
+    row = deps.store.campaign(campaign_id)
+    assert row is not None
+    current = campaign.counts_result(campaign_id, deps)
+    return views.StatusData(
+        campaign_id=campaign_id,
+        requested_by=row["requested_by"],
+        template=row["template"],
+        status=current.status,
+        counts=current.counts,
+        total=row["total"],
+        reason=current.reason,
+        resume_at=current.resume_at,
+        failures=failures or current.failures,
+        active=active,
+        queued=queued,
+        note=note,
+        delivery=stats.stats(deps.store, campaign_id=campaign_id) if delivery_known else None,
+    )
+
+
 class StatusBoard:
     """Posts and edits status messages; a ``bot.runner.Observer``."""
 
@@ -237,32 +271,20 @@ class StatusBoard:
     def _render(
         self, campaign_id: int, result: Result | None = None
     ) -> tuple[str, list[dict[str, Any]]]:
-        row = self.deps.store.campaign(campaign_id)
-        assert row is not None
-        current = campaign.counts_result(campaign_id, self.deps)
         with self._lock:
             state = self._state.get(campaign_id, _DONE)
             note = " ".join(
                 n for n in (self._notes.get(campaign_id), self._moved.get(campaign_id)) if n
             )
-        delivery = None
-        if self.bounces_known and state == _DONE:
-            delivery = stats.stats(self.deps.store, campaign_id=campaign_id)
         return views.status_message(
-            views.StatusData(
-                campaign_id=campaign_id,
-                requested_by=row["requested_by"],
-                template=row["template"],
-                status=current.status,
-                counts=current.counts,
-                total=row["total"],
-                reason=current.reason,
-                resume_at=self.deps.store.deferred_until(campaign_id),
-                failures=(result.failures if result else None) or current.failures,
+            status_data(
+                self.deps,
+                campaign_id,
+                delivery_known=self.bounces_known and state == _DONE,
                 active=state in (_QUEUED, _RUNNING),
                 queued=state == _QUEUED,
                 note=note,
-                delivery=delivery,
+                failures=result.failures if result else None,
             )
         )
 
