@@ -52,8 +52,12 @@ def build_client(settings: Settings) -> WebClient:
 
 
 def ignore_retries(request: BoltRequest, next: Callable[[], None]) -> BoltResponse | None:
-    """Answer Slack's re-deliveries with 200 and "do not retry", doing nothing else."""
-    if request.headers.get("x-slack-retry-num"):
+    """Answer Slack's re-deliveries with 200 and "do not retry", doing nothing else.
+
+    In Socket Mode every event envelope carries ``retry_attempt``, 0 on the first
+    delivery, and Bolt passes it on as ``x-slack-retry-num``; only above 0 is it a retry.
+    """
+    if (request.headers.get("x-slack-retry-num") or ["0"])[0] not in ("", "0"):
         log.info("ignored a Slack retry (%s)", request.headers.get("x-slack-retry-reason"))
         return BoltResponse(status=200, body="", headers={"x-slack-no-retry": "1"})
     next()

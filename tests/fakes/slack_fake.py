@@ -168,6 +168,10 @@ class SlackFake:
         self._triggers: dict[str, tuple[float, str]] = {}
         self._failures: dict[str, list[_Failure]] = {}
         self._ids = itertools.count(1)
+        # Socket Mode, set by tests/fakes/socket_mode_fake.py: the app-level token
+        # apps.connections.open requires, and where its WebSocket URLs come from.
+        self.app_token = ""
+        self.socket_url: Callable[[], str] | None = None
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -327,7 +331,7 @@ class SlackFake:
             headers["Retry-After"] = str(failure.retry_after)
             return 429, headers, json.dumps({"ok": False, "error": "ratelimited"}).encode()
         try:
-            if token != self.bot_token:
+            if token != self._token_for(method):
                 raise SlackRefusal("invalid_auth")
             if failure:
                 raise SlackRefusal(failure.error)
@@ -512,6 +516,19 @@ class SlackFake:
         with self.lock:
             self.ephemerals.append(dict(args))
         return {"message_ts": f"{int(time.time())}.{next(self._ids):06d}"}
+
+    # -- Socket Mode: apps.connections.open (see tests/fakes/socket_mode_fake.py) ---------------
+
+    def _token_for(self, method: str) -> str:
+        """The token a method takes: the app-level one (xapp-) for Socket Mode's URL."""
+        if method == "apps.connections.open" and self.socket_url is not None:
+            return self.app_token
+        return self.bot_token
+
+    def _m_apps_connections_open(self, args: dict) -> dict:
+        if self.socket_url is None:
+            raise SlackRefusal("unknown_method")
+        return {"url": self.socket_url()}
 
     # -- the platform: requests to the app ----------------------------------------------------
 
