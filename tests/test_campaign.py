@@ -478,3 +478,18 @@ def test_reconcile_waits_out_the_grace_before_trusting_not_found(deps, clock):
     result = campaign.run(cid, deps, resume=True)
     assert clock.sleeps == [pytest.approx(claimed + 30.0 - (claimed + 5))]
     assert result.counts["sent"] == 1 and transport.calls == []
+
+
+def test_a_transient_error_during_shutdown_leaves_the_message_queued(deps):
+    halt = threading.Event()
+
+    class HaltsWhileFailing(ScriptedTransport):
+        def send(self, message):
+            halt.set()
+            raise TransientSendError("503")
+
+    use(deps, HaltsWhileFailing(max_in_flight=1))
+    cid = start(deps, people("a@example.com", "b@example.com"))
+    result = campaign.run(cid, deps, halt=halt)
+    assert result.counts["failed"] == 0 and result.counts["queued"] == 2
+    assert result.status == "running"

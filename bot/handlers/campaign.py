@@ -445,7 +445,10 @@ def _send_one(run: _Run, deps: Deps, transport: Transport, row: dict[str, Any]) 
     try:
         provider_id = _retrying(deps, run)(attempt)
     except TransientSendError as exc:
-        store.mark_failed(row["id"], f"gave up after {attempts} attempts: {exc}")
+        if run.stopped:  # cancelled or shutting down mid-retry: certainly not sent
+            store.requeue(row["id"], f"not sent yet: {exc}")
+        else:
+            store.mark_failed(row["id"], f"gave up after {attempts} attempts: {exc}")
     except UncertainSendError as exc:
         store.mark_uncertain(row["id"], str(exc))
     except PermanentSendError as exc:
