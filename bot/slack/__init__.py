@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from bot.config import Settings
     from bot.handlers.campaign import Deps
     from bot.runner import Runner
+    from bot.slack.lookups import Lookups
     from bot.slack.status import StatusBoard
-    from bot.slack.submissions import Lookups
 
 log = logging.getLogger(__name__)
 

@@ -31,8 +31,8 @@ from bot.config import Settings
 from bot.handlers.campaign import Deps
 from bot.runner import Runner
 from bot.slack import Services, commands, home, submissions
+from bot.slack.lookups import Lookups
 from bot.slack.status import UPDATE_INTERVAL_SECONDS, StatusBoard
-from bot.slack.submissions import Lookups
 
 log = logging.getLogger(__name__)
 

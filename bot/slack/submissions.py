@@ -20,13 +20,10 @@ from __future__ import annotations
 
 import logging
 import time
-import urllib.request
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
-from urllib.parse import urlparse
 
 from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
@@ -56,102 +53,9 @@ SYNC_MAX_RECIPIENTS = 50
 #: Slack shows our answer's "Checking…" view when our HTTP response arrives. An
 #: update sent before that would be overwritten by it, so the result waits this long.
 CHECKING_MIN_SECONDS = 1.0
-USER_CACHE_SECONDS = 600.0
-LOOKUP_THREADS = 8
 ERROR_CHARS = 1500
 TEST_SEND_TIMEOUT = 120.0
 CSV_TYPES = frozenset({"csv", "text", "txt"})
-
-
-# -- Slack look-ups -------------------------------------------------------------
-
-
-class Lookups:
-    """People's profiles (cached briefly) and uploaded files, fetched from Slack."""
-
-    def __init__(
-        self,
-        client: WebClient,
-        *,
-        cache_seconds: float = USER_CACHE_SECONDS,
-        clock: Callable[[], float] = time.monotonic,
-    ):
-        self.client = client
-        self.cache_seconds = cache_seconds
-        self._clock = clock
-        self._users: dict[str, tuple[float, dict[str, Any]]] = {}
-
-    def users(self, user_ids: Sequence[str]) -> list[dict[str, Any]]:
-        """``users.info`` of each id, in order; several at once, reusing fresh answers."""
-        now = self._clock()
-        missing = [
-            u
-            for u in dict.fromkeys(user_ids)
-            if u not in self._users or now - self._users[u][0] > self.cache_seconds
-        ]
-        if missing:
-            with ThreadPoolExecutor(max_workers=min(LOOKUP_THREADS, len(missing))) as pool:
-                for user_id, user in zip(missing, pool.map(self._user, missing), strict=True):
-                    self._users[user_id] = (now, user)
-        return [self._users[u][1] for u in user_ids]
-
-    def _user(self, user_id: str) -> dict[str, Any]:
-        try:
-            return self.client.users_info(user=user_id)["user"]
-        except SlackApiError as exc:
-            error = exc.response.get("error", "")
-            if error in ("user_not_found", "user_not_visible"):
-                return {"id": user_id, "deleted": True}
-            raise UserInputError(
-                f"Slack did not show the profile of <@{user_id}> ({error}). If the error is "
-                "missing_scope, an admin adds users:read and users:read.email to the app "
-                "and reinstalls it.",
-                field="people",
-            ) from exc
-
-    def download(self, file: Mapping[str, Any]) -> tuple[str, bytes]:
-        """The name and bytes of an uploaded file, fetched with the bot token."""
-        try:
-            info = self.client.files_info(file=file["id"])["file"]
-        except SlackApiError as exc:
-            raise UserInputError(
-                f"Slack did not hand over the file ({exc.response.get('error')}). If the "
-                "error is missing_scope, an admin adds files:read to the app and reinstalls it.",
-                field="csv",
-            ) from exc
-        name = info.get("name") or file.get("name") or "recipients.csv"
-        url = info.get("url_private_download") or info.get("url_private") or ""
-        if not self._is_slack_file_url(url):
-            raise UserInputError(
-                f"Slack gave an unexpected download address for {name}; it was not fetched.",
-                field="csv",
-            )
-        request = urllib.request.Request(url)  # noqa: S310 (an http(s) Slack host, checked above)
-        # Unredirected: the token never follows a redirect to another host.
-        request.add_unredirected_header("Authorization", f"Bearer {self.client.token}")
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (checked)
-                kind = response.headers.get_content_type()
-                data = response.read(MAX_CSV_BYTES + 1)
-        except OSError as exc:
-            raise UserInputError(
-                f"{name} could not be downloaded from Slack ({exc}). Try again.", field="csv"
-            ) from exc
-        if kind == "text/html":
-            raise UserInputError(
-                f"Slack answered with a sign-in page instead of {name}: the app may lack "
-                "the files:read scope. An admin adds it and reinstalls the app.",
-                field="csv",
-            )
-        return name, data
-
-    def _is_slack_file_url(self, url: str) -> bool:
-        """Only Slack's own hosts get the bot token: the API host or its ``files.`` host."""
-        target = urlparse(url)
-        api = urlparse(self.client.base_url)
-        if target.scheme != api.scheme or not target.hostname or not api.hostname:
-            return False
-        return target.netloc == api.netloc or target.hostname == f"files.{api.hostname}"
 
 
 # -- compose: the quick checks ----------------------------------------------------
