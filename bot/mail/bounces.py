@@ -7,9 +7,10 @@ Why it looks like this:
   (restricted). ``python -m bot auth`` asks for it only while ``BOUNCE_SCAN=on``
   (see ``google_auth.requested_scopes``); without it the scan stops with an
   ``AuthError`` that says what to run, and sending is unaffected.
-- Reading is idempotent, so unlike ``messages.send`` ordinary retries are
-  harmless here; still, each call is paced against the same per-user quota as
-  sending and logged in the quota table.
+- Calls go through the Gmail transport's ``read`` (one connection per thread,
+  token refresh and saving, error classification), are paced against the same
+  per-user quota as sending and logged in the quota table. A failed read is not
+  retried on the spot: reading is idempotent, and the next poll tries again.
 - Every report read is recorded by its Gmail id (``Store.record_bounce``), so a
   poll fetches only reports it has not seen: a poll with nothing new costs one
   ``messages.list`` call (5 units).
@@ -23,27 +24,12 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import google_auth_httplib2
-import httplib2
-from google.auth.exceptions import RefreshError
-from google.oauth2.credentials import Credentials
-from googleapiclient.discovery import build
-from googleapiclient.errors import HttpError
-
 from bot.config import Settings
-from bot.errors import AuthError, MailboltError, TransientSendError, UserInputError
+from bot.errors import AuthError, MailboltError, UserInputError
 from bot.handlers import bounce_parse, stats
 from bot.handlers.bounce_parse import ScanResult
-from bot.mail.gmail import classify_http_error
-from bot.mail.google_auth import (
-    AUTH_COMMAND,
-    HTTP_TIMEOUT_S,
-    auth_error,
-    ca_certs,
-    granted_scopes,
-    has_read_scope,
-    load_credentials,
-)
+from bot.mail.gmail import GmailTransport, build_transport
+from bot.mail.google_auth import AUTH_COMMAND
 from bot.mail.pacing import GET_UNITS, LIST_UNITS
 from bot.ports import NoPacing, Pacer
 from bot.store import Store
@@ -60,45 +46,36 @@ class GmailBounceSource:
 
     def __init__(
         self,
-        credentials: Credentials,
+        gmail: GmailTransport,
         *,
-        api_url: str = "",
         pacer: Pacer | None = None,
         store: Store | None = None,
-        timeout: float = HTTP_TIMEOUT_S,
     ):
-        if not has_read_scope(granted_scopes(credentials)):
+        if not gmail.can_read:
             raise AuthError(
                 "BOUNCE_SCAN=on needs the gmail.readonly permission to find bounce reports, "
                 f"and the saved Gmail authorization does not have it. Run `{AUTH_COMMAND}` "
                 "with BOUNCE_SCAN=on and allow reading on the consent screen."
             )
-        authed = google_auth_httplib2.AuthorizedHttp(
-            credentials, http=httplib2.Http(timeout=timeout, ca_certs=ca_certs())
-        )
-        self._service = build(
-            "gmail",
-            "v1",
-            http=authed,
-            static_discovery=True,
-            cache_discovery=False,
-            client_options={"api_endpoint": api_url} if api_url else None,
-        )
+        self._gmail = gmail
         self._pacer = pacer or NoPacing()
         self._store = store
 
     def report_ids(self, days: int = SCAN_DAYS) -> Iterator[str]:
         """Gmail ids of mailer-daemon messages from the last ``days``, newest first."""
-        messages = self._service.users().messages()
         token: str | None = None
         while True:
             page = self._call(
-                messages.list(
-                    userId="me",
-                    q=DSN_QUERY.format(days=days),
-                    maxResults=PAGE_SIZE,
-                    pageToken=token,
-                    includeSpamTrash=True,
+                lambda service, token=token: (
+                    service.users()
+                    .messages()
+                    .list(
+                        userId="me",
+                        q=DSN_QUERY.format(days=days),
+                        maxResults=PAGE_SIZE,
+                        pageToken=token,
+                        includeSpamTrash=True,
+                    )
                 ),
                 LIST_UNITS,
                 "messages.list",
@@ -111,26 +88,18 @@ class GmailBounceSource:
 
     def raw(self, gmail_id: str) -> bytes:
         """The whole report, as the bytes the mailer-daemon sent."""
-        request = self._service.users().messages().get(userId="me", id=gmail_id, format="raw")
-        found = self._call(request, GET_UNITS, "messages.get")
+        found = self._call(
+            lambda service: service.users().messages().get(userId="me", id=gmail_id, format="raw"),
+            GET_UNITS,
+            "messages.get",
+        )
         return base64.urlsafe_b64decode(found["raw"] + "=" * (-len(found["raw"]) % 4))
 
-    def _call(self, request: Any, units: int, method: str) -> dict[str, Any]:
+    def _call(self, make_request: Callable[[Any], Any], units: int, method: str) -> dict[str, Any]:
         self._pacer.acquire(units)
         if self._store is not None:
             self._store.record_units(units, method)
-        try:
-            return request.execute(num_retries=2)
-        except HttpError as exc:
-            raise classify_http_error(
-                exc.status_code, exc.resp, exc.content or b"", sending=False
-            ) from exc
-        except RefreshError as exc:
-            raise auth_error(exc) from exc
-        except (OSError, httplib2.HttpLib2Error) as exc:
-            raise TransientSendError(
-                f"Could not reach Gmail to read bounce reports ({exc})."
-            ) from exc
+        return self._gmail.read(make_request, what="the bounce-report request")
 
 
 def scan(store: Store, source: GmailBounceSource, *, days: int = SCAN_DAYS) -> ScanResult:
@@ -157,9 +126,7 @@ def scan_bounces(
             f"`{AUTH_COMMAND}` to allow reading bounce reports.",
             field="BOUNCE_SCAN",
         )
-    source = GmailBounceSource(
-        load_credentials(settings), api_url=settings.gmail_api_url, pacer=pacer, store=store
-    )
+    source = GmailBounceSource(build_transport(settings), pacer=pacer, store=store)
     return scan(store, source, days=days)
 
 

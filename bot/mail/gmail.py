@@ -35,7 +35,7 @@ import selectors
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -322,14 +322,24 @@ class GmailTransport:
                 f"by Message-ID. Set GMAIL_RECONCILE=on and run `{AUTH_COMMAND}` to allow it."
             )
         bare = message_id.strip().strip("<>")
-        request = (
-            self._service()
-            .users()
-            .messages()
-            .list(userId="me", q=f"rfc822msgid:{bare}", includeSpamTrash=True, maxResults=10)
+        page = self.read(
+            lambda service: (
+                service.users()
+                .messages()
+                .list(userId="me", q=f"rfc822msgid:{bare}", includeSpamTrash=True, maxResults=10)
+            ),
+            what="the lookup",
         )
-        found = self._execute(request, sending=False, what="the lookup").get("messages") or []
+        found = page.get("messages") or []
         return str(found[0]["id"]) if found else None
+
+    def read(self, make_request: Callable[[Any], HttpRequest], *, what: str) -> dict[str, Any]:
+        """Run one read call built from this thread's service (bounce scans, lookups).
+
+        Reads share the send path's thread-local connection, token refresh and
+        saving, and error classification, so there is one place for all three.
+        """
+        return self._execute(make_request(self._service()), sending=False, what=what)
 
     # -- helpers --
 
