@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from bot.config import Settings
 from bot.store import Store
+from tests.fakes.gmail_fake import FakeGmail
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,3 +32,13 @@ def store(settings: Settings) -> Store:
     s = Store(settings.database_path)
     yield s
     s.close()
+
+
+@pytest.fixture
+def gmail_fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGmail]:
+    """The loopback Gmail API, with the environment the real client libraries read
+    (its URLs and the CA that signs its TLS certificate)."""
+    with FakeGmail(email_address="team@mailbolt.example") as server:
+        for name, value in server.env().items():
+            monkeypatch.setenv(name, value)
+        yield server

@@ -4,7 +4,6 @@ loopback Gmail fake (real googleapiclient, real TLS), suppression and delivery s
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -207,11 +206,8 @@ def test_record_bounce_dedupes_and_never_downgrades(store, settings):
 
 
 @pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGmail]:
-    with FakeGmail(email_address="team@mailbolt.example") as server:
-        for name, value in server.env().items():
-            monkeypatch.setenv(name, value)
-        yield server
+def fake(gmail_fake: FakeGmail) -> FakeGmail:
+    return gmail_fake
 
 
 def gmail_settings(settings: Settings, fake: FakeGmail, tmp_path: Path, scopes) -> Settings:

@@ -10,7 +10,6 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import google_auth_httplib2
@@ -44,11 +43,8 @@ UPLOAD_PATH = "/upload/gmail/v1/users/me/messages/send"
 
 
 @pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGmail]:
-    with FakeGmail() as server:
-        for name, value in server.env().items():
-            monkeypatch.setenv(name, value)
-        yield server
+def fake(gmail_fake: FakeGmail) -> FakeGmail:
+    return gmail_fake
 
 
 @pytest.fixture

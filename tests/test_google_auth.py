@@ -12,7 +12,6 @@ import stat
 import threading
 import urllib.request
 import webbrowser
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
@@ -41,11 +40,8 @@ from tests.fakes.gmail_fake import FakeGmail
 
 
 @pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGmail]:
-    with FakeGmail() as server:
-        for name, value in server.env().items():
-            monkeypatch.setenv(name, value)
-        yield server
+def fake(gmail_fake: FakeGmail) -> FakeGmail:
+    return gmail_fake
 
 
 @pytest.fixture

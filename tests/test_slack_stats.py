@@ -275,11 +275,8 @@ def test_a_warning_with_nowhere_to_go_is_only_logged(fake, settings, deps, caplo
 
 
 @pytest.fixture
-def gmail(monkeypatch: pytest.MonkeyPatch):
-    with FakeGmail(email_address="team@mailbolt.example") as server:
-        for name, value in server.env().items():
-            monkeypatch.setenv(name, value)
-        yield server
+def gmail(gmail_fake: FakeGmail) -> FakeGmail:
+    return gmail_fake
 
 
 def test_serve_scans_for_bounces_and_warns_in_the_status_thread(
