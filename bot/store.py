@@ -442,30 +442,25 @@ class Store:
             params.append(campaign_id)
         return self._update(sql, params)
 
+    # When a message counts against Gmail's rolling daily limit: its send time, or
+    # for one that may have gone out (in flight, uncertain), the time it was claimed.
+    _SENT_TIME = (
+        f"(case when state = '{SENT}' then sent_at when state in ('{SENDING}', "
+        f"'{UNCERTAIN}') then coalesce(claimed_at, updated_at) end)"
+    )
+
     def sent_since(self, since: float) -> int:
         """Messages sent (or possibly sent) across all campaigns since ``since``.
 
         Uncertain and in-flight messages count: if they went out, Gmail counts them.
         """
-        rows = self._query(
-            "select count(*) n from messages where (state = ? and sent_at >= ?) "
-            "or (state in (?, ?) and updated_at >= ?)",
-            [SENT, since, SENDING, UNCERTAIN, since],
-        )
-        return rows[0]["n"]
+        sql = f"select count(*) n from messages where {self._SENT_TIME} >= ?"  # noqa: S608
+        return self._query(sql, [since])[0]["n"]
 
     def oldest_sent_since(self, since: float) -> float | None:
-        """Time of the oldest send inside the window: when the next slot frees up.
-
-        Counts what ``sent_since`` counts: in-flight and uncertain messages too.
-        """
-        rows = self._query(
-            "select min(coalesce(case when state = ? then sent_at end, claimed_at, updated_at)) t "
-            "from messages where (state = ? and sent_at >= ?) "
-            "or (state in (?, ?) and updated_at >= ?)",
-            [SENT, SENT, since, SENDING, UNCERTAIN, since],
-        )
-        return rows[0]["t"]
+        """Time of the oldest send inside the window: when the next slot frees up."""
+        sql = f"select min({self._SENT_TIME}) t from messages where {self._SENT_TIME} >= ?"  # noqa: S608
+        return self._query(sql, [since])[0]["t"]
 
     def find_by_message_id(self, message_id: str) -> dict[str, Any] | None:
         rows = self._query("select * from messages where message_id = ?", [message_id])
