@@ -1,16 +1,17 @@
 """Throughput benchmark: mailbolt's Gmail engine against a naive sequential loop.
 
 The loopback Gmail fake (``tests/fakes/gmail_fake.py``) answers every call after
-200 ms and enforces 150,000 quota units a minute: ``messages.send`` costs 100,
-so the ceiling is 25 sends a second. Three runs of 500 messages, each against
-a fresh fake:
+a fixed latency and enforces 150,000 quota units a minute: ``messages.send``
+costs 100, so the ceiling is 25 sends a second. Runs of 500 messages, each
+against a fresh fake:
 
-- mailbolt: ``build_deps`` with ``MAIL_TRANSPORT=gmail`` settings pointing at
+- mailbolt at each provider latency of ``--latency`` (default 50, 200, 1000 and
+  2000 ms): ``build_deps`` with ``MAIL_TRANSPORT=gmail`` settings pointing at
   the fake, then ``campaign.preflight``, ``record`` and ``run``: the CLI's path,
-  in process;
-- naive: one ``messages().send(...).execute()`` after another, as in Google's
-  quickstart;
-- mailbolt again with 10 % injected 5xx answers (500 and 503).
+  in process. The worker pool must keep the quota busy however slow Gmail is;
+- naive, at 200 ms: one ``messages().send(...).execute()`` after another, as in
+  Google's quickstart;
+- mailbolt again at 200 ms with 10 % injected 5xx answers (500 and 503).
 
 A run longer than a minute (``--messages 2000 --naive 100``) also crosses the
 fake's sliding quota window, which is where pacing mistakes show up as 429s.
@@ -75,6 +76,7 @@ class Outcome:
     duplicates: int
     first_to_last: float  # seconds between the first and the last acceptance
     elapsed: float
+    latency_ms: int = LATENCY_MS
 
     @property
     def rate(self) -> float:
@@ -89,9 +91,9 @@ def addresses(n: int) -> list[str]:
     return [f"person{i:04d}@example.com" for i in range(n)]
 
 
-def fresh_fake() -> FakeGmail:
+def fresh_fake(latency_ms: int = LATENCY_MS) -> FakeGmail:
     return FakeGmail(
-        email_address=SENDER, units_per_minute=UNITS_PER_MINUTE, latency_ms=LATENCY_MS
+        email_address=SENDER, units_per_minute=UNITS_PER_MINUTE, latency_ms=latency_ms
     ).start()
 
 
@@ -108,12 +110,15 @@ def outcome(name: str, fake: FakeGmail, wanted: list[str], elapsed: float) -> Ou
         duplicates=sum(c - 1 for c in per_address.values() if c > 1),
         first_to_last=(accepted_at[-1] - accepted_at[0]) / 1000 if accepted_at else 0.0,
         elapsed=elapsed,
+        latency_ms=fake.latency_ms,
     )
 
 
-def run_mailbolt(name: str, n: int, faults: dict[str, float] | None) -> Outcome:
+def run_mailbolt(
+    name: str, n: int, faults: dict[str, float] | None, latency_ms: int = LATENCY_MS
+) -> Outcome:
     """The engine exactly as ``python -m bot send`` drives it, minus the subprocess."""
-    fake = fresh_fake()
+    fake = fresh_fake(latency_ms)
     if faults:
         fake.chaos(faults, seed=1)
     try:
@@ -191,12 +196,10 @@ def run_naive(n: int) -> Outcome:
 
 
 def report(results: list[Outcome], load: tuple[float, ...]) -> None:
-    table = Table(
-        title=f"Gmail fake: {LATENCY_MS} ms per call, {UNITS_PER_MINUTE:,} units/min "
-        f"= {CEILING:g} sends/s ceiling"
-    )
+    table = Table(title=f"Gmail fake: {UNITS_PER_MINUTE:,} units/min = {CEILING:g} sends/s ceiling")
     for column in (
         "run",
+        "latency ms",
         "accepted",
         "sends/s",
         "of ceiling",
@@ -211,6 +214,7 @@ def report(results: list[Outcome], load: tuple[float, ...]) -> None:
     for r in results:
         table.add_row(
             r.name,
+            str(r.latency_ms),
             f"{r.accepted}/{r.wanted}",
             f"{r.rate:.2f}",
             f"{r.rate / CEILING:.3f}",
@@ -223,12 +227,18 @@ def report(results: list[Outcome], load: tuple[float, ...]) -> None:
         )
     console = Console(highlight=False, width=150)
     console.print(table)
-    engine, naive = results[0], results[1]
+    engine = next(r for r in results if r.name == "mailbolt" and r.latency_ms == LATENCY_MS)
+    naive = next(r for r in results if r.name == "naive sequential loop")
     console.print(
         "sends/s = (accepted - 1) / (last acceptance - first acceptance), on the fake's clock; "
         "wall = accepted / elapsed."
     )
-    console.print(f"mailbolt / naive: {engine.rate / naive.rate:.1f}x")
+    console.print(f"mailbolt / naive at {LATENCY_MS} ms: {engine.rate / naive.rate:.1f}x")
+    worst = min((r for r in results if r.name == "mailbolt"), key=lambda r: r.rate)
+    console.print(
+        f"lowest share of the ceiling over the latency sweep: {worst.rate / CEILING:.3f} "
+        f"(at {worst.latency_ms} ms)"
+    )
     console.print(
         "targets: >= 0.95 of the ceiling, 0 quota errors in steady state, 0 lost, 0 duplicates"
     )
@@ -242,13 +252,21 @@ def main() -> None:
         "--naive",
         type=int,
         metavar="N",
-        help="messages for the naive loop (default: --messages; it needs ~0.25 s each)",
+        help="messages for the naive loop (default: 100; it needs ~0.25 s each)",
+    )
+    parser.add_argument(
+        "--latency",
+        default="50,200,1000,2000",
+        help="provider latencies in ms for the mailbolt runs, comma-separated",
     )
     args = parser.parse_args()
+    latencies = [int(x) for x in args.latency.split(",") if x.strip()]
     print(f"load average at the start: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    results = [
-        run_mailbolt("mailbolt", args.messages, None),
-        run_naive(args.naive or args.messages),
+    results = [run_mailbolt("mailbolt", args.messages, None, ms) for ms in latencies]
+    if LATENCY_MS not in latencies:
+        results.append(run_mailbolt("mailbolt", args.messages, None, LATENCY_MS))
+    results += [
+        run_naive(args.naive or min(args.messages, 100)),
         run_mailbolt("mailbolt, 10 % 5xx injected", args.messages, FAULTS),
     ]
     report(results, os.getloadavg())

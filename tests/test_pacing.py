@@ -153,7 +153,7 @@ def test_workers_needed() -> None:
     assert workers_needed(6000, latency_s=0.1) == 1
     assert workers_needed(6000, latency_s=1.5) == 3  # 1 send/s x 1.5 s x headroom
     assert workers_needed(15000, latency_s=1.5) == 6
-    assert workers_needed(1_200_000, latency_s=5) == 16  # capped
+    assert workers_needed(1_200_000, latency_s=5) == 256  # capped
 
 
 def test_estimate_duration() -> None:

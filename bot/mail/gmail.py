@@ -70,7 +70,7 @@ from bot.mail.google_auth import (
     save_credentials,
     token_request,
 )
-from bot.mail.pacing import TYPICAL_SEND_LATENCY_S, workers_needed
+from bot.mail.pacing import SLOW_SEND_LATENCY_S, workers_needed
 from bot.models import OutgoingMessage
 
 log = logging.getLogger(__name__)
@@ -454,5 +454,5 @@ def build_transport(settings: Settings) -> GmailTransport:
         token_file=Path(settings.gmail_token_file),
         api_url=settings.gmail_api_url,
         sender=settings.sender_address,
-        max_in_flight=workers_needed(settings.gmail_quota_units_per_minute, TYPICAL_SEND_LATENCY_S),
+        max_in_flight=workers_needed(settings.gmail_quota_units_per_minute, SLOW_SEND_LATENCY_S),
     )
