@@ -359,6 +359,11 @@ class Store:
             row["variables"] = json.loads(row["variables"] or "{}")
         return rows
 
+    def state_of(self, row_id: int) -> str | None:
+        """One message's state now (None if there is no such message)."""
+        rows = self._query("select state from messages where id = ?", [row_id])
+        return rows[0]["state"] if rows else None
+
     def transition(
         self, row_id: int, to: str, *, allowed_from: Iterable[str], **fields: Any
     ) -> Transition:

@@ -341,6 +341,27 @@ class _Budget:
         return (oldest if oldest is not None else now) + DAY
 
 
+class _Tally:
+    """Messages per state, kept up to date as each message moves.
+
+    Counting the campaign's rows after every send cost O(n) per message (7 ms a
+    message at 100k rows, under the store lock); each worker knows where its
+    message started and one primary-key read says where it ended.
+    """
+
+    def __init__(self, counts: dict[str, int]):
+        self._counts = dict(counts)
+        self._lock = threading.Lock()
+
+    def move(self, before: str, after: str | None) -> dict[str, int]:
+        """Record one message's move and return a snapshot of the counts."""
+        with self._lock:
+            if after is not None and after != before:
+                self._counts[before] -= 1
+                self._counts[after] = self._counts.get(after, 0) + 1
+            return dict(self._counts)
+
+
 @dataclass
 class _Run:
     campaign_id: int
@@ -544,8 +565,10 @@ def run(
         cancel or threading.Event(),
         halt=halt or threading.Event(),
     )
-    rows = iter(store.ready_messages(campaign_id))
+    ready = store.ready_messages(campaign_id)
+    rows = iter(ready)
     rows_lock = threading.Lock()
+    tally = _Tally(store.counts(campaign_id)) if progress else None
 
     def worker() -> None:
         while not state.stopped:
@@ -559,12 +582,12 @@ def run(
                 log.exception("unexpected error sending message %s", row["id"])
                 store.mark_uncertain(row["id"], f"internal error: {exc}")
                 raise
-            if progress:
-                progress(store.counts(campaign_id))
+            if progress and tally:
+                progress(tally.move(row["state"], store.state_of(row["id"])))
 
     threads = [
         threading.Thread(target=worker, name=f"send-{campaign_id}-{i}", daemon=True)
-        for i in range(max(1, transport.max_in_flight))
+        for i in range(max(1, min(transport.max_in_flight, len(ready))))
     ]
     for t in threads:
         t.start()
