@@ -17,12 +17,16 @@ demo: $(STAMP)
 		--recipients data/samples/welcome.csv --skip-invalid \
 		--var start_url=https://mailbolt.example/start
 
+# Most tests wait on loopback servers and subprocesses, not the CPU: four
+# workers keep both cores busy. `pytest tests/test_x.py` alone runs serially.
+TEST_WORKERS ?= 4
+
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 bench: $(STAMP)
 	$(BIN)/python bench/preflight.py
-	@for b in bench/throughput.py bench/slack_latency.py; do \
+	@for b in bench/throughput.py bench/send_loop_cost.py bench/slack_latency.py; do \
 		if [ -f $$b ]; then $(BIN)/python $$b || exit 1; fi; done
 
 lint: $(STAMP)
