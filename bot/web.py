@@ -54,8 +54,9 @@ LOOP_TIMEOUT = 0.2  # seconds: how quickly stop() is noticed
 MAX_REQUEST_BODY = 2 * 1024 * 1024
 #: Slack's rule: a signature older (or newer) than five minutes is a replay.
 SIGNATURE_MAX_AGE = 300
-#: Bolt fails with these when a payload is valid JSON of the wrong shape.
-_SHAPE_ERRORS = (ValueError, TypeError, AttributeError, KeyError, IndexError)
+#: What parsing a payload that is not one raises: bad UTF-8 or JSON (ValueErrors),
+#: JSON nested too deep, or valid JSON of a shape Bolt's extractors trip over.
+_SHAPE_ERRORS = (ValueError, RecursionError, TypeError, AttributeError, KeyError, IndexError)
 
 
 def unsubscribe_app(settings: Settings, store: Store) -> WSGIApplication | None:
@@ -163,7 +164,7 @@ class SlackEndpoint:
             )
             if not isinstance(request.body, dict):
                 raise TypeError("not a JSON object")
-        except _SHAPE_ERRORS:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        except _SHAPE_ERRORS:
             return self._refuse(environ, start_response, 400, "signed, but not a Slack payload")
         response = self.bolt_app.dispatch(request)
         data = response.body.encode("utf-8")

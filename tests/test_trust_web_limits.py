@@ -192,6 +192,8 @@ SIGNED_MALFORMED = [
     (b"\xff\xfe\xfd", "application/x-www-form-urlencoded"),
     (b"{broken", "application/json"),
     (b"[]", "application/json"),
+    (b"[" * 200_000, "application/json"),
+    (b"payload=" + b"%5B" * 200_000, "application/x-www-form-urlencoded"),
 ]
 
 
