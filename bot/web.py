@@ -2,7 +2,8 @@
 
 Routes:
 - ``POST /slack/events``: Slack's commands, interactions and events (HTTP mode),
-  through Bolt's WSGI adapter, which checks each request's signature.
+  handed to Bolt only once the body is known to be small, signed and parsable
+  (``SlackEndpoint``).
 - ``GET /healthz``: a small JSON answer for load balancers and uptime checks.
 - ``/unsubscribe/...``: the one-click unsubscribe endpoint, handed on untouched
   (full path) to ``bot.web_unsubscribe.make_unsubscribe_app`` when that module
@@ -10,14 +11,25 @@ Routes:
 
 waitress rather than Bolt's ``app.start()``: that one is ``http.server``, meant
 for development only; waitress is a production server with no C dependencies.
+
+Nothing unsigned costs memory, a 500 or more than one short log line: waitress
+refuses a body over ``MAX_REQUEST_BODY`` (413) while it arrives, before any of
+it is buffered or handed on, whether the client declares the length or sends it
+chunked; the Slack route reads at most that much and checks the signature over
+the raw bytes before anything parses them (Bolt's own adapter parses first, and
+logs unsigned bodies whole at INFO).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 import waitress
@@ -37,6 +49,14 @@ SLACK_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
 UNSUBSCRIBE_PREFIX = "/unsubscribe/"
 LOOP_TIMEOUT = 0.2  # seconds: how quickly stop() is noticed
+#: The largest body any route accepts. Slack's largest is a view submission: the
+#: whole view (at most 250 kB of JSON) plus its state, URL-encoded (up to 3x).
+MAX_REQUEST_BODY = 2 * 1024 * 1024
+#: Slack's rule: a signature older (or newer) than five minutes is a replay.
+SIGNATURE_MAX_AGE = 300
+#: What parsing a payload that is not one raises: bad UTF-8 or JSON (ValueErrors),
+#: JSON nested too deep, or valid JSON of a shape Bolt's extractors trip over.
+_SHAPE_ERRORS = (ValueError, RecursionError, TypeError, AttributeError, KeyError, IndexError)
 
 
 def unsubscribe_app(settings: Settings, store: Store) -> WSGIApplication | None:
@@ -60,6 +80,115 @@ def _reply(start_response: StartResponse, status: str, body: dict[str, Any]) -> 
     return [data]
 
 
+def read_body(environ: WSGIEnvironment, limit: int) -> bytes | None:
+    """The request body, or None when it is (or claims to be) longer than ``limit``.
+
+    Never reads more than ``limit`` bytes, whatever the headers say.
+    """
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return None
+    if length < 0 or length > limit:
+        return None
+    data = environ["wsgi.input"].read(length) if length else b""
+    return bytes(data[:limit])
+
+
+def signature_problem(
+    secret: str, body: bytes, timestamp: str, signature: str, now: float
+) -> str | None:
+    """Why a request is not signed by Slack (a few words), or None when it is.
+
+    Computed over the raw bytes, so a body that is not even UTF-8 is refused
+    here rather than failing in a decoder.
+    """
+    if not timestamp or not signature:
+        return "no signature"
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
+        return "malformed timestamp"
+    if abs(now - int(timestamp)) > SIGNATURE_MAX_AGE:
+        return "stale timestamp"
+    base = b"v0:" + timestamp.encode("ascii") + b":" + body
+    expected = "v0=" + hmac.new(secret.encode("utf-8"), base, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected.encode("ascii"), signature.encode("latin-1", "replace")):
+        return "bad signature"
+    return None
+
+
+def _headers(environ: WSGIEnvironment) -> dict[str, str]:
+    headers = {
+        key[5:].lower().replace("_", "-"): str(value)
+        for key, value in environ.items()
+        if key.startswith("HTTP_")
+    }
+    for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        if environ.get(key):
+            headers[key.lower().replace("_", "-")] = str(environ[key])
+    return headers
+
+
+class SlackEndpoint:
+    """``POST /slack/events`` in front of Bolt: size, then signature, then shape.
+
+    Each refusal is a 4xx with a fixed body and one short log line that never
+    quotes the request.
+    """
+
+    def __init__(self, bolt_app: App, signing_secret: str, *, limit: int = MAX_REQUEST_BODY):
+        self.bolt_app = bolt_app
+        self.secret = signing_secret
+        self.limit = limit
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        from slack_bolt import BoltRequest
+
+        body = read_body(environ, self.limit)
+        if body is None:
+            return self._refuse(environ, start_response, 413, "body too large")
+        headers = _headers(environ)
+        problem = signature_problem(
+            self.secret,
+            body,
+            headers.get("x-slack-request-timestamp", ""),
+            headers.get("x-slack-signature", ""),
+            time.time(),
+        )
+        if problem:
+            return self._refuse(environ, start_response, 401, problem)
+        try:
+            request = BoltRequest(
+                body=body.decode("utf-8"),
+                query=str(environ.get("QUERY_STRING", "")),
+                headers=headers,
+            )
+            if not isinstance(request.body, dict):
+                raise TypeError("not a JSON object")
+        except _SHAPE_ERRORS:
+            return self._refuse(environ, start_response, 400, "signed, but not a Slack payload")
+        response = self.bolt_app.dispatch(request)
+        data = response.body.encode("utf-8")
+        out = [(name, value) for name, values in response.headers.items() for value in values]
+        out = [(n, v) for n, v in out if n.lower() != "content-length"]
+        start_response(_status(response.status), [*out, ("Content-Length", str(len(data)))])
+        return [data]
+
+    @staticmethod
+    def _refuse(
+        environ: WSGIEnvironment, start_response: StartResponse, status: int, why: str
+    ) -> Iterable[bytes]:
+        log.info("refused a request to %s from %s: %s", SLACK_PATH, environ.get("REMOTE_ADDR"), why)
+        error = {401: "invalid request", 413: "request too large"}.get(status, "bad request")
+        return _reply(start_response, _status(status), {"error": error})
+
+
+def _status(code: int) -> str:
+    try:
+        return f"{code} {HTTPStatus(code).phrase}"
+    except ValueError:
+        return f"{code} Unknown"
+
+
 def make_wsgi_app(
     settings: Settings,
     store: Store,
@@ -70,9 +199,7 @@ def make_wsgi_app(
     """Route the three kinds of request; ``bolt_app`` is None in Socket Mode."""
     slack = None
     if bolt_app is not None:
-        from slack_bolt.adapter.wsgi import SlackRequestHandler
-
-        slack = SlackRequestHandler(bolt_app, path=SLACK_PATH)
+        slack = SlackEndpoint(bolt_app, settings.slack_signing_secret)
     unsubscribe = unsubscribe_app(settings, store)
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -102,7 +229,13 @@ class WebServer:
     def __init__(self, app: WSGIApplication, host: str, port: int, *, threads: int = 8):
         self._map: dict[int, Any] = {}  # waitress's socket map, ours so stop() can empty it
         self.server = waitress.create_server(
-            app, map=self._map, host=host, port=port, threads=threads
+            app,
+            map=self._map,
+            host=host,
+            port=port,
+            threads=threads,
+            # waitress refuses a body of this size or more while it arrives (413)
+            max_request_body_size=MAX_REQUEST_BODY + 1,
         )
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()

@@ -55,9 +55,10 @@ def sent_campaign(mailbolt, emails=("ann@example.com",)) -> int:
     return campaign_id
 
 
-def test_help_is_for_everyone(fake, mailbolt):
+def test_help_is_for_allowed_senders_and_tells_others_how_to_get_access(fake, mailbolt):
+    assert "/sendmail status [id]" in shown(ask(fake, "help"))
     answer = ask(fake, "help", user=STRANGER)
-    assert "/sendmail status [id]" in shown(answer)
+    assert "ALLOWED_SLACK_USERS" in answer["text"] and STRANGER in answer["text"]
 
 
 def test_other_subcommands_need_permission(fake, mailbolt):

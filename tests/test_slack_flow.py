@@ -359,7 +359,8 @@ def test_cancel_button_stops_a_running_campaign(fake, allowed):
         denied = fake.click(views.A_CANCEL, user=STRANGER, message=where)
         assert denied.status == 200
         wait_for(lambda: fake.ephemerals, "the private refusal")
-        assert "Only <@U0OWNER>" in fake.ephemerals[0]["text"]
+        assert "may not send email with mailbolt" in fake.ephemerals[0]["text"]
+        assert STRANGER in fake.ephemerals[0]["text"]
         assert running.runner.is_active(running.deps.store.campaigns()[0]["id"])
 
         fake.click(views.A_CANCEL, user=OWNER, message=where)

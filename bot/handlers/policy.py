@@ -12,6 +12,7 @@ permanently: mail to it cannot arrive and only hurts the sender's reputation.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -26,6 +27,64 @@ UNSUBSCRIBED = "has unsubscribed"
 def sender_allowed(allowed_users: frozenset[str], user_id: str) -> bool:
     """Nobody may send until ``ALLOWED_SLACK_USERS`` names them (or is ``*``)."""
     return "*" in allowed_users or user_id in allowed_users
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a request from Slack is refused, in words for the person who made it.
+
+    ``answerable`` is False when the asker is not (provably) in the installed
+    workspace: then nothing is sent to them through the Web API.
+    """
+
+    reason: str
+    text: str
+    answerable: bool
+
+
+def permission_problem(allowed_users: frozenset[str], user_id: str) -> str | None:
+    """Why ``user_id`` may not use mailbolt, in words; None when they may."""
+    if not allowed_users:
+        return (
+            "Nobody may send email from Slack yet: an admin must set ALLOWED_SLACK_USERS "
+            "(Slack user IDs separated by commas, or * for everyone) and restart mailbolt. "
+            f"Your user ID is `{user_id}`."
+        )
+    if not sender_allowed(allowed_users, user_id):
+        return (
+            "You may not send email with mailbolt. An admin can add your user ID "
+            f"(`{user_id}`) to ALLOWED_SLACK_USERS."
+        )
+    return None
+
+
+def authorization_problem(
+    allowed_users: frozenset[str],
+    installed_team: str | None,
+    user_id: str | None,
+    teams: Iterable[str],
+) -> Refusal | None:
+    """Whether a request may go on: the one check every command, form, button and
+    App Home visit passes, each time, with the settings of that moment.
+
+    ``teams`` are all the workspace IDs the request names (the workspace it came
+    from, the user's own); every one must be the workspace mailbolt is installed
+    in. Then the user must be allowed to send. A campaign's owner gets no
+    exception: someone taken off ``ALLOWED_SLACK_USERS`` loses its buttons too.
+    """
+    named = {t for t in teams if t}
+    if not installed_team or not named or named != {installed_team}:
+        return Refusal(
+            "other workspace",
+            "mailbolt answers only in the Slack workspace it is installed in.",
+            answerable=False,
+        )
+    if not user_id:
+        return Refusal("no user", "mailbolt could not tell who sent this.", answerable=False)
+    problem = permission_problem(allowed_users, user_id)
+    if problem:
+        return Refusal("not allowed", problem, answerable=True)
+    return None
 
 
 def suppress(

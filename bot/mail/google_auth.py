@@ -26,7 +26,6 @@ import contextlib
 import json
 import logging
 import os
-import secrets
 import stat
 from collections.abc import Iterator
 from datetime import UTC
@@ -42,6 +41,7 @@ from google.oauth2.credentials import Credentials
 
 from bot.config import Settings
 from bot.errors import AuthError, TransientSendError
+from bot.private_files import write_private
 
 log = logging.getLogger(__name__)
 
@@ -109,28 +109,7 @@ def save_credentials(path: Path, credentials: Credentials, *, account: str = "")
     data = json.loads(credentials.to_json())
     data["scopes"] = sorted(granted_scopes(credentials))
     data["account"] = account or credentials.account or data.get("account", "")
-    _write_private(Path(path), json.dumps(data, indent=2) + "\n")
-
-
-def _write_private(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # make the rename itself durable
-    finally:
-        os.close(dir_fd)
+    write_private(Path(path), (json.dumps(data, indent=2) + "\n").encode("utf-8"))
 
 
 def _ensure_private(path: Path) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bot.errors import AuthError, MailboltError
-from bot.handlers.policy import sender_allowed
+from bot.handlers import policy
 
 if TYPE_CHECKING:
     from slack_sdk import WebClient
@@ -40,24 +40,7 @@ class Services:
 
 def permission_problem(settings: Settings, user_id: str) -> str | None:
     """Why ``user_id`` may not send, in words; None when they may."""
-    allowed = settings.allowed_users
-    if not allowed:
-        return (
-            "Nobody may send email from Slack yet: an admin must set ALLOWED_SLACK_USERS "
-            "(Slack user IDs separated by commas, or * for everyone) and restart mailbolt. "
-            f"Your user ID is `{user_id}`."
-        )
-    if not sender_allowed(allowed, user_id):
-        return (
-            "You may not send email with mailbolt. An admin can add your user ID "
-            f"(`{user_id}`) to ALLOWED_SLACK_USERS."
-        )
-    return None
-
-
-def may_manage(settings: Settings, owner: str, user_id: str) -> bool:
-    """The campaign's owner, or anyone allowed to send, may press its buttons."""
-    return user_id == owner or sender_allowed(settings.allowed_users, user_id)
+    return policy.permission_problem(settings.allowed_users, user_id)
 
 
 def describe(error: Exception, correlation_id: str = "") -> str:

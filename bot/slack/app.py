@@ -1,4 +1,4 @@
-"""The Bolt app: a client pointed at ``SLACK_API_URL``, two middlewares, and the
+"""The Bolt app: a client pointed at ``SLACK_API_URL``, three middlewares, and the
 listeners of ``commands``, ``submissions`` and ``home``.
 
 Choices that matter:
@@ -12,6 +12,10 @@ Choices that matter:
   errors unless told).
 - Slack's retries (``X-Slack-Retry-Num``) are acknowledged and dropped: the first
   delivery already did the work, and doing it again is how things happen twice.
+- Every request passes ``authorize`` (``bot/slack/authorize.py``) before any
+  listener: the installed workspace and ``ALLOWED_SLACK_USERS``, each time.
+- ``MailboltApp.registered`` lists what every listener is registered for, so the
+  authorization test covers each one and a new listener cannot slip past it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from slack_bolt import App, BoltContext, BoltRequest, BoltResponse
 from slack_sdk import WebClient
@@ -31,12 +36,65 @@ from bot.config import Settings
 from bot.handlers.campaign import Deps
 from bot.runner import Runner
 from bot.slack import Services, commands, home, submissions
+from bot.slack.authorize import authorize
 from bot.slack.lookups import Lookups
 from bot.slack.status import UPDATE_INTERVAL_SECONDS, StatusBoard
 
 log = logging.getLogger(__name__)
 
 DEFAULT_API_URL = "https://slack.com/api/"
+#: Bolt's methods that register a listener (slack_bolt 1.30).
+LISTENER_METHODS = (
+    "event",
+    "message",
+    "function",
+    "command",
+    "shortcut",
+    "global_shortcut",
+    "message_shortcut",
+    "action",
+    "block_action",
+    "attachment_action",
+    "dialog_submission",
+    "dialog_cancellation",
+    "view",
+    "view_submission",
+    "view_closed",
+    "options",
+    "block_suggestion",
+    "dialog_suggestion",
+)
+
+
+class MailboltApp(App):
+    """Bolt's ``App``, remembering (method, constraint) for every listener registered."""
+
+    def __init__(self, **kwargs: Any):
+        self.registered: list[tuple[str, Any]] = []
+        self._registering = False
+        super().__init__(**kwargs)
+
+
+def _recording(name: str) -> Callable[..., Any]:
+    def register(self: MailboltApp, *args: Any, **kwargs: Any) -> Any:
+        outer = not self._registering
+        if outer:
+            constraint = args[0] if args else next(iter(kwargs.values()), None)
+            self.registered.append((name, constraint))
+        self._registering = True
+        try:
+            return getattr(App, name)(self, *args, **kwargs)
+        finally:
+            if outer:
+                self._registering = False
+
+    register.__name__ = name
+    register.__doc__ = getattr(App, name).__doc__
+    return register
+
+
+for _name in LISTENER_METHODS:
+    setattr(MailboltApp, _name, _recording(_name))
 
 
 def build_client(settings: Settings) -> WebClient:
@@ -100,9 +158,9 @@ def build_services(
     return Services(settings, deps, runner, board, client, Lookups(client))
 
 
-def bolt_app(services: Services) -> App:
+def bolt_app(services: Services) -> MailboltApp:
     """The Bolt app with its middlewares and every listener registered."""
-    app = App(
+    app = MailboltApp(
         name="mailbolt",
         client=services.client,
         signing_secret=services.settings.slack_signing_secret,
@@ -111,6 +169,7 @@ def bolt_app(services: Services) -> App:
     )
     app.use(ignore_retries)
     app.use(correlate)
+    app.use(authorize(services))
     app.error(log_error)
     for module in (commands, submissions, home):
         module.register(app, services)
@@ -124,7 +183,7 @@ def build_app(
     *,
     client: WebClient | None = None,
     status_interval: float = UPDATE_INTERVAL_SECONDS,
-) -> App:
+) -> MailboltApp:
     """The app, its listeners, and the status board following ``runner``."""
     return bolt_app(
         build_services(settings, deps, runner, client=client, status_interval=status_interval)

@@ -19,7 +19,7 @@ from bot.errors import UserInputError
 from bot.handlers import policy, stats
 from bot.handlers.campaign import DAY
 from bot.handlers.recipients import parse_text
-from bot.slack import Services, permission_problem, report, views
+from bot.slack import Services, report, views
 from bot.slack.status import status_data
 from bot.slack.submissions import compose_metadata
 
@@ -129,9 +129,6 @@ def answer(services: Services, word: str, rest: str, user: str) -> tuple[str, li
     """The private answer to a subcommand, as (text, blocks)."""
     if word == "help":
         return views.HELP, views.help_blocks()
-    problem = permission_problem(services.settings, user)
-    if problem:
-        return problem, [views.section(problem)]
     store = services.deps.store
     if word == "status":
         return _status(services, rest)
@@ -177,11 +174,7 @@ def register(app: App, services: Services) -> None:
         user = command["user_id"]
         try:
             if _opens_form(services, word):
-                problem = permission_problem(services.settings, user)
-                if problem:
-                    ack(response_type="ephemeral", text=problem)
-                else:
-                    ack()
+                ack()
                 return
             text, blocks = answer(services, word, rest, user)
         except Exception as exc:  # never a stack trace in Slack
@@ -192,7 +185,7 @@ def register(app: App, services: Services) -> None:
     def open_form(command: dict, client: WebClient, context: BoltContext) -> None:
         word, _ = parse(command.get("text", ""))
         user = command["user_id"]
-        if not _opens_form(services, word) or permission_problem(services.settings, user):
+        if not _opens_form(services, word):
             return
         channel = command.get("channel_id", "")
         form = views.ComposeForm(template=word, channel=services.settings.status_channel or channel)

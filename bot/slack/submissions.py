@@ -43,7 +43,7 @@ from bot.handlers.recipients import (
 from bot.handlers.templates import SYSTEM_VARIABLES
 from bot.mail.pacing import estimate_duration
 from bot.models import Recipient, RecipientList, Rejected, TemplateInfo
-from bot.slack import Services, may_manage, permission_problem, report, views
+from bot.slack import Services, report, views
 
 log = logging.getLogger(__name__)
 
@@ -407,10 +407,6 @@ def register(app: App, services: Services) -> None:
         correlation_id = context.get("correlation_id", "")
         try:
             compose = _compose_from(body, services, correlation_id)
-            problem = permission_problem(services.settings, compose.user)
-            if problem:
-                ack(response_action="errors", errors={views.B_TEMPLATE: problem})
-                return
             quick_check(compose, services)
             if compose.problems:
                 ack(response_action="errors", errors=compose.problems)
@@ -433,8 +429,6 @@ def register(app: App, services: Services) -> None:
         tell: tuple[str, str] | None = None
         try:
             compose = _compose_from(body, services, correlation_id)
-            if permission_problem(services.settings, compose.user):
-                return
             quick_check(compose, services)
             if compose.problems or not compose.slow:
                 return  # the answer already said everything
@@ -463,12 +457,9 @@ def register(app: App, services: Services) -> None:
 
     def preview_ack(ack: Ack, body: dict, context: BoltContext) -> None:
         correlation_id = context.get("correlation_id", "")
-        view, user = body["view"], body["user"]["id"]
+        view = body["view"]
         draft = services.deps.store.draft(views.metadata_of(view).get("draft", ""))
-        problem = permission_problem(services.settings, user)
-        if problem:
-            ack(response_action="update", view=views.notice_view("Not sent", problem))
-        elif draft is None:
+        if draft is None:
             ack(
                 response_action="update",
                 view=views.notice_view(
@@ -498,7 +489,7 @@ def register(app: App, services: Services) -> None:
         view, user = body["view"], body["user"]["id"]
         key = views.metadata_of(view).get("draft", "")
         draft = services.deps.store.draft(key)
-        if draft is None or permission_problem(services.settings, user):
+        if draft is None:
             return
         preview = views.PreviewData(**draft["preview"])
         if preview.needs_confirmation and not views.confirmed(view["state"]["values"]):
@@ -634,7 +625,7 @@ def _send_test(draft: dict[str, Any], key: str, user: str, services: Services) -
 
 
 def _campaign_button(services: Services) -> Callable[..., None]:
-    settings, deps = services.settings, services.deps
+    deps = services.deps
 
     def campaign_button(body: dict, client: WebClient, context: BoltContext) -> None:
         correlation_id = context.get("correlation_id", "")
@@ -654,12 +645,6 @@ def _campaign_button(services: Services) -> Callable[..., None]:
             row = deps.store.campaign(campaign_id)
             if row is None:
                 tell(f"Campaign #{campaign_id} does not exist any more.")
-                return
-            if not may_manage(settings, row["requested_by"], user):
-                tell(
-                    f"Only <@{row['requested_by']}> or someone listed in ALLOWED_SLACK_USERS "
-                    f"can change campaign #{campaign_id}."
-                )
                 return
             kind = action["action_id"]
             if kind == views.A_CANCEL:
