@@ -19,7 +19,7 @@ from bot.handlers.templates import TemplateCatalogue
 from bot.handlers.unsubscribe import load_secret
 from bot.mail.sandbox import SandboxTransport
 from bot.ports import NoPacing, Pacer, Transport
-from bot.store import Store
+from bot.store import SANDBOX_ACCOUNT, Store, account_key
 
 SANDBOX_SENDER = "sandbox@mailbolt.invalid"
 
@@ -33,6 +33,15 @@ def sender_address(settings: Settings) -> str:
     from bot.mail.google_auth import authorized_address
 
     return authorized_address(settings)
+
+
+def sending_account(settings: Settings) -> str:
+    """The account whose quota and daily limit a send spends: the sandbox's own, or
+    the Gmail sender address. Counting per account keeps sandbox runs from using
+    up Gmail's day, and is the first step toward per-person sender accounts."""
+    if settings.mail_transport != "gmail":
+        return SANDBOX_ACCOUNT
+    return account_key(sender_address(settings))
 
 
 def unsubscribe_base(settings: Settings) -> str:
@@ -75,6 +84,7 @@ def build_deps(settings: Settings, store: Store | None = None) -> Deps:
         transport=lazy_transport,
         pacer=build_pacer(settings),
         envelope=Envelope(settings.from_name, sender_address(settings), settings.reply_to),
+        account=sending_account(settings),
         postal_address=settings.postal_address,
         unsubscribe_base=unsubscribe_base(settings),
         unsubscribe_secret=load_secret(

@@ -58,6 +58,7 @@ from bot.store import (
     RUNNING,
     SENDING,
     SKIPPED,
+    SANDBOX_ACCOUNT,
     UNCERTAIN,
     Store,
 )
@@ -77,6 +78,9 @@ class Deps:
     transport: Callable[[], Transport]
     pacer: Pacer
     envelope: Envelope
+    #: Who sends: ``SANDBOX_ACCOUNT`` or the Gmail address. Quota use and the daily
+    #: limit are counted per account.
+    account: str = SANDBOX_ACCOUNT
     postal_address: str = ""
     unsubscribe_base: str = ""
     unsubscribe_secret: bytes = b""
@@ -308,22 +312,35 @@ def record(plan: Plan, deps: Deps) -> tuple[int, bool]:
         idempotency_key=req.idempotency_key,
         status_channel=req.status_channel,
         correlation_id=req.correlation_id,
+        account=deps.account,
     )
 
 
 # -- sending -------------------------------------------------------------------
 
 
+def daily_left(deps: Deps) -> int | None:
+    """Messages the sending account may still send in the rolling day (None: no limit)."""
+    if deps.daily_limit is None:
+        return None
+    return max(0, deps.daily_limit - deps.store.sent_since(deps.clock() - DAY, deps.account))
+
+
+def daily_resume_at(deps: Deps) -> float:
+    """When the account's oldest send in the rolling day ages out (a day from now if none)."""
+    now = deps.clock()
+    oldest = deps.store.oldest_sent_since(now - DAY, deps.account)
+    return (oldest if oldest is not None else now) + DAY
+
+
 class _Budget:
-    """The rolling-24h daily limit, shared by the worker threads of one run."""
+    """The rolling-24h daily limit of the sending account, shared by the worker
+    threads of one run."""
 
     def __init__(self, deps: Deps):
         self.deps = deps
         self.lock = threading.Lock()
-        self.left: int | None = None
-        if deps.daily_limit is not None:
-            used = deps.store.sent_since(deps.clock() - DAY)
-            self.left = max(0, deps.daily_limit - used)
+        self.left = daily_left(deps)
 
     def take(self) -> bool:
         with self.lock:
@@ -335,10 +352,7 @@ class _Budget:
             return True
 
     def resume_at(self) -> float:
-        """When the oldest send in the rolling day ages out (a day from now if none)."""
-        now = self.deps.clock()
-        oldest = self.deps.store.oldest_sent_since(now - DAY)
-        return (oldest if oldest is not None else now) + DAY
+        return daily_resume_at(self.deps)
 
 
 @dataclass
@@ -429,7 +443,7 @@ def _send_one(run: _Run, deps: Deps, transport: Transport, row: dict[str, Any]) 
     # Wait for the quota slot *before* claiming: a claimed message counts as in
     # flight, and after a crash every claimed one is in doubt.
     deps.pacer.acquire(SEND_UNITS)
-    if not store.claim(row["id"]):
+    if not store.claim(row["id"], deps.account):
         return  # someone else has it, or it was cancelled meanwhile
     message = OutgoingMessage(row["id"], run.campaign_id, row["email"], row["message_id"], raw)
     attempts = 0
@@ -439,7 +453,7 @@ def _send_one(run: _Run, deps: Deps, transport: Transport, row: dict[str, Any]) 
         attempts += 1
         if attempts > 1:
             deps.pacer.acquire(SEND_UNITS)
-        store.record_units(SEND_UNITS, "messages.send")
+        store.record_units(SEND_UNITS, "messages.send", account=deps.account)
         return transport.send(message)
 
     try:
@@ -486,7 +500,7 @@ def reconcile_uncertain(campaign_id: int, deps: Deps, transport: Transport) -> i
             found = transport.find_sent(row["message_id"])
         except (NotImplementedError, TransientSendError):
             return settled
-        deps.store.record_units(LIST_UNITS, "messages.list")
+        deps.store.record_units(LIST_UNITS, "messages.list", account=deps.account)
         if found:
             deps.store.mark_sent(row["id"], found)
         else:
@@ -632,11 +646,15 @@ def retry_failed(campaign_id: int, deps: Deps, actor: str) -> int:
 
 
 def resolve_uncertain(campaign_id: int, deps: Deps, actor: str, *, resend: bool) -> int:
-    """A person's choice for messages nobody can prove were sent: re-send or skip."""
+    """A person's choice for messages nobody can prove were sent: re-send or skip.
+
+    Re-sent messages go back in the queue and through the same daily budget and
+    deferral as any send; their uncertain attempt keeps counting against the day.
+    """
     rows = deps.store.messages(campaign_id, [UNCERTAIN])
     for row in rows:
         if resend:
-            deps.store.requeue(row["id"], None, from_states=(UNCERTAIN,))
+            deps.store.resend_uncertain(row["id"])
         else:
             deps.store.mark_skipped(row["id"], f"skipped by {actor}: delivery unknown")
     deps.store.audit(

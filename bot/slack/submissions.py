@@ -302,8 +302,8 @@ def _preview_data(
     settings, deps = services.settings, services.deps
     valid = len(plan.to_send)
     deferred = 0
-    if deps.daily_limit is not None:
-        left = max(0, deps.daily_limit - deps.store.sent_since(deps.clock() - DAY))
+    left = campaign.daily_left(deps)
+    if left is not None:
         deferred = max(0, valid - left)
     if settings.mail_transport == "sandbox":
         duration = "a few seconds (sandbox)"
