@@ -669,7 +669,10 @@ class Store:
                 [state, provider_id or None, error or None, row_id],
             )
             self._audit(
-                db, "mailbolt", "test.finished", {"test_send": row_id, "state": state, "error": error}
+                db,
+                "mailbolt",
+                "test.finished",
+                {"test_send": row_id, "state": state, "error": error},
             )
 
     def test_sends(self, limit: int = 50) -> list[dict[str, Any]]:
@@ -761,12 +764,16 @@ class Store:
     DRAFT_TTL_SECONDS = 7 * 24 * 3600
 
     def due_campaigns(self, now: float) -> list[int]:
-        """Running campaigns with queued messages, or deferred ones due by ``now``."""
+        """Campaigns with queued messages, or deferred ones due by ``now``.
+
+        Running ones, and completed ones a person re-queued messages of (``resolve``
+        from the CLI while the server runs); not cancelled or paused ones.
+        """
         rows = self._query(
             "select distinct c.id from campaigns c join messages m on m.campaign_id = c.id "
-            "where c.status = ? and (m.state = ? or (m.state = ? and "
+            "where c.status in (?, ?) and (m.state = ? or (m.state = ? and "
             "coalesce(m.not_before, 0) <= ?)) order by c.id",
-            [RUNNING, QUEUED, DEFERRED, now],
+            [RUNNING, COMPLETED, QUEUED, DEFERRED, now],
         )
         return [r["id"] for r in rows]
 

@@ -63,7 +63,7 @@ def test_old_rows_are_given_their_account(tmp_path: Path, gmail_fake) -> None:
         db.execute("drop index idx_messages_account_sent_at")
         db.execute("drop index idx_quota_log_account_at")
         for table in ("campaigns", "messages", "quota_log"):
-            db.execute(f"alter table {table} drop column account")  # noqa: S608
+            db.execute(f"alter table {table} drop column account")
         db.execute("alter table messages drop column prior_claimed_at")
         db.execute("drop table test_sends")
         db.execute("update meta set value = '2' where key = 'schema_version'")

@@ -30,7 +30,7 @@ from bot.config import Settings
 from bot.runner import Runner
 from bot.slack.app import bolt_app, build_client, build_services
 from bot.web import WebServer, make_wsgi_app
-from bot.wiring import SenderLock, build_deps
+from bot.wiring import ROLE_SERVE, SenderLock, build_deps
 
 log = logging.getLogger(__name__)
 err = Console(stderr=True, highlight=False)
@@ -196,7 +196,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             err.print(f"[red]error:[/] {line}", soft_wrap=True)
         err.print("mailbolt did not start.")
         return 2
-    lock = SenderLock(settings.database_path)
+    lock = SenderLock(settings.database_path, role=ROLE_SERVE)
     lock.acquire()
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:

@@ -56,9 +56,9 @@ from bot.store import (
     PAUSED,
     QUEUED,
     RUNNING,
+    SANDBOX_ACCOUNT,
     SENDING,
     SKIPPED,
-    SANDBOX_ACCOUNT,
     UNCERTAIN,
     Store,
 )

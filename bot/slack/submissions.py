@@ -31,7 +31,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.errors import TemplateError, UserInputError
 from bot.handlers import campaign
-from bot.handlers.campaign import DAY, CampaignRequest, Plan
+from bot.handlers.campaign import CampaignRequest, Plan
 from bot.handlers.recipients import (
     MAX_CSV_BYTES,
     enforce_limit,
