@@ -675,6 +675,13 @@ class Store:
                 {"test_send": row_id, "state": state, "error": error},
             )
 
+    def test_send_by_reference(self, reference: str) -> dict[str, Any] | None:
+        """The latest test send made under ``reference`` (e.g. one preview), if any."""
+        rows = self._query(
+            "select * from test_sends where reference = ? order by id desc limit 1", [reference]
+        )
+        return rows[0] if rows else None
+
     def test_sends(self, limit: int = 50) -> list[dict[str, Any]]:
         return self._query("select * from test_sends order by id desc limit ?", [limit])
 

@@ -58,6 +58,7 @@ from bot.store import (
     RUNNING,
     SANDBOX_ACCOUNT,
     SENDING,
+    SENT,
     SKIPPED,
     UNCERTAIN,
     Store,
@@ -66,6 +67,8 @@ from bot.store import (
 log = logging.getLogger(__name__)
 
 DAY = 24 * 3600
+#: Why the messages a cancel left unsent are skipped (told apart from suppressions).
+CANCELLED_REASON = "the campaign was cancelled"
 MAX_LISTED_ERRORS = 10
 
 
@@ -233,7 +236,7 @@ def preflight(request: CampaignRequest, deps: Deps) -> Plan:
         to_send, over_limit = to_send[: request.limit], to_send[request.limit :]
     errors: list[str] = []
     first: RenderedMessage | None = None
-    guard = sensitive.SensitiveGuard()
+    guard = sensitive.SensitiveGuard(common=frozenset(request.common_vars))
     for recipient in to_send:
         variables = message_variables(
             deps,
@@ -591,7 +594,7 @@ def _finish(state: _Run, deps: Deps, campaign_id: int) -> Result:
     store = deps.store
     if state.cancel.is_set() and not state.stop_status:
         for row in store.messages(campaign_id, [QUEUED, DEFERRED]):
-            store.mark_skipped(row["id"], "the campaign was cancelled")
+            store.mark_skipped(row["id"], CANCELLED_REASON)
         state.stop(CANCELLED, "cancelled")
     if state.halt.is_set() and not state.stop_status:
         state.stop(RUNNING, "mailbolt was stopped; sending resumes when it starts again")
@@ -614,6 +617,92 @@ def _finish(state: _Run, deps: Deps, campaign_id: int) -> Result:
         (r["email"], r["last_error"] or "") for r in store.messages(campaign_id, [FAILED], limit=5)
     ]
     return Result(campaign_id, status, counts, state.stop_reason, resume_at, failures)
+
+
+# -- test sends ----------------------------------------------------------------
+
+TEST_MARK = "[TEST]"
+
+
+@dataclass
+class TrialSend:
+    """What became of "send a test to me": ``state`` is sent, failed, uncertain or
+    not_sent (refused before anything left); ``detail`` says why, in words."""
+
+    state: str
+    to: str
+    detail: str = ""
+    test_id: int | None = None
+
+
+def send_test(
+    plan: Plan, deps: Deps, *, to: Recipient, requested_by: str, reference: str
+) -> TrialSend:
+    """Send exactly the previewed first message to ``to``, marked as a test.
+
+    The body, subject and values are those of the first recipient shown in the
+    preview; only the address it goes to differs, the subject starts with
+    ``[TEST]``, and an unsubscribe link names the tester (clicking it must not
+    unsubscribe the real recipient). It is recorded as a test send, not as a
+    campaign: it is audited and spends the account's quota and daily limit, but
+    does not show in campaign lists or delivery statistics. One per ``reference``.
+    """
+    store = deps.store
+    earlier = store.test_send_by_reference(reference)
+    if earlier is not None and earlier["state"] in (SENT, SENDING, UNCERTAIN):
+        return TrialSend("not_sent", to.email, "a test of this preview was already sent")
+    if not plan.to_send or plan.first is None:
+        return TrialSend("not_sent", to.email, "nobody in the preview would get a message")
+    first = plan.to_send[0]
+    variables = message_variables(
+        deps, first.email, first.name, first.variables, plan.request.common_vars, 0, plan.category
+    )
+    if variables["unsubscribe_url"]:
+        token = make_token(deps.unsubscribe_secret, to.email, 0)
+        variables["unsubscribe_url"] = unsubscribe_url(deps.unsubscribe_base, token)
+    rendered = plan.renderer.render(variables, who=first.label)
+    rendered = RenderedMessage(f"{TEST_MARK} {rendered.subject}", rendered.html, rendered.text)
+    if daily_left(deps) == 0:
+        return TrialSend("not_sent", to.email, "the daily sending limit is reached")
+    message_id = deps.envelope.new_message_id()
+    raw = build_message(
+        deps.envelope,
+        to_address=to.email,
+        to_name=to.name,
+        rendered=rendered,
+        message_id=message_id,
+        extra_headers={**list_unsubscribe_headers(deps, variables), "X-Mailbolt-Test": "yes"},
+    )
+    deps.pacer.acquire(SEND_UNITS)
+    test_id = store.start_test_send(
+        account=deps.account,
+        requested_by=requested_by,
+        email=to.email,
+        template=plan.renderer.info.name,
+        subject=rendered.subject,
+        message_id=message_id,
+        reference=reference,
+    )
+    outcome = TrialSend(SENT, to.email, test_id=test_id)
+    provider_id = ""
+    try:
+        store.record_units(SEND_UNITS, "messages.send", account=deps.account)
+        provider_id = deps.transport().send(OutgoingMessage(test_id, 0, to.email, message_id, raw))
+    except UncertainSendError as exc:
+        outcome = TrialSend(UNCERTAIN, to.email, str(exc), test_id)
+    except MailboltError as exc:  # transient, permanent, quota, authorization: not sent
+        outcome = TrialSend(FAILED, to.email, str(exc), test_id)
+    store.finish_test_send(test_id, outcome.state, provider_id=provider_id, error=outcome.detail)
+    return outcome
+
+
+def cancelled_count(campaign_id: int, deps: Deps) -> int:
+    """Messages a cancel left unsent (skipped for that reason, not suppressed)."""
+    return sum(
+        1
+        for row in deps.store.messages(campaign_id, [SKIPPED])
+        if row["last_error"] == CANCELLED_REASON
+    )
 
 
 def counts_result(campaign_id: int, deps: Deps) -> Result:
