@@ -7,8 +7,9 @@ Why it looks like this:
 - One campaign at a time. The per-minute quota and the daily limit belong to the
   mail account, not to a campaign: two campaigns at once would not send faster,
   and each would work out its share of the daily limit from the same starting
-  count, so together they would overshoot it. One-message campaigns (a "send a
-  test to me") get a lane of their own, so a test does not wait behind a long send.
+  count, so together they would overshoot it. One-message campaigns get a lane of
+  their own, so they do not wait behind a long send. (A "send a test to me" is
+  no campaign at all: ``campaign.send_test`` sends it at once.)
 - A cancel ``Event`` per campaign, set by whoever presses Cancel; the send loop
   checks it between messages.
 - At start, unfinished campaigns resume with ``campaign.run(resume=True)``, which
