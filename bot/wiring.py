@@ -134,9 +134,9 @@ class SenderLock:
         except BlockingIOError as exc:
             fh.close()
             pid, role = self._holder()
-            who = "`python -m bot serve`" if role == ROLE_SERVE else "another mailbolt process"
             raise SenderBusy(
-                f"{who} (pid {pid or 'unknown'}) is sending from this database "
+                f"Another mailbolt process (`python -m bot {role}`, pid {pid or 'unknown'}) "
+                f"is sending from this database "
                 f"({self.path}). Wait for it to finish or stop it first.",
                 pid=pid,
                 role=role,

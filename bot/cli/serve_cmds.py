@@ -36,7 +36,15 @@ log = logging.getLogger(__name__)
 err = Console(stderr=True, highlight=False)
 
 #: The bot scopes the features need; manifest.yml asks for exactly these.
-REQUIRED_SCOPES = ("commands", "chat:write", "users:read", "users:read.email", "files:read")
+REQUIRED_SCOPES = (
+    "commands",
+    "chat:write",
+    "users:read",
+    "users:read.email",
+    "files:read",
+    "channels:read",
+    "groups:read",
+)
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,}\Z")
 _CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,}\Z")
 _REINSTALL = "reinstall the app (OAuth & Permissions → Reinstall to Workspace)"
