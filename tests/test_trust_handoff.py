@@ -106,3 +106,49 @@ def test_a_cli_send_is_handed_to_the_running_server(tmp_path, slack, server) -> 
     resumed = cli(tmp_path, slack, "send", "--resume")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "resumes unfinished campaigns by itself" in resumed.stdout
+
+
+def test_ctrl_c_stops_following_not_sending(tmp_path, slack, gmail_fake) -> None:
+    """The server paces Gmail at one send per ten seconds, so the CLI is still
+    following when it is interrupted; the campaign goes on in the server."""
+    from tests.test_gmail_e2e import Mailbolt
+
+    mailbolt = Mailbolt(tmp_path, gmail_fake, GMAIL_QUOTA_UNITS_PER_MINUTE="600")
+    mailbolt.grant()
+    addresses = mailbolt.recipients(2)
+    env = {**mailbolt.env(), **environment(tmp_path, slack)}
+    env["DATABASE_PATH"] = str(mailbolt.database)
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1", "--port", "0"],
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    follower_log = tmp_path / "send.log"
+    try:
+        wait_for(lambda: "listening on" in log.read_text(), "the server to start", timeout=60)
+        send = ("send", "--template", "welcome", "--recipients", "r.csv")
+        with open(follower_log, "wb") as out:
+            follower = subprocess.Popen(
+                [sys.executable, "-m", "bot", *send],
+                cwd=tmp_path,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        wait_for(lambda: "following its progress" in follower_log.read_text(), "the hand-off")
+        follower.send_signal(signal.SIGINT)
+        assert follower.wait(30) == 130
+        said = follower_log.read_text()
+        assert "Stopped following" in said and "python -m bot status 1" in said
+        wait_for(lambda: len(gmail_fake.sent) == 2, "the server to send both", timeout=60)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    assert sorted(m.message["To"].addresses[0].addr_spec for m in gmail_fake.sent) == addresses
