@@ -7,8 +7,9 @@ Why it looks like this:
 - One campaign at a time. The per-minute quota and the daily limit belong to the
   mail account, not to a campaign: two campaigns at once would not send faster,
   and each would work out its share of the daily limit from the same starting
-  count, so together they would overshoot it. One-message campaigns (a "send a
-  test to me") get a lane of their own, so a test does not wait behind a long send.
+  count, so together they would overshoot it. One-message campaigns get a lane of
+  their own, so they do not wait behind a long send. (A "send a test to me" is
+  no campaign at all: ``campaign.send_test`` sends it at once.)
 - A cancel ``Event`` per campaign, set by whoever presses Cancel; the send loop
   checks it between messages.
 - At start, unfinished campaigns resume with ``campaign.run(resume=True)``, which
@@ -17,6 +18,10 @@ Why it looks like this:
 - Deferred messages (daily limit reached) fall due later: a periodic check
   starts their campaign again. Other periodic work (a bounce poller, say) is
   added with ``every``.
+- A CLI ``send`` while the server runs records its campaign and leaves the
+  sending to the server (one lock, one pacing, one quota). A cheap check of the
+  newest campaign id every second notices it and starts it at once, instead of
+  at the next full due-check.
 - The Slack layer follows along through ``Observer`` callbacks.
 """
 
@@ -37,6 +42,7 @@ from bot.store import CANCELLED, SENDING, UNCERTAIN
 log = logging.getLogger(__name__)
 
 DUE_CHECK_SECONDS = 60.0
+NEW_CAMPAIGN_CHECK_SECONDS = 1.0
 EXPRESS_MAX_MESSAGES = 1
 
 
@@ -104,6 +110,7 @@ class Runner:
         deps: Deps,
         *,
         due_check_seconds: float = DUE_CHECK_SECONDS,
+        new_campaign_check_seconds: float = NEW_CAMPAIGN_CHECK_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.deps = deps
@@ -119,7 +126,9 @@ class Runner:
         self._express = _Lane("campaigns-express", self._execute)
         self._scheduler = threading.Thread(target=self._schedule, name="periodic", daemon=True)
         self._opened = False
+        self._newest_seen = 0
         self.every(due_check_seconds, self.start_due, "deferred messages")
+        self.every(new_campaign_check_seconds, self.start_new, "new campaigns")
 
     # -- set-up ------------------------------------------------------------------
 
@@ -137,6 +146,7 @@ class Runner:
         """
         if not self._opened:
             self._opened = True
+            self._newest_seen = self.deps.store.max_campaign_id()
             self._main.thread.start()
             self._express.thread.start()
             self._scheduler.start()
@@ -215,6 +225,15 @@ class Runner:
         for campaign_id in ids:
             self.start(campaign_id)
         return ids
+
+    def start_new(self) -> list[int]:
+        """Start due campaigns when one was recorded since the last look, e.g. by
+        ``python -m bot send`` in another process; one indexed query otherwise."""
+        newest = self.deps.store.max_campaign_id()
+        if newest <= self._newest_seen:
+            return []
+        self._newest_seen = newest
+        return self.start_due()
 
     def wait_idle(self, timeout: float) -> bool:
         """Block until nothing is queued or running (tests, a clean shutdown)."""

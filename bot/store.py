@@ -49,6 +49,18 @@ RUNNING, PAUSED, COMPLETED, CANCELLED = (
 
 SCHEMA_VERSION_KEY = "schema_version"
 
+#: The account that sends through the sandbox transport. Quota use and daily counts
+#: belong to the account that sent: a sandbox run never counts against Gmail.
+SANDBOX_ACCOUNT = "sandbox"
+#: Rows written before accounts were recorded that could not be told apart from
+#: Gmail sends: they count against every Gmail account (conservative), never the sandbox.
+LEGACY_ACCOUNT = ""
+
+
+def account_key(address: str) -> str:
+    """The account a Gmail sender address sends as: one spelling per address."""
+    return address.strip().lower()
+
 
 def _migration_1(db: sqlite_utils.Database) -> None:
     db["campaigns"].create(
@@ -136,8 +148,63 @@ def _migration_2(db: sqlite_utils.Database) -> None:
     db["messages"].add_column("claimed_at", float)
 
 
+def _migration_3(db: sqlite_utils.Database) -> None:
+    """The sending account on campaigns, messages and quota use; test sends.
+
+    Quota and the daily limit belong to the account that sent (the sandbox, or a
+    Gmail address), so every count filters by it. Existing rows: a message the
+    sandbox sent says so in its provider id (``sandbox:…``), and a campaign with
+    one such message was a sandbox campaign, so its other messages were too. The
+    rest cannot be told apart and stay ``LEGACY_ACCOUNT``, which counts against
+    any Gmail account. Old quota-log rows are legacy as well; only the last
+    minute of them is ever read.
+
+    ``prior_claimed_at``: a message re-sent after an uncertain attempt may have
+    gone out twice, and both attempts count against the day.
+    """
+    db["campaigns"].add_column("account", str, not_null_default=LEGACY_ACCOUNT)
+    db["messages"].add_column("account", str, not_null_default=LEGACY_ACCOUNT)
+    db["messages"].add_column("prior_claimed_at", float)
+    db["quota_log"].add_column("account", str, not_null_default=LEGACY_ACCOUNT)
+    db.execute(
+        "update campaigns set account = ? where id in "
+        "(select campaign_id from messages where provider_id like 'sandbox:%')",
+        [SANDBOX_ACCOUNT],
+    )
+    db.execute(
+        "update messages set account = ? where provider_id like 'sandbox:%' or "
+        "campaign_id in (select id from campaigns where account = ?)",
+        [SANDBOX_ACCOUNT, SANDBOX_ACCOUNT],
+    )
+    db["messages"].create_index(["account", "sent_at"])
+    db["quota_log"].create_index(["account", "at"])
+    db["test_sends"].create(
+        {
+            "id": int,
+            "at": float,
+            "account": str,
+            "requested_by": str,
+            "email": str,
+            "template": str,
+            "subject": str,
+            "message_id": str,
+            "state": str,
+            "provider_id": str,
+            "last_error": str,
+            "reference": str,
+        },
+        pk="id",
+        not_null={"at", "account", "email", "state", "message_id"},
+    )
+    db["test_sends"].create_index(["account", "at"])
+
+
 # Append new migrations; never edit one that has shipped.
-MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_migration_1, _migration_2)
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
+    _migration_1,
+    _migration_2,
+    _migration_3,
+)
 
 
 @dataclass(frozen=True)
@@ -218,11 +285,13 @@ class Store:
         idempotency_key: str | None = None,
         status_channel: str = "",
         correlation_id: str = "",
+        account: str = LEGACY_ACCOUNT,
     ) -> tuple[int, bool]:
         """Record a campaign and all its messages atomically.
 
         ``messages`` are dicts with ``email``, ``name``, ``variables`` (dict) and
-        ``message_id``. Returns ``(campaign_id, created)``; with an
+        ``message_id``; ``account`` is the account meant to send it. Returns
+        ``(campaign_id, created)``; with an
         ``idempotency_key`` seen before, the existing campaign is returned and
         ``created`` is False (a Slack retry or a double click).
         """
@@ -250,6 +319,7 @@ class Store:
                         "idempotency_key": idempotency_key,
                         "status_channel": status_channel,
                         "correlation_id": correlation_id,
+                        "account": account,
                     }
                 )
                 .last_pk
@@ -267,6 +337,7 @@ class Store:
                     "created_at": now,
                     "updated_at": now,
                     "attempts": 0,
+                    "account": account,
                 }
                 for i, m in enumerate(messages)
             )
@@ -386,10 +457,15 @@ class Store:
             row = db.execute("select state from messages where id = ?", [row_id]).fetchone()
             return Transition(False, row[0] if row else None)
 
-    def claim(self, row_id: int) -> bool:
-        """queued/deferred → sending (attempts + 1). False if someone else has it."""
+    def claim(self, row_id: int, account: str) -> bool:
+        """queued/deferred → sending (attempts + 1) by ``account``. False if someone
+        else has it. From here on the message counts against that account's day."""
         return self.transition(
-            row_id, SENDING, allowed_from=(QUEUED, DEFERRED), claimed_at=self.clock()
+            row_id,
+            SENDING,
+            allowed_from=(QUEUED, DEFERRED),
+            claimed_at=self.clock(),
+            account=account,
         ).changed
 
     def mark_sent(self, row_id: int, provider_id: str) -> Transition:
@@ -426,8 +502,22 @@ class Store:
     def requeue(
         self, row_id: int, reason: str | None = None, from_states: Iterable[str] = (SENDING,)
     ) -> Transition:
-        """Back to queued: the attempt certainly did not send (or a person chose re-send)."""
+        """Back to queued: the attempt certainly did not send."""
         return self.transition(row_id, QUEUED, allowed_from=from_states, last_error=reason)
+
+    def resend_uncertain(self, row_id: int) -> Transition:
+        """uncertain → queued because a person chose to send again.
+
+        The uncertain attempt may have gone out, so it keeps counting against the
+        daily limit (``prior_claimed_at``) next to the new one.
+        """
+        with self._tx() as db:
+            db.execute(
+                "update messages set prior_claimed_at = coalesce(claimed_at, updated_at) "
+                "where id = ? and state = ?",
+                [row_id, UNCERTAIN],
+            )
+            return self.transition(row_id, QUEUED, allowed_from=(UNCERTAIN,), last_error=None)
 
     def recover_in_flight(self, campaign_id: int | None = None) -> int:
         """After a crash: every ``sending`` message becomes ``uncertain``.
@@ -447,25 +537,62 @@ class Store:
             params.append(campaign_id)
         return self._update(sql, params)
 
-    # When a message counts against Gmail's rolling daily limit: its send time, or
-    # for one that may have gone out (in flight, uncertain), the time it was claimed.
+    # When a message counts against its account's rolling daily limit: its send
+    # time, or for one that may have gone out (in flight, uncertain), the time it
+    # was claimed. An uncertain attempt a person chose to re-send counts as well.
     _SENT_TIME = (
         f"(case when state = '{SENT}' then sent_at when state in ('{SENDING}', "
         f"'{UNCERTAIN}') then coalesce(claimed_at, updated_at) end)"
     )
+    _PRIOR_TIME = "prior_claimed_at"
+    _TEST_STATES = f"('{SENT}', '{SENDING}', '{UNCERTAIN}')"
 
-    def sent_since(self, since: float) -> int:
-        """Messages sent (or possibly sent) across all campaigns since ``since``.
+    @staticmethod
+    def _of_account(account: str, column: str = "account") -> tuple[str, list[Any]]:
+        """The condition selecting ``account``'s rows (legacy rows count for Gmail)."""
+        if account == SANDBOX_ACCOUNT:
+            return f"{column} = ?", [account]
+        return f"{column} in (?, ?)", [account, LEGACY_ACCOUNT]
+
+    def sent_since(self, since: float, account: str) -> int:
+        """Messages ``account`` sent (or possibly sent) since ``since``, every campaign
+        and test send included.
 
         Uncertain and in-flight messages count: if they went out, Gmail counts them.
         """
-        sql = f"select count(*) n from messages where {self._SENT_TIME} >= ?"  # noqa: S608
-        return self._query(sql, [since])[0]["n"]
+        mine, params = self._of_account(account)
+        sql = (
+            f"select coalesce(sum({self._SENT_TIME} >= ?), 0) "  # noqa: S608
+            f"+ coalesce(sum({self._PRIOR_TIME} >= ?), 0) n "
+            f"from messages where {mine}"
+        )
+        messages = self._query(sql, [since, since, *params])[0]["n"]
+        tests = self._query(
+            f"select count(*) n from test_sends where {mine} and at >= ? "  # noqa: S608
+            f"and state in {self._TEST_STATES}",
+            [*params, since],
+        )[0]["n"]
+        return messages + tests
 
-    def oldest_sent_since(self, since: float) -> float | None:
-        """Time of the oldest send inside the window: when the next slot frees up."""
-        sql = f"select min({self._SENT_TIME}) t from messages where {self._SENT_TIME} >= ?"  # noqa: S608
-        return self._query(sql, [since])[0]["t"]
+    def oldest_sent_since(self, since: float, account: str) -> float | None:
+        """Time of ``account``'s oldest send inside the window: when the next slot frees up."""
+        mine, params = self._of_account(account)
+        times = [
+            self._query(
+                f"select min({expr}) t from messages where {mine} and {expr} >= ?",  # noqa: S608
+                [*params, since],
+            )[0]["t"]
+            for expr in (self._SENT_TIME, self._PRIOR_TIME)
+        ]
+        times.append(
+            self._query(
+                f"select min(at) t from test_sends where {mine} and at >= ? "  # noqa: S608
+                f"and state in {self._TEST_STATES}",
+                [*params, since],
+            )[0]["t"]
+        )
+        found = [t for t in times if t is not None]
+        return min(found) if found else None
 
     def find_by_message_id(self, message_id: str) -> dict[str, Any] | None:
         rows = self._query("select * from messages where message_id = ?", [message_id])
@@ -473,16 +600,99 @@ class Store:
 
     # -- quota -------------------------------------------------------------
 
-    def record_units(self, units: int, method: str, at: float | None = None) -> None:
+    def record_units(
+        self, units: int, method: str, *, account: str, at: float | None = None
+    ) -> None:
+        """``account`` spent ``units`` quota units on one ``method`` call."""
         with self._tx() as db:
             db["quota_log"].insert(
-                {"at": self.clock() if at is None else at, "units": units, "method": method}
+                {
+                    "at": self.clock() if at is None else at,
+                    "units": units,
+                    "method": method,
+                    "account": account,
+                }
             )
 
-    def units_since(self, since: float) -> int:
+    def units_since(self, since: float, account: str) -> int:
+        """Quota units ``account`` spent since ``since``."""
+        mine, params = self._of_account(account)
         return self._query(
-            "select coalesce(sum(units), 0) n from quota_log where at >= ?", [since]
+            f"select coalesce(sum(units), 0) n from quota_log where {mine} and at >= ?",  # noqa: S608
+            [*params, since],
         )[0]["n"]
+
+    # -- test sends --------------------------------------------------------
+    # One message to the person previewing, marked as a test: auditable, counted
+    # against its account's quota and day, but not a campaign and not in stats.
+
+    def start_test_send(
+        self,
+        *,
+        account: str,
+        requested_by: str,
+        email: str,
+        template: str,
+        subject: str,
+        message_id: str,
+        reference: str = "",
+    ) -> int:
+        """Record a test send as in flight before it is handed to the transport."""
+        with self._tx() as db:
+            row_id = (
+                db["test_sends"]
+                .insert(
+                    {
+                        "at": self.clock(),
+                        "account": account,
+                        "requested_by": requested_by,
+                        "email": email,
+                        "template": template,
+                        "subject": subject,
+                        "message_id": message_id,
+                        "state": SENDING,
+                        "reference": reference,
+                    }
+                )
+                .last_pk
+            )
+            self._audit(
+                db,
+                requested_by,
+                "test.started",
+                {"test_send": row_id, "email": email, "template": template},
+            )
+        return int(row_id)
+
+    def finish_test_send(
+        self, row_id: int, state: str, *, provider_id: str = "", error: str = ""
+    ) -> None:
+        """What became of a test send: ``sent``, ``failed`` or ``uncertain``."""
+        with self._tx() as db:
+            db.execute(
+                "update test_sends set state = ?, provider_id = ?, last_error = ? where id = ?",
+                [state, provider_id or None, error or None, row_id],
+            )
+            self._audit(
+                db,
+                "mailbolt",
+                "test.finished",
+                {"test_send": row_id, "state": state, "error": error},
+            )
+
+    def test_send_by_reference(self, reference: str) -> dict[str, Any] | None:
+        """The latest test send made under ``reference`` (e.g. one preview), if any."""
+        rows = self._query(
+            "select * from test_sends where reference = ? order by id desc limit 1", [reference]
+        )
+        return rows[0] if rows else None
+
+    def test_sends(self, limit: int = 50) -> list[dict[str, Any]]:
+        return self._query("select * from test_sends order by id desc limit ?", [limit])
+
+    def max_campaign_id(self) -> int:
+        """The newest campaign's id (0 if none): a cheap way to notice new campaigns."""
+        return self._query("select coalesce(max(id), 0) n from campaigns")[0]["n"]
 
     # -- unsubscribes ------------------------------------------------------
 
@@ -566,12 +776,16 @@ class Store:
     DRAFT_TTL_SECONDS = 7 * 24 * 3600
 
     def due_campaigns(self, now: float) -> list[int]:
-        """Running campaigns with queued messages, or deferred ones due by ``now``."""
+        """Campaigns with queued messages, or deferred ones due by ``now``.
+
+        Running ones, and completed ones a person re-queued messages of (``resolve``
+        from the CLI while the server runs); not cancelled or paused ones.
+        """
         rows = self._query(
             "select distinct c.id from campaigns c join messages m on m.campaign_id = c.id "
-            "where c.status = ? and (m.state = ? or (m.state = ? and "
+            "where c.status in (?, ?) and (m.state = ? or (m.state = ? and "
             "coalesce(m.not_before, 0) <= ?)) order by c.id",
-            [RUNNING, QUEUED, DEFERRED, now],
+            [RUNNING, COMPLETED, QUEUED, DEFERRED, now],
         )
         return [r["id"] for r in rows]
 

@@ -19,7 +19,7 @@ from bot.handlers.templates import TemplateCatalogue
 from bot.handlers.unsubscribe import load_secret
 from bot.mail.sandbox import SandboxTransport
 from bot.ports import NoPacing, Pacer, Transport
-from bot.store import Store
+from bot.store import SANDBOX_ACCOUNT, Store, account_key
 
 SANDBOX_SENDER = "sandbox@mailbolt.invalid"
 
@@ -33,6 +33,15 @@ def sender_address(settings: Settings) -> str:
     from bot.mail.google_auth import authorized_address
 
     return authorized_address(settings)
+
+
+def sending_account(settings: Settings) -> str:
+    """The account whose quota and daily limit a send spends: the sandbox's own, or
+    the Gmail sender address. Counting per account keeps sandbox runs from using
+    up Gmail's day, and is the first step toward per-person sender accounts."""
+    if settings.mail_transport != "gmail":
+        return SANDBOX_ACCOUNT
+    return account_key(sender_address(settings))
 
 
 def unsubscribe_base(settings: Settings) -> str:
@@ -75,6 +84,7 @@ def build_deps(settings: Settings, store: Store | None = None) -> Deps:
         transport=lazy_transport,
         pacer=build_pacer(settings),
         envelope=Envelope(settings.from_name, sender_address(settings), settings.reply_to),
+        account=sending_account(settings),
         postal_address=settings.postal_address,
         unsubscribe_base=unsubscribe_base(settings),
         unsubscribe_secret=load_secret(
@@ -85,35 +95,78 @@ def build_deps(settings: Settings, store: Store | None = None) -> Deps:
     )
 
 
+class SenderBusy(MailboltError):
+    """Another process holds the sender lock; ``pid`` and ``role`` say which."""
+
+    def __init__(self, message: str, *, pid: int | None, role: str):
+        super().__init__(message)
+        self.pid = pid
+        self.role = role
+
+
+#: Roles written into the lock file, so a CLI send can tell a running server
+#: (which takes campaigns over) from another CLI send (which it must wait for).
+ROLE_SERVE, ROLE_SEND = "serve", "send"
+
+
 class SenderLock:
     """One sending process per database, so crash recovery never races a live sender.
 
     ``recover_in_flight`` turns ``sending`` into ``uncertain``; if another process
     were mid-send, that would be wrong. An advisory ``flock`` on
     ``<DATABASE_PATH>.lock`` is released by the kernel when the process dies,
-    so a crash never leaves a stale lock.
+    so a crash never leaves a stale lock. The file says who holds it
+    (``<pid> <role>``): a CLI send hands its campaign to a running server instead
+    of sending itself, and both share one database, one quota and one pacing.
     """
 
-    def __init__(self, database_path: Path):
+    def __init__(self, database_path: Path, role: str = ROLE_SEND):
         self.path = Path(f"{database_path}.lock")
+        self.role = role
         self._fh: IO[str] | None = None
 
     def acquire(self) -> None:
+        """Take the lock, or raise ``SenderBusy`` naming the process that has it."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fh = open(self.path, "a+")  # noqa: SIM115 - held for the life of the process
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
             fh.close()
-            raise MailboltError(
-                "Another mailbolt process is sending from this database "
-                f"({self.path}). Wait for it to finish or stop it first."
+            pid, role = self._holder()
+            raise SenderBusy(
+                f"Another mailbolt process (`python -m bot {role}`, pid {pid or 'unknown'}) "
+                f"is sending from this database "
+                f"({self.path}). Wait for it to finish or stop it first.",
+                pid=pid,
+                role=role,
             ) from exc
         fh.seek(0)
         fh.truncate()
-        fh.write(str(os.getpid()))
+        fh.write(f"{os.getpid()} {self.role}")
         fh.flush()
         self._fh = fh
+
+    def held_by_other(self) -> bool:
+        """Whether some other process holds the lock now (e.g. the server is still up)."""
+        if self._fh is not None:
+            return False
+        with open(self.path, "a+") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(fh, fcntl.LOCK_UN)
+            return False
+
+    def _holder(self) -> tuple[int | None, str]:
+        """``(pid, role)`` as written by the holder; the role is ``send`` if unknown."""
+        try:
+            words = self.path.read_text(encoding="utf-8").split()
+        except OSError:
+            return None, ROLE_SEND
+        pid = int(words[0]) if words and words[0].isdigit() else None
+        return pid, words[1] if len(words) > 1 else ROLE_SEND
 
     def release(self) -> None:
         if self._fh is not None:

@@ -228,7 +228,7 @@ def test_transient_errors_retry_with_backoff_honouring_retry_after(deps, clock):
     assert transport.calls == ["a@example.com"] * 3
     assert len(clock.sleeps) == 2 and clock.sleeps[1] >= 7.0
     assert deps.store.messages(cid)[0]["attempts"] == 1  # one claim, three HTTP attempts
-    assert deps.store.units_since(0) == 300
+    assert deps.store.units_since(0, deps.account) == 300
 
 
 def test_transient_errors_give_up_after_max_attempts(deps):
@@ -314,14 +314,14 @@ def test_crash_recovery_reconciles_by_message_id(deps, settings):
     rows = deps.store.messages(cid)
     sandbox = SandboxTransport(settings.sandbox_outbox)
     # a@ was written to the outbox, then the process died before recording it
-    assert deps.store.claim(rows[0]["id"])
+    assert deps.store.claim(rows[0]["id"], "sandbox")
     sandbox.send(
         OutgoingMessage(
             rows[0]["id"], cid, "a@example.com", rows[0]["message_id"], b"Subject: x\r\n\r\nx"
         )
     )
     # b@ was claimed but the process died before the request went out
-    assert deps.store.claim(rows[1]["id"])
+    assert deps.store.claim(rows[1]["id"], "sandbox")
     result = campaign.run(cid, deps, resume=True)
     assert result.counts["sent"] == 2
     assert len(list(settings.sandbox_outbox.glob("*.eml"))) == 2
@@ -384,7 +384,7 @@ def test_reconcile_finds_or_requeues(deps):
     cid = start(deps, people("a@example.com", "b@example.com"))
     a, b = deps.store.messages(cid)
     for row in (a, b):
-        deps.store.claim(row["id"])
+        deps.store.claim(row["id"], "sandbox")
     transport.sent_ids[a["message_id"]] = "gm-found"
     result = campaign.run(cid, deps, resume=True)
     assert result.counts["sent"] == 2
@@ -465,7 +465,7 @@ def test_reconcile_waits_out_the_grace_before_trusting_not_found(deps, clock):
     transport = use(deps, ScriptedTransport(sent_ids={}))
     cid = start(deps, people("a@example.com"))
     (row,) = deps.store.messages(cid)
-    deps.store.claim(row["id"])
+    deps.store.claim(row["id"], "sandbox")
     claimed = clock.now
     clock.now += 5  # the process died 5 s after claiming; now it restarts
 

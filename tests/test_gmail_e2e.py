@@ -280,7 +280,7 @@ def test_injected_server_errors_are_retried_and_each_recipient_gets_one(
     assert {r["attempts"] for r in rows} == {1}  # claimed once; retries are HTTP attempts
     store = Store(mailbolt.database)
     try:
-        assert store.units_since(0) == attempts * 100  # every attempt paid and logged
+        assert store.units_since(0, SENDER) == attempts * 100  # every attempt paid and logged
     finally:
         store.close()
 

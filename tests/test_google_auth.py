@@ -324,10 +324,14 @@ def test_cli_auth_check(
 def test_cli_quota_reports_use_and_estimates(
     gmail_settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    settings = gmail_settings.replace(gmail_daily_send_limit=500, gmail_quota_units_per_minute=6000)
+    settings = gmail_settings.replace(
+        gmail_daily_send_limit=500,
+        gmail_quota_units_per_minute=6000,
+        sender_address="me@example.com",
+    )
     store = Store(settings.database_path)
-    store.record_units(100, "messages.send")
-    store.record_units(100, "messages.send")
+    store.record_units(100, "messages.send", account="me@example.com")
+    store.record_units(100, "messages.send", account="me@example.com")
     store.close()
     assert run_cli(["quota", "--messages", "61"], settings) == 0
     out = capsys.readouterr().out

@@ -44,7 +44,8 @@ def test_sender_lock_is_exclusive_across_processes(tmp_path):
     code = f"from bot.wiring import SenderLock\nSenderLock({str(db)!r}).acquire()"
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert other.returncode != 0
-    assert "Another mailbolt process is sending" in other.stderr
+    assert "Another mailbolt process (`python -m bot send`, pid " in other.stderr
+    assert "is sending from this database" in other.stderr
     lock.release()
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert other.returncode == 0, other.stderr

@@ -107,7 +107,7 @@ def test_a_campaign_runs_in_the_background_and_observers_follow(deps, runner):
 def test_unfinished_campaigns_resume_at_open(deps, runner):
     campaign_id = recorded(deps)
     row = deps.store.messages(campaign_id)[0]
-    assert deps.store.claim(row["id"])  # the process died while sending it
+    assert deps.store.claim(row["id"], "sandbox")  # the process died while sending it
     assert runner.open() == [campaign_id]
     assert runner.wait_idle(30)
     counts = deps.store.counts(campaign_id)

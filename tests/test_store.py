@@ -64,8 +64,8 @@ def test_failed_create_leaves_nothing(store):
 def test_transitions_are_conditional(store):
     cid = campaign(store, 1)
     (row,) = store.messages(cid)
-    assert store.claim(row["id"])
-    assert not store.claim(row["id"])
+    assert store.claim(row["id"], "sandbox")
+    assert not store.claim(row["id"], "sandbox")
     assert store.mark_sent(row["id"], "gm-1").changed
     assert not store.mark_failed(row["id"], "late").changed  # sent is final
     assert store.messages(cid)[0]["state"] == "sent"
@@ -80,7 +80,7 @@ def test_only_one_thread_claims_a_message(store):
 
     def grab():
         barrier.wait()
-        wins.append(store.claim(row["id"]))
+        wins.append(store.claim(row["id"], "sandbox"))
 
     threads = [threading.Thread(target=grab) for _ in range(8)]
     for t in threads:
@@ -93,7 +93,7 @@ def test_only_one_thread_claims_a_message(store):
 def test_recover_in_flight_marks_uncertain(store):
     cid = campaign(store, 2)
     rows = store.messages(cid)
-    store.claim(rows[0]["id"])
+    store.claim(rows[0]["id"], "sandbox")
     assert store.counts(cid)[SENDING] == 1
     assert store.recover_in_flight() == 1
     assert store.counts(cid)["uncertain"] == 1
@@ -105,15 +105,16 @@ def test_sent_since_counts_uncertain_and_in_flight(store):
     store.clock = lambda: now[0]
     cid = campaign(store, 3)
     a, b, c = store.messages(cid)
-    store.claim(a["id"])
+    store.claim(a["id"], "me@example.com")
     store.mark_sent(a["id"], "x")
-    store.claim(b["id"])
+    store.claim(b["id"], "me@example.com")
     store.mark_uncertain(b["id"], "lost")
-    store.claim(c["id"])
-    assert store.sent_since(0) == 3
+    store.claim(c["id"], "me@example.com")
+    assert store.sent_since(0, "me@example.com") == 3
+    assert store.sent_since(0, "sandbox") == 0
     now[0] = 1000.0 + 86400
-    assert store.sent_since(now[0] - 86400 + 1) == 0
-    assert store.oldest_sent_since(0) == 1000.0
+    assert store.sent_since(now[0] - 86400 + 1, "me@example.com") == 0
+    assert store.oldest_sent_since(0, "me@example.com") == 1000.0
 
 
 def test_idempotency_key(store):
@@ -140,7 +141,9 @@ def test_unsubscribes_are_case_insensitive_and_audited(store):
 
 
 def test_quota_log(store):
-    store.record_units(100, "messages.send", at=10.0)
-    store.record_units(5, "messages.list", at=70.0)
-    assert store.units_since(0) == 105
-    assert store.units_since(60) == 5
+    store.record_units(100, "messages.send", account="me@example.com", at=10.0)
+    store.record_units(5, "messages.list", account="me@example.com", at=70.0)
+    store.record_units(100, "messages.send", account="sandbox", at=70.0)
+    assert store.units_since(0, "me@example.com") == 105
+    assert store.units_since(60, "me@example.com") == 5
+    assert store.units_since(0, "sandbox") == 100

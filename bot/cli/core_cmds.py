@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,8 +23,8 @@ from bot.errors import UserInputError
 from bot.handlers import campaign
 from bot.handlers.recipients import parse_csv, parse_text
 from bot.models import RecipientList
-from bot.store import FINAL_STATES, MESSAGE_STATES
-from bot.wiring import SenderLock, build_deps
+from bot.store import FINAL_STATES, MESSAGE_STATES, QUEUED, RUNNING, SENDING
+from bot.wiring import ROLE_SERVE, SenderBusy, SenderLock, build_deps
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -161,7 +162,18 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
             out.print(f"First subject: {plan.first.subject}")
         return 0
     lock = SenderLock(settings.database_path)
-    lock.acquire()
+    try:
+        lock.acquire()
+    except SenderBusy as busy:
+        if busy.role != ROLE_SERVE:
+            raise
+        # Recording needs no lock; the server notices the campaign and sends it.
+        campaign_id, _ = campaign.record(plan, deps)
+        out.print(
+            f"Campaign {campaign_id} handed to the running server (pid {busy.pid}); "
+            "following its progress. Ctrl-C stops following, not the sending."
+        )
+        return _follow(campaign_id, deps, settings, lock)
     try:
         campaign_id, _ = campaign.record(plan, deps)
         result = _run_with_progress(campaign_id, deps, resume=False)
@@ -171,9 +183,71 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
     return result.exit_code
 
 
+#: How often a CLI send following the server's work reads the store.
+FOLLOW_POLL_SECONDS = 0.5
+
+
+def _handed_over_done(deps: campaign.Deps, campaign_id: int) -> bool:
+    """The server finished its run of the campaign: stopped, completed, or left
+    only deferred messages (``paused_reason`` is written when a run ends)."""
+    row = deps.store.campaign(campaign_id)
+    if row is None or row["status"] != RUNNING:
+        return True
+    counts = deps.store.counts(campaign_id)
+    return not (counts[QUEUED] or counts[SENDING]) and bool(row["paused_reason"])
+
+
+def _follow(campaign_id: int, deps: campaign.Deps, settings: Settings, lock: SenderLock) -> int:
+    """Show the server's progress on a handed-over campaign, then the usual report."""
+    todo = len(deps.store.ready_messages(campaign_id))
+    done_states = (*FINAL_STATES, "deferred", "uncertain")
+    start = sum(deps.store.counts(campaign_id)[s] for s in done_states)
+    try:
+        with Progress(
+            TextColumn("sending (server)"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=out,
+            disable=todo < 20,
+        ) as bar:
+            task = bar.add_task("send", total=todo)
+            while not _handed_over_done(deps, campaign_id):
+                if not lock.held_by_other():
+                    out.print(
+                        f"[yellow]The server stopped before campaign {campaign_id} finished.[/] "
+                        "Its messages are kept: run `python -m bot send --resume`, or start "
+                        "the server again."
+                    )
+                    _print_result(campaign.counts_result(campaign_id, deps), settings)
+                    return 1
+                counts = deps.store.counts(campaign_id)
+                bar.update(task, completed=sum(counts[s] for s in done_states) - start)
+                time.sleep(FOLLOW_POLL_SECONDS)
+    except KeyboardInterrupt:
+        out.print(
+            f"Stopped following. The server keeps sending campaign {campaign_id}; "
+            f"see how far it got with `python -m bot status {campaign_id}`."
+        )
+        return 130
+    result = campaign.counts_result(campaign_id, deps)
+    _print_result(result, settings)
+    return result.exit_code
+
+
 def _resume(deps: campaign.Deps, settings: Settings) -> int:
     lock = SenderLock(settings.database_path)
-    lock.acquire()
+    try:
+        lock.acquire()
+    except SenderBusy as busy:
+        if busy.role != ROLE_SERVE:
+            raise
+        out.print(
+            f"`python -m bot serve` is running (pid {busy.pid}) and resumes unfinished "
+            "campaigns by itself (deferred ones when they fall due, re-queued ones within "
+            "a minute). Follow them with `python -m bot status`."
+        )
+        return 0
     try:
         ids = deps.store.unfinished_campaigns()
         if not ids:

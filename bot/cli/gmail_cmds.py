@@ -20,6 +20,7 @@ from bot.config import Settings
 from bot.errors import UserInputError
 from bot.mail.pacing import SEND_UNITS, WINDOW_SECONDS, estimate_duration
 from bot.store import DEFERRED, QUEUED, Store
+from bot.wiring import sending_account
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -121,15 +122,17 @@ def cmd_quota(args: argparse.Namespace, settings: Settings) -> int:
     store = Store(settings.database_path)
     try:
         now = time.time()
-        used = store.units_since(now - WINDOW_SECONDS)
-        sent = store.sent_since(now - DAY_SECONDS)
-        oldest = store.oldest_sent_since(now - DAY_SECONDS)
+        account = sending_account(settings)
+        used = store.units_since(now - WINDOW_SECONDS, account)
+        sent = store.sent_since(now - DAY_SECONDS, account)
+        oldest = store.oldest_sent_since(now - DAY_SECONDS, account)
         pending = _remaining(store, args.campaign) if args.campaign is not None else None
     finally:
         store.close()
     left = max(0, limit - sent)
 
     table = Table(title="Gmail quota (as spent by mailbolt)", show_header=False)
+    table.add_row("account", account)
     table.add_row("units in the last minute", f"{used:,} of {ceiling:,} per minute")
     table.add_row("sending rate at this quota", f"{ceiling // SEND_UNITS} messages per minute")
     table.add_row("sent in the last 24 h", f"{sent:,} of {limit:,} (GMAIL_DAILY_SEND_LIMIT)")

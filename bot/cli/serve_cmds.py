@@ -30,13 +30,21 @@ from bot.config import Settings
 from bot.runner import Runner
 from bot.slack.app import bolt_app, build_client, build_services
 from bot.web import WebServer, make_wsgi_app
-from bot.wiring import SenderLock, build_deps
+from bot.wiring import ROLE_SERVE, SenderLock, build_deps
 
 log = logging.getLogger(__name__)
 err = Console(stderr=True, highlight=False)
 
 #: The bot scopes the features need; manifest.yml asks for exactly these.
-REQUIRED_SCOPES = ("commands", "chat:write", "users:read", "users:read.email", "files:read")
+REQUIRED_SCOPES = (
+    "commands",
+    "chat:write",
+    "users:read",
+    "users:read.email",
+    "files:read",
+    "channels:read",
+    "groups:read",
+)
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,}\Z")
 _CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,}\Z")
 _REINSTALL = "reinstall the app (OAuth & Permissions → Reinstall to Workspace)"
@@ -196,7 +204,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             err.print(f"[red]error:[/] {line}", soft_wrap=True)
         err.print("mailbolt did not start.")
         return 2
-    lock = SenderLock(settings.database_path)
+    lock = SenderLock(settings.database_path, role=ROLE_SERVE)
     lock.acquire()
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:

@@ -56,7 +56,9 @@ from bot.store import (
     PAUSED,
     QUEUED,
     RUNNING,
+    SANDBOX_ACCOUNT,
     SENDING,
+    SENT,
     SKIPPED,
     UNCERTAIN,
     Store,
@@ -65,6 +67,8 @@ from bot.store import (
 log = logging.getLogger(__name__)
 
 DAY = 24 * 3600
+#: Why the messages a cancel left unsent are skipped (told apart from suppressions).
+CANCELLED_REASON = "the campaign was cancelled"
 MAX_LISTED_ERRORS = 10
 
 
@@ -77,6 +81,9 @@ class Deps:
     transport: Callable[[], Transport]
     pacer: Pacer
     envelope: Envelope
+    #: Who sends: ``SANDBOX_ACCOUNT`` or the Gmail address. Quota use and the daily
+    #: limit are counted per account.
+    account: str = SANDBOX_ACCOUNT
     postal_address: str = ""
     unsubscribe_base: str = ""
     unsubscribe_secret: bytes = b""
@@ -229,7 +236,7 @@ def preflight(request: CampaignRequest, deps: Deps) -> Plan:
         to_send, over_limit = to_send[: request.limit], to_send[request.limit :]
     errors: list[str] = []
     first: RenderedMessage | None = None
-    guard = sensitive.SensitiveGuard()
+    guard = sensitive.SensitiveGuard(common=frozenset(request.common_vars))
     for recipient in to_send:
         variables = message_variables(
             deps,
@@ -308,22 +315,35 @@ def record(plan: Plan, deps: Deps) -> tuple[int, bool]:
         idempotency_key=req.idempotency_key,
         status_channel=req.status_channel,
         correlation_id=req.correlation_id,
+        account=deps.account,
     )
 
 
 # -- sending -------------------------------------------------------------------
 
 
+def daily_left(deps: Deps) -> int | None:
+    """Messages the sending account may still send in the rolling day (None: no limit)."""
+    if deps.daily_limit is None:
+        return None
+    return max(0, deps.daily_limit - deps.store.sent_since(deps.clock() - DAY, deps.account))
+
+
+def daily_resume_at(deps: Deps) -> float:
+    """When the account's oldest send in the rolling day ages out (a day from now if none)."""
+    now = deps.clock()
+    oldest = deps.store.oldest_sent_since(now - DAY, deps.account)
+    return (oldest if oldest is not None else now) + DAY
+
+
 class _Budget:
-    """The rolling-24h daily limit, shared by the worker threads of one run."""
+    """The rolling-24h daily limit of the sending account, shared by the worker
+    threads of one run."""
 
     def __init__(self, deps: Deps):
         self.deps = deps
         self.lock = threading.Lock()
-        self.left: int | None = None
-        if deps.daily_limit is not None:
-            used = deps.store.sent_since(deps.clock() - DAY)
-            self.left = max(0, deps.daily_limit - used)
+        self.left = daily_left(deps)
 
     def take(self) -> bool:
         with self.lock:
@@ -335,10 +355,7 @@ class _Budget:
             return True
 
     def resume_at(self) -> float:
-        """When the oldest send in the rolling day ages out (a day from now if none)."""
-        now = self.deps.clock()
-        oldest = self.deps.store.oldest_sent_since(now - DAY)
-        return (oldest if oldest is not None else now) + DAY
+        return daily_resume_at(self.deps)
 
 
 class _Tally:
@@ -450,7 +467,7 @@ def _send_one(run: _Run, deps: Deps, transport: Transport, row: dict[str, Any]) 
     # Wait for the quota slot *before* claiming: a claimed message counts as in
     # flight, and after a crash every claimed one is in doubt.
     deps.pacer.acquire(SEND_UNITS)
-    if not store.claim(row["id"]):
+    if not store.claim(row["id"], deps.account):
         return  # someone else has it, or it was cancelled meanwhile
     message = OutgoingMessage(row["id"], run.campaign_id, row["email"], row["message_id"], raw)
     attempts = 0
@@ -460,7 +477,7 @@ def _send_one(run: _Run, deps: Deps, transport: Transport, row: dict[str, Any]) 
         attempts += 1
         if attempts > 1:
             deps.pacer.acquire(SEND_UNITS)
-        store.record_units(SEND_UNITS, "messages.send")
+        store.record_units(SEND_UNITS, "messages.send", account=deps.account)
         return transport.send(message)
 
     try:
@@ -507,7 +524,7 @@ def reconcile_uncertain(campaign_id: int, deps: Deps, transport: Transport) -> i
             found = transport.find_sent(row["message_id"])
         except (NotImplementedError, TransientSendError):
             return settled
-        deps.store.record_units(LIST_UNITS, "messages.list")
+        deps.store.record_units(LIST_UNITS, "messages.list", account=deps.account)
         if found:
             deps.store.mark_sent(row["id"], found)
         else:
@@ -600,7 +617,7 @@ def _finish(state: _Run, deps: Deps, campaign_id: int) -> Result:
     store = deps.store
     if state.cancel.is_set() and not state.stop_status:
         for row in store.messages(campaign_id, [QUEUED, DEFERRED]):
-            store.mark_skipped(row["id"], "the campaign was cancelled")
+            store.mark_skipped(row["id"], CANCELLED_REASON)
         state.stop(CANCELLED, "cancelled")
     if state.halt.is_set() and not state.stop_status:
         state.stop(RUNNING, "mailbolt was stopped; sending resumes when it starts again")
@@ -623,6 +640,92 @@ def _finish(state: _Run, deps: Deps, campaign_id: int) -> Result:
         (r["email"], r["last_error"] or "") for r in store.messages(campaign_id, [FAILED], limit=5)
     ]
     return Result(campaign_id, status, counts, state.stop_reason, resume_at, failures)
+
+
+# -- test sends ----------------------------------------------------------------
+
+TEST_MARK = "[TEST]"
+
+
+@dataclass
+class TrialSend:
+    """What became of "send a test to me": ``state`` is sent, failed, uncertain or
+    not_sent (refused before anything left); ``detail`` says why, in words."""
+
+    state: str
+    to: str
+    detail: str = ""
+    test_id: int | None = None
+
+
+def send_test(
+    plan: Plan, deps: Deps, *, to: Recipient, requested_by: str, reference: str
+) -> TrialSend:
+    """Send exactly the previewed first message to ``to``, marked as a test.
+
+    The body, subject and values are those of the first recipient shown in the
+    preview; only the address it goes to differs, the subject starts with
+    ``[TEST]``, and an unsubscribe link names the tester (clicking it must not
+    unsubscribe the real recipient). It is recorded as a test send, not as a
+    campaign: it is audited and spends the account's quota and daily limit, but
+    does not show in campaign lists or delivery statistics. One per ``reference``.
+    """
+    store = deps.store
+    earlier = store.test_send_by_reference(reference)
+    if earlier is not None and earlier["state"] in (SENT, SENDING, UNCERTAIN):
+        return TrialSend("not_sent", to.email, "a test of this preview was already sent")
+    if not plan.to_send or plan.first is None:
+        return TrialSend("not_sent", to.email, "nobody in the preview would get a message")
+    first = plan.to_send[0]
+    variables = message_variables(
+        deps, first.email, first.name, first.variables, plan.request.common_vars, 0, plan.category
+    )
+    if variables["unsubscribe_url"]:
+        token = make_token(deps.unsubscribe_secret, to.email, 0)
+        variables["unsubscribe_url"] = unsubscribe_url(deps.unsubscribe_base, token)
+    rendered = plan.renderer.render(variables, who=first.label)
+    rendered = RenderedMessage(f"{TEST_MARK} {rendered.subject}", rendered.html, rendered.text)
+    if daily_left(deps) == 0:
+        return TrialSend("not_sent", to.email, "the daily sending limit is reached")
+    message_id = deps.envelope.new_message_id()
+    raw = build_message(
+        deps.envelope,
+        to_address=to.email,
+        to_name=to.name,
+        rendered=rendered,
+        message_id=message_id,
+        extra_headers={**list_unsubscribe_headers(deps, variables), "X-Mailbolt-Test": "yes"},
+    )
+    deps.pacer.acquire(SEND_UNITS)
+    test_id = store.start_test_send(
+        account=deps.account,
+        requested_by=requested_by,
+        email=to.email,
+        template=plan.renderer.info.name,
+        subject=rendered.subject,
+        message_id=message_id,
+        reference=reference,
+    )
+    outcome = TrialSend(SENT, to.email, test_id=test_id)
+    provider_id = ""
+    try:
+        store.record_units(SEND_UNITS, "messages.send", account=deps.account)
+        provider_id = deps.transport().send(OutgoingMessage(test_id, 0, to.email, message_id, raw))
+    except UncertainSendError as exc:
+        outcome = TrialSend(UNCERTAIN, to.email, str(exc), test_id)
+    except MailboltError as exc:  # transient, permanent, quota, authorization: not sent
+        outcome = TrialSend(FAILED, to.email, str(exc), test_id)
+    store.finish_test_send(test_id, outcome.state, provider_id=provider_id, error=outcome.detail)
+    return outcome
+
+
+def cancelled_count(campaign_id: int, deps: Deps) -> int:
+    """Messages a cancel left unsent (skipped for that reason, not suppressed)."""
+    return sum(
+        1
+        for row in deps.store.messages(campaign_id, [SKIPPED])
+        if row["last_error"] == CANCELLED_REASON
+    )
 
 
 def counts_result(campaign_id: int, deps: Deps) -> Result:
@@ -655,11 +758,15 @@ def retry_failed(campaign_id: int, deps: Deps, actor: str) -> int:
 
 
 def resolve_uncertain(campaign_id: int, deps: Deps, actor: str, *, resend: bool) -> int:
-    """A person's choice for messages nobody can prove were sent: re-send or skip."""
+    """A person's choice for messages nobody can prove were sent: re-send or skip.
+
+    Re-sent messages go back in the queue and through the same daily budget and
+    deferral as any send; their uncertain attempt keeps counting against the day.
+    """
     rows = deps.store.messages(campaign_id, [UNCERTAIN])
     for row in rows:
         if resend:
-            deps.store.requeue(row["id"], None, from_states=(UNCERTAIN,))
+            deps.store.resend_uncertain(row["id"])
         else:
             deps.store.mark_skipped(row["id"], f"skipped by {actor}: delivery unknown")
     deps.store.audit(

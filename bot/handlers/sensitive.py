@@ -309,6 +309,10 @@ class SensitiveGuard:
     details: list[str] = field(default_factory=list)
     rows: int = 0
     from_template: bool = False
+    #: Names of the values given once for every recipient (the form's values
+    #: field, the CLI's --var): a finding there is reported on that field.
+    common: frozenset[str] = frozenset()
+    from_rows: bool = False
 
     def check(self, rendered: RenderedMessage, variables: Mapping[str, Any], who: str) -> None:
         findings = self.scanner.scan(rendered, variables)
@@ -316,6 +320,7 @@ class SensitiveGuard:
             return
         self.rows += 1
         self.from_template |= any(f.variable is None for f in findings)
+        self.from_rows |= any(f.variable and f.variable not in self.common for f in findings)
         if len(self.details) < self.max_listed:
             self.details.append(f"{who}: " + "; ".join(str(f) for f in findings))
 
@@ -324,7 +329,12 @@ class SensitiveGuard:
         if not self.rows:
             return
         more = self.rows - len(self.details)
-        where = "the template" if self.from_template else "the recipient list"
+        if self.from_template:
+            where, field = "the template", "template"
+        elif self.from_rows:
+            where, field = "the recipient list", "recipients"
+        else:
+            where, field = "the values given for every recipient", "variables"
         raise PolicyError(
             f"{self.rows} message(s) would contain sensitive data, so nothing was sent: "
             f"{self.details[0]}"
@@ -332,6 +342,6 @@ class SensitiveGuard:
             + f". Remove the value from {where} and try again; payment card numbers, "
             "passwords, API keys, private keys and social security numbers must never be "
             "sent by email.",
-            field="template" if self.from_template else "recipients",
+            field=field,
             details=self.details + ([f"… {more} more message(s)"] if more > 0 else []),
         )

@@ -32,7 +32,7 @@ from bot.mail.gmail import GmailTransport, build_transport
 from bot.mail.google_auth import AUTH_COMMAND
 from bot.mail.pacing import GET_UNITS, LIST_UNITS
 from bot.ports import NoPacing, Pacer
-from bot.store import Store
+from bot.store import Store, account_key
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,7 @@ class GmailBounceSource:
         self._gmail = gmail
         self._pacer = pacer or NoPacing()
         self._store = store
+        self._account = account_key(gmail.sender_address()) if store is not None else ""
 
     def report_ids(self, days: int = SCAN_DAYS) -> Iterator[str]:
         """Gmail ids of mailer-daemon messages from the last ``days``, newest first."""
@@ -98,7 +99,7 @@ class GmailBounceSource:
     def _call(self, make_request: Callable[[Any], Any], units: int, method: str) -> dict[str, Any]:
         self._pacer.acquire(units)
         if self._store is not None:
-            self._store.record_units(units, method)
+            self._store.record_units(units, method, account=self._account)
         return self._gmail.read(make_request, what="the bounce-report request")
 
 

@@ -41,9 +41,9 @@ def quota_data(services: Services) -> views.QuotaData:
     now = deps.clock()
     return views.QuotaData(
         transport=settings.mail_transport,
-        sent_24h=deps.store.sent_since(now - DAY),
+        sent_24h=deps.store.sent_since(now - DAY, deps.account),
         daily_limit=deps.daily_limit,
-        units_last_minute=deps.store.units_since(now - 60),
+        units_last_minute=deps.store.units_since(now - 60, deps.account),
         units_per_minute=settings.gmail_quota_units_per_minute,
     )
 

@@ -39,6 +39,17 @@ class Lookups:
         self._clock = clock
         self._users: dict[str, tuple[float, dict[str, Any]]] = {}
 
+    def is_member(self, channel: str) -> bool | None:
+        """Whether the app is in ``channel`` (so it can post there); None when Slack
+        will not say (the ``channels:read``/``groups:read`` scopes are missing, or
+        the call failed). A private channel the app is not in is ``channel_not_found``.
+        """
+        try:
+            found = self.client.conversations_info(channel=channel)["channel"]
+        except SlackApiError as exc:
+            return False if exc.response.get("error") == "channel_not_found" else None
+        return bool(found.get("is_member"))
+
     def users(self, user_ids: Sequence[str]) -> list[dict[str, Any]]:
         """``users.info`` of each id, in order; several at once, reusing fresh answers."""
         now = self._clock()

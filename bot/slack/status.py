@@ -29,7 +29,9 @@ from slack_sdk.errors import SlackApiError
 
 from bot.handlers import campaign, stats
 from bot.handlers.campaign import Deps, Result
+from bot.runner import EXPRESS_MAX_MESSAGES
 from bot.slack import describe, views
+from bot.store import CANCELLED
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,7 @@ def status_data(
     delivery_known: bool,
     active: bool,
     queued: bool = False,
+    waiting_for: int | None = None,
     note: str = "",
     failures: list[tuple[str, str]] | None = None,
 ) -> views.StatusData:
@@ -67,6 +70,10 @@ def status_data(
         failures=failures or current.failures,
         active=active,
         queued=queued,
+        waiting_for=waiting_for,
+        cancelled=(
+            campaign.cancelled_count(campaign_id, deps) if current.status == CANCELLED else 0
+        ),
         note=note,
         delivery=stats.stats(deps.store, campaign_id=campaign_id) if delivery_known else None,
     )
@@ -276,6 +283,14 @@ class StatusBoard:
             note = " ".join(
                 n for n in (self._notes.get(campaign_id), self._moved.get(campaign_id)) if n
             )
+            running = sorted(
+                c for c, s in self._state.items() if s == _RUNNING and c != campaign_id
+            )
+        waiting_for = None
+        if state == _QUEUED and running:
+            row = self.deps.store.campaign(campaign_id)
+            if row is not None and row["total"] > EXPRESS_MAX_MESSAGES:  # else its own lane
+                waiting_for = running[0]
         return views.status_message(
             status_data(
                 self.deps,
@@ -283,6 +298,7 @@ class StatusBoard:
                 delivery_known=self.bounces_known and state == _DONE,
                 active=state in (_QUEUED, _RUNNING),
                 queued=state == _QUEUED,
+                waiting_for=waiting_for,
                 note=note,
                 failures=result.failures if result else None,
             )

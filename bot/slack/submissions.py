@@ -31,7 +31,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.errors import TemplateError, UserInputError
 from bot.handlers import campaign
-from bot.handlers.campaign import DAY, CampaignRequest, Plan
+from bot.handlers.campaign import CampaignRequest, Plan
 from bot.handlers.recipients import (
     MAX_CSV_BYTES,
     enforce_limit,
@@ -54,7 +54,6 @@ SYNC_MAX_RECIPIENTS = 50
 #: update sent before that would be overwritten by it, so the result waits this long.
 CHECKING_MIN_SECONDS = 1.0
 ERROR_CHARS = 1500
-TEST_SEND_TIMEOUT = 120.0
 CSV_TYPES = frozenset({"csv", "text", "txt"})
 
 
@@ -278,6 +277,7 @@ def full_check(compose: Compose, services: Services) -> Outcome:
     except UserInputError as exc:
         return Outcome(problems={_block_for(exc, form): _words(exc)})
     preview = _preview_data(plan, merged, invalid, no_email, services)
+    preview.status_where = status_destination(services, compose.channel)
     key = uuid.uuid4().hex
     deps.store.save_draft(
         key,
@@ -302,8 +302,8 @@ def _preview_data(
     settings, deps = services.settings, services.deps
     valid = len(plan.to_send)
     deferred = 0
-    if deps.daily_limit is not None:
-        left = max(0, deps.daily_limit - deps.store.sent_since(deps.clock() - DAY))
+    left = campaign.daily_left(deps)
+    if left is not None:
         deferred = max(0, valid - left)
     if settings.mail_transport == "sandbox":
         duration = "a few seconds (sandbox)"
@@ -336,6 +336,24 @@ def _preview_data(
         ),
         sandbox_outbox=str(settings.sandbox_outbox),
     )
+
+
+def status_destination(services: Services, channel: str) -> str:
+    """Where the status message will really go, in words: the StatusBoard posts in
+    ``channel`` and, when the app is not in it, in the requester's DMs instead."""
+    if not channel:
+        return "your direct messages"
+    if channel.startswith(("D", "U")):
+        return "your direct messages"
+    member = services.lookups.is_member(channel)
+    if member:
+        return f"<#{channel}>"
+    if member is False:
+        return (
+            f"your direct messages, because I am not in <#{channel}> "
+            "(invite me there with /invite @mailbolt)"
+        )
+    return f"<#{channel}> if I am a member there, otherwise your direct messages"
 
 
 def _duration(seconds: float) -> str:
@@ -475,7 +493,9 @@ def register(app: App, services: Services) -> None:
             )
         else:
             channel = draft["request"]["status_channel"]
-            where = f"<#{channel}>" if channel else "your direct messages"
+            where = draft["preview"].get("status_where") or (
+                f"<#{channel}>" if channel else "your direct messages"
+            )
             ack(
                 response_action="update",
                 view=views.notice_view(
@@ -591,7 +611,8 @@ def _checking_what(compose: Compose) -> str:
 
 
 def _send_test(draft: dict[str, Any], key: str, user: str, services: Services) -> str:
-    """One message to the requester's own address, recorded as its own campaign."""
+    """Exactly the previewed first message, marked [TEST], to the requester's own
+    address: recorded as a test send, not as a campaign."""
     profile = services.lookups.users([user])[0]
     me = from_slack_users([profile])
     if not me.recipients:
@@ -599,29 +620,17 @@ def _send_test(draft: dict[str, Any], key: str, user: str, services: Services) -
             "Test not sent: your Slack profile shows no email address to this app "
             "(it needs the users:read.email scope)."
         )
-    packed = draft["request"]
-    sample = packed["recipients"][0] if packed["recipients"] else ["", "", {}, 0, ""]
-    recipient = me.recipients[0]
-    request = _unpack_request(
-        {**packed, "recipients": [[recipient.email, recipient.name, sample[2], 0, "slack"]]},
-        requested_by=user,
-        idempotency_key=f"slack-test:{key}",
-        status_channel="",
-    )
+    request = _unpack_request(draft["request"], requested_by=user, status_channel="")
     plan = campaign.preflight(request, services.deps)
-    if not plan.to_send:
-        reason = plan.suppressed[0].reason if plan.suppressed else "it was left out"
-        return f"Test not sent: {recipient.email} {reason}."
-    campaign_id, created = campaign.record(plan, services.deps)
-    if not created:
-        return f"A test of this preview was already sent (campaign #{campaign_id})."
-    result = services.runner.start(campaign_id).wait(TEST_SEND_TIMEOUT)
-    if result is None:
-        return f"The test to {recipient.email} is still on its way (campaign #{campaign_id})."
-    if result.counts["sent"]:
-        return f"Test sent to {recipient.email} (campaign #{campaign_id})."
-    reason = result.failures[0][1] if result.failures else result.reason or result.status
-    return f"Test to {recipient.email} not sent: {reason} (campaign #{campaign_id})."
+    trial = campaign.send_test(
+        plan, services.deps, to=me.recipients[0], requested_by=user, reference=f"slack-test:{key}"
+    )
+    shown = f"the message to {plan.to_send[0].email}" if plan.to_send else "the message"
+    if trial.state == "sent":
+        return f"Test sent to {trial.to}: {shown}, with [TEST] in the subject."
+    if trial.state == "uncertain":
+        return f"The test to {trial.to} may or may not have been sent: {trial.detail}"
+    return f"Test to {trial.to} not sent: {trial.detail}."
 
 
 def _campaign_button(services: Services) -> Callable[..., None]:

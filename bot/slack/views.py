@@ -435,6 +435,9 @@ class PreviewData:
     no_email: str = ""
     sandbox_outbox: str = ""
     test_note: str = ""
+    #: Where the status message will really go, in words (a channel the app is in,
+    #: or the requester's direct messages and why).
+    status_where: str = ""
 
     @property
     def needs_confirmation(self) -> bool:
@@ -469,6 +472,8 @@ def preview_view(data: PreviewData, *, metadata: Mapping[str, Any]) -> dict[str,
                 "they are sent automatically when the limit allows, within 24 hours."
             )
         )
+    if data.status_where:
+        blocks.append(context(f":satellite_antenna: Progress is posted in {data.status_where}."))
     if data.no_email:
         blocks.append(section(f":bust_in_silhouette: Not included: {data.no_email}"))
     if data.dropped:
@@ -533,6 +538,10 @@ class StatusData:
     failures: Sequence[tuple[str, str]] = ()
     active: bool = False
     queued: bool = False
+    #: The campaign this one waits for, when it is queued behind another.
+    waiting_for: int | None = None
+    #: Messages skipped because the campaign was cancelled (not sent, not done).
+    cancelled: int = 0
     note: str = ""
     delivery: DeliveryStats | None = None  # only when bounce reports are read
 
@@ -553,10 +562,14 @@ def _when(timestamp: float) -> str:
 def status_message(data: StatusData) -> tuple[str, list[dict[str, Any]]]:
     """The text fallback and blocks of a campaign's status message."""
     c = data.counts
-    done = sum(c.get(s, 0) for s in ("sent", "failed", "skipped", "uncertain"))
+    # Messages skipped by a cancel were never worked on: they fill no progress.
+    skipped = c.get("skipped", 0) - data.cancelled
+    done = sum(c.get(s, 0) for s in ("sent", "failed", "uncertain")) + skipped
     finished = not data.active and data.status in ("completed", "cancelled")
-    if data.queued:
-        state = ":double_vertical_bar: waiting for another campaign to finish"
+    if data.queued and data.waiting_for is not None:
+        state = f":double_vertical_bar: waiting for campaign #{data.waiting_for} to finish"
+    elif data.queued:
+        state = ":hourglass_flowing_sand: starting"
     elif data.active:
         state = ":arrows_counterclockwise: sending"
     elif data.status == "completed":
@@ -575,9 +588,11 @@ def status_message(data: StatusData) -> tuple[str, list[dict[str, Any]]]:
     )
     counts = (
         f"sent *{c.get('sent', 0):,}* · failed *{c.get('failed', 0):,}* · "
-        f"skipped *{c.get('skipped', 0):,}* · deferred *{c.get('deferred', 0):,}* · "
+        f"skipped *{skipped:,}* · deferred *{c.get('deferred', 0):,}* · "
         f"uncertain *{c.get('uncertain', 0):,}*"
     )
+    if data.cancelled:
+        counts += f" · not sent (cancelled) *{data.cancelled:,}*"
     if not finished:
         counts += f" · to go *{c.get('queued', 0) + c.get('sending', 0):,}*"
     blocks: list[dict[str, Any]] = [

@@ -51,7 +51,9 @@ BOT_TOKEN = "xoxb-1-fake-bot-token"
 SIGNING_SECRET = "fake-signing-secret"
 TEAM = "T0FAKE"
 BOT_USER = "U0BOT"
-DEFAULT_SCOPES = "commands,chat:write,users:read,users:read.email,files:read"
+DEFAULT_SCOPES = (
+    "commands,chat:write,users:read,users:read.email,files:read,channels:read,groups:read"
+)
 TRIGGER_SECONDS = 3.0
 MAX_VIEW_BYTES = 250_000
 MAX_MESSAGE_BLOCKS = 50
@@ -385,6 +387,19 @@ class SlackFake:
         if found is None:
             raise SlackRefusal("file_not_found")
         return {"file": dict(found[0])}
+
+    def _m_conversations_info(self, args: dict) -> dict:
+        """Public channels need channels:read, private ones (G…) groups:read; a
+        private channel the app is not in is not found, as on Slack."""
+        channel = args.get("channel", "")
+        private = channel.startswith("G")
+        if ("groups:read" if private else "channels:read") not in self.scopes.split(","):
+            raise SlackRefusal("missing_scope")
+        with self.lock:
+            member = channel not in self.non_member
+        if private and not member:
+            raise SlackRefusal("channel_not_found")
+        return {"channel": {"id": channel, "is_channel": not private, "is_member": member}}
 
     def _take_trigger(self, trigger: str) -> str:
         with self.lock:
