@@ -77,6 +77,7 @@ def build_deps(settings: Settings, store: Store | None = None) -> Deps:
         envelope=Envelope(settings.from_name, sender_address(settings), settings.reply_to),
         postal_address=settings.postal_address,
         unsubscribe_base=unsubscribe_base(settings),
+        public_links=gmail,
         unsubscribe_secret=load_secret(
             settings.unsubscribe_secret, Path(settings.database_path).parent
         ),
