@@ -129,7 +129,7 @@ def cli(tmp_path) -> Cli:
 
 
 def test_a_5000_character_subject_from_a_csv_goes_out_valid(cli):
-    headline = "x" * 3000 + " Zoë " + "é" * 2000
+    headline = "Sale " + "x" * 5000  # one unbroken ASCII token: nowhere to fold it
     name = cli.csv(f"email,name,headline,body\nann@example.com,Ann Lee,{headline},Body\n")
     result = cli.run("send", "--template", "newsletter", "--recipients", name)
     assert result.returncode == 0, said(result)
