@@ -114,9 +114,9 @@ def test_no_value_can_add_a_header():
 
 @pytest.mark.parametrize("char", ["\u202e", "\u2066", "\u200b", "\ufeff", "\u00ad", "\x85"])
 def test_invisible_characters_cannot_reach_a_header(char):
-    with pytest.raises(UserInputError, match="invisible or direction-changing|control"):
+    with pytest.raises(UserInputError, match=r"invisible or direction-changing|control"):
         build(f"Invoice {char}fdp.exe")
-    with pytest.raises(UserInputError, match="invisible or direction-changing|control"):
+    with pytest.raises(UserInputError, match=r"invisible or direction-changing|control"):
         build("Hello", name=f"Ann{char}")
 
 
