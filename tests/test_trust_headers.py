@@ -158,8 +158,7 @@ BAD_CHARS = {
 def test_a_csv_name_with_an_invisible_character_is_refused_with_its_line(cli, char_name):
     char = BAD_CHARS[char_name]
     name = cli.csv(
-        "email,name,team\nann@example.com,Ann Lee,Acme\n"
-        f"bob@example.com,Bob{char}moc.exe,Acme\n"
+        f"email,name,team\nann@example.com,Ann Lee,Acme\nbob@example.com,Bob{char}moc.exe,Acme\n"
     )
     result = cli.run(
         "send", "--template", "welcome", "--recipients", name, "--var", "start_url=https://a.ex"
