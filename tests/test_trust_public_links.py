@@ -155,3 +155,19 @@ def test_serve_warns_at_start_when_gmail_links_would_not_work(settings):
     assert warnings == []
     _, warnings = serve_cmds.startup_problems(base.replace(mail_transport="sandbox"))
     assert warnings == []
+
+
+def test_a_campaign_resumed_after_the_base_was_unset_sends_no_local_links(tmp_path, fake):
+    bolt = mailbolt_with(tmp_path, fake, PUBLIC_BASE_URL="https://mail.example.com")
+    bolt.grant(expires_in=-60)
+    fake.revoke()  # paused before anything left: every message stays queued
+    assert bolt.run(*NEWSLETTER).returncode == 1
+    assert bolt.campaign()["status"] == "paused"
+    bolt.grant()
+    bolt.settings["PUBLIC_BASE_URL"] = ""  # the setting was lost across the restart
+    resumed = bolt.run("send", "--resume")
+    assert resumed.returncode == 1, text(resumed)
+    assert fake.sent == []
+    rows = bolt.rows()
+    assert {r["state"] for r in rows} == {"failed"}
+    assert all("set PUBLIC_BASE_URL" in r["last_error"] for r in rows)

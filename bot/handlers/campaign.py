@@ -449,6 +449,13 @@ class _Run:
 
 
 def _render_raw(run: _Run, deps: Deps, row: dict[str, Any]) -> bytes:
+    # Settings may have changed since preflight (a campaign resumed after a restart).
+    policy.check_marketing_settings(
+        run.renderer.info,
+        deps.postal_address,
+        unsubscribe_base=deps.unsubscribe_base,
+        public_links=deps.public_links,
+    )
     variables = message_variables(
         deps,
         row["email"],

@@ -460,9 +460,13 @@ def _parse_subject(
         _check_user_subject(tree)
         code = invisible_character(info.subject)
         if code is not None:
+            what = (
+                "a line break or control character"
+                if _NOT_ONE_LINE.search(info.subject)
+                else f"the invisible or direction-changing character {describe_invisible(code)}"
+            )
             raise TemplateError(
-                f"The subject contains the invisible or direction-changing character "
-                f"{describe_invisible(code)}; type it again without it.",
+                f"The subject contains {what}; subjects must be one line of visible text.",
                 field=field,
             )
     return tree
