@@ -209,6 +209,14 @@ def own_templates(tmp_path: Path) -> Path:
         '[indirect]\ndescription = "d"\ncategory = "transactional"\nsubject = "Hello"\n'
         'required = ["target"]\nhtml = "indirect.html.j2"\n'
     )
+    (folder / "catalogue.toml").write_text(
+        (folder / "catalogue.toml").read_text()
+        + '[multiline]\ndescription = "d"\ncategory = "transactional"\nsubject = "Hello"\n'
+        'required = ["target"]\nhtml = "multiline.html.j2"\n'
+    )
+    (folder / "multiline.html.j2").write_text(
+        '{% set where = target %}<p><a class="x" href="\n   {{ where }}">Go</a></p>\n'
+    )
     (folder / "plain.html.j2").write_text('<p><a href="{{ target }}">Go</a></p>\n')
     (folder / "indirect.html.j2").write_text(
         "{% set where = target | trim %}<p><img src='{{ where }}' alt=\"x\"></p>\n"
@@ -216,7 +224,7 @@ def own_templates(tmp_path: Path) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("template", ["plain", "indirect"])
+@pytest.mark.parametrize("template", ["plain", "indirect", "multiline"])
 def test_a_value_that_begins_a_link_is_checked_whatever_its_name(tmp_path, own_templates, template):
     cli = Cli(tmp_path, own_templates)
     name = cli.csv(

@@ -64,10 +64,13 @@ _PREHEADER = re.compile(r"<!-- preheader:start -->.*?<!-- preheader:end -->", re
 _CELL_END = re.compile(r"</t[dh]>", re.IGNORECASE)
 # Attributes whose value a mail program follows or loads as a URL.
 _LINK_ATTRIBUTES = r"(?:href|src|action|formaction|background|poster|cite|longdesc|xlink:href)"
-_LINK_IN_HTML = re.compile(
-    rf"""(?<![\w:-]){_LINK_ATTRIBUTES}\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+))""",
-    re.IGNORECASE,
-)
+# An attribute's value (the closing quote is not required: only its start matters),
+# and the name of a link attribute right before the '='.
+_ATTRIBUTE_VALUE = re.compile(r"""=[ \t\r\n\f]*(?:"([^"]*)|'([^']*)|([^\s"'=<>`]+))""")
+_LINK_NAME_BEFORE = re.compile(rf"(?<![\w:-]){_LINK_ATTRIBUTES}\s*\Z", re.IGNORECASE)
+_MULTILINE_LINK = re.compile(rf"""{_LINK_ATTRIBUTES}\s*=\s*(?:"[^"]*\n|'[^']*\n)""", re.I)
+MAX_CLEAN_LINES = 50_000
+"""Bound on one renderer's memory of HTML lines found free of bad links."""
 # Template text that ends where such an attribute's value begins: href=" or src='.
 _LINK_VALUE_STARTS = re.compile(rf"""(?<![\w:-]){_LINK_ATTRIBUTES}\s*=\s*["']?\s*\Z""", re.I)
 _TRAILING_SPACE = re.compile(r"[ \t]+\n")
@@ -169,6 +172,10 @@ class Renderer:
         self._text_variables = _undeclared(text_trees)
         self._variables = self._html_variables | self._text_variables | _undeclared([subject_tree])
         self._link_variables = _link_variables(html_trees)
+        # Lines of HTML already found free of bad links: most of a message is the
+        # layout, the same for every recipient, and is checked once per campaign.
+        # Only sound while a link's value starts on its attribute's line.
+        self._clean_lines: set[str] | None = None if _multiline_links(html_trees) else set()
         if info.category == "marketing":
             self._check_footer_is_there()
 
@@ -321,10 +328,28 @@ class Renderer:
         The values were checked before rendering; this catches a value that
         reaches a link some other way (a filter, a ``set``, two values joined).
         """
-        if "=" not in html:
+        clean = self._clean_lines
+        if clean is None or any("\n" in str(v) for v in variables.values()):
+            self._check_link_text(html, variables, who)
             return
-        for match in _LINK_IN_HTML.finditer(html):
-            target = next(group for group in match.groups() if group is not None)
+        lines = set(html.split("\n")) - clean
+        if not lines:
+            return
+        self._check_link_text("\n".join(lines), variables, who)
+        if len(clean) + len(lines) > MAX_CLEAN_LINES:
+            clean.clear()
+        clean.update(lines)
+
+    def _check_link_text(self, html: str, variables: Mapping[str, Any], who: str) -> None:
+        # Every attribute value is found by one fast search; only a value that
+        # can hold a scheme (a ':' or an entity) costs a look at its attribute.
+        for match in _ATTRIBUTE_VALUE.finditer(html):
+            target = match.group(match.lastindex or 1)
+            if ":" not in target and "&" not in target:
+                continue
+            start = match.start()
+            if not _LINK_NAME_BEFORE.search(html, max(0, start - 40), start):
+                continue
             scheme = url_scheme(target)
             if scheme is None or scheme in URL_SCHEMES:
                 continue
@@ -398,6 +423,15 @@ def _link_variables(trees: builtins.list[nodes.Template]) -> frozenset[str]:
                     found.update(n.name for n in names if n.ctx == "load")
                 before = ""
     return frozenset(found)
+
+
+def _multiline_links(trees: builtins.list[nodes.Template]) -> bool:
+    """Whether a template writes a link attribute whose value goes on past a line end."""
+    for tree in trees:
+        text = "\x00".join(node.data for node in tree.find_all(nodes.TemplateData))
+        if _MULTILINE_LINK.search(text):
+            return True
+    return False
 
 
 def _bare_environment() -> SandboxedEnvironment:

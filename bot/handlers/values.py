@@ -148,6 +148,8 @@ def invisible_character(text: str) -> str | None:
     joiner inside an emoji sequence (👩‍💻) and the tags of a subdivision flag are
     how those emoji are written, so they pass. Returns e.g. ``'U+202E'`` or None.
     """
+    if text.isprintable():  # in C: no Cc, Cf, Zl or Zp anywhere (the usual case)
+        return None
     for index, char in enumerate(text):
         category = unicodedata.category(char)
         if category not in ("Cc", "Cf") and char not in _LINE_SEPARATORS:
