@@ -67,6 +67,7 @@ _LINK_ATTRIBUTES = r"(?:href|src|action|formaction|background|poster|cite|longde
 # An attribute's value (the closing quote is not required: only its start matters),
 # and the name of a link attribute right before the '='.
 _ATTRIBUTE_VALUE = re.compile(r"""=[ \t\r\n\f]*(?:"([^"]*)|'([^']*)|([^\s"'=<>`]+))""")
+_PLAIN_LINK = re.compile(r"(?:https?://|mailto:)[^&]*\Z", re.IGNORECASE)
 _LINK_NAME_BEFORE = re.compile(rf"(?<![\w:-]){_LINK_ATTRIBUTES}\s*\Z", re.IGNORECASE)
 _MULTILINE_LINK = re.compile(rf"""{_LINK_ATTRIBUTES}\s*=\s*(?:"[^"]*\n|'[^']*\n)""", re.I)
 MAX_CLEAN_LINES = 50_000
@@ -345,7 +346,7 @@ class Renderer:
         # can hold a scheme (a ':' or an entity) costs a look at its attribute.
         for match in _ATTRIBUTE_VALUE.finditer(html):
             target = match.group(match.lastindex or 1)
-            if ":" not in target and "&" not in target:
+            if (":" not in target and "&" not in target) or _PLAIN_LINK.match(target):
                 continue
             start = match.start()
             if not _LINK_NAME_BEFORE.search(html, max(0, start - 40), start):
