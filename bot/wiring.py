@@ -87,6 +87,7 @@ def build_deps(settings: Settings, store: Store | None = None) -> Deps:
         account=sending_account(settings),
         postal_address=settings.postal_address,
         unsubscribe_base=unsubscribe_base(settings),
+        public_links=gmail,
         unsubscribe_secret=load_secret(
             settings.unsubscribe_secret, Path(settings.database_path).parent
         ),

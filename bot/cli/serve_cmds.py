@@ -27,6 +27,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.config import Settings
+from bot.handlers.policy import public_url_problem
 from bot.runner import Runner
 from bot.slack.app import bolt_app, build_client, build_services
 from bot.web import WebServer, make_wsgi_app
@@ -104,6 +105,10 @@ def startup_problems(settings: Settings) -> tuple[list[str], list[str]]:
             "ALLOWED_SLACK_USERS is empty, so nobody may send yet: list Slack user IDs "
             "(profile → ⋯ → Copy member ID), or * for everyone in the workspace."
         )
+    if settings.mail_transport == "gmail":
+        link_problem = public_url_problem(settings.public_base_url)
+        if link_problem:
+            warnings.append(f"Marketing templates will be refused: {link_problem}")
     if settings.bounce_scan and settings.mail_transport != "gmail":
         warnings.append(
             f"BOUNCE_SCAN=on does nothing with MAIL_TRANSPORT={settings.mail_transport}: "

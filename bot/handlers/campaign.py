@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,7 +42,7 @@ from bot.errors import (
     UncertainSendError,
     UserInputError,
 )
-from bot.handlers import policy, sensitive
+from bot.handlers import policy, sensitive, values
 from bot.handlers.compose import Envelope, build_message
 from bot.handlers.templates import Renderer, TemplateCatalogue
 from bot.handlers.unsubscribe import make_token, unsubscribe_url
@@ -87,6 +88,8 @@ class Deps:
     postal_address: str = ""
     unsubscribe_base: str = ""
     unsubscribe_secret: bytes = b""
+    public_links: bool = False
+    """Messages go to real inboxes, so links in them must work from anywhere."""
     daily_limit: int | None = None
     reconcile_grace: float = 0.0
     max_attempts: int = 5
@@ -151,6 +154,29 @@ class Result:
 # -- variables -----------------------------------------------------------------
 
 
+def first_name_of(name: str) -> str:
+    """The word to greet someone by: ``Ann Lee`` → ``Ann``; ``Wei, Chen`` → ``Chen``.
+
+    A comma means "Family, Given" (how address books and CRMs export names), and
+    punctuation around the word is dropped, so "Welcome, Wei,!" cannot happen.
+    Empty when the name has no letters; templates then fall back ("Hi there").
+    """
+    family, comma, given = name.partition(",")
+    words = (given if comma and given.strip() else family).split()
+    word = _strip_punctuation(words[0]) if words else ""
+    return word if any(c.isalpha() for c in word) else ""
+
+
+def _strip_punctuation(word: str) -> str:
+    """``"Wei,"`` → ``Wei``; ``(Bobby)`` → ``Bobby``; inner marks stay (``O'Brien``)."""
+    start, end = 0, len(word)
+    while start < end and unicodedata.category(word[start]).startswith("P"):
+        start += 1
+    while end > start and unicodedata.category(word[end - 1]).startswith("P"):
+        end -= 1
+    return word[start:end]
+
+
 def message_variables(
     deps: Deps,
     recipient_email: str,
@@ -160,34 +186,41 @@ def message_variables(
     campaign_id: int,
     category: str,
 ) -> dict[str, Any]:
-    """The variables one message is rendered with: system, then common, then row."""
-    first_name = name.split()[0] if name.strip() else ""
+    """The variables one message is rendered with: common, then row, then mailbolt's.
+
+    What mailbolt sets (sender, postal address, unsubscribe link, the recipient's
+    address and name) comes last, so no value can replace it; preflight refuses
+    such values outright, naming them (``values.check_common_names``).
+    """
     link = ""
     if category == "marketing":
         token = make_token(deps.unsubscribe_secret, recipient_email, campaign_id)
         link = unsubscribe_url(deps.unsubscribe_base, token)
     return {
+        **common,
+        **row_vars,
         "from_name": deps.envelope.from_name,
         "sender_address": deps.envelope.from_address,
         "postal_address": deps.postal_address,
-        **common,
-        **row_vars,
         "email": recipient_email,
         "name": name,
-        "first_name": row_vars.get("first_name") or first_name,
+        "first_name": row_vars.get("first_name") or first_name_of(name),
         "unsubscribe_url": link,
     }
 
 
 def list_unsubscribe_headers(deps: Deps, variables: Mapping[str, Any]) -> dict[str, str]:
-    """RFC 2369/8058 headers for marketing mail: one-click https and mailto."""
+    """RFC 2369/8058 headers for marketing mail: the one-click https link only.
+
+    No ``mailto:`` alternative: nothing reads the replies it would bring (the
+    grant may not even read mail), and an opt-out that is advertised but never
+    honoured is worse than none.
+    """
     link = variables.get("unsubscribe_url")
     if not link:
         return {}
-    token = link.rsplit("/", 1)[-1]
-    mailto = f"mailto:{deps.envelope.from_address}?subject=unsubscribe%20{token}"
     return {
-        "List-Unsubscribe": f"<{link}>, <{mailto}>",
+        "List-Unsubscribe": f"<{link}>",
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
     }
 
@@ -210,6 +243,46 @@ def _check_required(
         )
 
 
+def _check_link_values(
+    renderer: Renderer, common: Mapping[str, str], recipients: list[Recipient]
+) -> None:
+    """Values that become links are http, https or mailto URLs; name each one that is not.
+
+    A value is a link when the template puts it where a link begins
+    (``href="{{ x }}"``) or its name says so (``start_url``, ``cta_link``).
+    """
+    used = renderer.link_variables()
+    names = set(common)
+    for recipient in recipients:
+        names.update(recipient.variables)
+    links = {n for n in names if n in used or values.is_url_name(n)} - values.SYSTEM_VARIABLES
+    if not links:
+        return
+    for name in sorted(links & set(common)):
+        problem = values.link_problem(str(common[name]))
+        if problem:
+            raise UserInputError(f"The value {name!r} {problem}.", field="variables")
+    problems: list[str] = []
+    first_line: int | None = None
+    for recipient in recipients:
+        for name in sorted(links & set(recipient.variables)):
+            problem = values.link_problem(str(recipient.variables[name]))
+            if problem:
+                problems.append(f"{recipient.label}, column {name!r}: the value {problem}")
+                first_line = first_line or recipient.line or None
+        if len(problems) >= MAX_LISTED_ERRORS:
+            break
+    if problems:
+        raise UserInputError(
+            f"{problems[0]}"
+            + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+            + ".",
+            field="csv",
+            line=first_line,
+            details=problems,
+        )
+
+
 def preflight(request: CampaignRequest, deps: Deps) -> Plan:
     """Render and check every message; raise before anything is recorded or sent."""
     renderer = deps.catalogue.renderer(request.template, subject_override=request.subject)
@@ -227,8 +300,16 @@ def preflight(request: CampaignRequest, deps: Deps) -> Plan:
         )
     if not recipients.recipients:
         raise UserInputError("There are no valid recipients.", field="recipients")
+    values.check_common_names(request.common_vars)
+    values.check_column_names(recipients.columns, filename="The recipient list")
     _check_required(renderer, recipients, request.common_vars)
-    policy.check_marketing_settings(renderer.info, deps.postal_address)
+    policy.check_marketing_settings(
+        renderer.info,
+        deps.postal_address,
+        unsubscribe_base=deps.unsubscribe_base,
+        public_links=deps.public_links,
+    )
+    _check_link_values(renderer, request.common_vars, recipients.recipients)
     category = renderer.info.category
     to_send, suppressed = policy.suppress(deps.store, recipients.recipients, category)
     over_limit: list[Recipient] = []
@@ -406,6 +487,13 @@ class _Run:
 
 
 def _render_raw(run: _Run, deps: Deps, row: dict[str, Any]) -> bytes:
+    # Settings may have changed since preflight (a campaign resumed after a restart).
+    policy.check_marketing_settings(
+        run.renderer.info,
+        deps.postal_address,
+        unsubscribe_base=deps.unsubscribe_base,
+        public_links=deps.public_links,
+    )
     variables = message_variables(
         deps,
         row["email"],

@@ -24,22 +24,39 @@ from dataclasses import dataclass
 from email.utils import formatdate
 
 from bot.errors import UserInputError
+from bot.handlers.values import describe_invisible, invisible_character
 from bot.models import RenderedMessage
 
 CRLF = "\r\n"
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _SAFE_ATOM_PHRASE = re.compile(r"^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~ .]*$")
+_LIST_ITEMS = re.compile(r",\s*(?=<)")  # between <item>s, never inside a URL
 _MAX_PLAIN_HEADER = 66  # leaves room for "Subject: " within 78
-# base64 of 45 bytes is 60 chars; with "=?utf-8?b?" and "?=" a word stays < 75.
-_WORD_BYTES = 45
+# base64 of 39 bytes is 52 chars; with "=?utf-8?b?" and "?=" a word is 64, so even
+# the first line ("Subject: " + a word) stays within RFC 5322's 78.
+_WORD_BYTES = 39
+MAX_LINE = 998
+"""RFC 5322 §2.1.1: no line of a message may be longer, whatever the values hold."""
 
 
 def check_header_text(field: str, value: str) -> str:
-    """Refuse a value that could break out of its header; return it unchanged."""
+    """Refuse a value that could break out of its header or hide what it says.
+
+    Line breaks and controls could start a new header; invisible and
+    direction-changing characters (bidi overrides, zero-width spaces) make a
+    name or subject read differently from what it is. Returns ``value`` unchanged.
+    """
     if _CONTROL.search(value):
         raise UserInputError(
             f"The {field} contains a line break or control character, which is not allowed "
             "in an email header.",
+            field=field,
+        )
+    code = invisible_character(value.replace("\t", " "))
+    if code is not None:
+        raise UserInputError(
+            f"The {field} contains the invisible or direction-changing character "
+            f"{describe_invisible(code)}, which is not allowed in an email header.",
             field=field,
         )
     return value
@@ -78,13 +95,27 @@ def _fold_list(value: str) -> str:
     """Fold a comma-separated ASCII header (e.g. List-Unsubscribe) between items."""
     if len(value) <= _MAX_PLAIN_HEADER:
         return value
-    return ("," + CRLF + " ").join(item.strip() for item in value.split(","))
+    return ("," + CRLF + " ").join(item.strip() for item in _LIST_ITEMS.split(value))
+
+
+def _plain(value: str) -> bool:
+    """Whether ``value`` can be written as it is, folded at single spaces.
+
+    Anything else (non-ASCII, ``=?``, a word too long to fold, runs of spaces or
+    spaces at the ends, which folding and unfolding would change) is written as
+    encoded words, which fold anywhere and read back exactly.
+    """
+    if not value.isascii() or "=?" in value or "\t" in value:
+        return False
+    if value != value.strip(" ") or "  " in value:
+        return False
+    return all(len(word) <= _MAX_PLAIN_HEADER for word in value.split(" "))
 
 
 def encode_text_header(field: str, value: str) -> str:
-    """Header-safe form of free text (a subject or display name)."""
+    """Header-safe form of free text (a subject): every line within 78 characters."""
     check_header_text(field, value)
-    if value.isascii() and "=?" not in value:
+    if _plain(value):
         return value if len(value) <= _MAX_PLAIN_HEADER else _fold(value)
     return (CRLF + " ").join(_encoded_words(value))
 
@@ -108,12 +139,25 @@ def format_address(name: str, address: str) -> str:
     if not name:
         return addr
     check_header_text("name", name)
-    if name.isascii() and "=?" not in name and len(name) <= _MAX_PLAIN_HEADER:
+    if _plain(name) and len(name) <= _MAX_PLAIN_HEADER:
         if _SAFE_ATOM_PHRASE.match(name):
             return f"{name} <{addr}>"
         escaped = name.replace("\\", "\\\\").replace('"', '\\"')
         return f'"{escaped}" <{addr}>'
     return f"{(CRLF + ' ').join(_encoded_words(name))} <{addr}>"
+
+
+def _check_line_lengths(headers: list[str]) -> None:
+    """The last guard: a header line over ``MAX_LINE`` would make the message invalid."""
+    for header in headers:
+        for line in header.split(CRLF):
+            if len(line) > MAX_LINE:
+                name = header.partition(":")[0]
+                raise UserInputError(
+                    f"The {name} header would have a line of {len(line):,} characters; email "
+                    f"allows at most {MAX_LINE}.",
+                    field=name.lower(),
+                )
 
 
 def _quoted_printable(text: str) -> str:
@@ -177,6 +221,7 @@ def build_message(
         "MIME-Version: 1.0",
         f'Content-Type: multipart/alternative;{CRLF} boundary="{boundary}"',
     ]
+    _check_line_lengths(headers)
     part_headers = "Content-Transfer-Encoding: quoted-printable"
     body = [
         f"--{boundary}",

@@ -11,8 +11,12 @@ permanently: mail to it cannot arrive and only hurts the sender's reputation.
 
 from __future__ import annotations
 
+import ipaddress
+import re
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -112,14 +116,77 @@ def suppress(
     return keep, dropped
 
 
-def check_marketing_settings(info: TemplateInfo, postal_address: str) -> None:
-    """Refuse a marketing campaign before rendering when a setting is missing."""
-    if info.category == "marketing" and not postal_address.strip():
+def check_marketing_settings(
+    info: TemplateInfo,
+    postal_address: str,
+    *,
+    unsubscribe_base: str = "",
+    public_links: bool = False,
+) -> None:
+    """Refuse a marketing campaign before rendering when a setting is missing.
+
+    ``public_links``: the messages go to real inboxes (Gmail), so the one-click
+    unsubscribe link must reach this server from anywhere; the sandbox may keep
+    its localhost link.
+    """
+    if info.category != "marketing":
+        return
+    if not postal_address.strip():
         raise PolicyError(
             f"The marketing template '{info.name}' cannot be sent yet: set POSTAL_ADDRESS to "
             "your organisation's postal address (anti-spam law requires it in marketing mail).",
             field="template",
         )
+    problem = public_url_problem(unsubscribe_base) if public_links else None
+    if problem:
+        raise PolicyError(
+            f"The marketing template '{info.name}' cannot be sent yet: {problem}",
+            field="template",
+        )
+
+
+_NOT_PUBLIC_SUFFIXES = (".localhost", ".local", ".internal", ".invalid", ".home.arpa")
+
+
+def public_url_problem(base_url: str) -> str | None:
+    """Why unsubscribe links under ``base_url`` could not work from a reader's inbox.
+
+    Gmail and the law want a working one-click (RFC 8058: https) link, so the base
+    must be https and name a host the internet can reach: not localhost, a
+    loopback, private or link-local address, or a name that only resolves locally.
+    """
+    fix = (
+        "set PUBLIC_BASE_URL to the public https address of `python -m bot serve` "
+        "(e.g. https://mail.example.com), so the unsubscribe link in every message works."
+    )
+    if not base_url.strip():
+        return f"PUBLIC_BASE_URL is not set; {fix}"
+    parts = urlsplit(base_url.strip())
+    host = (parts.hostname or "").rstrip(".").lower()
+    if parts.scheme.lower() != "https":
+        return f"unsubscribe links would point to {base_url}, which is not https; {fix}"
+    if not host or _local_host(host):
+        return (
+            f"unsubscribe links would point to {base_url}, which only this machine or its "
+            f"network can reach; {fix}"
+        )
+    return None
+
+
+def _local_host(host: str) -> bool:
+    try:
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(host)
+    except ValueError:
+        if not _LEGACY_IPV4.fullmatch(host):
+            return host == "localhost" or "." not in host or host.endswith(_NOT_PUBLIC_SUFFIXES)
+        try:  # 0x7f.1 and 2130706433 are 127.0.0.1 to a browser
+            ip = ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return False
+    return ip.is_loopback or ip.is_private or ip.is_unspecified or ip.is_link_local
+
+
+_LEGACY_IPV4 = re.compile(r"[0-9a-fx.]+")
 
 
 def suppression_reason(store: Store, email: str, category: str) -> str | None:

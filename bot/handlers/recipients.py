@@ -7,7 +7,8 @@ per-address work, so a huge paste or file fails in milliseconds instead of tying
 a Slack worker thread.
 
 Display names end up in the ``To:`` header, so a name containing a line break, a
-control character or an RFC 2047 encoded word (``=?``, the CVE-2024-6923 header
+control character, an invisible or direction-changing character (a bidi override,
+a zero-width space) or an RFC 2047 encoded word (``=?``, the CVE-2024-6923 header
 smuggling trick) is *rejected*, never cleaned: silently editing a name would hide
 an attack from the sender and surprise an honest one, while a rejected line says
 exactly what to fix. The same rule applies to addresses.
@@ -27,6 +28,7 @@ import email_validator
 from email_validator import EmailNotValidError, EmailUndeliverableError
 
 from bot.errors import UserInputError
+from bot.handlers.values import describe_invisible, invisible_character, reserved_as
 from bot.models import Recipient, RecipientList, Rejected
 
 if TYPE_CHECKING:
@@ -274,6 +276,12 @@ def _check_name(name: str) -> None:
         raise _Reject("has a line break or control character in its name")
     if "=?" in name:
         raise _Reject("has '=?' in its name, which could smuggle extra mail headers")
+    code = invisible_character(name)
+    if code is not None:
+        raise _Reject(
+            f"has an invisible or direction-changing character in its name "
+            f"({describe_invisible(code)}), which can make it read as something else"
+        )
 
 
 def _normalize(address: str) -> str:
@@ -502,6 +510,11 @@ def _layout(header: list[str], filename: str, line: int) -> _Layout:
             problem = (
                 f"the column {raw!r} cannot be used in a template. Rename it with "
                 "letters, digits, spaces and '_' (not starting with a digit)."
+            )
+        elif (reserved := reserved_as(raw, for_everyone=False)) is not None:
+            problem = (
+                f"the column {raw!r} cannot be used: {reserved!r} is reserved, because "
+                "mailbolt sets it from its settings. Rename or delete the column."
             )
         else:
             seen[key] = raw

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import html as html_lib
 import re
 import tomllib
 import traceback
@@ -27,23 +28,18 @@ from jinja2.sandbox import SandboxedEnvironment, SecurityError
 from markupsafe import escape
 
 from bot.errors import TemplateError
+from bot.handlers.values import (
+    SYSTEM_VARIABLES,
+    URL_SCHEMES,
+    describe_invisible,
+    invisible_character,
+    url_scheme,
+)
 from bot.models import RenderedMessage, TemplateInfo
 
-SYSTEM_VARIABLES = frozenset(
-    {
-        "email",
-        "name",
-        "first_name",
-        "from_name",
-        "sender_address",
-        "postal_address",
-        "unsubscribe_url",
-    }
-)
-"""Supplied to every render by the sender; a catalogue's ``required`` lists only the rest.
-
-``unsubscribe_url`` is the empty string for transactional templates.
-"""
+# SYSTEM_VARIABLES (declared in bot.handlers.values) are supplied to every render by
+# the sender; a catalogue's ``required`` lists only the rest. ``unsubscribe_url``
+# is the empty string for transactional templates.
 
 CATEGORIES = ("transactional", "marketing")
 MARKETING_FOOTER = ("postal_address", "unsubscribe_url")
@@ -66,6 +62,18 @@ _ENCODED_WORD = re.compile(r"=\?[^?\s]*\?[bq]\?", re.IGNORECASE)
 _BLANK_LINE = re.compile(r"\r?\n[ \t]*\r?\n")
 _PREHEADER = re.compile(r"<!-- preheader:start -->.*?<!-- preheader:end -->", re.DOTALL)
 _CELL_END = re.compile(r"</t[dh]>", re.IGNORECASE)
+# Attributes whose value a mail program follows or loads as a URL.
+_LINK_ATTRIBUTES = r"(?:href|src|action|formaction|background|poster|cite|longdesc|xlink:href)"
+# An attribute's value (the closing quote is not required: only its start matters),
+# and the name of a link attribute right before the '='.
+_ATTRIBUTE_VALUE = re.compile(r"""=[ \t\r\n\f]*(?:"([^"]*)|'([^']*)|([^\s"'=<>`]+))""")
+_PLAIN_LINK = re.compile(r"(?:https?://|mailto:)[^&]*\Z", re.IGNORECASE)
+_LINK_NAME_BEFORE = re.compile(rf"(?<![\w:-]){_LINK_ATTRIBUTES}\s*\Z", re.IGNORECASE)
+_MULTILINE_LINK = re.compile(rf"""{_LINK_ATTRIBUTES}\s*=\s*(?:"[^"]*\n|'[^']*\n)""", re.I)
+MAX_CLEAN_LINES = 50_000
+"""Bound on one renderer's memory of HTML lines found free of bad links."""
+# Template text that ends where such an attribute's value begins: href=" or src='.
+_LINK_VALUE_STARTS = re.compile(rf"""(?<![\w:-]){_LINK_ATTRIBUTES}\s*=\s*["']?\s*\Z""", re.I)
 _TRAILING_SPACE = re.compile(r"[ \t]+\n")
 _BLANK_RUN = re.compile(r"\n{3,}")
 
@@ -153,14 +161,22 @@ class Renderer:
         self.info = info
         self._inliner = inliner
         env = _environment(templates_dir)
-        subject_tree = _parse_subject(env, info, user_subject=user_subject)
+        # A subject typed by a person gets an environment of its own without Jinja's
+        # globals (range, dict, lipsum, cycler, joiner, namespace): only the values.
+        subject_env = _bare_environment() if user_subject else env
+        subject_tree = _parse_subject(subject_env, info, user_subject=user_subject)
         self._global_snapshots: dict[int, dict[str, Any]] = {}
-        self._subject = env.from_string(subject_tree)
+        self._subject = subject_env.from_string(subject_tree)
         self._html, html_trees = _load_file(env, info, info.html)
         self._text, text_trees = _load_file(env, info, info.text) if info.text else (None, [])
         self._html_variables = _undeclared(html_trees)
         self._text_variables = _undeclared(text_trees)
         self._variables = self._html_variables | self._text_variables | _undeclared([subject_tree])
+        self._link_variables = _link_variables(html_trees)
+        # Lines of HTML already found free of bad links: most of a message is the
+        # layout, the same for every recipient, and is checked once per campaign.
+        # Only sound while a link's value starts on its attribute's line.
+        self._clean_lines: set[str] | None = None if _multiline_links(html_trees) else set()
         if info.category == "marketing":
             self._check_footer_is_there()
 
@@ -171,6 +187,14 @@ class Renderer:
         so a form can show which columns the template can use.
         """
         return set(self._variables)
+
+    def link_variables(self) -> frozenset[str]:
+        """Variables whose value begins a link (``href="{{ start_url }}"``) in the HTML.
+
+        Their value decides what kind of link it is, so it must be an http, https
+        or mailto URL; preflight checks every recipient's value before rendering.
+        """
+        return self._link_variables
 
     def render(
         self, variables: Mapping[str, Any], who: str, *, check_only: bool = False
@@ -190,6 +214,7 @@ class Renderer:
         subject = self._render_part(self._subject, variables, who).strip()
         self._check_subject(subject, who)
         raw_html = self._render_part(self._html, variables, who)
+        self._check_links(raw_html, variables, who)
         if self._text is not None:
             text = self._render_part(self._text, variables, who).strip() + "\n"
         elif check_only:
@@ -283,11 +308,57 @@ class Renderer:
                 f"({bad.group()!r}); subjects must be one line. Check this recipient's variables.",
                 field="subject",
             )
+        code = invisible_character(subject)
+        if code is not None:
+            raise TemplateError(
+                f"{who}: the subject contains the invisible or direction-changing character "
+                f"{describe_invisible(code)}, which can make it read differently from what "
+                f"it says. Check this recipient's variables.",
+                field="subject",
+            )
         if _ENCODED_WORD.search(subject):
             raise TemplateError(
                 f"{who}: the subject contains an encoded-word marker ('=?charset?Q?'), "
                 f"which mail programs would decode; remove it from the subject or variables.",
                 field="subject",
+            )
+
+    def _check_links(self, html: str, variables: Mapping[str, Any], who: str) -> None:
+        """Every link in the rendered HTML is http, https or mailto (or relative).
+
+        The values were checked before rendering; this catches a value that
+        reaches a link some other way (a filter, a ``set``, two values joined).
+        """
+        clean = self._clean_lines
+        if clean is None or any("\n" in str(v) for v in variables.values()):
+            self._check_link_text(html, variables, who)
+            return
+        lines = set(html.split("\n")) - clean
+        if not lines:
+            return
+        self._check_link_text("\n".join(lines), variables, who)
+        if len(clean) + len(lines) > MAX_CLEAN_LINES:
+            clean.clear()
+        clean.update(lines)
+
+    def _check_link_text(self, html: str, variables: Mapping[str, Any], who: str) -> None:
+        # Every attribute value is found by one fast search; only a value that
+        # can hold a scheme (a ':' or an entity) costs a look at its attribute.
+        for match in _ATTRIBUTE_VALUE.finditer(html):
+            target = match.group(match.lastindex or 1)
+            if (":" not in target and "&" not in target) or _PLAIN_LINK.match(target):
+                continue
+            start = match.start()
+            if not _LINK_NAME_BEFORE.search(html, max(0, start - 40), start):
+                continue
+            scheme = url_scheme(target)
+            if scheme is None or scheme in URL_SCHEMES:
+                continue
+            source = _source_of(html_lib.unescape(target), variables)
+            raise TemplateError(
+                f"{who}: the template {self.info.name!r} would contain a {scheme}: link "
+                f"(from {source}); only https://, http:// and mailto: links are allowed.",
+                field="template" if source == "the template itself" else "recipients",
             )
 
     def _check_footer_is_there(self) -> None:
@@ -326,6 +397,49 @@ class Renderer:
                         f"part without the {name!r} footer; see templates/README.md.",
                         field="template",
                     )
+
+
+def _source_of(target: str, variables: Mapping[str, Any]) -> str:
+    """Which value a link came from, for an error message that names it."""
+    for name, value in variables.items():
+        text = str(value).strip()
+        if text and (text in target or target.strip() in text):
+            return f"the value {name!r}"
+    return "the template itself"
+
+
+def _link_variables(trees: builtins.list[nodes.Template]) -> frozenset[str]:
+    """Names used right where a link attribute's value begins, in ``trees``."""
+    found: set[str] = set()
+    for tree in trees:
+        for output in tree.find_all(nodes.Output):
+            before = ""
+            for node in output.nodes:
+                if isinstance(node, nodes.TemplateData):
+                    before = node.data
+                    continue
+                if _LINK_VALUE_STARTS.search(before):
+                    names = [node] if isinstance(node, nodes.Name) else []
+                    names += node.find_all(nodes.Name)
+                    found.update(n.name for n in names if n.ctx == "load")
+                before = ""
+    return frozenset(found)
+
+
+def _multiline_links(trees: builtins.list[nodes.Template]) -> bool:
+    """Whether a template writes a link attribute whose value goes on past a line end."""
+    for tree in trees:
+        text = "\x00".join(node.data for node in tree.find_all(nodes.TemplateData))
+        if _MULTILINE_LINK.search(text):
+            return True
+    return False
+
+
+def _bare_environment() -> SandboxedEnvironment:
+    """A sandbox for text a person typed: no loader, no globals, no autoescaping."""
+    env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+    env.globals.clear()
+    return env
 
 
 def _environment(templates_dir: Path) -> SandboxedEnvironment:
@@ -379,6 +493,17 @@ def _parse_subject(
         ) from exc
     if user_subject:
         _check_user_subject(tree)
+        code = invisible_character(info.subject)
+        if code is not None:
+            what = (
+                "a line break or control character"
+                if _NOT_ONE_LINE.search(info.subject)
+                else f"the invisible or direction-changing character {describe_invisible(code)}"
+            )
+            raise TemplateError(
+                f"The subject contains {what}; subjects must be one line of visible text.",
+                field=field,
+            )
     return tree
 
 
