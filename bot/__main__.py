@@ -24,6 +24,7 @@ COMMAND_MODULES = [core_cmds, gmail_cmds, compliance_cmds, serve_cmds]
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    parser.set_defaults(needs_settings=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMAND_MODULES:
         module.register(sub)
@@ -42,9 +43,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        settings = Settings.load()
+        # `config` reads the settings itself, so it can show the table when one is bad.
+        settings = Settings.load() if args.needs_settings else None
         return args.func(args, settings)
-    except (ConfigError, UserInputError) as exc:
+    except ConfigError as exc:
+        _say("error: ", exc)
+        core_cmds.err.print("`python -m bot config` shows every setting with the bad ones marked.")
+        return 2
+    except UserInputError as exc:
         _say("error: ", exc)
         for detail in getattr(exc, "details", [])[:20]:
             core_cmds.err.print(f"  - {detail}", markup=False, soft_wrap=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import IO
 
 from bot.config import Settings
-from bot.errors import MailboltError
+from bot.errors import AuthError, MailboltError
 from bot.handlers.campaign import Deps
 from bot.handlers.compose import Envelope
 from bot.handlers.templates import TemplateCatalogue
@@ -58,9 +58,20 @@ def build_pacer(settings: Settings) -> Pacer:
     return NoPacing()
 
 
-def build_deps(settings: Settings, store: Store | None = None) -> Deps:
-    """Everything a campaign needs; the transport is created on first use."""
+def build_deps(settings: Settings, store: Store | None = None, *, sending: bool = True) -> Deps:
+    """Everything a campaign needs; the transport is created on first use.
+
+    With ``sending=False`` (commands that only read or decide: ``status``,
+    ``templates``, ``resolve``) a missing Gmail grant is no error: the From
+    address is left empty instead of asking for an ``auth`` nobody needs yet.
+    """
     store = store or Store(settings.database_path)
+    try:
+        address = sender_address(settings)
+    except AuthError:
+        if sending:
+            raise
+        address = ""
     gmail = settings.mail_transport == "gmail"
     transport: list[Transport] = []
 
@@ -74,7 +85,7 @@ def build_deps(settings: Settings, store: Store | None = None) -> Deps:
         catalogue=TemplateCatalogue(settings.templates_dir),
         transport=lazy_transport,
         pacer=build_pacer(settings),
-        envelope=Envelope(settings.from_name, sender_address(settings), settings.reply_to),
+        envelope=Envelope(settings.from_name, address, settings.reply_to),
         postal_address=settings.postal_address,
         unsubscribe_base=unsubscribe_base(settings),
         unsubscribe_secret=load_secret(

@@ -13,11 +13,13 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
-from bot.config import Settings, env_example
+from bot.cli.args import CAMPAIGN_ID, POSITIVE
+from bot.cli.console import make_console
+from bot.config import Settings, env_example, read_settings
 from bot.errors import UserInputError
 from bot.handlers import campaign
 from bot.handlers.recipients import parse_csv, parse_text
@@ -25,8 +27,8 @@ from bot.models import RecipientList
 from bot.store import FINAL_STATES, MESSAGE_STATES
 from bot.wiring import SenderLock, build_deps
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+out = make_console()
+err = make_console(stderr=True)
 
 
 def _parse_vars(pairs: list[str]) -> dict[str, str]:
@@ -190,7 +192,7 @@ def _resume(deps: campaign.Deps, settings: Settings) -> int:
 
 
 def cmd_resolve(args: argparse.Namespace, settings: Settings) -> int:
-    deps = build_deps(settings)
+    deps = build_deps(settings, sending=False)
     if args.retry_failed:
         n = campaign.retry_failed(args.campaign, deps, "cli")
         out.print(f"{n} failed message(s) queued again; run `python -m bot send --resume`.")
@@ -204,7 +206,7 @@ def cmd_resolve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    deps = build_deps(settings)
+    deps = build_deps(settings, sending=False)
     if args.campaign is not None:
         _print_result(campaign.counts_result(args.campaign, deps), settings)
         return 0
@@ -220,7 +222,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_templates(args: argparse.Namespace, settings: Settings) -> int:
-    deps = build_deps(settings)
+    deps = build_deps(settings, sending=False)
     table = Table(title=f"Templates in {settings.templates_dir}/")
     for col in ("name", "category", "description", "required variables"):
         table.add_column(col)
@@ -259,23 +261,46 @@ def cmd_preview(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_config(args: argparse.Namespace, settings: Settings | None) -> int:
+    """Show every setting, and mark the bad ones: most needed when one is wrong.
+
+    Runs without loading ``Settings`` (which refuses bad values), so a bad value
+    never hides the table that helps fix it. Exit 2 when any value is bad.
+    """
     if args.example:
         sys.stdout.write(env_example())
         return 0
+    readings = read_settings()
     table = Table(title="Effective settings (secrets masked)")
-    for col in ("setting", "value", ""):
+    for col in ("setting", "value", "", "problem"):
         table.add_column(col)
-    for name, shown, is_default in settings.masked():
-        table.add_row(name, shown, "default" if is_default else "set")
+    for r in readings:
+        source = "default" if r.is_default else "set"
+        if r.problem:
+            table.add_row(
+                Text(f"✗ {r.spec.env}", "bold red"),
+                r.shown,
+                source,
+                Text(r.problem, "red"),
+            )
+        else:
+            table.add_row(r.spec.env, r.shown, source, "")
     out.print(table)
+    bad = [r for r in readings if r.problem]
+    if bad:
+        err.print(f"{len(bad)} setting(s) marked ✗ must be fixed:", style="bold red")
+        for r in bad:
+            err.print(f"  - {r.problem_line}", markup=False)
+        return 2
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     send = sub.add_parser("send", help="send a template to a list of recipients")
-    send.add_argument("--template", help="catalogue name (see `templates`)")
-    send.add_argument("--recipients", help="a .csv file, or a text file of addresses")
+    send.add_argument("--template", metavar="NAME", help="catalogue name (see `templates`)")
+    send.add_argument(
+        "--recipients", metavar="FILE", help="a .csv file, or a text file of addresses"
+    )
     send.add_argument(
         "--var",
         action="append",
@@ -283,9 +308,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="NAME=VALUE",
         help="a variable for every recipient (repeatable)",
     )
-    send.add_argument("--subject", help="override the template's subject")
+    send.add_argument("--subject", metavar="TEXT", help="override the template's subject")
     send.add_argument("--dry-run", action="store_true", help="render and check only")
-    send.add_argument("--limit", type=int, help="send to at most N recipients")
+    send.add_argument("--limit", type=POSITIVE, metavar="N", help="send to at most N recipients")
     send.add_argument(
         "--skip-invalid",
         action="store_true",
@@ -299,24 +324,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     send.set_defaults(func=cmd_send)
 
     preview = sub.add_parser("preview", help="write one recipient's rendered HTML and text")
-    preview.add_argument("--template", required=True)
-    preview.add_argument("--recipients", required=True)
-    preview.add_argument("--row", type=int, default=1, help="1-based recipient number")
+    preview.add_argument("--template", required=True, metavar="NAME")
+    preview.add_argument("--recipients", required=True, metavar="FILE")
+    preview.add_argument(
+        "--row", type=POSITIVE, default=1, metavar="N", help="1-based recipient number"
+    )
     preview.add_argument("--var", action="append", default=[], metavar="NAME=VALUE")
-    preview.add_argument("--subject")
-    preview.add_argument("--out", default="data/preview", help="folder for the files")
+    preview.add_argument("--subject", metavar="TEXT")
+    preview.add_argument(
+        "--out", default="data/preview", metavar="DIR", help="folder for the files"
+    )
     preview.set_defaults(func=cmd_preview)
 
     templates = sub.add_parser("templates", help="list the template catalogue")
     templates.set_defaults(func=cmd_templates)
 
     status = sub.add_parser("status", help="recent campaigns, or one campaign's counts")
-    status.add_argument("campaign", type=int, nargs="?")
-    status.add_argument("--last", type=int, default=10)
+    status.add_argument("campaign", type=CAMPAIGN_ID, nargs="?", metavar="CAMPAIGN")
+    status.add_argument(
+        "--last", type=POSITIVE, default=10, metavar="N", help="how many campaigns (10)"
+    )
     status.set_defaults(func=cmd_status)
 
     resolve = sub.add_parser("resolve", help="decide about uncertain or failed messages")
-    resolve.add_argument("campaign", type=int)
+    resolve.add_argument("campaign", type=CAMPAIGN_ID, metavar="CAMPAIGN")
     resolve.add_argument("--resend", action="store_true", help="send uncertain ones again")
     resolve.add_argument("--skip", action="store_true", help="give uncertain ones up")
     resolve.add_argument("--retry-failed", action="store_true", help="queue failed ones again")
@@ -324,4 +355,4 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     config = sub.add_parser("config", help="print the effective settings, secrets masked")
     config.add_argument("--example", action="store_true", help="print a commented .env.example")
-    config.set_defaults(func=cmd_config)
+    config.set_defaults(func=cmd_config, needs_settings=False)

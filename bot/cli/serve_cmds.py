@@ -22,10 +22,11 @@ import signal
 from collections.abc import Callable
 from types import FrameType
 
-from rich.console import Console
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.cli.args import whole
+from bot.cli.console import make_console
 from bot.config import Settings
 from bot.runner import Runner
 from bot.slack.app import bolt_app, build_client, build_services
@@ -33,7 +34,7 @@ from bot.web import WebServer, make_wsgi_app
 from bot.wiring import SenderLock, build_deps
 
 log = logging.getLogger(__name__)
-err = Console(stderr=True, highlight=False)
+err = make_console(stderr=True)
 
 #: The bot scopes the features need; manifest.yml asks for exactly these.
 REQUIRED_SCOPES = ("commands", "chat:write", "users:read", "users:read.email", "files:read")
@@ -210,7 +211,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     serve_parser = sub.add_parser("serve", help="run the Slack app and the web server")
-    serve_parser.add_argument("--port", type=int, help="HTTP port (default: PORT, 3000)")
+    serve_parser.add_argument(
+        "--port", type=whole(1, 65535), help="HTTP port (default: PORT, 3000)"
+    )
     serve_parser.add_argument(
         "--host",
         default="0.0.0.0",  # noqa: S104 - a server Slack must reach
