@@ -16,7 +16,13 @@ from rich.text import Text
 
 from bot.cli import compliance_cmds, core_cmds, gmail_cmds, serve_cmds
 from bot.config import Settings
-from bot.errors import AuthError, ConfigError, MailboltError, UserInputError
+from bot.errors import (
+    AuthError,
+    ConfigError,
+    MailboltError,
+    UserInputError,
+    describe_os_error,
+)
 
 COMMAND_MODULES = [core_cmds, gmail_cmds, compliance_cmds, serve_cmds]
 
@@ -54,6 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say("error: ", exc)
         for detail in getattr(exc, "details", [])[:20]:
             core_cmds.err.print(f"  - {detail}", markup=False, soft_wrap=True)
+        if hint := core_cmds.remedy_hint(exc):
+            core_cmds.err.print(hint, markup=False, soft_wrap=True)
         core_cmds.err.print("Nothing was sent.")
         return 2
     except AuthError as exc:
@@ -61,6 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except MailboltError as exc:
         _say("error: ", exc)
+        return 1
+    except OSError as exc:  # a file this command needed: say which, and what is wrong
+        where = f" {exc.filename}" if exc.filename else ""
+        _say("error: ", Exception(f"cannot use{where}: {describe_os_error(exc)}."))
         return 1
     except KeyboardInterrupt:
         core_cmds.err.print("Interrupted. Run `python -m bot send --resume` to continue.")

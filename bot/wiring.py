@@ -96,6 +96,27 @@ def build_deps(settings: Settings, store: Store | None = None, *, sending: bool 
     )
 
 
+def sender_active(database_path: Path) -> bool:
+    """Whether some process holds the sender lock of this database right now.
+
+    Tested with a shared, non-blocking ``flock`` released at once, so a status
+    check never keeps a sender from starting. A campaign "running" in the
+    database with nobody holding the lock was interrupted.
+    """
+    path = Path(f"{database_path}.lock")
+    try:
+        fh = open(path)  # noqa: SIM115 - closed below
+    except OSError:
+        return False  # no lock file: nobody has ever sent from here
+    with fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return False
+
+
 class SenderLock:
     """One sending process per database, so crash recovery never races a live sender.
 

@@ -13,6 +13,7 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
@@ -20,12 +21,22 @@ from rich.text import Text
 from bot.cli.args import CAMPAIGN_ID, POSITIVE
 from bot.cli.console import make_console
 from bot.config import Settings, env_example, read_settings
-from bot.errors import UserInputError
+from bot.errors import Remedy, UserInputError
 from bot.handlers import campaign
+from bot.handlers.display import Display, NextStep, display_state
 from bot.handlers.recipients import parse_csv, parse_text
 from bot.models import RecipientList
-from bot.store import FINAL_STATES, MESSAGE_STATES
-from bot.wiring import SenderLock, build_deps
+from bot.store import (
+    DEFERRED,
+    FAILED,
+    MESSAGE_STATES,
+    QUEUED,
+    SENDING,
+    SENT,
+    SKIPPED,
+    UNCERTAIN,
+)
+from bot.wiring import SenderLock, build_deps, sender_active
 
 out = make_console()
 err = make_console(stderr=True)
@@ -75,8 +86,47 @@ def _report_input(recipients: RecipientList, plan: campaign.Plan | None) -> None
                 out.print(f"  … and {len(items) - 10} more")
 
 
-def _summary(result: campaign.Result) -> Table:
-    table = Table(title=f"Campaign {result.campaign_id}: {result.status}")
+def remedy_hint(exc: UserInputError) -> str:
+    """The CLI's words for the way out an error names (Slack has its own)."""
+    if exc.remedy is Remedy.SKIP_INVALID:
+        return "Pass --skip-invalid to send to the valid addresses only."
+    if exc.remedy is Remedy.SET_VARIABLE:
+        return f"Or pass --var {exc.remedy_arg}=VALUE to give every recipient the same value."
+    return ""
+
+
+def _when(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def next_step_text(shown: Display, campaign_id: int) -> str:
+    """The CLI command for a campaign's next step."""
+    if shown.next_step is NextStep.RESUME:
+        return "run `python -m bot send --resume` to continue"
+    if shown.next_step is NextStep.RESOLVE_UNCERTAIN:
+        return f"decide with `python -m bot resolve {campaign_id} --resend` or `--skip`"
+    if shown.next_step is NextStep.RETRY_FAILED:
+        return (
+            f"to try them again: `python -m bot resolve {campaign_id} --retry-failed`, "
+            "then `python -m bot send --resume`"
+        )
+    if shown.next_step is NextStep.WAIT:
+        after = f" after {_when(shown.resume_at)}" if shown.resume_at else ""
+        return (
+            "resumes by itself while `python -m bot serve` runs, or run "
+            f"`python -m bot send --resume`{after}"
+        )
+    return ""
+
+
+def _state_words(shown: Display) -> str:
+    if shown.state == "deferred" and shown.resume_at:
+        return f"deferred until {_when(shown.resume_at)}"
+    return shown.label
+
+
+def _summary(result: campaign.Result, shown: Display) -> Table:
+    table = Table(title=f"Campaign {result.campaign_id}: {_state_words(shown)}")
     table.add_column("state")
     table.add_column("messages", justify="right")
     for state in MESSAGE_STATES:
@@ -85,45 +135,47 @@ def _summary(result: campaign.Result) -> Table:
     return table
 
 
-def _print_result(result: campaign.Result, settings: Settings) -> None:
-    out.print(_summary(result))
+def _print_result(
+    result: campaign.Result, settings: Settings, *, sender_active: bool = False
+) -> None:
+    shown = display_state(
+        {"status": result.status, "paused_reason": result.reason},
+        result.counts,
+        sender_active=sender_active,
+        deferred_until=result.resume_at,
+    )
+    out.print(_summary(result, shown))
     for email, reason in result.failures:
-        out.print(f"[red]failed[/] {email}: {reason}")
-    if result.reason:
-        out.print(f"[yellow]{result.reason}[/]")
-    if result.counts["deferred"] and result.resume_at:
-        when = datetime.fromtimestamp(result.resume_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
-        out.print(f"{result.counts['deferred']} message(s) deferred until {when}.")
-    if result.counts["deferred"]:
-        out.print(
-            "Deferred messages resume with `python -m bot send --resume` (or by "
-            "themselves while `python -m bot serve` runs)."
-        )
-    if result.counts["uncertain"]:
-        out.print(
-            "Uncertain messages may or may not have been sent; choose with "
-            f"`python -m bot resolve {result.campaign_id} --resend|--skip`."
-        )
+        out.print(f"[red]failed[/] {escape(email)}: {escape(reason)}")
+    if result.reason and shown.state != "paused":
+        out.print(f"[yellow]{escape(result.reason)}[/]")
+    if shown.state == "paused":
+        out.print(f"[yellow]Paused:[/] {escape(result.reason)}")
+    if step := next_step_text(shown, result.campaign_id):
+        out.print(f"Next: {step}.", markup=False)
     if settings.mail_transport == "sandbox" and result.counts["sent"]:
         out.print(f"Sandbox: the messages are .eml files in [bold]{settings.sandbox_outbox}/[/]")
 
 
 def _run_with_progress(campaign_id: int, deps: campaign.Deps, *, resume: bool) -> campaign.Result:
-    todo = len(deps.store.ready_messages(campaign_id))
-    done_states = (*FINAL_STATES, "deferred", "uncertain")
-    start = sum(deps.store.counts(campaign_id)[s] for s in done_states)
+    counts = deps.store.counts(campaign_id)
+    # The whole campaign is the total and the settled messages the count, so the
+    # bar never passes its total, however a resume moves messages between states.
+    total = sum(counts.values()) - counts[SKIPPED]
+    done_states = (SENT, FAILED, DEFERRED, UNCERTAIN)
+    todo = counts[QUEUED] + counts[DEFERRED] + counts[SENDING]
     with Progress(
         TextColumn("sending"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
         console=out,
-        disable=todo < 20,
+        disable=todo < 20 or not out.is_terminal,
     ) as bar:
-        task = bar.add_task("send", total=todo)
+        task = bar.add_task("send", total=total, completed=sum(counts[s] for s in done_states))
 
-        def progress(counts: dict[str, int]) -> None:
-            bar.update(task, completed=sum(counts[s] for s in done_states) - start)
+        def progress(now: dict[str, int]) -> None:
+            bar.update(task, completed=min(total, sum(now[s] for s in done_states)))
 
         return campaign.run(
             campaign_id, deps, progress=progress, cancel=threading.Event(), resume=resume
@@ -192,30 +244,51 @@ def _resume(deps: campaign.Deps, settings: Settings) -> int:
 
 
 def cmd_resolve(args: argparse.Namespace, settings: Settings) -> int:
+    if sum((args.resend, args.skip, args.retry_failed)) != 1:
+        raise UserInputError("Choose one of --resend, --skip or --retry-failed.")
     deps = build_deps(settings, sending=False)
     if args.retry_failed:
         n = campaign.retry_failed(args.campaign, deps, "cli")
+        if not n:
+            out.print(f"Campaign {args.campaign} has no failed messages; nothing changed.")
+            return 0
         out.print(f"{n} failed message(s) queued again; run `python -m bot send --resume`.")
         return 0
-    if args.resend == args.skip:
-        raise UserInputError("Choose --resend or --skip (or --retry-failed).")
     n = campaign.resolve_uncertain(args.campaign, deps, "cli", resend=args.resend)
-    action = "queued to send again" if args.resend else "skipped"
-    out.print(f"{n} uncertain message(s) {action}.")
+    if not n:
+        out.print(f"Campaign {args.campaign} has no uncertain messages; nothing changed.")
+        return 0
+    if args.resend:
+        out.print(f"{n} uncertain message(s) queued again; run `python -m bot send --resume`.")
+    else:
+        out.print(f"{n} uncertain message(s) skipped.")
     return 0
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     deps = build_deps(settings, sending=False)
+    active = sender_active(settings.database_path)
     if args.campaign is not None:
-        _print_result(campaign.counts_result(args.campaign, deps), settings)
+        _print_result(campaign.counts_result(args.campaign, deps), settings, sender_active=active)
         return 0
     table = Table(title="Recent campaigns")
-    for col in ("id", "template", "status", "by", "messages"):
+    for col in ("id", "template", "state", "by", "messages", "next step"):
         table.add_column(col)
     for row in deps.store.campaigns(limit=args.last):
+        counts = deps.store.counts(row["id"])
+        shown = display_state(
+            row,
+            counts,
+            sender_active=active,
+            deferred_until=deps.store.deferred_until(row["id"]) if counts[DEFERRED] else None,
+        )
         table.add_row(
-            str(row["id"]), row["template"], row["status"], row["requested_by"], str(row["total"])
+            str(row["id"]),
+            row["template"],
+            _state_words(shown),
+            row["requested_by"],
+            str(row["total"]),
+            next_step_text(shown, row["id"]),
         )
     out.print(table)
     return 0

@@ -32,10 +32,13 @@ from tenacity import (
 
 from bot.errors import (
     AuthError,
+    LocalFault,
     MailboltError,
     PermanentSendError,
     PolicyError,
     QuotaDeferred,
+    Remedy,
+    StorageError,
     TemplateError,
     TransientSendError,
     UncertainSendError,
@@ -198,8 +201,10 @@ def _check_required(
         names = ", ".join(f"'{m}'" for m in missing)
         raise TemplateError(
             f"The template '{renderer.info.name}' needs {names}: add a CSV column or give "
-            f"a value for all recipients (CLI: --var {missing[0]}=...).",
+            "a value for all recipients.",
             field="variables",
+            remedy=Remedy.SET_VARIABLE,
+            remedy_arg=missing[0],
         )
 
 
@@ -213,10 +218,16 @@ def preflight(request: CampaignRequest, deps: Deps) -> Plan:
         raise UserInputError(
             f"{len(recipients.rejected)} recipient line(s) are not usable"
             + (f" ({more} more not shown)" if more > 0 else "")
-            + ". Fix them, or choose to skip invalid addresses.",
+            + ". Fix them, or skip the invalid addresses.",
             field="recipients",
             line=recipients.rejected[0].line,
             details=listed,
+            remedy=Remedy.SKIP_INVALID,
+        )
+    if request.limit is not None and request.limit < 1:
+        raise UserInputError(
+            f"The limit must be 1 or more (got {request.limit}); nothing was recorded.",
+            field="limit",
         )
     if not recipients.recipients:
         raise UserInputError("There are no valid recipients.", field="recipients")
@@ -361,6 +372,7 @@ class _Run:
                 self.stop_status, self.stop_reason, self.resume_at = status, reason, resume_at
 
     halt: threading.Event = field(default_factory=threading.Event)
+    fault: StorageError | None = None
 
     @property
     def stopped(self) -> bool:
@@ -460,6 +472,9 @@ def _send_one(run: _Run, deps: Deps, transport: Transport, row: dict[str, Any]) 
     except AuthError as exc:
         store.requeue(row["id"], "not sent: Gmail authorization failed")
         run.stop(PAUSED, str(exc))
+    except LocalFault as exc:  # this machine cannot send anything now: pause, fail nothing
+        store.requeue(row["id"], f"not sent: {exc}")
+        run.stop(PAUSED, str(exc))
     else:
         store.mark_sent(row["id"], provider_id)
 
@@ -555,12 +570,18 @@ def run(
                 return
             try:
                 _send_one(state, deps, transport, row)
+                if progress:
+                    progress(store.counts(campaign_id))
+            except StorageError as exc:
+                # The database cannot record anything: stop every worker. What was
+                # committed stays true; a claimed message is settled on resume.
+                state.fault = state.fault or exc
+                state.halt.set()
+                return
             except Exception as exc:  # a bug must not leave a message claimed forever
                 log.exception("unexpected error sending message %s", row["id"])
                 store.mark_uncertain(row["id"], f"internal error: {exc}")
                 raise
-            if progress:
-                progress(store.counts(campaign_id))
 
     threads = [
         threading.Thread(target=worker, name=f"send-{campaign_id}-{i}", daemon=True)
@@ -570,6 +591,8 @@ def run(
         t.start()
     for t in threads:
         t.join()
+    if state.fault is not None:
+        raise state.fault
     return _finish(state, deps, campaign_id)
 
 
@@ -602,11 +625,17 @@ def _finish(state: _Run, deps: Deps, campaign_id: int) -> Result:
     return Result(campaign_id, status, counts, state.stop_reason, resume_at, failures)
 
 
-def counts_result(campaign_id: int, deps: Deps) -> Result:
-    """The current picture of a campaign without sending anything."""
+def _existing(campaign_id: int, deps: Deps) -> dict[str, Any]:
+    """The campaign's row; a campaign that does not exist is the person's mistake."""
     campaign = deps.store.campaign(campaign_id)
     if campaign is None:
         raise UserInputError(f"There is no campaign {campaign_id}.", field="campaign")
+    return campaign
+
+
+def counts_result(campaign_id: int, deps: Deps) -> Result:
+    """The current picture of a campaign without sending anything."""
+    campaign = _existing(campaign_id, deps)
     failures = [
         (r["email"], r["last_error"] or "")
         for r in deps.store.messages(campaign_id, [FAILED], limit=5)
@@ -624,6 +653,7 @@ def counts_result(campaign_id: int, deps: Deps) -> Result:
 
 def retry_failed(campaign_id: int, deps: Deps, actor: str) -> int:
     """Put failed messages back in the queue (a person decided to try again)."""
+    _existing(campaign_id, deps)
     rows = deps.store.messages(campaign_id, [FAILED])
     for row in rows:
         deps.store.requeue(row["id"], None, from_states=(FAILED,))
@@ -633,6 +663,7 @@ def retry_failed(campaign_id: int, deps: Deps, actor: str) -> int:
 
 def resolve_uncertain(campaign_id: int, deps: Deps, actor: str, *, resend: bool) -> int:
     """A person's choice for messages nobody can prove were sent: re-send or skip."""
+    _existing(campaign_id, deps)
     rows = deps.store.messages(campaign_id, [UNCERTAIN])
     for row in rows:
         if resend:
