@@ -120,8 +120,11 @@ def next_step_text(shown: Display, campaign_id: int) -> str:
 
 
 def _state_words(shown: Display) -> str:
+    """The state in a few words; a pause's reason is printed once, below the table."""
     if shown.state == "deferred" and shown.resume_at:
         return f"deferred until {_when(shown.resume_at)}"
+    if shown.state == "paused":
+        return "paused"
     return shown.label
 
 
