@@ -196,7 +196,7 @@ SPECS: tuple[Spec, ...] = (
     Spec(
         "GMAIL_QUOTA_UNITS_PER_MINUTE",
         "6000",
-        _whole(SEND_UNITS, 1_000_000),  # below one send a minute nothing could ever go
+        _whole(SEND_UNITS, 100_000_000),  # below one send a minute nothing could ever go
         "Per-user Gmail API quota; messages.send costs 100 units. Older projects: 15000.",
     ),
     Spec(

@@ -104,7 +104,7 @@ def next_step_text(shown: Display, campaign_id: int) -> str:
     if shown.next_step is NextStep.RESUME:
         return "run `python -m bot send --resume` to continue"
     if shown.next_step is NextStep.RESOLVE_UNCERTAIN:
-        return f"decide with `python -m bot resolve {campaign_id} --resend` or `--skip`"
+        return f"decide with `python -m bot resolve {campaign_id} --resend|--skip`"
     if shown.next_step is NextStep.RETRY_FAILED:
         return (
             f"to try them again: `python -m bot resolve {campaign_id} --retry-failed`, "
@@ -128,8 +128,8 @@ def _state_words(shown: Display) -> str:
     return shown.label
 
 
-def _summary(result: campaign.Result, shown: Display) -> Table:
-    table = Table(title=f"Campaign {result.campaign_id}: {_state_words(shown)}")
+def _summary(result: campaign.Result) -> Table:
+    table = Table()
     table.add_column("state")
     table.add_column("messages", justify="right")
     for state in MESSAGE_STATES:
@@ -147,7 +147,9 @@ def _print_result(
         sender_active=sender_active,
         deferred_until=result.resume_at,
     )
-    out.print(_summary(result, shown))
+    # A line of its own, not the table's title: a title is wrapped to the table's width.
+    out.print(f"Campaign {result.campaign_id}: {_state_words(shown)}", markup=False)
+    out.print(_summary(result))
     for email, reason in result.failures:
         out.print(f"[red]failed[/] {escape(email)}: {escape(reason)}")
     if result.reason and shown.state != "paused":
@@ -181,7 +183,12 @@ def _run_with_progress(campaign_id: int, deps: campaign.Deps, *, resume: bool) -
             bar.update(task, completed=min(total, sum(now[s] for s in done_states)))
 
         return campaign.run(
-            campaign_id, deps, progress=progress, cancel=threading.Event(), resume=resume
+            campaign_id,
+            deps,
+            progress=progress,
+            cancel=threading.Event(),
+            resume=resume,
+            notice=lambda text: err.print(text, markup=False),
         )
 
 

@@ -101,6 +101,14 @@ def cmd_auth(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.check:
         info = google_auth.check_auth(settings)
+        if settings.sender_address:
+            # The sign-in scopes only serve to learn the From address, which is set.
+            info["missing"] = [
+                s
+                for s in info["missing"]
+                if s not in (google_auth.OPENID_SCOPE, google_auth.EMAIL_SCOPE)
+            ]
+            info["account"] = info["account"] or f"{settings.sender_address} (SENDER_ADDRESS)"
         _print_grant(info)
         return 0 if info["can_send"] and not info["missing"] else 1
     out.print("mailbolt will ask Google for these permissions:")

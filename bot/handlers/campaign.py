@@ -479,7 +479,12 @@ def _send_one(run: _Run, deps: Deps, transport: Transport, row: dict[str, Any]) 
         store.mark_sent(row["id"], provider_id)
 
 
-def reconcile_uncertain(campaign_id: int, deps: Deps, transport: Transport) -> int:
+def reconcile_uncertain(
+    campaign_id: int,
+    deps: Deps,
+    transport: Transport,
+    notice: Callable[[str], None] | None = None,
+) -> int:
     """Settle ``uncertain`` messages by looking for their Message-ID among sent mail.
 
     Found → ``sent``; certainly absent → ``queued`` again; when the transport
@@ -489,7 +494,24 @@ def reconcile_uncertain(campaign_id: int, deps: Deps, transport: Transport) -> i
     """
     settled = 0
     rows = deps.store.messages(campaign_id, [UNCERTAIN])
+    if not rows:
+        return 0
+    say = notice or (lambda _text: None)
+    if not getattr(transport, "can_read", True):
+        # No lookup is possible, so waiting for a send to become searchable is pointless.
+        say(
+            f"{len(rows)} uncertain message(s) cannot be looked up: the mail account's "
+            "authorization cannot read sent mail. They stay uncertain until a person decides."
+        )
+        return 0
     rows.sort(key=lambda r: r["claimed_at"] or 0)
+    latest = max(r["claimed_at"] or 0 for r in rows) + deps.reconcile_grace - deps.clock()
+    if latest > 0:
+        say(
+            f"Waiting up to {latest:.0f} s before looking up {len(rows)} uncertain "
+            "message(s) in sent mail: a send from the stopped process may still be in "
+            "progress (GMAIL_RECONCILE_GRACE_SECONDS)."
+        )
     for row in rows:
         # A request the dead process handed over may still be processed, or not
         # yet searchable: "not found" only means "not sent" after the grace.
@@ -518,13 +540,15 @@ def run(
     cancel: threading.Event | None = None,
     resume: bool = False,
     halt: threading.Event | None = None,
+    notice: Callable[[str], None] | None = None,
 ) -> Result:
     """Send every ready message of a campaign; return where it ended up.
 
     With ``resume=True`` (a restart), messages left ``sending`` by a previous
     process become ``uncertain`` and are reconciled first. ``cancel`` skips what
     is left; ``halt`` (a shutdown) lets in-flight sends finish and leaves the rest
-    queued for the next start.
+    queued for the next start. ``notice`` hears why a resume waits or cannot
+    look messages up (a sentence for the person watching).
     """
     store = deps.store
     campaign = store.campaign(campaign_id)
@@ -540,7 +564,7 @@ def run(
     try:
         transport = deps.transport()
         if resume:
-            reconcile_uncertain(campaign_id, deps, transport)
+            reconcile_uncertain(campaign_id, deps, transport, notice)
     except AuthError as exc:
         store.set_campaign(campaign_id, status=PAUSED, paused_reason=str(exc))
         return counts_result(campaign_id, deps)
