@@ -222,3 +222,74 @@ def test_auth_check_accepts_a_send_only_grant_when_the_address_is_set(
     result = mailbolt.run("auth", "--check")
     assert result.returncode == 0, text(result)
     assert "Not granted" not in text(result)
+
+
+# -- progress -------------------------------------------------------------------------
+
+
+def run_on_a_terminal(tmp_path: Path, *args: str) -> tuple[int, str]:
+    """Run the CLI with a pseudo-terminal as stdout, so rich draws its progress bar."""
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot", *args],
+        cwd=tmp_path,
+        env={
+            "PATH": os.environ.get("PATH", ""),
+            "PYTHONPATH": str(ROOT),
+            "COLUMNS": "200",
+            "TERM": "xterm",
+            "DATABASE_PATH": str(tmp_path / "data" / "sendmail.db"),
+            "SANDBOX_OUTBOX": str(tmp_path / "data" / "outbox"),
+            "TEMPLATES_DIR": str(ROOT / "templates"),
+        },
+        stdout=slave,
+        stderr=subprocess.STDOUT,
+    )
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    return proc.wait(timeout=120), b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_progress_never_passes_its_total_on_resume_after_a_crash(tmp_path):
+    import re
+
+    assert send(tmp_path, "--dry-run").returncode == 0
+    store = Store(tmp_path / "data" / "sendmail.db")
+    store.create_campaign(
+        requested_by="cli",
+        template="welcome",
+        category="transactional",
+        subject="",
+        common_vars={"team": "Acme", "start_url": "https://a.example"},
+        messages=[
+            {
+                "email": f"p{i}@example.com",
+                "name": "",
+                "variables": {},
+                "message_id": f"<p{i}@mailbolt.example>",
+            }
+            for i in range(25)
+        ],
+    )
+    for row in store.messages(1)[:5]:  # in flight when the process died
+        assert store.claim(row["id"])
+    store.set_campaign(1, status="running")
+    store.close()
+
+    code, screen = run_on_a_terminal(tmp_path, "send", "--resume")
+    assert code == 0, screen
+    shown = [(int(a), int(b)) for a, b in re.findall(r"(\d+)/(\d+)", screen)]
+    assert shown, screen
+    assert all(done <= total for done, total in shown), shown
+    assert shown[-1][0] == shown[-1][1] == 25
