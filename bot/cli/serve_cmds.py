@@ -212,7 +212,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     serve_parser = sub.add_parser("serve", help="run the Slack app and the web server")
     serve_parser.add_argument(
-        "--port", type=whole(1, 65535), help="HTTP port (default: PORT, 3000)"
+        "--port", type=whole(0, 65535), help="HTTP port, 0 for any free one (default: PORT, 3000)"
     )
     serve_parser.add_argument(
         "--host",
