@@ -15,6 +15,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -214,3 +215,65 @@ def test_a_database_locked_by_another_program_is_one_line(tmp_path):
     assert f"Cannot use the database {db}" in text and "locked by another program" in text
     with sqlite3.connect(db) as conn:
         assert conn.execute("select count(*) from campaigns").fetchone()[0] == 1
+
+
+def test_a_database_locked_in_the_middle_of_a_campaign_stops_cleanly_and_resume_finishes(
+    tmp_path,
+):
+    n = 400
+    (tmp_path / "many.csv").write_text(
+        "email,name,team,start_url\r\n"
+        + "".join(f"m{i}@example.com,M {i},Acme,https://a.example\r\n" for i in range(n))
+    )
+    assert run(tmp_path, "templates").returncode == 0  # creates the database
+    db = tmp_path / "data" / "sendmail.db"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], isolation_level=None, "
+            "timeout=60); sys.stdin.readline(); c.execute('BEGIN EXCLUSIVE'); "
+            "print('locked', flush=True); sys.stdin.readline()",
+            str(db),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    environ = {
+        "PATH": os.environ.get("PATH", ""),
+        "DATABASE_PATH": str(db),
+        "SANDBOX_OUTBOX": str(tmp_path / "data" / "outbox"),
+        "TEMPLATES_DIR": str(ROOT / "templates"),
+        "SENDER_ADDRESS": "team@mailbolt.example",
+        "PYTHONPATH": str(ROOT),
+    }
+    sender = subprocess.Popen(
+        [sys.executable, "-m", "bot", "send", "--template", "welcome", "--recipients", "many.csv"],
+        cwd=tmp_path,
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while sum(delivered(tmp_path).values()) < 10:
+            assert sender.poll() is None, "the campaign finished before the lock was taken"
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        holder.stdin.write("lock\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline().strip() == "locked"
+        out, err = sender.communicate(timeout=180)
+    finally:
+        holder.communicate("release\n")
+    assert sender.returncode == 1, out + err
+    assert "Traceback" not in err, err
+    assert f"Cannot use the database {db}" in err and "locked by another program" in err
+    assert sum(delivered(tmp_path).values()) < n
+
+    resumed = run(tmp_path, "send", "--resume")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert delivered(tmp_path) == Counter({f"m{i}_example.com": 1 for i in range(n)})
+    assert leftovers(tmp_path) == []
