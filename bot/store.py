@@ -186,6 +186,7 @@ class Store:
         self.path = Path(path)
         self.clock = clock
         self._lock = threading.RLock()
+        self._last_fault: tuple[float, StorageError] | None = None
         with self._faults():
             if str(path) != ":memory:":
                 try:
@@ -218,15 +219,31 @@ class Store:
             fault = storage_fault(exc, self.path)
             if fault is None:
                 raise
+            self._last_fault = (time.monotonic(), fault)
             raise fault from exc
+
+    def _fail_if_faulted_since(self, started: float) -> None:
+        """Fail at once if the call this thread queued behind failed for the machine.
+
+        Worker threads share one connection, so each would otherwise sit out its
+        own 30-second busy wait on a locked database, one after another.
+        """
+        if self._last_fault is not None and self._last_fault[0] >= started:
+            fault = self._last_fault[1]
+            raise StorageError(str(fault), path=fault.path)
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite_utils.Database]:
-        with self._faults(), self._lock, self.db.atomic():
-            yield self.db
+        started = time.monotonic()
+        with self._faults(), self._lock:
+            self._fail_if_faulted_since(started)
+            with self.db.atomic():
+                yield self.db
 
     def _query(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
+        started = time.monotonic()
         with self._faults(), self._lock:
+            self._fail_if_faulted_since(started)
             return list(self.db.query(sql, list(params)))
 
     def _update(self, sql: str, params: Iterable[Any]) -> int:
