@@ -73,6 +73,7 @@ def test_hints_name_the_cli_flags(tmp_path):
     invalid = run(tmp_path, "send", "--template", "welcome", "--recipients", "r.csv")
     assert invalid.returncode == 2
     assert "--skip-invalid" in invalid.stderr
+    assert "1 invalid" in invalid.stdout and "skipped" not in invalid.stdout  # nothing was
     write(tmp_path, "r2.csv", "email,name,team\r\nann@example.com,Ann,Acme\r\n")
     missing = run(tmp_path, "send", "--template", "welcome", "--recipients", "r2.csv")
     assert missing.returncode == 2

@@ -71,10 +71,12 @@ def read_recipients(path: str, settings: Settings) -> RecipientList:
     return parse_text(text, **options)
 
 
-def _report_input(recipients: RecipientList, plan: campaign.Plan | None) -> None:
+def _report_input(
+    recipients: RecipientList, plan: campaign.Plan | None, *, skip_invalid: bool
+) -> None:
     out.print(f"[bold]{len(recipients.recipients)}[/] valid recipient(s)")
     for title, items in (
-        ("invalid, skipped", recipients.rejected),
+        ("invalid, skipped" if skip_invalid else "invalid", recipients.rejected),
         ("duplicate, skipped", recipients.duplicates),
         ("suppressed", plan.suppressed if plan else []),
     ):
@@ -211,9 +213,9 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
     try:
         plan = campaign.preflight(request, deps)
     except UserInputError:
-        _report_input(recipients, None)
+        _report_input(recipients, None, skip_invalid=args.skip_invalid)
         raise
-    _report_input(recipients, plan)
+    _report_input(recipients, plan, skip_invalid=args.skip_invalid)
     if plan.over_limit:
         out.print(f"--limit {args.limit}: {len(plan.over_limit)} recipient(s) left out")
     if args.dry_run:
