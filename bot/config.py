@@ -33,6 +33,7 @@ def _whole(low: int, high: int) -> Callable[[str], int]:
             raise ValueError(allowed)
         return value
 
+    setattr(parse, "allowed", f"{low:,}–{high:,}")  # noqa: B010 - read by Spec.allowed
     return parse
 
 
@@ -49,6 +50,7 @@ def _seconds(low: float, high: float) -> Callable[[str], float]:
             raise ValueError(allowed)
         return value
 
+    setattr(parse, "allowed", f"{low:g}–{high:g} s")  # noqa: B010 - read by Spec.allowed
     return parse
 
 
@@ -120,6 +122,17 @@ def _path(raw: str) -> Path:
     return Path(value)
 
 
+_ALLOWED = {
+    "_transport": "`sandbox`, `gmail`",
+    "_on_off": "`on`, `off`",
+    "_url": "http(s) URL, or empty",
+    "_address": "an email address, or empty",
+    "_user_ids": "Slack user IDs (U…), comma-separated, or `*`",
+    "_text": "one line",
+    "_path": "a path",
+}
+
+
 @dataclass(frozen=True)
 class Spec:
     """How one environment variable becomes one ``Settings`` field."""
@@ -129,6 +142,11 @@ class Spec:
     parse: Callable[[str], Any]
     help: str
     secret: bool = False
+
+    @property
+    def allowed(self) -> str:
+        """What values are accepted, in a few words (the README table and ``config``)."""
+        return getattr(self.parse, "allowed", "") or _ALLOWED.get(self.parse.__name__, "")
 
     @property
     def field(self) -> str:

@@ -28,3 +28,7 @@ def test_every_command_and_setting_is_in_the_readme():
     for name in names:
         assert f"python -m bot {name}" in text
     assert {"send", "status", "config", "stats", "unsubscribes add"} <= names
+
+
+def test_every_setting_says_what_it_allows():
+    assert [spec.env for spec in SPECS if not spec.allowed] == []

@@ -47,11 +47,11 @@ def command_list(parser: argparse.ArgumentParser) -> str:
 
 def settings_table() -> str:
     """A Markdown table of every setting, its default and its help."""
-    rows = ["| Setting | Default | What it does |", "|---|---|---|"]
+    rows = ["| Setting | Default | Allowed | What it does |", "|---|---|---|---|"]
     for spec in SPECS:
         default = f"`{spec.default}`" if spec.default else "—"
         secret = " (secret)" if spec.secret else ""
-        rows.append(f"| `{spec.env}` | {default} | {spec.help}{secret} |")
+        rows.append(f"| `{spec.env}` | {default} | {spec.allowed} | {spec.help}{secret} |")
     return "\n".join(rows)
 
 
