@@ -294,3 +294,13 @@ def test_progress_never_passes_its_total_on_resume_after_a_crash(tmp_path):
     assert shown, screen
     assert all(done <= total for done, total in shown), shown
     assert shown[-1][0] == shown[-1][1] == 25
+
+
+def test_status_needs_neither_templates_nor_a_grant(tmp_path):
+    assert send(tmp_path).returncode == 0
+    elsewhere = {"TEMPLATES_DIR": str(tmp_path / "no-templates"), "MAIL_TRANSPORT": "gmail"}
+    elsewhere |= {"SENDER_ADDRESS": "", "GMAIL_TOKEN_FILE": str(tmp_path / "none.json")}
+    for args in (["status"], ["status", "1"]):
+        result = run(tmp_path, *args, env=elsewhere)
+        assert result.returncode == 0, result.stderr
+        assert "completed" in result.stdout

@@ -35,6 +35,7 @@ from bot.store import (
     SENT,
     SKIPPED,
     UNCERTAIN,
+    Store,
 )
 from bot.wiring import SenderLock, build_deps, sender_active
 
@@ -278,21 +279,22 @@ def cmd_resolve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    deps = build_deps(settings, sending=False)
+    store = Store(settings.database_path)  # status needs no templates and no mail account
     active = sender_active(settings.database_path)
     if args.campaign is not None:
-        _print_result(campaign.counts_result(args.campaign, deps), settings, sender_active=active)
+        result = campaign.stored_result(store, args.campaign)
+        _print_result(result, settings, sender_active=active)
         return 0
     table = Table(title="Recent campaigns")
     for col in ("id", "template", "state", "by", "messages", "next step"):
         table.add_column(col)
-    for row in deps.store.campaigns(limit=args.last):
-        counts = deps.store.counts(row["id"])
+    for row in store.campaigns(limit=args.last):
+        counts = store.counts(row["id"])
         shown = display_state(
             row,
             counts,
             sender_active=active,
-            deferred_until=deps.store.deferred_until(row["id"]) if counts[DEFERRED] else None,
+            deferred_until=store.deferred_until(row["id"]) if counts[DEFERRED] else None,
         )
         table.add_row(
             str(row["id"]),

@@ -651,7 +651,11 @@ def _finish(state: _Run, deps: Deps, campaign_id: int) -> Result:
 
 def _existing(campaign_id: int, deps: Deps) -> dict[str, Any]:
     """The campaign's row; a campaign that does not exist is the person's mistake."""
-    campaign = deps.store.campaign(campaign_id)
+    return _campaign_row(deps.store, campaign_id)
+
+
+def _campaign_row(store: Store, campaign_id: int) -> dict[str, Any]:
+    campaign = store.campaign(campaign_id)
     if campaign is None:
         raise UserInputError(f"There is no campaign {campaign_id}.", field="campaign")
     return campaign
@@ -659,18 +663,22 @@ def _existing(campaign_id: int, deps: Deps) -> dict[str, Any]:
 
 def counts_result(campaign_id: int, deps: Deps) -> Result:
     """The current picture of a campaign without sending anything."""
-    campaign = _existing(campaign_id, deps)
+    return stored_result(deps.store, campaign_id)
+
+
+def stored_result(store: Store, campaign_id: int) -> Result:
+    """``counts_result`` from the store alone: needs no templates and no mail account."""
+    campaign = _campaign_row(store, campaign_id)
     failures = [
-        (r["email"], r["last_error"] or "")
-        for r in deps.store.messages(campaign_id, [FAILED], limit=5)
+        (r["email"], r["last_error"] or "") for r in store.messages(campaign_id, [FAILED], limit=5)
     ]
-    counts = deps.store.counts(campaign_id)
+    counts = store.counts(campaign_id)
     return Result(
         campaign_id,
         campaign["status"],
         counts,
         campaign["paused_reason"] or "",
-        deps.store.deferred_until(campaign_id) if counts[DEFERRED] else None,
+        store.deferred_until(campaign_id) if counts[DEFERRED] else None,
         failures,
     )
 
