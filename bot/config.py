@@ -17,20 +17,42 @@ from typing import Any
 from urllib.parse import urlparse
 
 from bot.errors import ConfigError
+from bot.handlers.unsubscribe import MIN_SECRET_BYTES
+from bot.mail.pacing import SEND_UNITS
 
 
-def _positive_int(raw: str) -> int:
-    value = int(raw)
-    if value <= 0:
-        raise ValueError("must be a positive whole number")
-    return value
+def _whole(low: int, high: int) -> Callable[[str], int]:
+    """A whole number in ``low..high``, refused in words a person reads."""
+    allowed = f"must be a whole number from {low:,} to {high:,}"
+
+    def parse(raw: str) -> int:
+        text = raw.strip().replace("_", "")
+        if not text.lstrip("+-").isdigit():
+            raise ValueError(allowed)
+        value = int(text)
+        if not low <= value <= high:
+            raise ValueError(allowed)
+        return value
+
+    setattr(parse, "allowed", f"{low:,}–{high:,}")  # noqa: B010 - read by Spec.allowed
+    return parse
 
 
-def _seconds(raw: str) -> float:
-    value = float(raw)
-    if value < 0:
-        raise ValueError("must be a number of seconds, 0 or more")
-    return value
+def _seconds(low: float, high: float) -> Callable[[str], float]:
+    """A number of seconds in ``low..high`` (fractions allowed)."""
+    allowed = f"must be a number of seconds from {low:g} to {high:g}"
+
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ValueError(allowed) from None
+        if not low <= value <= high:  # also refuses nan and inf
+            raise ValueError(allowed)
+        return value
+
+    setattr(parse, "allowed", f"{low:g}–{high:g} s")  # noqa: B010 - read by Spec.allowed
+    return parse
 
 
 def _transport(raw: str) -> str:
@@ -46,7 +68,7 @@ def _on_off(raw: str) -> bool:
         return True
     if value in ("0", "false", "no", "off", ""):
         return False
-    raise ValueError("must be 'on' or 'off'")
+    raise ValueError("must be 'on' or 'off' (also accepted: yes/no, true/false, 1/0)")
 
 
 def _url(raw: str) -> str:
@@ -59,6 +81,34 @@ def _url(raw: str) -> str:
     return value
 
 
+def _address(raw: str) -> str:
+    """Empty, or one plain address such as team@example.com."""
+    value = _text(raw)
+    if value and (
+        value.count("@") != 1
+        or " " in value
+        or value.startswith("@")
+        or "." not in value.rpartition("@")[2]
+    ):
+        raise ValueError("must be an email address such as team@example.com, or empty")
+    return value
+
+
+def _user_ids(raw: str) -> str:
+    """Comma-separated Slack user IDs (U…/W…), or ``*``."""
+    value = _text(raw)
+    ids = [u.strip() for u in value.split(",") if u.strip()]
+    if ids == ["*"]:
+        return value
+    bad = [u for u in ids if not (u[:1] in ("U", "W") and u[1:].isalnum() and u.isupper())]
+    if bad:
+        raise ValueError(
+            "must be Slack user IDs such as U012AB3CD separated by commas, or '*' "
+            f"(not {', '.join(bad[:3])})"
+        )
+    return value
+
+
 def _text(raw: str) -> str:
     value = raw.strip()
     if "\r" in value or "\n" in value:
@@ -66,8 +116,35 @@ def _text(raw: str) -> str:
     return value
 
 
+def _secret_key(raw: str) -> str:
+    """Empty (generate one), or a key long enough that tokens cannot be guessed."""
+    value = _text(raw)
+    if value and len(value.encode("utf-8")) < MIN_SECRET_BYTES:
+        raise ValueError(
+            f"is {len(value.encode('utf-8'))} bytes; use at least {MIN_SECRET_BYTES} "
+            "(for example: python -c 'import secrets; print(secrets.token_hex(32))'), "
+            "or leave it empty to have one generated"
+        )
+    return value
+
+
 def _path(raw: str) -> Path:
-    return Path(raw.strip())
+    value = _text(raw)
+    if not value:
+        raise ValueError("must be a file or folder path, not empty")
+    return Path(value)
+
+
+_ALLOWED = {
+    "_transport": "`sandbox`, `gmail`",
+    "_on_off": "`on`, `off`",
+    "_url": "http(s) URL, or empty",
+    "_address": "an email address, or empty",
+    "_user_ids": "Slack user IDs (U…), comma-separated, or `*`",
+    "_text": "one line",
+    "_path": "a path",
+    "_secret_key": f"empty, or at least {MIN_SECRET_BYTES} bytes",
+}
 
 
 @dataclass(frozen=True)
@@ -79,6 +156,11 @@ class Spec:
     parse: Callable[[str], Any]
     help: str
     secret: bool = False
+
+    @property
+    def allowed(self) -> str:
+        """What values are accepted, in a few words (the README table and ``config``)."""
+        return getattr(self.parse, "allowed", "") or _ALLOWED.get(self.parse.__name__, "")
 
     @property
     def field(self) -> str:
@@ -105,11 +187,11 @@ SPECS: tuple[Spec, ...] = (
     Spec(
         "SENDER_ADDRESS",
         "",
-        _text,
+        _address,
         "The Gmail account's address. Learned from the OAuth grant when empty "
         "(sandbox: sandbox@mailbolt.invalid).",
     ),
-    Spec("REPLY_TO", "", _text, "Optional Reply-To address."),
+    Spec("REPLY_TO", "", _address, "Optional Reply-To address."),
     Spec(
         "POSTAL_ADDRESS",
         "",
@@ -117,7 +199,10 @@ SPECS: tuple[Spec, ...] = (
         "Your physical postal address; required by anti-spam law in marketing mail.",
     ),
     Spec(
-        "MAX_RECIPIENTS_PER_CAMPAIGN", "2000", _positive_int, "Refuse campaigns larger than this."
+        "MAX_RECIPIENTS_PER_CAMPAIGN",
+        "2000",
+        _whole(1, 100_000),
+        "Refuse campaigns larger than this.",
     ),
     Spec(
         "CHECK_DELIVERABILITY",
@@ -143,13 +228,13 @@ SPECS: tuple[Spec, ...] = (
     Spec(
         "GMAIL_QUOTA_UNITS_PER_MINUTE",
         "6000",
-        _positive_int,
+        _whole(SEND_UNITS, 100_000_000),  # below one send a minute nothing could ever go
         "Per-user Gmail API quota; messages.send costs 100 units. Older projects: 15000.",
     ),
     Spec(
         "GMAIL_DAILY_SEND_LIMIT",
         "500",
-        _positive_int,
+        _whole(1, 100_000),
         "Recipients per rolling 24 h (Gmail: 500 consumer, 2000 Workspace).",
     ),
     Spec(
@@ -161,7 +246,7 @@ SPECS: tuple[Spec, ...] = (
     Spec(
         "GMAIL_RECONCILE_GRACE_SECONDS",
         "60",
-        _seconds,
+        _seconds(0, 3600),
         "After a crash, how long a send may still be processed by Gmail before a "
         "Sent search that misses it counts as 'not sent'.",
     ),
@@ -178,12 +263,12 @@ SPECS: tuple[Spec, ...] = (
         secret=True,
     ),
     Spec("SLACK_API_URL", "", _url, "Slack Web API base URL (GovSlack, tests)."),
-    Spec("PORT", "3000", _positive_int, "HTTP port of `python -m bot serve`."),
+    Spec("PORT", "3000", _whole(1, 65_535), "HTTP port of `python -m bot serve`."),
     Spec("STATUS_CHANNEL", "", _text, "Channel ID for campaign status messages."),
     Spec(
         "ALLOWED_SLACK_USERS",
         "",
-        _text,
+        _user_ids,
         "Comma-separated Slack user IDs allowed to send, or '*'. Empty: nobody.",
     ),
     # Compliance
@@ -191,12 +276,13 @@ SPECS: tuple[Spec, ...] = (
         "PUBLIC_BASE_URL",
         "",
         _url,
-        "Public https URL of this server, for one-click unsubscribe links.",
+        "Public https URL of this server, for one-click unsubscribe links; required "
+        "for marketing mail through Gmail.",
     ),
     Spec(
         "UNSUBSCRIBE_SECRET",
         "",
-        _text,
+        _secret_key,
         "HMAC key for unsubscribe links; generated into data/ when empty.",
         secret=True,
     ),
@@ -207,6 +293,55 @@ SPECS: tuple[Spec, ...] = (
         "Poll the mailbox for bounces (asks for the gmail.readonly scope).",
     ),
 )
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One setting as read: where from, its value, or what is wrong with it."""
+
+    spec: Spec
+    raw: str
+    is_default: bool
+    value: Any = None
+    problem: str = ""
+
+    @property
+    def shown(self) -> str:
+        """The value as a person should see it: secrets masked, booleans as on/off."""
+        if self.problem:
+            text = self.raw
+        elif isinstance(self.value, bool):
+            text = "on" if self.value else "off"
+        else:
+            text = str(self.value)
+        return mask(text) if self.spec.secret and text else text
+
+    @property
+    def problem_line(self) -> str:
+        """``NAME='value': what is allowed`` (a secret's value is never echoed)."""
+        shown = "(hidden)" if self.spec.secret else repr(self.raw)
+        return f"{self.spec.env}={shown}: {self.problem}"
+
+
+def read_settings(
+    environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")
+) -> list[Reading]:
+    """Every setting read and checked, good or bad: ``config`` shows all of them."""
+    values: dict[str, str] = {}
+    if env_file is not None and env_file.is_file():
+        from dotenv import dotenv_values
+
+        values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    values.update(os.environ if environ is None else environ)
+    readings = []
+    for spec in SPECS:
+        raw = values.get(spec.env, spec.default)
+        is_default = spec.env not in values
+        try:
+            readings.append(Reading(spec, raw, is_default, spec.parse(raw)))
+        except ValueError as exc:
+            readings.append(Reading(spec, raw, is_default, problem=str(exc)))
+    return readings
 
 
 @dataclass(frozen=True)
@@ -247,24 +382,11 @@ class Settings:
         cls, environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")
     ) -> Settings:
         """Read ``environ`` (default ``os.environ``) over ``env_file``; raise ConfigError."""
-        values: dict[str, str] = {}
-        if env_file is not None and env_file.is_file():
-            from dotenv import dotenv_values
-
-            values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
-        values.update(os.environ if environ is None else environ)
-        parsed: dict[str, Any] = {}
-        problems: list[str] = []
-        for spec in SPECS:
-            raw = values.get(spec.env, spec.default)
-            try:
-                parsed[spec.field] = spec.parse(raw)
-            except ValueError as exc:
-                shown = "(hidden)" if spec.secret else repr(raw)
-                problems.append(f"{spec.env}={shown}: {exc}")
+        readings = read_settings(environ, env_file)
+        problems = [r.problem_line for r in readings if r.problem]
         if problems:
             raise ConfigError(problems)
-        return cls(**parsed)
+        return cls(**{r.spec.field: r.value for r in readings})
 
     @classmethod
     def defaults(cls, **overrides: Any) -> Settings:

@@ -7,6 +7,9 @@ lines; the core never formats them for a specific surface.
 
 from __future__ import annotations
 
+import enum
+import errno
+
 
 class MailboltError(Exception):
     """Base class: ``str(err)`` is always fit to show to a person."""
@@ -20,11 +23,24 @@ class ConfigError(MailboltError):
         super().__init__("Configuration problems:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
+class Remedy(enum.Enum):
+    """A way out the person has, named by each edge in its own terms.
+
+    The message stays neutral ("skip the invalid addresses"); the CLI says
+    ``--skip-invalid``, Slack names the checkbox. ``remedy_arg`` carries the
+    detail, e.g. the variable's name for ``SET_VARIABLE``.
+    """
+
+    SKIP_INVALID = "skip_invalid"
+    SET_VARIABLE = "set_variable"
+
+
 class UserInputError(MailboltError):
     """Bad input from a person: nothing was sent or recorded.
 
     ``field`` names the form field or CLI option; ``line`` the 1-based input line.
     ``details`` may hold several per-line problems for the same field.
+    ``remedy`` names a way out that each edge phrases for itself.
     """
 
     def __init__(
@@ -34,10 +50,14 @@ class UserInputError(MailboltError):
         field: str | None = None,
         line: int | None = None,
         details: list[str] | None = None,
+        remedy: Remedy | None = None,
+        remedy_arg: str = "",
     ):
         self.field = field
         self.line = line
         self.details = details or []
+        self.remedy = remedy
+        self.remedy_arg = remedy_arg
         super().__init__(message)
 
 
@@ -88,3 +108,44 @@ class UncertainSendError(SendError):
 
     Re-sending blindly could duplicate the message, so it is held as ``uncertain``.
     """
+
+
+class StorageError(MailboltError):
+    """The database cannot be opened, read or written (full disk, read-only, locked).
+
+    A fault of the machine, not of the campaign: every state change already
+    committed stays true, so ``send --resume`` continues once the fault is fixed.
+    ``path`` names the database file.
+    """
+
+    def __init__(self, message: str, *, path: str = ""):
+        self.path = path
+        super().__init__(message)
+
+
+class LocalFault(SendError):
+    """This machine cannot do its part of a send (outbox unwritable, disk full).
+
+    The message certainly did not leave, and the next one would fail the same
+    way: the campaign pauses (nothing is marked failed) until a person fixes it.
+    """
+
+
+_OS_FAULTS = {
+    errno.ENOSPC: "no space left on the disk",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EFBIG: "the file is too large (a file size limit, or the disk is full)",
+    errno.EROFS: "the disk is mounted read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "the operation is not permitted (permissions, or an immutable file)",
+    errno.ENOTDIR: "a file is in the way where a folder should be",
+    errno.EEXIST: "a file is in the way where a folder should be",
+    errno.EISDIR: "a folder is in the way where a file should be",
+    errno.ENOENT: "the folder does not exist",
+    errno.EIO: "the disk reported an input/output error",
+}
+
+
+def describe_os_error(exc: OSError) -> str:
+    """What an ``OSError`` means for a person, in words rather than an errno."""
+    return _OS_FAULTS.get(exc.errno or 0, exc.strerror or str(exc))

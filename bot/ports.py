@@ -19,6 +19,11 @@ class Transport(Protocol):
     - ``QuotaDeferred``: not delivered, the account's daily limit is reached.
     - ``UncertainSendError``: may have been delivered; never re-send blindly.
     - ``AuthError``: not delivered, credentials must be fixed by an admin.
+    - ``LocalFault``: not delivered, this machine cannot do its part (outbox
+      unwritable, disk full); the campaign pauses until a person fixes it.
+
+    An optional ``can_read`` attribute (default true) says whether ``find_sent``
+    can answer at all, so a resume does not wait for a lookup it cannot make.
     """
 
     name: str

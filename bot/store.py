@@ -25,6 +25,8 @@ from typing import Any
 
 import sqlite_utils
 
+from bot.errors import StorageError, describe_os_error
+
 # Message states. ``sending`` is the only state in which a message may be at the
 # provider without us knowing; on restart it becomes ``uncertain``.
 QUEUED, SENDING, SENT, FAILED, SKIPPED, DEFERRED, UNCERTAIN = (
@@ -60,6 +62,36 @@ LEGACY_ACCOUNT = ""
 def account_key(address: str) -> str:
     """The account a Gmail sender address sends as: one spelling per address."""
     return address.strip().lower()
+
+
+DATABASE_REMEDY = (
+    "Fix that (free space, permissions, or stop the other program), then run the command "
+    "again; `python -m bot send --resume` continues any campaign from where it stopped."
+)
+
+# SQLite primary result codes that mean "the machine", not "the program".
+_FAULTS = {
+    3: "permission denied",  # SQLITE_PERM
+    5: "it is locked by another program (a long transaction, or a database tool)",  # BUSY
+    6: "it is locked by another program",  # SQLITE_LOCKED
+    8: "it is read-only (file or folder permissions, an immutable file, a read-only disk)",
+    10: "the disk refused a read or write (disk full, a file size limit, or a failing disk)",
+    11: "the file is damaged",  # SQLITE_CORRUPT
+    13: "the disk is full",  # SQLITE_FULL
+    14: "the file cannot be opened (missing folder, permissions, or a file in the way)",
+    26: "the file is not a mailbolt database",  # SQLITE_NOTADB
+}
+
+
+def storage_fault(exc: sqlite3.Error, path: Path) -> StorageError | None:
+    """A ``StorageError`` naming the database and the fix, or None for a bug."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None or (code & 0xFF) not in _FAULTS:
+        return None
+    return StorageError(
+        f"Cannot use the database {path}: {_FAULTS[code & 0xFF]} ({exc}). {DATABASE_REMEDY}",
+        path=str(path),
+    )
 
 
 def _migration_1(db: sqlite_utils.Database) -> None:
@@ -220,27 +252,66 @@ class Store:
 
     def __init__(self, path: Path | str, *, clock: Callable[[], float] = time.time):
         self.path = Path(path)
-        if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
-        self.db = sqlite_utils.Database(conn)
         self.clock = clock
         self._lock = threading.RLock()
-        if str(path) != ":memory:":
-            self.db.enable_wal()
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
+        self._last_fault: tuple[float, StorageError] | None = None
+        with self._faults():
+            if str(path) != ":memory:":
+                try:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise StorageError(
+                        f"Cannot create the folder for the database {self.path}: "
+                        f"{describe_os_error(exc)}. {DATABASE_REMEDY}",
+                        path=str(self.path),
+                    ) from exc
+            conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
+            self.db = sqlite_utils.Database(conn)
+            if str(path) != ":memory:":
+                self.db.enable_wal()
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
 
     # -- plumbing ----------------------------------------------------------
 
     @contextmanager
+    def _faults(self) -> Iterator[None]:
+        """Turn SQLite's faults of the machine into one ``StorageError`` a person can act on.
+
+        Bugs (a wrong query, a constraint) stay ordinary exceptions.
+        """
+        try:
+            yield
+        except sqlite3.Error as exc:
+            fault = storage_fault(exc, self.path)
+            if fault is None:
+                raise
+            self._last_fault = (time.monotonic(), fault)
+            raise fault from exc
+
+    def _fail_if_faulted_since(self, started: float) -> None:
+        """Fail at once if the call this thread queued behind failed for the machine.
+
+        Worker threads share one connection, so each would otherwise sit out its
+        own 30-second busy wait on a locked database, one after another.
+        """
+        if self._last_fault is not None and self._last_fault[0] >= started:
+            fault = self._last_fault[1]
+            raise StorageError(str(fault), path=fault.path)
+
+    @contextmanager
     def _tx(self) -> Iterator[sqlite_utils.Database]:
-        with self._lock, self.db.atomic():
-            yield self.db
+        started = time.monotonic()
+        with self._faults(), self._lock:
+            self._fail_if_faulted_since(started)
+            with self.db.atomic():
+                yield self.db
 
     def _query(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
-        with self._lock:
+        started = time.monotonic()
+        with self._faults(), self._lock:
+            self._fail_if_faulted_since(started)
             return list(self.db.query(sql, list(params)))
 
     def _update(self, sql: str, params: Iterable[Any]) -> int:

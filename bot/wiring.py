@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import IO
 
 from bot.config import Settings
-from bot.errors import MailboltError
+from bot.errors import AuthError, MailboltError
 from bot.handlers.campaign import Deps
 from bot.handlers.compose import Envelope
 from bot.handlers.templates import TemplateCatalogue
@@ -67,9 +67,20 @@ def build_pacer(settings: Settings) -> Pacer:
     return NoPacing()
 
 
-def build_deps(settings: Settings, store: Store | None = None) -> Deps:
-    """Everything a campaign needs; the transport is created on first use."""
+def build_deps(settings: Settings, store: Store | None = None, *, sending: bool = True) -> Deps:
+    """Everything a campaign needs; the transport is created on first use.
+
+    With ``sending=False`` (commands that only read or decide: ``status``,
+    ``templates``, ``resolve``) a missing Gmail grant is no error: the From
+    address is left empty instead of asking for an ``auth`` nobody needs yet.
+    """
     store = store or Store(settings.database_path)
+    try:
+        address = sender_address(settings)
+    except AuthError:
+        if sending:
+            raise
+        address = ""
     gmail = settings.mail_transport == "gmail"
     transport: list[Transport] = []
 
@@ -83,8 +94,8 @@ def build_deps(settings: Settings, store: Store | None = None) -> Deps:
         catalogue=TemplateCatalogue(settings.templates_dir),
         transport=lazy_transport,
         pacer=build_pacer(settings),
-        envelope=Envelope(settings.from_name, sender_address(settings), settings.reply_to),
-        account=sending_account(settings),
+        envelope=Envelope(settings.from_name, address, settings.reply_to),
+        account=account_key(address) if gmail else SANDBOX_ACCOUNT,
         postal_address=settings.postal_address,
         unsubscribe_base=unsubscribe_base(settings),
         public_links=gmail,
@@ -108,6 +119,16 @@ class SenderBusy(MailboltError):
 #: Roles written into the lock file, so a CLI send can tell a running server
 #: (which takes campaigns over) from another CLI send (which it must wait for).
 ROLE_SERVE, ROLE_SEND = "serve", "send"
+
+
+def sender_active(database_path: Path) -> bool:
+    """Whether some process holds the sender lock of this database right now.
+
+    A campaign "running" in the database with nobody holding the lock was
+    interrupted. Tested without taking the lock, so a status check never keeps a
+    sender from starting.
+    """
+    return SenderLock(database_path).held_by_other()
 
 
 class SenderLock:
@@ -152,7 +173,11 @@ class SenderLock:
         """Whether some other process holds the lock now (e.g. the server is still up)."""
         if self._fh is not None:
             return False
-        with open(self.path, "a+") as fh:
+        try:
+            fh = open(self.path)  # noqa: SIM115 - closed by the with below
+        except OSError:
+            return False  # no lock file: nobody has ever sent from here
+        with fh:
             try:
                 fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:

@@ -23,6 +23,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
+from bot.cli.args import CAMPAIGN_ID
 from bot.cli.core_cmds import out
 from bot.config import Settings
 from bot.errors import UserInputError
@@ -123,10 +124,11 @@ def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
 
         out.print(str(scan_bounces(settings, store, pacer=build_pacer(settings))))
     known = settings.bounce_scan
-    if args.campaign is not None:
-        if store.campaign(args.campaign) is None:
-            raise UserInputError(f"There is no campaign {args.campaign}.", field="--campaign")
-        rows = [stats.stats(store, campaign_id=args.campaign, bounces_known=known)]
+    campaign_id = args.campaign_id if args.campaign_id is not None else args.campaign
+    if campaign_id is not None:
+        if store.campaign(campaign_id) is None:
+            raise UserInputError(f"There is no campaign {campaign_id}.", field="campaign")
+        rows = [stats.stats(store, campaign_id=campaign_id, bounces_known=known)]
         total = None
     else:
         rows = stats.campaign_stats(store, days=args.days, bounces_known=known)
@@ -186,7 +188,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     export.set_defaults(func=cmd_export)
 
     report = sub.add_parser("stats", help="delivery and bounce rates")
-    report.add_argument("--campaign", type=int, metavar="ID", help="one campaign, all time")
+    report.add_argument(
+        "campaign_id",
+        type=CAMPAIGN_ID,
+        nargs="?",
+        metavar="CAMPAIGN",
+        help="one campaign, all time",
+    )
+    report.add_argument("--campaign", type=CAMPAIGN_ID, metavar="ID", help="the same, as an option")
     report.add_argument(
         "--days", type=_days, default=7, help="campaigns that sent in the last N days (7)"
     )

@@ -14,20 +14,36 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
-from bot.config import Settings, env_example
-from bot.errors import UserInputError
+from bot.cli.args import CAMPAIGN_ID, POSITIVE
+from bot.cli.console import make_console
+from bot.config import Settings, env_example, read_settings
+from bot.errors import Remedy, UserInputError
 from bot.handlers import campaign
+from bot.handlers.display import Display, NextStep, display_state
 from bot.handlers.recipients import parse_csv, parse_text
 from bot.models import RecipientList
-from bot.store import FINAL_STATES, MESSAGE_STATES, QUEUED, RUNNING, SENDING
-from bot.wiring import ROLE_SERVE, SenderBusy, SenderLock, build_deps
+from bot.store import (
+    DEFERRED,
+    FAILED,
+    FINAL_STATES,
+    MESSAGE_STATES,
+    QUEUED,
+    RUNNING,
+    SENDING,
+    SENT,
+    SKIPPED,
+    UNCERTAIN,
+    Store,
+)
+from bot.wiring import ROLE_SERVE, SenderBusy, SenderLock, build_deps, sender_active
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+out = make_console()
+err = make_console(stderr=True)
 
 
 def _parse_vars(pairs: list[str]) -> dict[str, str]:
@@ -59,10 +75,12 @@ def read_recipients(path: str, settings: Settings) -> RecipientList:
     return parse_text(text, **options)
 
 
-def _report_input(recipients: RecipientList, plan: campaign.Plan | None) -> None:
+def _report_input(
+    recipients: RecipientList, plan: campaign.Plan | None, *, skip_invalid: bool
+) -> None:
     out.print(f"[bold]{len(recipients.recipients)}[/] valid recipient(s)")
     for title, items in (
-        ("invalid, skipped", recipients.rejected),
+        ("invalid, skipped" if skip_invalid else "invalid", recipients.rejected),
         ("duplicate, skipped", recipients.duplicates),
         ("suppressed", plan.suppressed if plan else []),
     ):
@@ -74,8 +92,50 @@ def _report_input(recipients: RecipientList, plan: campaign.Plan | None) -> None
                 out.print(f"  … and {len(items) - 10} more")
 
 
+def remedy_hint(exc: UserInputError) -> str:
+    """The CLI's words for the way out an error names (Slack has its own)."""
+    if exc.remedy is Remedy.SKIP_INVALID:
+        return "Pass --skip-invalid to send to the valid addresses only."
+    if exc.remedy is Remedy.SET_VARIABLE:
+        return f"Or pass --var {exc.remedy_arg}=VALUE to give every recipient the same value."
+    return ""
+
+
+def _when(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def next_step_text(shown: Display, campaign_id: int) -> str:
+    """The CLI command for a campaign's next step."""
+    if shown.next_step is NextStep.RESUME:
+        return "run `python -m bot send --resume` to continue"
+    if shown.next_step is NextStep.RESOLVE_UNCERTAIN:
+        return f"decide with `python -m bot resolve {campaign_id} --resend|--skip`"
+    if shown.next_step is NextStep.RETRY_FAILED:
+        return (
+            f"to try them again: `python -m bot resolve {campaign_id} --retry-failed`, "
+            "then `python -m bot send --resume`"
+        )
+    if shown.next_step is NextStep.WAIT:
+        after = f" after {_when(shown.resume_at)}" if shown.resume_at else ""
+        return (
+            "resumes by itself while `python -m bot serve` runs, or run "
+            f"`python -m bot send --resume`{after}"
+        )
+    return ""
+
+
+def _state_words(shown: Display) -> str:
+    """The state in a few words; a pause's reason is printed once, below the table."""
+    if shown.state == "deferred" and shown.resume_at:
+        return f"deferred until {_when(shown.resume_at)}"
+    if shown.state == "paused":
+        return "paused"
+    return shown.label
+
+
 def _summary(result: campaign.Result) -> Table:
-    table = Table(title=f"Campaign {result.campaign_id}: {result.status}")
+    table = Table()
     table.add_column("state")
     table.add_column("messages", justify="right")
     for state in MESSAGE_STATES:
@@ -84,48 +144,57 @@ def _summary(result: campaign.Result) -> Table:
     return table
 
 
-def _print_result(result: campaign.Result, settings: Settings) -> None:
+def _print_result(
+    result: campaign.Result, settings: Settings, *, sender_active: bool = False
+) -> None:
+    shown = display_state(
+        {"status": result.status, "paused_reason": result.reason},
+        result.counts,
+        sender_active=sender_active,
+        deferred_until=result.resume_at,
+    )
+    # A line of its own, not the table's title: a title is wrapped to the table's width.
+    out.print(f"Campaign {result.campaign_id}: {_state_words(shown)}", markup=False)
     out.print(_summary(result))
     for email, reason in result.failures:
-        out.print(f"[red]failed[/] {email}: {reason}")
-    if result.reason:
-        out.print(f"[yellow]{result.reason}[/]")
-    if result.counts["deferred"] and result.resume_at:
-        when = datetime.fromtimestamp(result.resume_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
-        out.print(f"{result.counts['deferred']} message(s) deferred until {when}.")
-    if result.counts["deferred"]:
-        out.print(
-            "Deferred messages resume with `python -m bot send --resume` (or by "
-            "themselves while `python -m bot serve` runs)."
-        )
-    if result.counts["uncertain"]:
-        out.print(
-            "Uncertain messages may or may not have been sent; choose with "
-            f"`python -m bot resolve {result.campaign_id} --resend|--skip`."
-        )
+        out.print(f"[red]failed[/] {escape(email)}: {escape(reason)}")
+    if result.reason and shown.state != "paused":
+        out.print(f"[yellow]{escape(result.reason)}[/]")
+    if shown.state == "paused":
+        out.print(f"[yellow]Paused:[/] {escape(result.reason)}")
+    if step := next_step_text(shown, result.campaign_id):
+        out.print(f"Next: {step}.", markup=False)
     if settings.mail_transport == "sandbox" and result.counts["sent"]:
         out.print(f"Sandbox: the messages are .eml files in [bold]{settings.sandbox_outbox}/[/]")
 
 
 def _run_with_progress(campaign_id: int, deps: campaign.Deps, *, resume: bool) -> campaign.Result:
-    todo = len(deps.store.ready_messages(campaign_id))
-    done_states = (*FINAL_STATES, "deferred", "uncertain")
-    start = sum(deps.store.counts(campaign_id)[s] for s in done_states)
+    counts = deps.store.counts(campaign_id)
+    # The whole campaign is the total and the settled messages the count, so the
+    # bar never passes its total, however a resume moves messages between states.
+    total = sum(counts.values()) - counts[SKIPPED]
+    done_states = (SENT, FAILED, DEFERRED, UNCERTAIN)
+    todo = counts[QUEUED] + counts[DEFERRED] + counts[SENDING]
     with Progress(
         TextColumn("sending"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
         console=out,
-        disable=todo < 20,
+        disable=todo < 20 or not out.is_terminal,
     ) as bar:
-        task = bar.add_task("send", total=todo)
+        task = bar.add_task("send", total=total, completed=sum(counts[s] for s in done_states))
 
-        def progress(counts: dict[str, int]) -> None:
-            bar.update(task, completed=sum(counts[s] for s in done_states) - start)
+        def progress(now: dict[str, int]) -> None:
+            bar.update(task, completed=min(total, sum(now[s] for s in done_states)))
 
         return campaign.run(
-            campaign_id, deps, progress=progress, cancel=threading.Event(), resume=resume
+            campaign_id,
+            deps,
+            progress=progress,
+            cancel=threading.Event(),
+            resume=resume,
+            notice=lambda text: err.print(text, markup=False),
         )
 
 
@@ -148,9 +217,9 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
     try:
         plan = campaign.preflight(request, deps)
     except UserInputError:
-        _report_input(recipients, None)
+        _report_input(recipients, None, skip_invalid=args.skip_invalid)
         raise
-    _report_input(recipients, plan)
+    _report_input(recipients, plan, skip_invalid=args.skip_invalid)
     if plan.over_limit:
         out.print(f"--limit {args.limit}: {len(plan.over_limit)} recipient(s) left out")
     if args.dry_run:
@@ -209,7 +278,7 @@ def _follow(campaign_id: int, deps: campaign.Deps, settings: Settings, lock: Sen
             MofNCompleteColumn(),
             TimeRemainingColumn(),
             console=out,
-            disable=todo < 20,
+            disable=todo < 20 or not out.is_terminal,
         ) as bar:
             task = bar.add_task("send", total=todo)
             while not _handed_over_done(deps, campaign_id):
@@ -222,7 +291,8 @@ def _follow(campaign_id: int, deps: campaign.Deps, settings: Settings, lock: Sen
                     _print_result(campaign.counts_result(campaign_id, deps), settings)
                     return 1
                 counts = deps.store.counts(campaign_id)
-                bar.update(task, completed=sum(counts[s] for s in done_states) - start)
+                done = sum(counts[s] for s in done_states) - start
+                bar.update(task, completed=min(todo, done))
                 time.sleep(FOLLOW_POLL_SECONDS)
     except KeyboardInterrupt:
         out.print(
@@ -264,37 +334,59 @@ def _resume(deps: campaign.Deps, settings: Settings) -> int:
 
 
 def cmd_resolve(args: argparse.Namespace, settings: Settings) -> int:
-    deps = build_deps(settings)
+    if sum((args.resend, args.skip, args.retry_failed)) != 1:
+        raise UserInputError("Choose one of --resend, --skip or --retry-failed.")
+    deps = build_deps(settings, sending=False)
     if args.retry_failed:
         n = campaign.retry_failed(args.campaign, deps, "cli")
+        if not n:
+            out.print(f"Campaign {args.campaign} has no failed messages; nothing changed.")
+            return 0
         out.print(f"{n} failed message(s) queued again; run `python -m bot send --resume`.")
         return 0
-    if args.resend == args.skip:
-        raise UserInputError("Choose --resend or --skip (or --retry-failed).")
     n = campaign.resolve_uncertain(args.campaign, deps, "cli", resend=args.resend)
-    action = "queued to send again" if args.resend else "skipped"
-    out.print(f"{n} uncertain message(s) {action}.")
+    if not n:
+        out.print(f"Campaign {args.campaign} has no uncertain messages; nothing changed.")
+        return 0
+    if args.resend:
+        out.print(f"{n} uncertain message(s) queued again; run `python -m bot send --resume`.")
+    else:
+        out.print(f"{n} uncertain message(s) skipped.")
     return 0
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    deps = build_deps(settings)
+    store = Store(settings.database_path)  # status needs no templates and no mail account
+    active = sender_active(settings.database_path)
     if args.campaign is not None:
-        _print_result(campaign.counts_result(args.campaign, deps), settings)
+        result = campaign.stored_result(store, args.campaign)
+        _print_result(result, settings, sender_active=active)
         return 0
     table = Table(title="Recent campaigns")
-    for col in ("id", "template", "status", "by", "messages"):
+    for col in ("id", "template", "state", "by", "messages", "next step"):
         table.add_column(col)
-    for row in deps.store.campaigns(limit=args.last):
+    for row in store.campaigns(limit=args.last):
+        counts = store.counts(row["id"])
+        shown = display_state(
+            row,
+            counts,
+            sender_active=active,
+            deferred_until=store.deferred_until(row["id"]) if counts[DEFERRED] else None,
+        )
         table.add_row(
-            str(row["id"]), row["template"], row["status"], row["requested_by"], str(row["total"])
+            str(row["id"]),
+            row["template"],
+            _state_words(shown),
+            row["requested_by"],
+            str(row["total"]),
+            next_step_text(shown, row["id"]),
         )
     out.print(table)
     return 0
 
 
 def cmd_templates(args: argparse.Namespace, settings: Settings) -> int:
-    deps = build_deps(settings)
+    deps = build_deps(settings, sending=False)
     table = Table(title=f"Templates in {settings.templates_dir}/")
     for col in ("name", "category", "description", "required variables"):
         table.add_column(col)
@@ -333,23 +425,46 @@ def cmd_preview(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
+def cmd_config(args: argparse.Namespace, settings: Settings | None) -> int:
+    """Show every setting, and mark the bad ones: most needed when one is wrong.
+
+    Runs without loading ``Settings`` (which refuses bad values), so a bad value
+    never hides the table that helps fix it. Exit 2 when any value is bad.
+    """
     if args.example:
         sys.stdout.write(env_example())
         return 0
+    readings = read_settings()
     table = Table(title="Effective settings (secrets masked)")
-    for col in ("setting", "value", ""):
+    for col in ("setting", "value", "", "problem"):
         table.add_column(col)
-    for name, shown, is_default in settings.masked():
-        table.add_row(name, shown, "default" if is_default else "set")
+    for r in readings:
+        source = "default" if r.is_default else "set"
+        if r.problem:
+            table.add_row(
+                Text(f"✗ {r.spec.env}", "bold red"),
+                r.shown,
+                source,
+                Text(r.problem, "red"),
+            )
+        else:
+            table.add_row(r.spec.env, r.shown, source, "")
     out.print(table)
+    bad = [r for r in readings if r.problem]
+    if bad:
+        err.print(f"{len(bad)} setting(s) marked ✗ must be fixed:", style="bold red")
+        for r in bad:
+            err.print(f"  - {r.problem_line}", markup=False)
+        return 2
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     send = sub.add_parser("send", help="send a template to a list of recipients")
-    send.add_argument("--template", help="catalogue name (see `templates`)")
-    send.add_argument("--recipients", help="a .csv file, or a text file of addresses")
+    send.add_argument("--template", metavar="NAME", help="catalogue name (see `templates`)")
+    send.add_argument(
+        "--recipients", metavar="FILE", help="a .csv file, or a text file of addresses"
+    )
     send.add_argument(
         "--var",
         action="append",
@@ -357,9 +472,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="NAME=VALUE",
         help="a variable for every recipient (repeatable)",
     )
-    send.add_argument("--subject", help="override the template's subject")
+    send.add_argument("--subject", metavar="TEXT", help="override the template's subject")
     send.add_argument("--dry-run", action="store_true", help="render and check only")
-    send.add_argument("--limit", type=int, help="send to at most N recipients")
+    send.add_argument("--limit", type=POSITIVE, metavar="N", help="send to at most N recipients")
     send.add_argument(
         "--skip-invalid",
         action="store_true",
@@ -373,24 +488,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     send.set_defaults(func=cmd_send)
 
     preview = sub.add_parser("preview", help="write one recipient's rendered HTML and text")
-    preview.add_argument("--template", required=True)
-    preview.add_argument("--recipients", required=True)
-    preview.add_argument("--row", type=int, default=1, help="1-based recipient number")
+    preview.add_argument("--template", required=True, metavar="NAME")
+    preview.add_argument("--recipients", required=True, metavar="FILE")
+    preview.add_argument(
+        "--row", type=POSITIVE, default=1, metavar="N", help="1-based recipient number"
+    )
     preview.add_argument("--var", action="append", default=[], metavar="NAME=VALUE")
-    preview.add_argument("--subject")
-    preview.add_argument("--out", default="data/preview", help="folder for the files")
+    preview.add_argument("--subject", metavar="TEXT")
+    preview.add_argument(
+        "--out", default="data/preview", metavar="DIR", help="folder for the files"
+    )
     preview.set_defaults(func=cmd_preview)
 
     templates = sub.add_parser("templates", help="list the template catalogue")
     templates.set_defaults(func=cmd_templates)
 
     status = sub.add_parser("status", help="recent campaigns, or one campaign's counts")
-    status.add_argument("campaign", type=int, nargs="?")
-    status.add_argument("--last", type=int, default=10)
+    status.add_argument("campaign", type=CAMPAIGN_ID, nargs="?", metavar="CAMPAIGN")
+    status.add_argument(
+        "--last", type=POSITIVE, default=10, metavar="N", help="how many campaigns (10)"
+    )
     status.set_defaults(func=cmd_status)
 
     resolve = sub.add_parser("resolve", help="decide about uncertain or failed messages")
-    resolve.add_argument("campaign", type=int)
+    resolve.add_argument("campaign", type=CAMPAIGN_ID, metavar="CAMPAIGN")
     resolve.add_argument("--resend", action="store_true", help="send uncertain ones again")
     resolve.add_argument("--skip", action="store_true", help="give uncertain ones up")
     resolve.add_argument("--retry-failed", action="store_true", help="queue failed ones again")
@@ -398,4 +519,4 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     config = sub.add_parser("config", help="print the effective settings, secrets masked")
     config.add_argument("--example", action="store_true", help="print a commented .env.example")
-    config.set_defaults(func=cmd_config)
+    config.set_defaults(func=cmd_config, needs_settings=False)

@@ -13,17 +13,18 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
+from bot.cli.args import CAMPAIGN_ID, whole
+from bot.cli.console import make_console
 from bot.config import Settings
 from bot.errors import UserInputError
 from bot.mail.pacing import SEND_UNITS, WINDOW_SECONDS, estimate_duration
 from bot.store import DEFERRED, QUEUED, Store
 from bot.wiring import sending_account
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+out = make_console()
+err = make_console(stderr=True)
 
 DAY_SECONDS = 86_400.0
 
@@ -44,7 +45,10 @@ def register(subparsers: Any) -> None:
         "--check", action="store_true", help="check that the saved grant still works, then exit"
     )
     auth.add_argument(
-        "--port", type=int, default=0, help="local port for Google's redirect (default: any free)"
+        "--port",
+        type=whole(0, 65535),
+        default=0,
+        help="local port for Google's redirect (default: any free)",
     )
     auth.set_defaults(func=cmd_auth)
 
@@ -53,8 +57,10 @@ def register(subparsers: Any) -> None:
         help="Gmail quota used in the last minute and day, and what is left",
         description="Counts what mailbolt spent, from its own database.",
     )
-    quota.add_argument("--campaign", type=int, metavar="ID", help="estimate this campaign's rest")
-    quota.add_argument("--messages", type=int, metavar="N", help="estimate sending N messages")
+    quota.add_argument(
+        "--campaign", type=CAMPAIGN_ID, metavar="ID", help="estimate this campaign's rest"
+    )
+    quota.add_argument("--messages", type=whole(0), metavar="N", help="estimate sending N messages")
     quota.set_defaults(func=cmd_quota)
 
 
@@ -96,6 +102,14 @@ def cmd_auth(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.check:
         info = google_auth.check_auth(settings)
+        if settings.sender_address:
+            # The sign-in scopes only serve to learn the From address, which is set.
+            info["missing"] = [
+                s
+                for s in info["missing"]
+                if s not in (google_auth.OPENID_SCOPE, google_auth.EMAIL_SCOPE)
+            ]
+            info["account"] = info["account"] or f"{settings.sender_address} (SENDER_ADDRESS)"
         _print_grant(info)
         return 0 if info["can_send"] and not info["missing"] else 1
     out.print("mailbolt will ask Google for these permissions:")

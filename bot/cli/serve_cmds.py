@@ -22,10 +22,11 @@ import signal
 from collections.abc import Callable
 from types import FrameType
 
-from rich.console import Console
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.cli.args import whole
+from bot.cli.console import make_console
 from bot.config import Settings
 from bot.handlers.policy import public_url_problem
 from bot.runner import Runner
@@ -34,7 +35,7 @@ from bot.web import WebServer, make_wsgi_app
 from bot.wiring import ROLE_SERVE, SenderLock, build_deps
 
 log = logging.getLogger(__name__)
-err = Console(stderr=True, highlight=False)
+err = make_console(stderr=True)
 
 #: The bot scopes the features need; manifest.yml asks for exactly these.
 REQUIRED_SCOPES = (
@@ -223,7 +224,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     serve_parser = sub.add_parser("serve", help="run the Slack app and the web server")
-    serve_parser.add_argument("--port", type=int, help="HTTP port (default: PORT, 3000)")
+    serve_parser.add_argument(
+        "--port", type=whole(0, 65535), help="HTTP port, 0 for any free one (default: PORT, 3000)"
+    )
     serve_parser.add_argument(
         "--host",
         default="0.0.0.0",  # noqa: S104 - a server Slack must reach

@@ -33,10 +33,13 @@ from tenacity import (
 
 from bot.errors import (
     AuthError,
+    LocalFault,
     MailboltError,
     PermanentSendError,
     PolicyError,
     QuotaDeferred,
+    Remedy,
+    StorageError,
     TemplateError,
     TransientSendError,
     UncertainSendError,
@@ -238,8 +241,10 @@ def _check_required(
         names = ", ".join(f"'{m}'" for m in missing)
         raise TemplateError(
             f"The template '{renderer.info.name}' needs {names}: add a CSV column or give "
-            f"a value for all recipients (CLI: --var {missing[0]}=...).",
+            "a value for all recipients.",
             field="variables",
+            remedy=Remedy.SET_VARIABLE,
+            remedy_arg=missing[0],
         )
 
 
@@ -293,10 +298,16 @@ def preflight(request: CampaignRequest, deps: Deps) -> Plan:
         raise UserInputError(
             f"{len(recipients.rejected)} recipient line(s) are not usable"
             + (f" ({more} more not shown)" if more > 0 else "")
-            + ". Fix them, or choose to skip invalid addresses.",
+            + ". Fix them, or skip the invalid addresses.",
             field="recipients",
             line=recipients.rejected[0].line,
             details=listed,
+            remedy=Remedy.SKIP_INVALID,
+        )
+    if request.limit is not None and request.limit < 1:
+        raise UserInputError(
+            f"The limit must be 1 or more (got {request.limit}); nothing was recorded.",
+            field="limit",
         )
     if not recipients.recipients:
         raise UserInputError("There are no valid recipients.", field="recipients")
@@ -480,6 +491,7 @@ class _Run:
                 self.stop_status, self.stop_reason, self.resume_at = status, reason, resume_at
 
     halt: threading.Event = field(default_factory=threading.Event)
+    fault: StorageError | None = None
 
     @property
     def stopped(self) -> bool:
@@ -586,11 +598,19 @@ def _send_one(run: _Run, deps: Deps, transport: Transport, row: dict[str, Any]) 
     except AuthError as exc:
         store.requeue(row["id"], "not sent: Gmail authorization failed")
         run.stop(PAUSED, str(exc))
+    except LocalFault as exc:  # this machine cannot send anything now: pause, fail nothing
+        store.requeue(row["id"], f"not sent: {exc}")
+        run.stop(PAUSED, str(exc))
     else:
         store.mark_sent(row["id"], provider_id)
 
 
-def reconcile_uncertain(campaign_id: int, deps: Deps, transport: Transport) -> int:
+def reconcile_uncertain(
+    campaign_id: int,
+    deps: Deps,
+    transport: Transport,
+    notice: Callable[[str], None] | None = None,
+) -> int:
     """Settle ``uncertain`` messages by looking for their Message-ID among sent mail.
 
     Found → ``sent``; certainly absent → ``queued`` again; when the transport
@@ -600,7 +620,24 @@ def reconcile_uncertain(campaign_id: int, deps: Deps, transport: Transport) -> i
     """
     settled = 0
     rows = deps.store.messages(campaign_id, [UNCERTAIN])
+    if not rows:
+        return 0
+    say = notice or (lambda _text: None)
+    if not getattr(transport, "can_read", True):
+        # No lookup is possible, so waiting for a send to become searchable is pointless.
+        say(
+            f"{len(rows)} uncertain message(s) cannot be looked up: the mail account's "
+            "authorization cannot read sent mail. They stay uncertain until a person decides."
+        )
+        return 0
     rows.sort(key=lambda r: r["claimed_at"] or 0)
+    latest = max(r["claimed_at"] or 0 for r in rows) + deps.reconcile_grace - deps.clock()
+    if latest > 0:
+        say(
+            f"Waiting up to {latest:.0f} s before looking up {len(rows)} uncertain "
+            "message(s) in sent mail: a send from the stopped process may still be in "
+            "progress (GMAIL_RECONCILE_GRACE_SECONDS)."
+        )
     for row in rows:
         # A request the dead process handed over may still be processed, or not
         # yet searchable: "not found" only means "not sent" after the grace.
@@ -629,13 +666,15 @@ def run(
     cancel: threading.Event | None = None,
     resume: bool = False,
     halt: threading.Event | None = None,
+    notice: Callable[[str], None] | None = None,
 ) -> Result:
     """Send every ready message of a campaign; return where it ended up.
 
     With ``resume=True`` (a restart), messages left ``sending`` by a previous
     process become ``uncertain`` and are reconciled first. ``cancel`` skips what
     is left; ``halt`` (a shutdown) lets in-flight sends finish and leaves the rest
-    queued for the next start.
+    queued for the next start. ``notice`` hears why a resume waits or cannot
+    look messages up (a sentence for the person watching).
     """
     store = deps.store
     campaign = store.campaign(campaign_id)
@@ -651,7 +690,7 @@ def run(
     try:
         transport = deps.transport()
         if resume:
-            reconcile_uncertain(campaign_id, deps, transport)
+            reconcile_uncertain(campaign_id, deps, transport, notice)
     except AuthError as exc:
         store.set_campaign(campaign_id, status=PAUSED, paused_reason=str(exc))
         return counts_result(campaign_id, deps)
@@ -683,12 +722,18 @@ def run(
                 return
             try:
                 _send_one(state, deps, transport, row)
+                if progress and tally:
+                    progress(tally.move(row["state"], store.state_of(row["id"])))
+            except StorageError as exc:
+                # The database cannot record anything: stop every worker. What was
+                # committed stays true; a claimed message is settled on resume.
+                state.fault = state.fault or exc
+                state.halt.set()
+                return
             except Exception as exc:  # a bug must not leave a message claimed forever
                 log.exception("unexpected error sending message %s", row["id"])
                 store.mark_uncertain(row["id"], f"internal error: {exc}")
                 raise
-            if progress and tally:
-                progress(tally.move(row["state"], store.state_of(row["id"])))
 
     threads = [
         threading.Thread(target=worker, name=f"send-{campaign_id}-{i}", daemon=True)
@@ -698,6 +743,8 @@ def run(
         t.start()
     for t in threads:
         t.join()
+    if state.fault is not None:
+        raise state.fault
     return _finish(state, deps, campaign_id)
 
 
@@ -816,28 +863,43 @@ def cancelled_count(campaign_id: int, deps: Deps) -> int:
     )
 
 
-def counts_result(campaign_id: int, deps: Deps) -> Result:
-    """The current picture of a campaign without sending anything."""
-    campaign = deps.store.campaign(campaign_id)
+def _existing(campaign_id: int, deps: Deps) -> dict[str, Any]:
+    """The campaign's row; a campaign that does not exist is the person's mistake."""
+    return _campaign_row(deps.store, campaign_id)
+
+
+def _campaign_row(store: Store, campaign_id: int) -> dict[str, Any]:
+    campaign = store.campaign(campaign_id)
     if campaign is None:
         raise UserInputError(f"There is no campaign {campaign_id}.", field="campaign")
+    return campaign
+
+
+def counts_result(campaign_id: int, deps: Deps) -> Result:
+    """The current picture of a campaign without sending anything."""
+    return stored_result(deps.store, campaign_id)
+
+
+def stored_result(store: Store, campaign_id: int) -> Result:
+    """``counts_result`` from the store alone: needs no templates and no mail account."""
+    campaign = _campaign_row(store, campaign_id)
     failures = [
-        (r["email"], r["last_error"] or "")
-        for r in deps.store.messages(campaign_id, [FAILED], limit=5)
+        (r["email"], r["last_error"] or "") for r in store.messages(campaign_id, [FAILED], limit=5)
     ]
-    counts = deps.store.counts(campaign_id)
+    counts = store.counts(campaign_id)
     return Result(
         campaign_id,
         campaign["status"],
         counts,
         campaign["paused_reason"] or "",
-        deps.store.deferred_until(campaign_id) if counts[DEFERRED] else None,
+        store.deferred_until(campaign_id) if counts[DEFERRED] else None,
         failures,
     )
 
 
 def retry_failed(campaign_id: int, deps: Deps, actor: str) -> int:
     """Put failed messages back in the queue (a person decided to try again)."""
+    _existing(campaign_id, deps)
     rows = deps.store.messages(campaign_id, [FAILED])
     for row in rows:
         deps.store.requeue(row["id"], None, from_states=(FAILED,))
@@ -851,6 +913,7 @@ def resolve_uncertain(campaign_id: int, deps: Deps, actor: str, *, resend: bool)
     Re-sent messages go back in the queue and through the same daily budget and
     deferral as any send; their uncertain attempt keeps counting against the day.
     """
+    _existing(campaign_id, deps)
     rows = deps.store.messages(campaign_id, [UNCERTAIN])
     for row in rows:
         if resend:
