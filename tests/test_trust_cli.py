@@ -152,7 +152,7 @@ def test_deferred_names_the_time_and_uncertain_needs_a_decision(tmp_path, record
     rows = recorded.messages(1)
     until = time.time() + 3600
     recorded.mark_deferred(rows[0]["id"], until, "the daily sending limit is reached")
-    assert recorded.claim(rows[1]["id"])
+    assert recorded.claim(rows[1]["id"], "sandbox")
     recorded.mark_uncertain(rows[1]["id"], "no answer")
     recorded.set_campaign(1, status="completed")
     result = run(tmp_path, "status", "1")
@@ -284,7 +284,7 @@ def test_progress_never_passes_its_total_on_resume_after_a_crash(tmp_path):
         ],
     )
     for row in store.messages(1)[:5]:  # in flight when the process died
-        assert store.claim(row["id"])
+        assert store.claim(row["id"], "sandbox")
     store.set_campaign(1, status="running")
     store.close()
 

@@ -18,9 +18,9 @@ from rich.table import Table
 from bot.cli.args import CAMPAIGN_ID, whole
 from bot.cli.console import make_console
 from bot.config import Settings
-from bot.errors import UserInputError
+from bot.errors import AuthError, UserInputError
 from bot.mail.pacing import SEND_UNITS, WINDOW_SECONDS, estimate_duration
-from bot.store import DEFERRED, QUEUED, Store
+from bot.store import DEFERRED, LEGACY_ACCOUNT, QUEUED, Store
 from bot.wiring import sending_account
 
 out = make_console()
@@ -136,7 +136,12 @@ def cmd_quota(args: argparse.Namespace, settings: Settings) -> int:
     store = Store(settings.database_path)
     try:
         now = time.time()
-        account = sending_account(settings)
+        try:
+            account = sending_account(settings)
+            shown = account
+        except AuthError:  # no grant yet: only rows from before accounts were kept count
+            account = LEGACY_ACCOUNT
+            shown = "none authorized yet (run `python -m bot auth`)"
         used = store.units_since(now - WINDOW_SECONDS, account)
         sent = store.sent_since(now - DAY_SECONDS, account)
         oldest = store.oldest_sent_since(now - DAY_SECONDS, account)
@@ -146,7 +151,7 @@ def cmd_quota(args: argparse.Namespace, settings: Settings) -> int:
     left = max(0, limit - sent)
 
     table = Table(title="Gmail quota (as spent by mailbolt)", show_header=False)
-    table.add_row("account", account)
+    table.add_row("account", shown)
     table.add_row("units in the last minute", f"{used:,} of {ceiling:,} per minute")
     table.add_row("sending rate at this quota", f"{ceiling // SEND_UNITS} messages per minute")
     table.add_row("sent in the last 24 h", f"{sent:,} of {limit:,} (GMAIL_DAILY_SEND_LIMIT)")
