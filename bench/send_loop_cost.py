@@ -67,7 +67,7 @@ def one_size(n: int, folder: Path) -> tuple[float, float]:
         }
         for i in range(n)
     )
-    campaign_id, _ = deps.store.create_campaign(
+    campaign_id, _ = deps.store.campaigns.create(
         requested_by="bench",
         template="welcome",
         category="transactional",
@@ -88,7 +88,7 @@ def one_size(n: int, folder: Path) -> tuple[float, float]:
         print(f"{n}: unexpected counts {result.counts} (progress saw {seen})", file=sys.stderr)
     recount_start = time.perf_counter()
     for _ in range(5):
-        deps.store.counts(campaign_id)
+        deps.store.outbox.counts(campaign_id)
     recount = (time.perf_counter() - recount_start) / 5
     deps.store.close()
     return cpu / n, recount

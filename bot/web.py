@@ -24,7 +24,7 @@ import waitress
 from waitress import wasyncore
 
 from bot.config import Settings
-from bot.store import Store
+from bot.ports import StoreParts
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
@@ -39,7 +39,7 @@ UNSUBSCRIBE_PREFIX = "/unsubscribe/"
 LOOP_TIMEOUT = 0.2  # seconds: how quickly stop() is noticed
 
 
-def unsubscribe_app(settings: Settings, store: Store) -> WSGIApplication | None:
+def unsubscribe_app(settings: Settings, store: StoreParts) -> WSGIApplication | None:
     """The compliance endpoint's WSGI app, or None while its module is not there."""
     try:
         from bot.web_unsubscribe import make_unsubscribe_app
@@ -62,7 +62,7 @@ def _reply(start_response: StartResponse, status: str, body: dict[str, Any]) -> 
 
 def make_wsgi_app(
     settings: Settings,
-    store: Store,
+    store: StoreParts,
     bolt_app: App | None,
     *,
     health: Callable[[], dict[str, Any]] | None = None,

@@ -326,8 +326,8 @@ def test_cli_quota_reports_use_and_estimates(
 ) -> None:
     settings = gmail_settings.replace(gmail_daily_send_limit=500, gmail_quota_units_per_minute=6000)
     store = Store(settings.database_path)
-    store.record_units(100, "messages.send")
-    store.record_units(100, "messages.send")
+    store.quota.record_units(100, "messages.send")
+    store.quota.record_units(100, "messages.send")
     store.close()
     assert run_cli(["quota", "--messages", "61"], settings) == 0
     out = capsys.readouterr().out

@@ -11,7 +11,7 @@ from bot.store import MIGRATIONS, SENDING, Store
 
 
 def campaign(store: Store, n: int = 2, key: str | None = None) -> int:
-    cid, _ = store.create_campaign(
+    cid, _ = store.campaigns.create(
         requested_by="U1",
         template="welcome",
         category="transactional",
@@ -37,16 +37,16 @@ def test_schema_is_versioned_and_migrations_run_once(tmp_path):
 
 def test_create_is_atomic_and_counts_are_complete(store):
     cid = campaign(store, 3)
-    assert store.campaign(cid)["total"] == 3
-    assert store.campaign(cid)["common_vars"] == {"team": "Acme"}
-    counts = store.counts(cid)
+    assert store.campaigns.get(cid).total == 3
+    assert store.campaigns.get(cid).common_vars == {"team": "Acme"}
+    counts = store.outbox.counts(cid)
     assert counts["queued"] == 3 and sum(counts.values()) == 3
-    assert store.audit_log()[0]["action"] == "campaign.created"
+    assert store.audit.recent()[0].action == "campaign.created"
 
 
 def test_failed_create_leaves_nothing(store):
     with pytest.raises(sqlite3.IntegrityError):  # message_id is unique
-        store.create_campaign(
+        store.campaigns.create(
             requested_by="U1",
             template="t",
             category="transactional",
@@ -57,30 +57,30 @@ def test_failed_create_leaves_nothing(store):
                 {"email": "b@x.com", "message_id": "<same@x>"},
             ],
         )
-    assert store.campaigns() == []
+    assert store.campaigns.recent() == []
     assert store.db["messages"].count == 0
 
 
 def test_transitions_are_conditional(store):
     cid = campaign(store, 1)
-    (row,) = store.messages(cid)
-    assert store.claim(row["id"])
-    assert not store.claim(row["id"])
-    assert store.mark_sent(row["id"], "gm-1").changed
-    assert not store.mark_failed(row["id"], "late").changed  # sent is final
-    assert store.messages(cid)[0]["state"] == "sent"
-    assert store.messages(cid)[0]["attempts"] == 1
+    (row,) = store.outbox.messages(cid)
+    assert store.outbox.claim(row.id)
+    assert not store.outbox.claim(row.id)
+    assert store.outbox.mark_sent(row.id, "gm-1").changed
+    assert not store.outbox.mark_failed(row.id, "late").changed  # sent is final
+    assert store.outbox.messages(cid)[0].state == "sent"
+    assert store.outbox.messages(cid)[0].attempts == 1
 
 
 def test_only_one_thread_claims_a_message(store):
     cid = campaign(store, 1)
-    (row,) = store.messages(cid)
+    (row,) = store.outbox.messages(cid)
     wins = []
     barrier = threading.Barrier(8)
 
     def grab():
         barrier.wait()
-        wins.append(store.claim(row["id"]))
+        wins.append(store.outbox.claim(row.id))
 
     threads = [threading.Thread(target=grab) for _ in range(8)]
     for t in threads:
@@ -92,33 +92,33 @@ def test_only_one_thread_claims_a_message(store):
 
 def test_recover_in_flight_marks_uncertain(store):
     cid = campaign(store, 2)
-    rows = store.messages(cid)
-    store.claim(rows[0]["id"])
-    assert store.counts(cid)[SENDING] == 1
-    assert store.recover_in_flight() == 1
-    assert store.counts(cid)["uncertain"] == 1
-    assert store.unfinished_campaigns() == [cid]
+    rows = store.outbox.messages(cid)
+    store.outbox.claim(rows[0].id)
+    assert store.outbox.counts(cid)[SENDING] == 1
+    assert store.outbox.recover_in_flight() == 1
+    assert store.outbox.counts(cid)["uncertain"] == 1
+    assert store.campaigns.unfinished() == [cid]
 
 
 def test_sent_since_counts_uncertain_and_in_flight(store):
     now = [1000.0]
     store.clock = lambda: now[0]
     cid = campaign(store, 3)
-    a, b, c = store.messages(cid)
-    store.claim(a["id"])
-    store.mark_sent(a["id"], "x")
-    store.claim(b["id"])
-    store.mark_uncertain(b["id"], "lost")
-    store.claim(c["id"])
-    assert store.sent_since(0) == 3
+    a, b, c = store.outbox.messages(cid)
+    store.outbox.claim(a.id)
+    store.outbox.mark_sent(a.id, "x")
+    store.outbox.claim(b.id)
+    store.outbox.mark_uncertain(b.id, "lost")
+    store.outbox.claim(c.id)
+    assert store.outbox.sent_since(0) == 3
     now[0] = 1000.0 + 86400
-    assert store.sent_since(now[0] - 86400 + 1) == 0
-    assert store.oldest_sent_since(0) == 1000.0
+    assert store.outbox.sent_since(now[0] - 86400 + 1) == 0
+    assert store.outbox.oldest_sent_since(0) == 1000.0
 
 
 def test_idempotency_key(store):
     first = campaign(store, 2, key="view-9")
-    assert store.create_campaign(
+    assert store.campaigns.create(
         requested_by="U1",
         template="t",
         category="transactional",
@@ -130,17 +130,19 @@ def test_idempotency_key(store):
 
 
 def test_unsubscribes_are_case_insensitive_and_audited(store):
-    assert store.add_unsubscribe("Ann@Example.com", "one-click")
-    assert not store.add_unsubscribe("ann@example.com", "slack:U1")
-    assert store.unsubscribed_among(["ANN@example.com", "bo@example.com"]) == {"ann@example.com"}
-    assert store.remove_unsubscribe("ann@EXAMPLE.com", "U1")
-    assert store.unsubscribed_among(["ann@example.com"]) == set()
-    actions = [r["action"] for r in store.audit_log()]
+    assert store.suppressions.add_unsubscribe("Ann@Example.com", "one-click")
+    assert not store.suppressions.add_unsubscribe("ann@example.com", "slack:U1")
+    assert store.suppressions.unsubscribed_among(["ANN@example.com", "bo@example.com"]) == {
+        "ann@example.com"
+    }
+    assert store.suppressions.remove_unsubscribe("ann@EXAMPLE.com", "U1")
+    assert store.suppressions.unsubscribed_among(["ann@example.com"]) == set()
+    actions = [r.action for r in store.audit.recent()]
     assert actions[:2] == ["unsubscribe.removed", "unsubscribe.added"]
 
 
 def test_quota_log(store):
-    store.record_units(100, "messages.send", at=10.0)
-    store.record_units(5, "messages.list", at=70.0)
-    assert store.units_since(0) == 105
-    assert store.units_since(60) == 5
+    store.quota.record_units(100, "messages.send", at=10.0)
+    store.quota.record_units(5, "messages.list", at=70.0)
+    assert store.quota.units_since(0) == 105
+    assert store.quota.units_since(60) == 5

@@ -27,6 +27,7 @@ from bot.cli.core_cmds import out
 from bot.config import Settings
 from bot.errors import UserInputError
 from bot.handlers import policy, stats
+from bot.records import Unsubscribe
 from bot.store import Store
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -45,15 +46,14 @@ def _when(timestamp: float | None) -> str:
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def export_csv(rows: Iterable[dict[str, Any]]) -> str:
+def export_csv(rows: Iterable[Unsubscribe]) -> str:
     """The unsubscribe list as CSV text, every cell quoted and formula-safe."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, quoting=csv.QUOTE_ALL, lineterminator="\r\n")
     writer.writerow(EXPORT_COLUMNS)
     for row in rows:
         writer.writerow(
-            safe_cell(v)
-            for v in (row["email"], row["source"], row["campaign_id"], _when(row["created_at"]))
+            safe_cell(v) for v in (row.email, row.source, row.campaign_id, _when(row.created_at))
         )
     return buffer.getvalue()
 
@@ -63,7 +63,7 @@ def _store(settings: Settings) -> Store:
 
 
 def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
-    rows = _store(settings).unsubscribes()
+    rows = _store(settings).suppressions.unsubscribes()
     if not rows:
         out.print("Nobody has unsubscribed.")
         return 0
@@ -71,10 +71,8 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     for column in ("address", "source", "campaign", "since (UTC)"):
         table.add_column(column)
     for row in rows:
-        campaign = "" if row["campaign_id"] is None else str(row["campaign_id"])
-        table.add_row(
-            escape(row["email"]), escape(row["source"]), campaign, _when(row["created_at"])
-        )
+        campaign = "" if row.campaign_id is None else str(row.campaign_id)
+        table.add_row(escape(row.email), escape(row.source), campaign, _when(row.created_at))
     out.print(table)
     return 0
 
@@ -100,7 +98,7 @@ def cmd_remove(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
-    rows = _store(settings).unsubscribes()
+    rows = _store(settings).suppressions.unsubscribes()
     text = export_csv(rows)
     if args.out is None:
         sys.stdout.write(text)
@@ -124,7 +122,7 @@ def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
         out.print(str(scan_bounces(settings, store, pacer=build_pacer(settings))))
     known = settings.bounce_scan
     if args.campaign is not None:
-        if store.campaign(args.campaign) is None:
+        if store.campaigns.get(args.campaign) is None:
             raise UserInputError(f"There is no campaign {args.campaign}.", field="--campaign")
         rows = [stats.stats(store, campaign_id=args.campaign, bounces_known=known)]
         total = None

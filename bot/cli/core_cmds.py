@@ -22,7 +22,7 @@ from bot.errors import UserInputError
 from bot.handlers import campaign
 from bot.handlers.recipients import parse_csv, parse_text
 from bot.models import RecipientList
-from bot.store import FINAL_STATES, MESSAGE_STATES
+from bot.records import FINAL_STATES, MESSAGE_STATES
 from bot.wiring import SenderLock, build_deps
 
 out = Console(highlight=False)
@@ -107,9 +107,9 @@ def _print_result(result: campaign.Result, settings: Settings) -> None:
 
 
 def _run_with_progress(campaign_id: int, deps: campaign.Deps, *, resume: bool) -> campaign.Result:
-    todo = len(deps.store.ready_messages(campaign_id))
+    todo = len(deps.store.outbox.ready_messages(campaign_id))
     done_states = (*FINAL_STATES, "deferred", "uncertain")
-    start = sum(deps.store.counts(campaign_id)[s] for s in done_states)
+    start = sum(deps.store.outbox.counts(campaign_id)[s] for s in done_states)
     with Progress(
         TextColumn("sending"),
         BarColumn(),
@@ -153,7 +153,7 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
     if plan.over_limit:
         out.print(f"--limit {args.limit}: {len(plan.over_limit)} recipient(s) left out")
     if args.dry_run:
-        deps.store.audit(
+        deps.store.audit.record(
             "cli", "campaign.dry_run", template=args.template, recipients=len(plan.to_send)
         )
         out.print(f"Dry run: {len(plan.to_send)} message(s) rendered and checked; nothing sent.")
@@ -175,7 +175,7 @@ def _resume(deps: campaign.Deps, settings: Settings) -> int:
     lock = SenderLock(settings.database_path)
     lock.acquire()
     try:
-        ids = deps.store.unfinished_campaigns()
+        ids = deps.store.campaigns.unfinished()
         if not ids:
             out.print("Nothing to resume.")
             return 0
@@ -211,10 +211,8 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     table = Table(title="Recent campaigns")
     for col in ("id", "template", "status", "by", "messages"):
         table.add_column(col)
-    for row in deps.store.campaigns(limit=args.last):
-        table.add_row(
-            str(row["id"]), row["template"], row["status"], row["requested_by"], str(row["total"])
-        )
+    for row in deps.store.campaigns.recent(limit=args.last):
+        table.add_row(str(row.id), row.template, row.status, row.requested_by, str(row.total))
     out.print(table)
     return 0
 

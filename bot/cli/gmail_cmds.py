@@ -19,7 +19,8 @@ from rich.table import Table
 from bot.config import Settings
 from bot.errors import UserInputError
 from bot.mail.pacing import SEND_UNITS, WINDOW_SECONDS, estimate_duration
-from bot.store import DEFERRED, QUEUED, Store
+from bot.records import MessageState
+from bot.store import Store
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -107,10 +108,10 @@ def cmd_auth(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _remaining(store: Store, campaign_id: int) -> int:
-    if store.campaign(campaign_id) is None:
+    if store.campaigns.get(campaign_id) is None:
         raise UserInputError(f"There is no campaign {campaign_id}.", field="--campaign")
-    counts = store.counts(campaign_id)
-    return counts[QUEUED] + counts[DEFERRED]
+    counts = store.outbox.counts(campaign_id)
+    return counts[MessageState.QUEUED] + counts[MessageState.DEFERRED]
 
 
 def cmd_quota(args: argparse.Namespace, settings: Settings) -> int:
@@ -121,9 +122,9 @@ def cmd_quota(args: argparse.Namespace, settings: Settings) -> int:
     store = Store(settings.database_path)
     try:
         now = time.time()
-        used = store.units_since(now - WINDOW_SECONDS)
-        sent = store.sent_since(now - DAY_SECONDS)
-        oldest = store.oldest_sent_since(now - DAY_SECONDS)
+        used = store.quota.units_since(now - WINDOW_SECONDS)
+        sent = store.outbox.sent_since(now - DAY_SECONDS)
+        oldest = store.outbox.oldest_sent_since(now - DAY_SECONDS)
         pending = _remaining(store, args.campaign) if args.campaign is not None else None
     finally:
         store.close()

@@ -27,8 +27,10 @@ from tenacity import (
     retry_if_exception_type,
     stop_after_attempt,
     stop_after_delay,
+    stop_any,
     wait_random_exponential,
 )
+from tenacity.stop import stop_base
 
 from bot.errors import (
     AuthError,
@@ -47,19 +49,23 @@ from bot.handlers.templates import Renderer, TemplateCatalogue
 from bot.handlers.unsubscribe import make_token, unsubscribe_url
 from bot.mail.pacing import LIST_UNITS, SEND_UNITS
 from bot.models import OutgoingMessage, Recipient, RecipientList, Rejected, RenderedMessage
-from bot.ports import Pacer, Transport
-from bot.store import (
-    CANCELLED,
-    COMPLETED,
-    DEFERRED,
-    FAILED,
-    PAUSED,
-    QUEUED,
-    RUNNING,
-    SENDING,
-    SKIPPED,
-    UNCERTAIN,
-    Store,
+from bot.ports import Pacer, StoreParts, Transport
+from bot.records import CampaignChanges, CampaignStatus, Message, MessageState, NewMessage
+
+# Short names for the enum members this module uses throughout.
+CANCELLED, COMPLETED, PAUSED, RUNNING = (
+    CampaignStatus.CANCELLED,
+    CampaignStatus.COMPLETED,
+    CampaignStatus.PAUSED,
+    CampaignStatus.RUNNING,
+)
+DEFERRED, FAILED, QUEUED, SENDING, SKIPPED, UNCERTAIN = (
+    MessageState.DEFERRED,
+    MessageState.FAILED,
+    MessageState.QUEUED,
+    MessageState.SENDING,
+    MessageState.SKIPPED,
+    MessageState.UNCERTAIN,
 )
 
 log = logging.getLogger(__name__)
@@ -72,7 +78,7 @@ MAX_LISTED_ERRORS = 10
 class Deps:
     """Everything the use cases need, passed in (no globals)."""
 
-    store: Store
+    store: StoreParts
     catalogue: TemplateCatalogue
     transport: Callable[[], Transport]
     pacer: Pacer
@@ -275,29 +281,27 @@ def preflight(request: CampaignRequest, deps: Deps) -> Plan:
 def record(plan: Plan, deps: Deps) -> tuple[int, bool]:
     """Store the campaign: one queued row per recipient, suppressed rows as skipped."""
     req = plan.request
-    rows: list[dict[str, Any]] = [
-        {
-            "email": r.email,
-            "name": r.name,
-            "variables": r.variables,
-            "message_id": deps.envelope.new_message_id(),
-        }
+    rows: list[NewMessage] = [
+        NewMessage(
+            email=r.email,
+            name=r.name,
+            variables=r.variables,
+            message_id=deps.envelope.new_message_id(),
+        )
         for r in plan.to_send
     ]
     emails = {r.email for r in plan.to_send}
     for s in plan.suppressed:
         if s.text not in emails:
             rows.append(
-                {
-                    "email": s.text,
-                    "name": "",
-                    "variables": {},
-                    "state": SKIPPED,
-                    "last_error": s.reason,
-                    "message_id": deps.envelope.new_message_id(),
-                }
+                NewMessage(
+                    email=s.text,
+                    state=SKIPPED,
+                    last_error=s.reason,
+                    message_id=deps.envelope.new_message_id(),
+                )
             )
-    return deps.store.create_campaign(
+    return deps.store.campaigns.create(
         requested_by=req.requested_by,
         template=plan.renderer.info.name,
         category=plan.category,
@@ -322,7 +326,7 @@ class _Budget:
         self.lock = threading.Lock()
         self.left: int | None = None
         if deps.daily_limit is not None:
-            used = deps.store.sent_since(deps.clock() - DAY)
+            used = deps.store.outbox.sent_since(deps.clock() - DAY)
             self.left = max(0, deps.daily_limit - used)
 
     def take(self) -> bool:
@@ -337,7 +341,7 @@ class _Budget:
     def resume_at(self) -> float:
         """When the oldest send in the rolling day ages out (a day from now if none)."""
         now = self.deps.clock()
-        oldest = self.deps.store.oldest_sent_since(now - DAY)
+        oldest = self.deps.store.outbox.oldest_sent_since(now - DAY)
         return (oldest if oldest is not None else now) + DAY
 
 
@@ -388,28 +392,38 @@ class _Run:
         return bool(self.stop_status) or self.cancel.is_set() or self.halt.is_set()
 
 
-def _render_raw(run: _Run, deps: Deps, row: dict[str, Any]) -> bytes:
+def _render_raw(run: _Run, deps: Deps, row: Message) -> bytes:
     variables = message_variables(
         deps,
-        row["email"],
-        row["name"] or "",
-        row["variables"],
+        row.email,
+        row.name or "",
+        row.variables,
         run.common,
         run.campaign_id,
         run.category,
     )
-    rendered = run.renderer.render(variables, who=row["email"])
+    rendered = run.renderer.render(variables, who=row.email)
     # Again at send time: the template files are read anew when a campaign resumes.
     if findings := run.scanner.scan(rendered, variables):
         raise PolicyError("not sent: " + "; ".join(map(str, findings)))
     return build_message(
         deps.envelope,
-        to_address=row["email"],
-        to_name=row["name"] or "",
+        to_address=row.email,
+        to_name=row.name or "",
         rendered=rendered,
-        message_id=row["message_id"],
+        message_id=row.message_id,
         extra_headers=list_unsubscribe_headers(deps, variables),
     )
+
+
+class _StopWhenRunStops(stop_base):
+    """Retrying ends as soon as the run is cancelled, halted or stopped."""
+
+    def __init__(self, run: _Run):
+        self.run = run
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self.run.stopped
 
 
 def _retrying(deps: Deps, run: _Run) -> Retrying:
@@ -422,37 +436,39 @@ def _retrying(deps: Deps, run: _Run) -> Retrying:
 
     return Retrying(
         retry=retry_if_exception_type(TransientSendError),
-        stop=stop_after_attempt(deps.max_attempts)
-        | stop_after_delay(deps.max_retry_elapsed)
-        | (lambda _state: run.stopped),
+        stop=stop_any(
+            stop_after_attempt(deps.max_attempts),
+            stop_after_delay(deps.max_retry_elapsed),
+            _StopWhenRunStops(run),
+        ),
         wait=wait,
         sleep=deps.sleep,
         reraise=True,
     )
 
 
-def _send_one(run: _Run, deps: Deps, transport: Transport, row: dict[str, Any]) -> None:
+def _send_one(run: _Run, deps: Deps, transport: Transport, row: Message) -> None:
     store = deps.store
-    reason = policy.suppression_reason(store, row["email"], run.category)
+    reason = policy.suppression_reason(store, row.email, run.category)
     if reason:
-        store.mark_skipped(row["id"], reason)
+        store.outbox.mark_skipped(row.id, reason)
         return
     if not run.budget.take():
         resume = run.budget.resume_at()
-        store.mark_deferred(row["id"], resume, "the daily sending limit is reached")
+        store.outbox.mark_deferred(row.id, resume, "the daily sending limit is reached")
         run.stop(RUNNING, "the daily sending limit is reached", resume)
         return
     try:
         raw = _render_raw(run, deps, row)
     except (TemplateError, UserInputError) as exc:
-        store.mark_failed(row["id"], str(exc))
+        store.outbox.mark_failed(row.id, str(exc))
         return
     # Wait for the quota slot *before* claiming: a claimed message counts as in
     # flight, and after a crash every claimed one is in doubt.
     deps.pacer.acquire(SEND_UNITS)
-    if not store.claim(row["id"]):
+    if not store.outbox.claim(row.id):
         return  # someone else has it, or it was cancelled meanwhile
-    message = OutgoingMessage(row["id"], run.campaign_id, row["email"], row["message_id"], raw)
+    message = OutgoingMessage(row.id, run.campaign_id, row.email, row.message_id, raw)
     attempts = 0
 
     def attempt() -> str:
@@ -460,29 +476,29 @@ def _send_one(run: _Run, deps: Deps, transport: Transport, row: dict[str, Any]) 
         attempts += 1
         if attempts > 1:
             deps.pacer.acquire(SEND_UNITS)
-        store.record_units(SEND_UNITS, "messages.send")
+        store.quota.record_units(SEND_UNITS, "messages.send")
         return transport.send(message)
 
     try:
         provider_id = _retrying(deps, run)(attempt)
     except TransientSendError as exc:
         if run.stopped:  # cancelled or shutting down mid-retry: certainly not sent
-            store.requeue(row["id"], f"not sent yet: {exc}")
+            store.outbox.requeue(row.id, f"not sent yet: {exc}")
         else:
-            store.mark_failed(row["id"], f"gave up after {attempts} attempts: {exc}")
+            store.outbox.mark_failed(row.id, f"gave up after {attempts} attempts: {exc}")
     except UncertainSendError as exc:
-        store.mark_uncertain(row["id"], str(exc))
+        store.outbox.mark_uncertain(row.id, str(exc))
     except PermanentSendError as exc:
-        store.mark_failed(row["id"], str(exc))
+        store.outbox.mark_failed(row.id, str(exc))
     except QuotaDeferred as exc:
         resume = exc.resume_after or run.budget.resume_at()
-        store.mark_deferred(row["id"], resume, str(exc))
+        store.outbox.mark_deferred(row.id, resume, str(exc))
         run.stop(RUNNING, str(exc), resume)
     except AuthError as exc:
-        store.requeue(row["id"], "not sent: Gmail authorization failed")
+        store.outbox.requeue(row.id, "not sent: Gmail authorization failed")
         run.stop(PAUSED, str(exc))
     else:
-        store.mark_sent(row["id"], provider_id)
+        store.outbox.mark_sent(row.id, provider_id)
 
 
 def reconcile_uncertain(campaign_id: int, deps: Deps, transport: Transport) -> int:
@@ -494,24 +510,24 @@ def reconcile_uncertain(campaign_id: int, deps: Deps, transport: Transport) -> i
     to the caller, which pauses the campaign. Returns how many were settled.
     """
     settled = 0
-    rows = deps.store.messages(campaign_id, [UNCERTAIN])
-    rows.sort(key=lambda r: r["claimed_at"] or 0)
+    rows = deps.store.outbox.messages(campaign_id, [UNCERTAIN])
+    rows.sort(key=lambda r: r.claimed_at or 0)
     for row in rows:
         # A request the dead process handed over may still be processed, or not
         # yet searchable: "not found" only means "not sent" after the grace.
-        wait = (row["claimed_at"] or 0) + deps.reconcile_grace - deps.clock()
+        wait = (row.claimed_at or 0) + deps.reconcile_grace - deps.clock()
         if wait > 0:
             deps.sleep(wait)
         deps.pacer.acquire(LIST_UNITS)
         try:
-            found = transport.find_sent(row["message_id"])
+            found = transport.find_sent(row.message_id)
         except (NotImplementedError, TransientSendError):
             return settled
-        deps.store.record_units(LIST_UNITS, "messages.list")
+        deps.store.quota.record_units(LIST_UNITS, "messages.list")
         if found:
-            deps.store.mark_sent(row["id"], found)
+            deps.store.outbox.mark_sent(row.id, found)
         else:
-            deps.store.requeue(row["id"], None, from_states=(UNCERTAIN,))
+            deps.store.outbox.requeue(row.id, None, from_states=(UNCERTAIN,))
         settled += 1
     return settled
 
@@ -533,42 +549,40 @@ def run(
     queued for the next start.
     """
     store = deps.store
-    campaign = store.campaign(campaign_id)
+    campaign = store.campaigns.get(campaign_id)
     if campaign is None:
         raise UserInputError(f"There is no campaign {campaign_id}.", field="campaign")
-    if campaign["status"] == CANCELLED:
-        return Result(campaign_id, CANCELLED, store.counts(campaign_id))
-    renderer = deps.catalogue.renderer(
-        campaign["template"], subject_override=campaign["subject"] or None
-    )
+    if campaign.status == CANCELLED:
+        return Result(campaign_id, CANCELLED, store.outbox.counts(campaign_id))
+    renderer = deps.catalogue.renderer(campaign.template, subject_override=campaign.subject or None)
     if resume:
-        store.recover_in_flight(campaign_id)
+        store.outbox.recover_in_flight(campaign_id)
     try:
         transport = deps.transport()
         if resume:
             reconcile_uncertain(campaign_id, deps, transport)
     except AuthError as exc:
-        store.set_campaign(campaign_id, status=PAUSED, paused_reason=str(exc))
+        store.campaigns.update(campaign_id, status=PAUSED, paused_reason=str(exc))
         return counts_result(campaign_id, deps)
-    store.set_campaign(
+    store.campaigns.update(
         campaign_id,
         status=RUNNING,
         paused_reason=None,
-        started_at=campaign["started_at"] or deps.clock(),
+        started_at=campaign.started_at or deps.clock(),
     )
     state = _Run(
         campaign_id,
-        campaign["category"],
-        campaign["common_vars"],
+        campaign.category,
+        campaign.common_vars,
         renderer,
         _Budget(deps),
         cancel or threading.Event(),
         halt=halt or threading.Event(),
     )
-    ready = store.ready_messages(campaign_id)
+    ready = store.outbox.ready_messages(campaign_id)
     rows = iter(ready)
     rows_lock = threading.Lock()
-    tally = _Tally(store.counts(campaign_id)) if progress else None
+    tally = _Tally(store.outbox.counts(campaign_id)) if progress else None
 
     def worker() -> None:
         while not state.stopped:
@@ -579,11 +593,11 @@ def run(
             try:
                 _send_one(state, deps, transport, row)
             except Exception as exc:  # a bug must not leave a message claimed forever
-                log.exception("unexpected error sending message %s", row["id"])
-                store.mark_uncertain(row["id"], f"internal error: {exc}")
+                log.exception("unexpected error sending message %s", row.id)
+                store.outbox.mark_uncertain(row.id, f"internal error: {exc}")
                 raise
             if progress and tally:
-                progress(tally.move(row["state"], store.state_of(row["id"])))
+                progress(tally.move(row.state, store.outbox.state_of(row.id)))
 
     threads = [
         threading.Thread(target=worker, name=f"send-{campaign_id}-{i}", daemon=True)
@@ -599,70 +613,75 @@ def run(
 def _finish(state: _Run, deps: Deps, campaign_id: int) -> Result:
     store = deps.store
     if state.cancel.is_set() and not state.stop_status:
-        for row in store.messages(campaign_id, [QUEUED, DEFERRED]):
-            store.mark_skipped(row["id"], "the campaign was cancelled")
+        for row in store.outbox.messages(campaign_id, [QUEUED, DEFERRED]):
+            store.outbox.mark_skipped(row.id, "the campaign was cancelled")
         state.stop(CANCELLED, "cancelled")
     if state.halt.is_set() and not state.stop_status:
         state.stop(RUNNING, "mailbolt was stopped; sending resumes when it starts again")
     if state.stop_status == RUNNING and state.resume_at is not None:
-        for row in store.messages(campaign_id, [QUEUED]):
-            store.mark_deferred(row["id"], state.resume_at, state.stop_reason)
-    counts = store.counts(campaign_id)
+        for row in store.outbox.messages(campaign_id, [QUEUED]):
+            store.outbox.mark_deferred(row.id, state.resume_at, state.stop_reason)
+    counts = store.outbox.counts(campaign_id)
     unfinished = counts[DEFERRED] or counts[QUEUED]
     status = state.stop_status or (RUNNING if unfinished else COMPLETED)
     if status == RUNNING and not unfinished:
         status = COMPLETED
     resume_at = state.resume_at
     if status == RUNNING and resume_at is None and counts[DEFERRED]:
-        resume_at = store.deferred_until(campaign_id)
-    changes: dict[str, Any] = {"status": status, "paused_reason": state.stop_reason or None}
+        resume_at = store.outbox.deferred_until(campaign_id)
+    changes: CampaignChanges = {
+        "status": CampaignStatus(status),
+        "paused_reason": state.stop_reason or None,
+    }
     if status in (COMPLETED, CANCELLED):
         changes["finished_at"] = deps.clock()
-    store.set_campaign(campaign_id, **changes)
+    store.campaigns.update(campaign_id, **changes)
     failures = [
-        (r["email"], r["last_error"] or "") for r in store.messages(campaign_id, [FAILED], limit=5)
+        (r.email, r.last_error or "") for r in store.outbox.messages(campaign_id, [FAILED], limit=5)
     ]
     return Result(campaign_id, status, counts, state.stop_reason, resume_at, failures)
 
 
 def counts_result(campaign_id: int, deps: Deps) -> Result:
     """The current picture of a campaign without sending anything."""
-    campaign = deps.store.campaign(campaign_id)
+    campaign = deps.store.campaigns.get(campaign_id)
     if campaign is None:
         raise UserInputError(f"There is no campaign {campaign_id}.", field="campaign")
     failures = [
-        (r["email"], r["last_error"] or "")
-        for r in deps.store.messages(campaign_id, [FAILED], limit=5)
+        (r.email, r.last_error or "")
+        for r in deps.store.outbox.messages(campaign_id, [FAILED], limit=5)
     ]
-    counts = deps.store.counts(campaign_id)
+    counts = deps.store.outbox.counts(campaign_id)
     return Result(
         campaign_id,
-        campaign["status"],
+        campaign.status,
         counts,
-        campaign["paused_reason"] or "",
-        deps.store.deferred_until(campaign_id) if counts[DEFERRED] else None,
+        campaign.paused_reason or "",
+        deps.store.outbox.deferred_until(campaign_id) if counts[DEFERRED] else None,
         failures,
     )
 
 
 def retry_failed(campaign_id: int, deps: Deps, actor: str) -> int:
     """Put failed messages back in the queue (a person decided to try again)."""
-    rows = deps.store.messages(campaign_id, [FAILED])
+    rows = deps.store.outbox.messages(campaign_id, [FAILED])
     for row in rows:
-        deps.store.requeue(row["id"], None, from_states=(FAILED,))
-    deps.store.audit(actor, "campaign.retry_failed", campaign_id=campaign_id, count=len(rows))
+        deps.store.outbox.requeue(row.id, None, from_states=(FAILED,))
+    deps.store.audit.record(
+        actor, "campaign.retry_failed", campaign_id=campaign_id, count=len(rows)
+    )
     return len(rows)
 
 
 def resolve_uncertain(campaign_id: int, deps: Deps, actor: str, *, resend: bool) -> int:
     """A person's choice for messages nobody can prove were sent: re-send or skip."""
-    rows = deps.store.messages(campaign_id, [UNCERTAIN])
+    rows = deps.store.outbox.messages(campaign_id, [UNCERTAIN])
     for row in rows:
         if resend:
-            deps.store.requeue(row["id"], None, from_states=(UNCERTAIN,))
+            deps.store.outbox.requeue(row.id, None, from_states=(UNCERTAIN,))
         else:
-            deps.store.mark_skipped(row["id"], f"skipped by {actor}: delivery unknown")
-    deps.store.audit(
+            deps.store.outbox.mark_skipped(row.id, f"skipped by {actor}: delivery unknown")
+    deps.store.audit.record(
         actor, "campaign.resolve_uncertain", campaign_id=campaign_id, resend=resend, count=len(rows)
     )
     return len(rows)

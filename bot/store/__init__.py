@@ -54,6 +54,11 @@ class Store:
         """The time source every part stamps rows with."""
         return self.database.clock
 
+    @clock.setter
+    def clock(self, clock: Callable[[], float]) -> None:
+        """Tests move time by replacing the clock; every part sees the new one."""
+        self.database.clock = clock
+
     @property
     def schema_version(self) -> int:
         return self.database.schema_version
