@@ -121,7 +121,7 @@ def test_paste_to_delivered_messages_with_live_status(fake, mailbolt):
     assert (row.requested_by, row.team, row.status_channel) == (OWNER, "T0FAKE", STATUS)
     audit = mailbolt.deps.store.audit.recent()
     created = next(a for a in audit if a.action == "campaign.created")
-    assert created.actor == OWNER and created.detail.team == "T0FAKE"
+    assert created.actor == OWNER and created.detail["team"] == "T0FAKE"
 
 
 def test_csv_upload_is_downloaded_with_the_bot_token(fake, mailbolt):
@@ -521,7 +521,7 @@ def test_a_restart_resumes_the_campaign_in_its_existing_status_message(fake, all
         preview = to_preview(fake, paste=", ".join(f"p{i}@example.com" for i in range(4)))
         fake.submit_view(preview["id"], {}, user=OWNER)
         first.gate.release()
-        counts = running.deps.store.counts
+        counts = running.deps.store.outbox.counts
         wait_for(lambda: counts(1)["sent"] == 1 and counts(1)["sending"] == 1, "a send under way")
         where = status_ref(fake)
         assert not running.runner.close(timeout=0.1)  # stopping, the send still under way
