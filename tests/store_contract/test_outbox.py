@@ -124,6 +124,7 @@ def test_recover_in_flight_makes_sending_uncertain(store: StoreParts):
     assert store.outbox.counts(second)[U] == 1
     (row,) = store.outbox.messages(second)
     assert row.last_error == "the process stopped while this message was being sent"
+    assert store.campaigns.unfinished() == [first, second]
 
 
 def test_daily_count_includes_uncertain_and_in_flight_by_claim_time(
