@@ -120,9 +120,11 @@ def _returned_message_id(part: Message) -> str | None:
     if kind == "message/rfc822":
         payload = part.get_payload()
         inner = payload[0] if isinstance(payload, list) and payload else None
-        return normalize_message_id(inner.get("Message-ID")) if inner is not None else None
+        return normalize_message_id(inner.get("Message-ID")) if isinstance(inner, Message) else None
     if kind == "text/rfc822-headers":
         text = part.get_payload(decode=True) or b""
+        if not isinstance(text, bytes):
+            return None
         headers = HeaderParser(policy=email.policy.default).parsestr(
             text.decode("utf-8", "replace")
         )

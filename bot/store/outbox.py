@@ -66,6 +66,10 @@ def message_from_row(row: dict[str, Any]) -> Message:
     )
 
 
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
 def _delivery(row: dict[str, Any]) -> DeliveryCounts:
     return DeliveryCounts(sent=row["sent"], hard=row["hard"], soft=row["soft"])
 
@@ -135,7 +139,7 @@ class SqliteOutbox:
             "select min(not_before) t from messages where campaign_id = ? and state = ?",
             [campaign_id, _D.value],
         )
-        return rows[0]["t"]
+        return _optional_float(rows[0]["t"])
 
     # -- the daily limit ---------------------------------------------------
 
@@ -150,7 +154,7 @@ class SqliteOutbox:
     def oldest_sent_since(self, since: float) -> float | None:
         """Time of the oldest send inside the window: when the next slot frees up."""
         sql = f"select min({_SENT_TIME}) t from messages where {_SENT_TIME} >= ?"  # noqa: S608
-        return self._db.query(sql, [since])[0]["t"]
+        return _optional_float(self._db.query(sql, [since])[0]["t"])
 
     # -- delivery statistics -------------------------------------------------
 
