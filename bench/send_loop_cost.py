@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 from bot.config import Settings  # noqa: E402
 from bot.handlers import campaign  # noqa: E402
 from bot.models import OutgoingMessage  # noqa: E402
+from bot.records import NewMessage  # noqa: E402
 from bot.wiring import build_deps  # noqa: E402
 
 
@@ -59,15 +60,15 @@ def one_size(n: int, folder: Path) -> tuple[float, float]:
     )
     deps = dataclasses.replace(build_deps(settings), transport=InstantTransport)
     rows = (
-        {
-            "email": f"person{i:06d}@example.com",
-            "name": f"Person {i}",
-            "variables": {"team": "Acme", "start_url": "https://acme.example/start"},
-            "message_id": deps.envelope.new_message_id(),
-        }
+        NewMessage(
+            email=f"person{i:06d}@example.com",
+            name=f"Person {i}",
+            variables={"team": "Acme", "start_url": "https://acme.example/start"},
+            message_id=deps.envelope.new_message_id(),
+        )
         for i in range(n)
     )
-    campaign_id, _ = deps.store.create_campaign(
+    campaign_id, _ = deps.store.campaigns.create(
         requested_by="bench",
         template="welcome",
         category="transactional",
@@ -88,7 +89,7 @@ def one_size(n: int, folder: Path) -> tuple[float, float]:
         print(f"{n}: unexpected counts {result.counts} (progress saw {seen})", file=sys.stderr)
     recount_start = time.perf_counter()
     for _ in range(5):
-        deps.store.counts(campaign_id)
+        deps.store.outbox.counts(campaign_id)
     recount = (time.perf_counter() - recount_start) / 5
     deps.store.close()
     return cpu / n, recount

@@ -6,9 +6,25 @@ with no Google or Slack library imported.
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable, Collection, Iterable
+from typing import Any, Protocol, Unpack
 
 from bot.models import OutgoingMessage
+from bot.records import (
+    LEGACY_ACCOUNT,
+    AuditEntry,
+    Campaign,
+    CampaignChanges,
+    CampaignDelivery,
+    DeliveryCounts,
+    Draft,
+    Message,
+    MessageState,
+    NewMessage,
+    TestSend,
+    Transition,
+    Unsubscribe,
+)
 
 
 class Transport(Protocol):
@@ -57,3 +73,261 @@ class NoPacing:
 
     def acquire(self, units: int) -> None:
         return None
+
+
+# -- the store's parts ------------------------------------------------------------
+# One Protocol per thing the store keeps. ``bot/store`` implements them on SQLite;
+# a PostgreSQL store implements them again and passes the same contract tests
+# (tests/store_contract/). Typed records in, typed records out (bot/records.py).
+
+
+class Campaigns(Protocol):
+    """Campaigns, each created atomically with all its messages."""
+
+    def create(
+        self,
+        *,
+        requested_by: str,
+        template: str,
+        category: str,
+        subject: str,
+        common_vars: dict[str, str],
+        messages: Iterable[NewMessage],
+        team: str = "",
+        idempotency_key: str | None = None,
+        status_channel: str = "",
+        correlation_id: str = "",
+        account: str = LEGACY_ACCOUNT,
+    ) -> tuple[int, bool]:
+        """Record a campaign and its messages, meant to be sent by ``account``;
+        ``(id, created)``. An ``idempotency_key`` seen before returns the existing
+        campaign with ``created`` False."""
+        ...
+
+    def get(self, campaign_id: int) -> Campaign | None: ...
+
+    def recent(self, limit: int = 10) -> list[Campaign]:
+        """Newest first."""
+        ...
+
+    def update(self, campaign_id: int, **changes: Unpack[CampaignChanges]) -> None:
+        """Change only the columns given."""
+        ...
+
+    def unfinished(self) -> list[int]:
+        """Ids of campaigns (not cancelled) with messages to send or doubts to settle."""
+        ...
+
+    def due(self, now: float) -> list[int]:
+        """Ids of running (or completed, after a person re-queued some) campaigns with
+        queued messages or deferred ones due by ``now``; never paused or cancelled."""
+        ...
+
+    def newest_id(self) -> int:
+        """The newest campaign's id (0 if none): a cheap way to notice new campaigns."""
+        ...
+
+
+class Outbox(Protocol):
+    """Messages and their moves between states (``bot.records.TRANSITIONS``).
+
+    Every move is conditional and committed before it returns: a move the table
+    does not allow from the message's current state changes nothing and reports
+    the state found (``Transition.changed`` False).
+    """
+
+    def messages(
+        self,
+        campaign_id: int,
+        states: Iterable[MessageState] | None = None,
+        limit: int | None = None,
+    ) -> list[Message]: ...
+
+    def ready_messages(self, campaign_id: int, now: float | None = None) -> list[Message]:
+        """Queued, and deferred ones due by ``now``, in list order."""
+        ...
+
+    def state_of(self, row_id: int) -> MessageState | None: ...
+
+    def find_by_message_id(self, message_id: str) -> Message | None: ...
+
+    def counts(self, campaign_id: int) -> dict[str, int]:
+        """Messages per state; every ``MessageState`` is a key."""
+        ...
+
+    def deferred_until(self, campaign_id: int) -> float | None: ...
+
+    def sent_since(self, since: float, account: str) -> int:
+        """Sent or possibly sent (in flight, uncertain: by claim time) by ``account``
+        since ``since``: campaign messages, earlier attempts re-sent after a doubt,
+        and test sends. Legacy rows count for every Gmail account, never the sandbox."""
+        ...
+
+    def oldest_sent_since(self, since: float, account: str) -> float | None:
+        """When the oldest of those sends happened: when the next slot frees up."""
+        ...
+
+    def delivery_counts(
+        self, *, campaign_id: int | None = None, since: float | None = None
+    ) -> DeliveryCounts: ...
+
+    def delivery_by_campaign(self, since: float) -> list[CampaignDelivery]: ...
+
+    def claim(self, row_id: int, account: str) -> bool:
+        """queued/deferred → sending (attempts + 1) by ``account``; False if someone
+        else has it."""
+        ...
+
+    def mark_sent(self, row_id: int, provider_id: str) -> Transition: ...
+
+    def mark_failed(self, row_id: int, reason: str) -> Transition: ...
+
+    def mark_deferred(self, row_id: int, not_before: float | None, reason: str) -> Transition: ...
+
+    def mark_uncertain(self, row_id: int, reason: str) -> Transition: ...
+
+    def mark_skipped(self, row_id: int, reason: str) -> Transition: ...
+
+    def requeue(
+        self,
+        row_id: int,
+        reason: str | None = None,
+        from_states: Collection[MessageState] = (MessageState.SENDING,),
+    ) -> Transition: ...
+
+    def resend_uncertain(self, row_id: int) -> Transition:
+        """uncertain → queued by a person's choice; the uncertain attempt keeps
+        counting against its day next to the new one."""
+        ...
+
+    def recover_in_flight(self, campaign_id: int | None = None) -> int:
+        """Every ``sending`` message becomes ``uncertain``; only with the sender lock held."""
+        ...
+
+
+class QuotaLog(Protocol):
+    """API units spent, for pacing and the quota report."""
+
+    def record_units(
+        self, units: int, method: str, *, account: str, at: float | None = None
+    ) -> None: ...
+
+    def units_since(self, since: float, account: str) -> int:
+        """``account``'s units; legacy rows count for every Gmail account, not the sandbox."""
+        ...
+
+
+class Suppressions(Protocol):
+    """Who must not get mail: unsubscribes and bounce reports (addresses compared
+    case-insensitively, returned lower-cased)."""
+
+    def add_unsubscribe(self, email: str, source: str, campaign_id: int | None = None) -> bool:
+        """False if already unsubscribed. Audited."""
+        ...
+
+    def remove_unsubscribe(self, email: str, actor: str) -> bool:
+        """False if there was none. Audited."""
+        ...
+
+    def unsubscribes(self) -> list[Unsubscribe]: ...
+
+    def unsubscribed_among(self, emails: Iterable[str]) -> set[str]: ...
+
+    def hard_bounced_among(self, emails: Iterable[str]) -> set[str]: ...
+
+    def record_bounce(
+        self,
+        provider_id: str,
+        *,
+        kind: str,
+        message_row_id: int | None = None,
+        email: str = "",
+        status: str = "",
+        diagnostic: str = "",
+    ) -> bool:
+        """False if this report was recorded before; never downgrades a hard bounce."""
+        ...
+
+    def known_bounce_reports(self, provider_ids: Iterable[str]) -> set[str]: ...
+
+
+class Audit(Protocol):
+    """Who did what."""
+
+    def record(self, actor: str, action: str, **detail: Any) -> None: ...
+
+    def recent(self, limit: int = 50) -> list[AuditEntry]:
+        """Newest first."""
+        ...
+
+
+class Drafts(Protocol):
+    """Slack drafts, kept for a week."""
+
+    def save(self, key: str, user: str, data: dict[str, Any]) -> None: ...
+
+    def get(self, key: str) -> Draft | None:
+        """None if unknown or expired."""
+        ...
+
+
+class TestSends(Protocol):
+    """Test sends: audited and counted against their account's day, not campaigns."""
+
+    def start(
+        self,
+        *,
+        account: str,
+        requested_by: str,
+        email: str,
+        template: str,
+        subject: str,
+        message_id: str,
+        reference: str = "",
+    ) -> int:
+        """Record one as ``sending`` before it is handed to the transport; its id."""
+        ...
+
+    def finish(
+        self, row_id: int, state: MessageState, *, provider_id: str = "", error: str = ""
+    ) -> None:
+        """What became of it: ``sent``, ``failed`` or ``uncertain``."""
+        ...
+
+    def by_reference(self, reference: str) -> TestSend | None:
+        """The latest one made under ``reference`` (one preview), if any."""
+        ...
+
+    def recent(self, limit: int = 50) -> list[TestSend]:
+        """Newest first."""
+        ...
+
+
+class StoreParts(Protocol):
+    """A whole store: its parts and the clock it stamps rows with."""
+
+    @property
+    def campaigns(self) -> Campaigns: ...
+
+    @property
+    def outbox(self) -> Outbox: ...
+
+    @property
+    def quota(self) -> QuotaLog: ...
+
+    @property
+    def suppressions(self) -> Suppressions: ...
+
+    @property
+    def audit(self) -> Audit: ...
+
+    @property
+    def drafts(self) -> Drafts: ...
+
+    @property
+    def test_sends(self) -> TestSends: ...
+
+    @property
+    def clock(self) -> Callable[[], float]: ...
+
+    def close(self) -> None: ...

@@ -37,7 +37,7 @@ from typing import Protocol
 
 from bot.handlers import campaign
 from bot.handlers.campaign import Deps, Result
-from bot.store import CANCELLED, SENDING, UNCERTAIN
+from bot.records import CampaignStatus, MessageState
 
 log = logging.getLogger(__name__)
 
@@ -146,13 +146,13 @@ class Runner:
         """
         if not self._opened:
             self._opened = True
-            self._newest_seen = self.deps.store.max_campaign_id()
+            self._newest_seen = self.deps.store.campaigns.newest_id()
             self._main.thread.start()
             self._express.thread.start()
             self._scheduler.start()
         if not resume:
             return []
-        ids = self.deps.store.unfinished_campaigns()
+        ids = self.deps.store.campaigns.unfinished()
         for campaign_id in ids:
             self.start(campaign_id, resume=True)
         return ids
@@ -183,8 +183,8 @@ class Runner:
                 return handle
             handle = Handle(campaign_id, resume)
             self._handles[campaign_id] = handle
-        row = self.deps.store.campaign(campaign_id)
-        small = row is not None and row["total"] <= EXPRESS_MAX_MESSAGES
+        row = self.deps.store.campaigns.get(campaign_id)
+        small = row is not None and row.total <= EXPRESS_MAX_MESSAGES
         (self._express if small else self._main).queue.put(handle)
         self._notify("queued", campaign_id)
         return handle
@@ -200,10 +200,10 @@ class Runner:
             if handle is not None:
                 handle.cancel.set()
                 return True
-        row = self.deps.store.campaign(campaign_id)
-        if row is None or row["status"] == CANCELLED:
+        row = self.deps.store.campaigns.get(campaign_id)
+        if row is None or row.status == CampaignStatus.CANCELLED:
             return False
-        counts = self.deps.store.counts(campaign_id)
+        counts = self.deps.store.outbox.counts(campaign_id)
         if not (counts["queued"] or counts["deferred"]):
             return False
         handle = self.start(campaign_id)
@@ -221,7 +221,7 @@ class Runner:
 
     def start_due(self) -> list[int]:
         """Start every campaign that has queued messages or deferred ones now due."""
-        ids = self.deps.store.due_campaigns(self.deps.clock())
+        ids = self.deps.store.campaigns.due(self.deps.clock())
         for campaign_id in ids:
             self.start(campaign_id)
         return ids
@@ -229,7 +229,7 @@ class Runner:
     def start_new(self) -> list[int]:
         """Start due campaigns when one was recorded since the last look, e.g. by
         ``python -m bot send`` in another process; one indexed query otherwise."""
-        newest = self.deps.store.max_campaign_id()
+        newest = self.deps.store.campaigns.newest_id()
         if newest <= self._newest_seen:
             return []
         self._newest_seen = newest
@@ -286,12 +286,14 @@ class Runner:
         if handle.cancel.is_set():
             return False
         store = self.deps.store
-        if store.campaign(handle.campaign_id) is None:
+        if store.campaigns.get(handle.campaign_id) is None:
             return False  # run() says so in words
-        if store.ready_messages(handle.campaign_id):
+        if store.outbox.ready_messages(handle.campaign_id):
             return False
-        counts = store.counts(handle.campaign_id)
-        return not (counts[SENDING] or (handle.resume and counts[UNCERTAIN]))
+        counts = store.outbox.counts(handle.campaign_id)
+        return not (
+            counts[MessageState.SENDING] or (handle.resume and counts[MessageState.UNCERTAIN])
+        )
 
     # -- plumbing ----------------------------------------------------------------
 

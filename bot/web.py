@@ -36,7 +36,7 @@ import waitress
 from waitress import wasyncore
 
 from bot.config import Settings
-from bot.store import Store
+from bot.ports import StoreParts
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
@@ -59,7 +59,7 @@ SIGNATURE_MAX_AGE = 300
 _SHAPE_ERRORS = (ValueError, RecursionError, TypeError, AttributeError, KeyError, IndexError)
 
 
-def unsubscribe_app(settings: Settings, store: Store) -> WSGIApplication | None:
+def unsubscribe_app(settings: Settings, store: StoreParts) -> WSGIApplication | None:
     """The compliance endpoint's WSGI app, or None while its module is not there."""
     try:
         from bot.web_unsubscribe import make_unsubscribe_app
@@ -191,7 +191,7 @@ def _status(code: int) -> str:
 
 def make_wsgi_app(
     settings: Settings,
-    store: Store,
+    store: StoreParts,
     bolt_app: App | None,
     *,
     health: Callable[[], dict[str, Any]] | None = None,

@@ -24,7 +24,7 @@ from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 from bot.config import Settings
 from bot.errors import UserInputError
 from bot.handlers.unsubscribe import load_secret, read_token
-from bot.store import Store
+from bot.ports import StoreParts
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def mask_address(email: str) -> str:
 class UnsubscribeApp:
     """``GET``/``HEAD``/``POST /unsubscribe/<token>``; see the module docstring."""
 
-    def __init__(self, secret: bytes, store: Store, sender_name: str):
+    def __init__(self, secret: bytes, store: StoreParts, sender_name: str):
         self.secret = secret
         self.store = store
         self.sender_name = sender_name
@@ -130,7 +130,7 @@ class UnsubscribeApp:
     def _confirm(self, email: str) -> _Response:
         shown = escape(mask_address(email))
         sender = escape(self.sender_name)
-        if self.store.unsubscribed_among([email]):
+        if self.store.suppressions.unsubscribed_among([email]):
             return _html(
                 "You’re already unsubscribed",
                 f"<p>{shown} receives no marketing email from {sender}.</p>",
@@ -146,7 +146,9 @@ class UnsubscribeApp:
         )
 
     def _unsubscribe(self, email: str, campaign_id: int) -> _Response:
-        added = self.store.add_unsubscribe(email, source="one-click", campaign_id=campaign_id)
+        added = self.store.suppressions.add_unsubscribe(
+            email, source="one-click", campaign_id=campaign_id
+        )
         if added:
             log.info("unsubscribe recorded (campaign %s)", campaign_id)
         title = "You’re unsubscribed" if added else "You’re already unsubscribed"
@@ -175,7 +177,7 @@ def _plain(status: str, text: str, *extra: tuple[str, str]) -> _Response:
     return status, "text/plain; charset=utf-8", (text + "\n").encode(), extra
 
 
-def make_unsubscribe_app(settings: Settings, store: Store) -> WSGIApplication:
+def make_unsubscribe_app(settings: Settings, store: StoreParts) -> WSGIApplication:
     """The WSGI app ``bot/web.py`` mounts for paths under ``/unsubscribe/``.
 
     It uses the same key as the links in sent mail (``UNSUBSCRIBE_SECRET``, or

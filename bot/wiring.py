@@ -19,7 +19,8 @@ from bot.handlers.templates import TemplateCatalogue
 from bot.handlers.unsubscribe import load_secret
 from bot.mail.sandbox import SandboxTransport
 from bot.ports import NoPacing, Pacer, Transport
-from bot.store import SANDBOX_ACCOUNT, Store, account_key
+from bot.records import SANDBOX_ACCOUNT, account_key
+from bot.store import Store
 
 SANDBOX_SENDER = "sandbox@mailbolt.invalid"
 

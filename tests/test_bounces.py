@@ -25,6 +25,7 @@ from bot.handlers.stats import bounce_alert, campaign_stats, stats
 from bot.mail.bounces import bounce_job, scan_bounces
 from bot.models import Recipient, RecipientList
 from bot.ports import NoPacing
+from bot.records import Message, MessageState
 from bot.wiring import build_deps
 from tests.fakes.gmail_fake import READONLY_SCOPE, SEND_SCOPE, FakeGmail
 
@@ -138,11 +139,20 @@ def test_message_ids_are_normalized():
 # -- matching ------------------------------------------------------------------
 
 
-def lookup(rows: dict[str, dict]):
+def lookup(rows: dict[str, Message]):
     return rows.get
 
 
-ROW = {"id": 7, "campaign_id": 3, "email": "Bob@example.com"}
+ROW = Message(
+    id=7,
+    campaign_id=3,
+    position=0,
+    email="Bob@example.com",
+    name="",
+    variables={},
+    state=MessageState.SENT,
+    message_id=ORIGINAL_ID,
+)
 
 
 def test_matched_by_message_id_and_recipient():
@@ -192,14 +202,22 @@ def test_record_bounce_dedupes_and_never_downgrades(store, settings):
         deps,
     )
     campaign_id, _ = campaign.record(plan, deps)
-    (row,) = store.messages(campaign_id)
-    assert store.record_bounce("g1", kind=HARD, message_row_id=row["id"], email="Bob@example.com")
-    assert not store.record_bounce("g1", kind=HARD, message_row_id=row["id"], email="b@x.example")
-    assert store.record_bounce("g2", kind=SOFT, message_row_id=row["id"], email="bob@example.com")
-    assert store.record_bounce("g3", kind=UNMATCHED)
-    assert store.messages(campaign_id)[0]["bounce"] == HARD
-    assert store.known_bounce_reports(["g1", "g3", "g9"]) == {"g1", "g3"}
-    assert store.hard_bounced_among(["BOB@example.com", "ann@example.com"]) == {"bob@example.com"}
+    (row,) = store.outbox.messages(campaign_id)
+    assert store.suppressions.record_bounce(
+        "g1", kind=HARD, message_row_id=row.id, email="Bob@example.com"
+    )
+    assert not store.suppressions.record_bounce(
+        "g1", kind=HARD, message_row_id=row.id, email="b@x.example"
+    )
+    assert store.suppressions.record_bounce(
+        "g2", kind=SOFT, message_row_id=row.id, email="bob@example.com"
+    )
+    assert store.suppressions.record_bounce("g3", kind=UNMATCHED)
+    assert store.outbox.messages(campaign_id)[0].bounce == HARD
+    assert store.suppressions.known_bounce_reports(["g1", "g3", "g9"]) == {"g1", "g3"}
+    assert store.suppressions.hard_bounced_among(["BOB@example.com", "ann@example.com"]) == {
+        "bob@example.com"
+    }
 
 
 # -- end to end with the Gmail fake --------------------------------------------
@@ -270,7 +288,7 @@ def test_scan_records_bounces_and_the_next_campaign_suppresses_hard_ones(reader,
         2,
     )
     assert result.campaigns == {campaign_id}
-    bounces = {r["email"]: r["bounce"] for r in store.messages(campaign_id)}
+    bounces = {r.email: r.bounce for r in store.outbox.messages(campaign_id)}
     assert bounces == {
         "ann@example.com": None,
         "bob@example.com": HARD,
@@ -299,7 +317,7 @@ def test_a_second_scan_fetches_only_new_reports(reader, store, fake):
     again = scan_bounces(reader, store)
     assert (again.reports, again.new) == (1, 0)
     assert gets() == before, "a known report is not downloaded again"
-    assert len([r for r in store.messages(store.campaigns()[0]["id"]) if r["bounce"]]) == 1
+    assert len([r for r in store.outbox.messages(store.campaigns.recent()[0].id) if r.bounce]) == 1
 
 
 def test_stats_and_the_alert_over_five_percent(reader, store, fake):

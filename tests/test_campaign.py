@@ -123,13 +123,13 @@ def test_sandbox_sends_one_eml_per_recipient(deps, settings):
     assert result.counts["sent"] == 3
     files = sorted(settings.sandbox_outbox.glob("*.eml"))
     assert len(files) == 3
-    rows = {r["email"]: r for r in deps.store.messages(cid)}
+    rows = {r.email: r for r in deps.store.outbox.messages(cid)}
     for path in files:
         msg = email.message_from_bytes(path.read_bytes(), policy=email_policy.default)
         row = rows[msg["To"].addresses[0].addr_spec]
-        assert msg["Message-ID"] == row["message_id"]
-        assert row["provider_id"] == f"sandbox:{path.name}"
-        assert row["attempts"] == 1
+        assert msg["Message-ID"] == row.message_id
+        assert row.provider_id == f"sandbox:{path.name}"
+        assert row.attempts == 1
         assert "Mailbolt" in msg["Subject"]
 
 
@@ -144,14 +144,14 @@ def test_template_error_for_one_recipient_records_and_sends_nothing(deps, settin
             common_vars={"start_url": "https://x.example"},
             subject="Hi {{ team }}",
         )
-    assert deps.store.campaigns() == []
+    assert deps.store.campaigns.recent() == []
     assert not settings.sandbox_outbox.exists()
 
 
 def test_missing_column_is_named_once(deps):
     with pytest.raises(TemplateError, match="'start_url'"):
         start(deps, people("a@example.com"), common_vars={"team": "X"})
-    assert deps.store.campaigns() == []
+    assert deps.store.campaigns.recent() == []
 
 
 def test_invalid_lines_stop_the_campaign_unless_skipped(deps):
@@ -160,7 +160,7 @@ def test_invalid_lines_stop_the_campaign_unless_skipped(deps):
     with pytest.raises(UserInputError, match="1 recipient line") as info:
         start(deps, recipients)
     assert info.value.field == "recipients" and info.value.line == 3
-    assert deps.store.campaigns() == []
+    assert deps.store.campaigns.recent() == []
     cid = start(deps, recipients, skip_invalid=True)
     assert campaign.run(cid, deps).counts["sent"] == 1
 
@@ -171,7 +171,7 @@ def test_unknown_template_is_a_template_error(deps):
 
 
 def test_unsubscribed_skipped_for_marketing_not_transactional(deps):
-    deps.store.add_unsubscribe("B@example.com", "test")
+    deps.store.suppressions.add_unsubscribe("B@example.com", "test")
     transport = use(deps, ScriptedTransport())
     news = start(deps, people("a@example.com", "b@example.com"), template="newsletter")
     result = campaign.run(news, deps)
@@ -184,7 +184,7 @@ def test_unsubscribed_skipped_for_marketing_not_transactional(deps):
 def test_unsubscribe_during_a_campaign_is_honoured(deps):
     transport = use(deps, ScriptedTransport(max_in_flight=1))
     cid = start(deps, people("a@example.com", "b@example.com"), template="newsletter")
-    deps.store.add_unsubscribe("b@example.com", "one-click")
+    deps.store.suppressions.add_unsubscribe("b@example.com", "one-click")
     result = campaign.run(cid, deps)
     assert transport.calls == ["a@example.com"]
     assert result.counts["skipped"] == 1
@@ -194,7 +194,7 @@ def test_marketing_without_postal_address_refuses(deps):
     deps.postal_address = ""
     with pytest.raises(PolicyError, match="POSTAL_ADDRESS"):
         start(deps, people("a@example.com"), template="newsletter")
-    assert deps.store.campaigns() == []
+    assert deps.store.campaigns.recent() == []
 
 
 def test_marketing_messages_carry_one_click_unsubscribe(deps, settings):
@@ -227,8 +227,8 @@ def test_transient_errors_retry_with_backoff_honouring_retry_after(deps, clock):
     assert result.counts["sent"] == 1
     assert transport.calls == ["a@example.com"] * 3
     assert len(clock.sleeps) == 2 and clock.sleeps[1] >= 7.0
-    assert deps.store.messages(cid)[0]["attempts"] == 1  # one claim, three HTTP attempts
-    assert deps.store.units_since(0, deps.account) == 300
+    assert deps.store.outbox.messages(cid)[0].attempts == 1  # one claim, three HTTP attempts
+    assert deps.store.quota.units_since(0, deps.account) == 300
 
 
 def test_transient_errors_give_up_after_max_attempts(deps):
@@ -305,23 +305,23 @@ def test_uncertain_is_held_when_transport_cannot_tell(deps):
     result = campaign.run(cid, deps, resume=True)
     assert result.counts["uncertain"] == 1 and result.exit_code == 1
     assert campaign.resolve_uncertain(cid, deps, "U1", resend=False) == 1
-    assert deps.store.counts(cid)["skipped"] == 1
+    assert deps.store.outbox.counts(cid)["skipped"] == 1
 
 
 def test_crash_recovery_reconciles_by_message_id(deps, settings):
     """A message left ``sending`` is looked up in the outbox, never blindly re-sent."""
     cid = start(deps, people("a@example.com", "b@example.com"))
-    rows = deps.store.messages(cid)
+    rows = deps.store.outbox.messages(cid)
     sandbox = SandboxTransport(settings.sandbox_outbox)
     # a@ was written to the outbox, then the process died before recording it
-    assert deps.store.claim(rows[0]["id"], "sandbox")
+    assert deps.store.outbox.claim(rows[0].id, "sandbox")
     sandbox.send(
         OutgoingMessage(
-            rows[0]["id"], cid, "a@example.com", rows[0]["message_id"], b"Subject: x\r\n\r\nx"
+            rows[0].id, cid, "a@example.com", rows[0].message_id, b"Subject: x\r\n\r\nx"
         )
     )
     # b@ was claimed but the process died before the request went out
-    assert deps.store.claim(rows[1]["id"], "sandbox")
+    assert deps.store.outbox.claim(rows[1].id, "sandbox")
     result = campaign.run(cid, deps, resume=True)
     assert result.counts["sent"] == 2
     assert len(list(settings.sandbox_outbox.glob("*.eml"))) == 2
@@ -355,7 +355,7 @@ def test_same_idempotency_key_records_one_campaign(deps):
     first = start(deps, people("a@example.com"), idempotency_key="view-1")
     second = start(deps, people("a@example.com"), idempotency_key="view-1")
     assert first == second
-    assert len(deps.store.campaigns()) == 1
+    assert len(deps.store.campaigns.recent()) == 1
 
 
 def test_limit_sends_to_the_first_n(deps):
@@ -382,14 +382,14 @@ def test_a_failed_lookup_leaves_messages_uncertain(deps):
 def test_reconcile_finds_or_requeues(deps):
     transport = use(deps, ScriptedTransport(sent_ids={}))
     cid = start(deps, people("a@example.com", "b@example.com"))
-    a, b = deps.store.messages(cid)
+    a, b = deps.store.outbox.messages(cid)
     for row in (a, b):
-        deps.store.claim(row["id"], "sandbox")
-    transport.sent_ids[a["message_id"]] = "gm-found"
+        deps.store.outbox.claim(row.id, "sandbox")
+    transport.sent_ids[a.message_id] = "gm-found"
     result = campaign.run(cid, deps, resume=True)
     assert result.counts["sent"] == 2
     assert transport.calls == ["b@example.com"]  # a@ was found in Sent: not sent again
-    assert deps.store.messages(cid)[0]["provider_id"] == "gm-found"
+    assert deps.store.outbox.messages(cid)[0].provider_id == "gm-found"
 
 
 def test_no_grant_pauses_the_campaign(deps):
@@ -407,9 +407,9 @@ def test_send_time_scan_blocks_a_secret_that_appears_after_preflight(deps):
     """E.g. a template edited between preflight and a resume."""
     transport = use(deps, ScriptedTransport(max_in_flight=1))
     cid = start(deps, people("a@example.com", "b@example.com", team="Acme"))
-    row = deps.store.messages(cid)[1]
-    deps.store.db["messages"].update(
-        row["id"], {"variables": '{"team": "card 4111 1111 1111 1111"}'}
+    row = deps.store.outbox.messages(cid)[1]
+    deps.store.database.db["messages"].update(
+        row.id, {"variables": '{"team": "card 4111 1111 1111 1111"}'}
     )
     result = campaign.run(cid, deps)
     assert transport.calls == ["a@example.com"]
@@ -421,7 +421,7 @@ def test_send_time_scan_blocks_a_secret_that_appears_after_preflight(deps):
 def test_hard_bounce_recorded_mid_campaign_is_honoured(deps):
     transport = use(deps, ScriptedTransport(max_in_flight=1))
     cid = start(deps, people("a@example.com", "b@example.com"))
-    deps.store.record_bounce(
+    deps.store.suppressions.record_bounce(
         email="b@example.com", kind="hard", status="5.1.1", provider_id="dsn-1"
     )
     result = campaign.run(cid, deps)
@@ -441,7 +441,7 @@ def test_halt_finishes_in_flight_and_leaves_the_rest_queued(deps):
     result = campaign.run(cid, deps, progress=progress, halt=halt)
     assert result.status == "running" and "resumes" in result.reason
     assert result.counts["sent"] == 2 and result.counts["queued"] == 4
-    assert deps.store.unfinished_campaigns() == [cid]
+    assert deps.store.campaigns.unfinished() == [cid]
     assert campaign.run(cid, deps, resume=True).counts["sent"] == 6
     assert len(transport.calls) == 6
 
@@ -464,15 +464,15 @@ def test_reconcile_waits_out_the_grace_before_trusting_not_found(deps, clock):
     deps.reconcile_grace = 30.0
     transport = use(deps, ScriptedTransport(sent_ids={}))
     cid = start(deps, people("a@example.com"))
-    (row,) = deps.store.messages(cid)
-    deps.store.claim(row["id"], "sandbox")
+    (row,) = deps.store.outbox.messages(cid)
+    deps.store.outbox.claim(row.id, "sandbox")
     claimed = clock.now
     clock.now += 5  # the process died 5 s after claiming; now it restarts
 
     def gmail_finishes(seconds):
         clock.sleeps.append(seconds)
         clock.now += seconds
-        transport.sent_ids[row["message_id"]] = "gm-late"
+        transport.sent_ids[row.message_id] = "gm-late"
 
     deps.sleep = gmail_finishes
     result = campaign.run(cid, deps, resume=True)

@@ -30,7 +30,7 @@ def run(settings, *argv: str) -> int:
 
 
 def addresses(settings) -> list[str]:
-    return [r["email"] for r in Store(settings.database_path).unsubscribes()]
+    return [r.email for r in Store(settings.database_path).suppressions.unsubscribes()]
 
 
 # -- unsubscribes --------------------------------------------------------------
@@ -51,7 +51,7 @@ def test_add_list_remove(settings, capsys):
     assert addresses(settings) == []
     assert run(settings, "unsubscribes", "remove", "bob@example.com") == 1
     assert "is not on the unsubscribe list" in capsys.readouterr().out
-    actions = [r["action"] for r in Store(settings.database_path).audit_log()]
+    actions = [r.action for r in Store(settings.database_path).audit.recent()]
     assert actions == ["unsubscribe.removed", "unsubscribe.added"]
 
 
@@ -88,8 +88,10 @@ def test_export_neutralises_formulas_and_reads_back(settings, tmp_path, capsys):
     store = Store(settings.database_path)
     assert run(settings, "unsubscribes", "add", "=1+2@example.com") == 0  # a valid address
     assert run(settings, "unsubscribes", "add", "--", "-cmd@example.com") == 0
-    store.add_unsubscribe("carol@example.com", source='=HYPERLINK("http://x")', campaign_id=4)
-    store.add_unsubscribe("dan@example.com", source="@evil", campaign_id=None)
+    store.suppressions.add_unsubscribe(
+        "carol@example.com", source='=HYPERLINK("http://x")', campaign_id=4
+    )
+    store.suppressions.add_unsubscribe("dan@example.com", source="@evil", campaign_id=None)
     capsys.readouterr()
 
     target = tmp_path / "exports" / "unsubscribes.csv"
@@ -115,7 +117,7 @@ def test_export_neutralises_formulas_and_reads_back(settings, tmp_path, capsys):
     assert all(line.startswith('"') for line in data.decode("utf-8-sig").splitlines())
 
     assert run(settings, "unsubscribes", "export") == 0
-    assert capsys.readouterr().out == export_csv(store.unsubscribes())
+    assert capsys.readouterr().out == export_csv(store.suppressions.unsubscribes())
 
 
 # -- stats ---------------------------------------------------------------------
@@ -139,8 +141,10 @@ def sent_campaign(settings, store, emails: list[str]) -> int:
 def test_stats_per_campaign_and_over_days_with_the_bounce_alert(settings, store, capsys):
     people = [f"p{i}@example.com" for i in range(10)]
     campaign_id = sent_campaign(settings, store, people)
-    rows = store.messages(campaign_id)
-    store.record_bounce("g1", kind="hard", message_row_id=rows[0]["id"], email=rows[0]["email"])
+    rows = store.outbox.messages(campaign_id)
+    store.suppressions.record_bounce(
+        "g1", kind="hard", message_row_id=rows[0].id, email=rows[0].email
+    )
     on = settings.replace(bounce_scan=True)
 
     assert run(on, "stats", "--campaign", str(campaign_id)) == 0

@@ -81,7 +81,7 @@ def test_sigkill_and_resume_never_loses_or_duplicates(tmp_path):
         msg = email.message_from_bytes(path.read_bytes(), policy=policy.default)
         delivered[msg["To"].addresses[0].addr_spec] += 1
     store = Store(tmp_path / "data" / "sendmail.db")
-    counts = store.counts(1)
+    counts = store.outbox.counts(1)
     assert kills == 4
     assert counts["sent"] == N and counts["uncertain"] == 0
     assert len(delivered) == N, "a recipient got no message"

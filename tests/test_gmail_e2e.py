@@ -28,9 +28,18 @@ from typing import Any
 
 import pytest
 
-from bot.store import DEFERRED, FAILED, SENDING, SENT, UNCERTAIN, Store
+from bot.records import MessageState
+from bot.store import Store
 from tests.conftest import ROOT
 from tests.fakes.gmail_fake import READONLY_SCOPE, SEND_SCOPE, FakeGmail
+
+DEFERRED, FAILED, SENDING, SENT, UNCERTAIN = (
+    MessageState.DEFERRED,
+    MessageState.FAILED,
+    MessageState.SENDING,
+    MessageState.SENT,
+    MessageState.UNCERTAIN,
+)
 
 SEND_PATH = "/gmail/v1/users/me/messages/send"
 SENDER = "team@mailbolt.example"
@@ -121,14 +130,18 @@ class Mailbolt:
         """Every message row of every campaign, straight from the store."""
         store = Store(self.database)
         try:
-            return [row for c in store.campaigns(limit=100) for row in store.messages(c["id"])]
+            return [
+                row
+                for c in store.campaigns.recent(limit=100)
+                for row in store.outbox.messages(c.id)
+            ]
         finally:
             store.close()
 
     def campaign(self, campaign_id: int = 1) -> dict[str, Any]:
         store = Store(self.database)
         try:
-            found = store.campaign(campaign_id)
+            found = store.campaigns.get(campaign_id)
             assert found is not None
             return found
         finally:
@@ -172,7 +185,7 @@ def gmail_ids(fake: FakeGmail) -> dict[str, str]:
 
 
 def states(rows: list[dict[str, Any]]) -> Counter[str]:
-    return Counter(r["state"] for r in rows)
+    return Counter(r.state for r in rows)
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
@@ -225,12 +238,12 @@ def test_a_campaign_goes_out_through_gmail_once_per_recipient(
     assert all(email.utils.parseaddr(m.message["From"])[1] == SENDER for m in fake.sent)
     rows = mailbolt.rows()
     ids = gmail_ids(fake)
-    assert fake.accepted_by_message_id == {bare(r["message_id"]): 1 for r in rows}
+    assert fake.accepted_by_message_id == {bare(r.message_id): 1 for r in rows}
     for row in rows:
-        assert row["state"] == SENT
-        assert row["provider_id"] == ids[bare(row["message_id"])]
-        (sent,) = [m for m in fake.sent if m.message_id == bare(row["message_id"])]
-        assert sent.addresses("To") == [row["email"]]
+        assert row.state == SENT
+        assert row.provider_id == ids[bare(row.message_id)]
+        (sent,) = [m for m in fake.sent if m.message_id == bare(row.message_id)]
+        assert sent.addresses("To") == [row.email]
     quota = mailbolt.run("quota")
     assert quota.returncode == 0, text(quota)
     assert "units in the last minute 2,000 of 600,000 per minute" in text(quota)
@@ -277,10 +290,10 @@ def test_injected_server_errors_are_retried_and_each_recipient_gets_one(
     assert set(fake.accepted_by_message_id.values()) == {1}
     rows = mailbolt.rows()
     assert states(rows) == {SENT: 20}
-    assert {r["attempts"] for r in rows} == {1}  # claimed once; retries are HTTP attempts
+    assert {r.attempts for r in rows} == {1}  # claimed once; retries are HTTP attempts
     store = Store(mailbolt.database)
     try:
-        assert store.units_since(0, SENDER) == attempts * 100  # every attempt paid and logged
+        assert store.quota.units_since(0, SENDER) == attempts * 100  # every attempt paid and logged
     finally:
         store.close()
 
@@ -301,8 +314,8 @@ def test_a_lost_response_is_held_uncertain_not_resent(mailbolt: Mailbolt, fake: 
     assert "python -m bot resolve 1 --resend|--skip" in text(result)
     rows = mailbolt.rows()
     assert states(rows) == {SENT: 4, UNCERTAIN: 1}
-    (held,) = [r for r in rows if r["state"] == UNCERTAIN]
-    assert fake.accepted_by_message_id[bare(held["message_id"])] == 1  # it did go out
+    (held,) = [r for r in rows if r.state == UNCERTAIN]
+    assert fake.accepted_by_message_id[bare(held.message_id)] == 1  # it did go out
     assert set(fake.accepted_by_message_id.values()) == {1}
 
 
@@ -317,7 +330,7 @@ def test_resume_with_a_read_scope_reconciles_the_lost_response(
     rows = mailbolt.rows()
     assert states(rows) == {SENT: 5}
     ids = gmail_ids(fake)
-    assert all(r["provider_id"] == ids[bare(r["message_id"])] for r in rows)
+    assert all(r.provider_id == ids[bare(r.message_id)] for r in rows)
     assert set(fake.accepted_by_message_id.values()) == {1}
     assert len(fake.sent) == 5
 
@@ -340,7 +353,7 @@ def test_the_daily_limit_defers_the_rest(mailbolt: Mailbolt, fake: FakeGmail) ->
     assert states(rows) == {SENT: 5, DEFERRED: 3}
     out = text(result)
     assert "daily sending limit" in out and "python -m bot send --resume" in out
-    first_sent = min(r["sent_at"] for r in rows if r["state"] == SENT)
+    first_sent = min(r.sent_at for r in rows if r.state == SENT)
     quota = text(mailbolt.run("quota"))
     assert "sent in the last 24 h 5 of 5" in quota
     assert f"next message can go {utc_minute(first_sent + 86_400)} UTC" in quota
@@ -351,8 +364,8 @@ def test_the_daily_limit_says_when_sending_resumes_and_defers_until_then(
 ) -> None:
     result = _hit_the_daily_limit(mailbolt)
     rows = mailbolt.rows()
-    first_sent = min(r["sent_at"] for r in rows if r["state"] == SENT)
-    deferred_until = [r["not_before"] for r in rows if r["state"] == DEFERRED]
+    first_sent = min(r.sent_at for r in rows if r.state == SENT)
+    deferred_until = [r.not_before for r in rows if r.state == DEFERRED]
     assert deferred_until == [pytest.approx(first_sent + 86_400, abs=60)] * 3
     out = text(result)
     assert any(utc_minute(first_sent + 86_400 - lag) in out for lag in (0, 60))
@@ -370,7 +383,7 @@ def test_gmails_own_mail_sending_limit_defers_and_fails_nothing(
     rows = mailbolt.rows()
     assert states(rows) == {SENT: 3, DEFERRED: 5}
     resume = min(m.internal_date for m in fake.sent) / 1000 + 86_400
-    assert [r["not_before"] for r in rows if r["state"] == DEFERRED] == [
+    assert [r.not_before for r in rows if r.state == DEFERRED] == [
         pytest.approx(resume, abs=0.01)
     ] * 5
     assert f"sending can resume after {utc_minute(resume)} UTC" in text(result)
@@ -390,7 +403,7 @@ def test_a_revoked_grant_pauses_and_a_new_one_finishes_without_duplicates(
     out = text(result)
     assert "invalid_grant" in out and "Run `python -m bot auth`" in out and "7 days" in out
     assert fake.sent == []
-    assert mailbolt.campaign()["status"] == "paused"
+    assert mailbolt.campaign().status == "paused"
     assert FAILED not in states(mailbolt.rows())
     mailbolt.grant()  # an admin ran `python -m bot auth`
     resumed = mailbolt.run("send", "--resume")
@@ -420,17 +433,17 @@ def test_sigkill_three_times_and_resume_loses_and_duplicates_nothing(
     final = mailbolt.run("send", "--resume")
 
     rows = mailbolt.rows()
-    by_address = {r["email"]: r for r in rows}
+    by_address = {r.email: r for r in rows}
     got = delivered(fake)
     ids = gmail_ids(fake)
     assert set(by_address) == set(addresses)
     assert max(got.values()) == 1  # none duplicated
     for address, row in by_address.items():
-        if row["state"] == SENT:
+        if row.state == SENT:
             assert got[address] == 1
-            assert row["provider_id"] == ids[bare(row["message_id"])]
+            assert row.provider_id == ids[bare(row.message_id)]
         else:  # none lost: anything not sent is reported
-            assert row["state"] == UNCERTAIN, (address, row["state"])
+            assert row.state == UNCERTAIN, (address, row.state)
     held = states(rows)[UNCERTAIN]
     lookups = fake.requests_by_path["/gmail/v1/users/me/messages"]
     if can_read:
@@ -474,6 +487,6 @@ def test_a_crash_leaves_only_messages_on_the_wire_in_doubt(
     proc = mailbolt.start("send")
     kill_when(proc, lambda: len(fake.sent) >= 3, "3 accepted")
     let_the_fake_finish(fake)
-    in_doubt = [r for r in mailbolt.rows() if r["state"] == SENDING]  # uncertain on resume
-    never_sent = [r for r in in_doubt if bare(r["message_id"]) not in fake.accepted_by_message_id]
+    in_doubt = [r for r in mailbolt.rows() if r.state == SENDING]  # uncertain on resume
+    never_sent = [r for r in in_doubt if bare(r.message_id) not in fake.accepted_by_message_id]
     assert len(never_sent) <= 1

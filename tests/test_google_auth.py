@@ -330,8 +330,8 @@ def test_cli_quota_reports_use_and_estimates(
         sender_address="me@example.com",
     )
     store = Store(settings.database_path)
-    store.record_units(100, "messages.send", account="me@example.com")
-    store.record_units(100, "messages.send", account="me@example.com")
+    store.quota.record_units(100, "messages.send", account="me@example.com")
+    store.quota.record_units(100, "messages.send", account="me@example.com")
     store.close()
     assert run_cli(["quota", "--messages", "61"], settings) == 0
     out = capsys.readouterr().out

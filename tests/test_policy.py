@@ -21,9 +21,9 @@ def people(*emails: str) -> list[Recipient]:
 @pytest.fixture
 def history(store):
     """One unsubscribe and one hard bounce, stored the way the endpoint and scan do."""
-    store.add_unsubscribe("Unsub@Example.com", source="one-click", campaign_id=1)
-    store.record_bounce("g1", kind="hard", email="gone@example.com")
-    store.record_bounce("g2", kind="soft", email="full@example.com")
+    store.suppressions.add_unsubscribe("Unsub@Example.com", source="one-click", campaign_id=1)
+    store.suppressions.record_bounce("g1", kind="hard", email="gone@example.com")
+    store.suppressions.record_bounce("g2", kind="soft", email="full@example.com")
     return store
 
 
@@ -65,8 +65,8 @@ def test_unsubscribe_and_resubscribe_on_someones_behalf(store):
         True,
     )
     assert policy.unsubscribe(store, "bob@example.com", actor="slack:U123")[1] is False
-    (row,) = store.unsubscribes()
-    assert (row["email"], row["source"]) == ("bob@example.com", "slack:U123")
+    (row,) = store.suppressions.unsubscribes()
+    assert (row.email, row.source) == ("bob@example.com", "slack:U123")
     with pytest.raises(UserInputError, match="not a valid email address"):
         policy.unsubscribe(store, "bob at example.com", actor="slack:U123")
     assert policy.resubscribe(store, "BOB@example.com ", actor="slack:U9") == (
@@ -74,7 +74,7 @@ def test_unsubscribe_and_resubscribe_on_someones_behalf(store):
         True,
     )
     assert policy.resubscribe(store, "bob@example.com", actor="slack:U9")[1] is False
-    assert store.audit_log()[0]["actor"] == "slack:U9"
+    assert store.audit.recent()[0].actor == "slack:U9"
 
 
 # -- campaigns -----------------------------------------------------------------
@@ -94,7 +94,7 @@ def test_a_marketing_campaign_refuses_to_start_without_a_postal_address(settings
     with pytest.raises(PolicyError, match="set POSTAL_ADDRESS") as caught:
         campaign.preflight(request("newsletter", "ann@example.com"), deps)
     assert caught.value.field == "template"
-    assert store.campaigns() == []
+    assert store.campaigns.recent() == []
 
 
 def test_transactional_mail_needs_no_postal_address(settings, store):

@@ -240,7 +240,7 @@ def test_preflight_refuses_a_card_in_a_column_naming_rows_not_values(notice_deps
     assert "ann@example.com" not in shown
     assert "4242" not in shown and "1120" not in shown
     assert error.field == "recipients"
-    assert store.campaigns() == [], "nothing may be recorded"
+    assert store.campaigns.recent() == [], "nothing may be recorded"
 
 
 def test_preflight_refuses_a_key_in_the_template_itself(settings, store, tmp_path):

@@ -97,12 +97,12 @@ def test_templates_lists_the_catalogue(fake, mailbolt):
 def test_unsubscribe_and_resubscribe(fake, mailbolt):
     store = mailbolt.deps.store
     assert "will get no more marketing email" in ask(fake, "unsubscribe Ann@Example.com")["text"]
-    assert store.unsubscribed_among(["ann@example.com"]) == {"ann@example.com"}
+    assert store.suppressions.unsubscribed_among(["ann@example.com"]) == {"ann@example.com"}
     assert "had already unsubscribed" in ask(fake, "unsubscribe ann@example.com")["text"]
     assert "Give one email address" in ask(fake, "unsubscribe bob@")["text"]
     assert "may get marketing email again" in ask(fake, "resubscribe ann@example.com")["text"]
-    assert store.unsubscribed_among(["ann@example.com"]) == set()
-    actions = [(a["actor"], a["action"]) for a in store.audit_log()]
+    assert store.suppressions.unsubscribed_among(["ann@example.com"]) == set()
+    actions = [(a.actor, a.action) for a in store.audit.recent()]
     assert (f"slack:{ADMIN}", "unsubscribe.removed") in actions
 
 

@@ -117,11 +117,11 @@ def test_paste_to_delivered_messages_with_live_status(fake, mailbolt):
     assert "sent *2*" in shown and "failed *0*" in shown
     assert f"<@{OWNER}>" in shown and "welcome" in shown
     assert "campaign_cancel" not in shown  # no buttons on a clean finish
-    row = mailbolt.deps.store.campaigns()[0]
-    assert (row["requested_by"], row["team"], row["status_channel"]) == (OWNER, "T0FAKE", STATUS)
-    audit = mailbolt.deps.store.audit_log()
-    created = next(a for a in audit if a["action"] == "campaign.created")
-    assert created["actor"] == OWNER and json.loads(created["detail"])["team"] == "T0FAKE"
+    row = mailbolt.deps.store.campaigns.recent()[0]
+    assert (row.requested_by, row.team, row.status_channel) == (OWNER, "T0FAKE", STATUS)
+    audit = mailbolt.deps.store.audit.recent()
+    created = next(a for a in audit if a.action == "campaign.created")
+    assert created.actor == OWNER and created.detail["team"] == "T0FAKE"
 
 
 def test_csv_upload_is_downloaded_with_the_bot_token(fake, mailbolt):
@@ -178,7 +178,7 @@ def test_bad_line_in_paste_is_shown_on_the_recipients_field(fake, mailbolt):
     assert answer["response_action"] == "errors"
     assert set(answer["errors"]) == {views.B_RECIPIENTS}
     assert "line 2: 'bob@'" in answer["errors"][views.B_RECIPIENTS]
-    assert not mailbolt.deps.store.campaigns()
+    assert not mailbolt.deps.store.campaigns.recent()
 
 
 def test_many_bad_lines_are_summarized(fake, mailbolt):
@@ -303,7 +303,7 @@ def test_double_submit_of_the_preview_starts_one_campaign(fake, mailbolt):
     assert first.status == second.status == 200
     final_status(fake)
     mailbolt.runner.wait_idle(10)
-    assert len(mailbolt.deps.store.campaigns()) == 1
+    assert len(mailbolt.deps.store.campaigns.recent()) == 1
     assert len(mailbolt.eml_files()) == 2
     assert len(fake.messages_in(STATUS)) == 1
 
@@ -361,7 +361,7 @@ def test_cancel_button_stops_a_running_campaign(fake, allowed):
         wait_for(lambda: fake.ephemerals, "the private refusal")
         assert "may not send email with mailbolt" in fake.ephemerals[0]["text"]
         assert STRANGER in fake.ephemerals[0]["text"]
-        assert running.runner.is_active(running.deps.store.campaigns()[0]["id"])
+        assert running.runner.is_active(running.deps.store.campaigns.recent()[0].id)
 
         fake.click(views.A_CANCEL, user=OWNER, message=where)
         wait_for(
@@ -370,7 +370,7 @@ def test_cancel_button_stops_a_running_campaign(fake, allowed):
         )
         transport.gate.release(10)  # the send already under way finishes; no other starts
         done = final_status(fake, "cancelled")
-        counts = running.deps.store.counts(1)
+        counts = running.deps.store.outbox.counts(1)
         assert (counts["sent"], counts["skipped"]) == (2, 3)
         assert "campaign_cancel" not in block_text(done["blocks"])
         assert len(running.eml_files()) == counts["sent"]
@@ -386,7 +386,7 @@ def test_retry_failed_button(fake, allowed):
         done = final_status(fake)
         assert "bob@example.com: mailbox full" in block_text(done["blocks"])
         fake.click(views.A_RETRY_FAILED, user=OTHER, message=status_ref(fake))
-        wait_for(lambda: running.deps.store.counts(1)["sent"] == 2, "the retried message")
+        wait_for(lambda: running.deps.store.outbox.counts(1)["sent"] == 2, "the retried message")
         wait_for(
             lambda: "failed *0*" in block_text(fake.messages[status_ref(fake)]["blocks"]),
             "the status to show no failures",
@@ -409,7 +409,7 @@ def test_skip_uncertain_button(fake, allowed):
             lambda: "skipped *1*" in block_text(fake.messages[status_ref(fake)]["blocks"]),
             "the status to show the skip",
         )
-        assert running.deps.store.counts(1)["uncertain"] == 0
+        assert running.deps.store.outbox.counts(1)["uncertain"] == 0
 
 
 def test_revoked_gmail_grant_says_who_must_do_what(fake, allowed):
@@ -455,7 +455,7 @@ def test_send_a_test_to_me_goes_to_my_own_address_once(fake, mailbolt):
     )
     assert "owner@acme.example" in block_text(updated["blocks"])
     assert recipients_of(mailbolt.eml_files()) == ["Olive Owner <owner@acme.example>"]
-    assert mailbolt.deps.store.campaigns() == []  # a test send, not a campaign
+    assert mailbolt.deps.store.campaigns.recent() == []  # a test send, not a campaign
 
     fake.click(views.A_SEND_TEST, user=OWNER, view_id=preview["id"])
     wait_for(
@@ -471,7 +471,7 @@ def test_large_send_needs_the_confirmation_box(fake, mailbolt):
     refused = fake.submit_view(preview["id"], {}, user=OWNER)
     assert refused.json["response_action"] == "errors"
     assert views.B_CONFIRM in refused.json["errors"]
-    assert not mailbolt.deps.store.campaigns()
+    assert not mailbolt.deps.store.campaigns.recent()
     fake.submit_view(preview["id"], confirm_values(), user=OWNER)
     final_status(fake)
     assert len(mailbolt.eml_files()) == views.CONFIRM_AT
@@ -492,7 +492,7 @@ def test_edit_goes_back_to_the_filled_in_form(fake, mailbolt):
 
 
 def test_unsubscribed_addresses_are_counted_and_left_out_of_marketing(fake, mailbolt):
-    mailbolt.deps.store.add_unsubscribe("bob@example.com", "test")
+    mailbolt.deps.store.suppressions.add_unsubscribe("bob@example.com", "test")
     preview = to_preview(
         fake,
         template="newsletter",
@@ -504,7 +504,7 @@ def test_unsubscribed_addresses_are_counted_and_left_out_of_marketing(fake, mail
 
 
 def test_nobody_left_after_unsubscribes_is_an_error_not_a_preview(fake, mailbolt):
-    mailbolt.deps.store.add_unsubscribe("ann@example.com", "test")
+    mailbolt.deps.store.suppressions.add_unsubscribe("ann@example.com", "test")
     answer = submit_compose(
         fake, template="newsletter", paste="ann@example.com", variables="headline=H\nbody=B"
     )
@@ -521,7 +521,7 @@ def test_a_restart_resumes_the_campaign_in_its_existing_status_message(fake, all
         preview = to_preview(fake, paste=", ".join(f"p{i}@example.com" for i in range(4)))
         fake.submit_view(preview["id"], {}, user=OWNER)
         first.gate.release()
-        counts = running.deps.store.counts
+        counts = running.deps.store.outbox.counts
         wait_for(lambda: counts(1)["sent"] == 1 and counts(1)["sending"] == 1, "a send under way")
         where = status_ref(fake)
         assert not running.runner.close(timeout=0.1)  # stopping, the send still under way

@@ -10,10 +10,16 @@ from bot.errors import UserInputError
 from bot.handlers import campaign
 from bot.handlers.recipients import parse_text
 from bot.mail.sandbox import SandboxTransport
+from bot.records import CampaignStatus
 from bot.runner import Runner
-from bot.store import CANCELLED, COMPLETED, RUNNING
 from bot.wiring import build_deps
 from tests.fakes.slack_fake import wait_for
+
+CANCELLED, COMPLETED, RUNNING = (
+    CampaignStatus.CANCELLED,
+    CampaignStatus.COMPLETED,
+    CampaignStatus.RUNNING,
+)
 
 
 class Recorder:
@@ -106,11 +112,11 @@ def test_a_campaign_runs_in_the_background_and_observers_follow(deps, runner):
 
 def test_unfinished_campaigns_resume_at_open(deps, runner):
     campaign_id = recorded(deps)
-    row = deps.store.messages(campaign_id)[0]
-    assert deps.store.claim(row["id"], "sandbox")  # the process died while sending it
+    row = deps.store.outbox.messages(campaign_id)[0]
+    assert deps.store.outbox.claim(row.id, "sandbox")  # the process died while sending it
     assert runner.open() == [campaign_id]
     assert runner.wait_idle(30)
-    counts = deps.store.counts(campaign_id)
+    counts = deps.store.outbox.counts(campaign_id)
     # Not in the sandbox outbox, so certainly not sent: queued again and sent once.
     assert counts["sent"] == 2 and counts["uncertain"] == 0
 
@@ -118,30 +124,30 @@ def test_unfinished_campaigns_resume_at_open(deps, runner):
 def test_deferred_messages_wait_for_their_time_and_then_go(deps, runner):
     campaign_id = recorded(deps)
     later = deps.clock() + 3600
-    for row in deps.store.messages(campaign_id):
-        deps.store.mark_deferred(row["id"], later, "the daily sending limit is reached")
+    for row in deps.store.outbox.messages(campaign_id):
+        deps.store.outbox.mark_deferred(row.id, later, "the daily sending limit is reached")
     runner.open(resume=False)
     assert runner.start_due() == []
     runner.start(campaign_id).wait(30)
-    assert deps.store.campaign(campaign_id)["status"] == RUNNING  # not "completed"
-    assert deps.store.counts(campaign_id)["deferred"] == 2
-    for row in deps.store.messages(campaign_id):
-        deps.store.mark_deferred(row["id"], deps.clock() - 1, "due now")
+    assert deps.store.campaigns.get(campaign_id).status == RUNNING  # not "completed"
+    assert deps.store.outbox.counts(campaign_id)["deferred"] == 2
+    for row in deps.store.outbox.messages(campaign_id):
+        deps.store.outbox.mark_deferred(row.id, deps.clock() - 1, "due now")
     assert runner.start_due() == [campaign_id]
     assert runner.wait_idle(30)
-    assert deps.store.counts(campaign_id)["sent"] == 2
-    assert deps.store.campaign(campaign_id)["status"] == COMPLETED
+    assert deps.store.outbox.counts(campaign_id)["sent"] == 2
+    assert deps.store.campaigns.get(campaign_id).status == COMPLETED
 
 
 def test_cancel_a_campaign_waiting_for_deferred_messages(deps, runner):
     campaign_id = recorded(deps)
-    for row in deps.store.messages(campaign_id):
-        deps.store.mark_deferred(row["id"], deps.clock() + 3600, "limit")
+    for row in deps.store.outbox.messages(campaign_id):
+        deps.store.outbox.mark_deferred(row.id, deps.clock() + 3600, "limit")
     runner.open(resume=False)
     assert runner.cancel(campaign_id)
     assert runner.wait_idle(30)
-    assert deps.store.campaign(campaign_id)["status"] == CANCELLED
-    assert deps.store.counts(campaign_id)["skipped"] == 2
+    assert deps.store.campaigns.get(campaign_id).status == CANCELLED
+    assert deps.store.outbox.counts(campaign_id)["skipped"] == 2
     assert not runner.cancel(campaign_id)  # nothing left
 
 
@@ -155,7 +161,7 @@ def test_a_test_send_does_not_wait_behind_a_long_campaign(deps, runner):
     test_send = runner.start(recorded(deps, n=1))
     result = test_send.wait(30)
     assert result is not None and result.counts["sent"] == 1
-    assert runner.is_running(long_id) and deps.store.counts(long_id)["sent"] == 0
+    assert runner.is_running(long_id) and deps.store.outbox.counts(long_id)["sent"] == 0
     gated.gate.release(3)
     assert long_one.wait(30).counts["sent"] == 3
 
@@ -188,10 +194,10 @@ def test_close_says_whether_the_sends_under_way_finished(deps):
     deps.transport = lambda: gated
     runner.open(resume=False)
     runner.start(campaign_id)
-    wait_for(lambda: deps.store.counts(campaign_id)["sending"] == 1, "a send under way")
+    wait_for(lambda: deps.store.outbox.counts(campaign_id)["sending"] == 1, "a send under way")
     assert runner.close(timeout=0.1) is False  # that send is held at the gate
     gated.gate.release()
     wait_for(lambda: not runner.is_running(campaign_id), "the halted run to end")
     assert runner.close() is True
-    counts = deps.store.counts(campaign_id)
+    counts = deps.store.outbox.counts(campaign_id)
     assert (counts["sent"], counts["queued"]) == (1, 2), "the rest stays queued"

@@ -68,8 +68,10 @@ def recorded(deps, emails=PEOPLE, channel: str = "") -> int:
 
 def bounce(store: Store, campaign_id: int, email: str, kind: str) -> None:
     """What a bounce scan records for a matched report (see ``bounce_parse.ingest``)."""
-    row = next(r for r in store.messages(campaign_id) if r["email"] == email)
-    assert store.record_bounce(f"g-{row['id']}", kind=kind, message_row_id=row["id"], email=email)
+    row = next(r for r in store.outbox.messages(campaign_id) if r.email == email)
+    assert store.suppressions.record_bounce(
+        f"g-{row.id}", kind=kind, message_row_id=row.id, email=email
+    )
 
 
 def gmail_like(settings, **changes):

@@ -60,7 +60,7 @@ def test_progress_is_batched_into_one_edit_per_flush(fake, deps, board):
     board.post(campaign_id)
     board.started(campaign_id)
     for _ in range(50):
-        board.progress(campaign_id, deps.store.counts(campaign_id))
+        board.progress(campaign_id, deps.store.outbox.counts(campaign_id))
     assert fake.calls_to("chat.update") == []
     assert board.flush() == 1
     assert board.flush() == 0
@@ -103,7 +103,7 @@ def test_a_deleted_status_message_is_posted_again(fake, deps, board):
     board.flush()
     again = only_message(fake)
     assert again["ts"] != first["ts"]
-    assert deps.store.campaign(campaign_id)["status_ts"] == again["ts"]
+    assert deps.store.campaigns.get(campaign_id).status_ts == again["ts"]
 
 
 def test_campaigns_without_a_channel_are_left_alone(fake, deps, board):

@@ -57,7 +57,7 @@ def test_old_rows_are_given_their_account(tmp_path: Path, gmail_fake) -> None:
     sandbox_send(mailbolt, 4)
     mailbolt.recipients(2)
     assert mailbolt.run("send").returncode == 0  # two real Gmail sends
-    # Back to the schema before migration 3: no accounts anywhere.
+    # Back to the schema before migration 4: no accounts anywhere.
     db = sqlite3.connect(mailbolt.database)
     with db:
         db.execute("drop index idx_messages_account_sent_at")
@@ -66,15 +66,15 @@ def test_old_rows_are_given_their_account(tmp_path: Path, gmail_fake) -> None:
             db.execute(f"alter table {table} drop column account")
         db.execute("alter table messages drop column prior_claimed_at")
         db.execute("drop table test_sends")
-        db.execute("update meta set value = '2' where key = 'schema_version'")
+        db.execute("update meta set value = '3' where key = 'schema_version'")
     db.close()
 
     store = Store(mailbolt.database)
     try:
         now = time.time()
-        assert store.sent_since(now - 3600, "sandbox") == 4
-        assert store.sent_since(now - 3600, SENDER) == 2
-        assert store.campaign(1)["account"] == "sandbox"
+        assert store.outbox.sent_since(now - 3600, "sandbox") == 4
+        assert store.outbox.sent_since(now - 3600, SENDER) == 2
+        assert store.campaigns.get(1).account == "sandbox"
     finally:
         store.close()
     quota = text(mailbolt.run("quota"))

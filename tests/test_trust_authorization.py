@@ -85,7 +85,7 @@ def running(settings, fake, caplog):
     caplog.set_level(logging.INFO, logger="bot.slack.authorize")
     campaign_id = gone_campaign(settings)
     with serving(settings.replace(allowed_slack_users=OWNER), fake) as (app, deps):
-        wait_for(lambda: deps.store.campaign(campaign_id)["status"] == "completed", "the resume")
+        wait_for(lambda: deps.store.campaigns.get(campaign_id).status == "completed", "the resume")
         yield app, deps, campaign_id
 
 
@@ -270,7 +270,7 @@ def test_every_listener_refuses_someone_taken_off_the_allowed_list(fake, running
     assert len(app.registered) == len(app._listeners)  # nothing registered unseen
     kinds = {method for method, _ in app.registered}
     assert {"command", "action", "view", "event"} <= kinds
-    campaigns_before = [dict(c) for c in deps.store.campaigns()]
+    campaigns_before = deps.store.campaigns.recent()
     for method, constraint in app.registered:
         check_refused(fake, caplog, method, constraint, GONE, TEAM, NOT_ALLOWED, campaign_id)
     # a request that passes shows the lazy work of the refused ones would have happened by now
@@ -278,24 +278,24 @@ def test_every_listener_refuses_someone_taken_off_the_allowed_list(fake, running
     wait_for(lambda: fake.calls_to("views.open"), "the allowed sender's form")
     assert len(fake.calls_to("views.open")) == 1
     assert not any(fake.calls_to(m) for m in SIDE_EFFECTS if m != "views.open")
-    assert [dict(c) for c in deps.store.campaigns()] == campaigns_before
-    assert deps.store.counts(campaign_id)["sent"] == 1
+    assert deps.store.campaigns.recent() == campaigns_before
+    assert deps.store.outbox.counts(campaign_id)["sent"] == 1
 
 
 def test_every_listener_refuses_an_allowed_id_from_another_workspace(fake, running, caplog):
     app, deps, _ = running
-    campaigns_before = [dict(c) for c in deps.store.campaigns()]
+    campaigns_before = deps.store.campaigns.recent()
     for method, constraint in app.registered:
         check_refused(fake, caplog, method, constraint, OWNER, ELSEWHERE, OTHER_WORKSPACE)
     with fake.lock:
         told = [c for c in fake.calls if c.method.startswith(("chat.", "views."))]
     assert told == [], "nothing is posted for someone outside the workspace"
-    assert [dict(c) for c in deps.store.campaigns()] == campaigns_before
+    assert deps.store.campaigns.recent() == campaigns_before
 
 
 def test_the_owner_taken_off_the_list_cannot_retry_their_old_campaign(fake, running, caplog):
     _, deps, campaign_id = running
-    assert deps.store.campaign(campaign_id)["requested_by"] == GONE
+    assert deps.store.campaigns.get(campaign_id).requested_by == GONE
     reply = action(fake, views.A_RETRY_FAILED, GONE, TEAM, in_view=False, value=str(campaign_id))
     assert reply.status == 200
     assert told_privately(fake, GONE, NOT_ALLOWED)

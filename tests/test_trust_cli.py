@@ -13,11 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from bot.store import SENDING, Store
+from bot.records import CampaignStatus, MessageState, NewMessage
+from bot.store import Store
 from tests.conftest import ROOT
 from tests.fakes.gmail_fake import READONLY_SCOPE, SEND_SCOPE, FakeGmail
 from tests.test_cli import run, write
 from tests.test_gmail_e2e import SEND_PATH, SENDER, UNPACED, Mailbolt, kill_when, text
+
+SENDING = MessageState.SENDING
 
 CSV = (
     "email,name,team,start_url\r\nann@example.com,Ann Lee,Acme,https://a.example\r\n"
@@ -36,7 +39,7 @@ def campaigns(tmp_path: Path) -> int:
         return 0
     store = Store(db)
     try:
-        return len(store.campaigns(limit=100))
+        return len(store.campaigns.recent(limit=100))
     finally:
         store.close()
 
@@ -111,23 +114,22 @@ def recorded(tmp_path: Path) -> Iterator[Store]:
     result = send(tmp_path, "--dry-run")
     assert result.returncode == 0, result.stderr
     store = Store(tmp_path / "data" / "sendmail.db")
-    store.create_campaign(
+    store.campaigns.create(
         requested_by="cli",
         template="welcome",
         category="transactional",
         subject="",
         common_vars={},
         messages=[
-            {
-                "email": e,
-                "name": "",
-                "variables": {"team": "A", "start_url": "https://a.x"},
-                "message_id": f"<m{i}@mailbolt.example>",
-            }
+            NewMessage(
+                email=e,
+                variables={"team": "A", "start_url": "https://a.x"},
+                message_id=f"<m{i}@mailbolt.example>",
+            )
             for i, e in enumerate(["ann@example.com", "bo@example.org"])
         ],
     )
-    store.set_campaign(1, status="running")
+    store.campaigns.update(1, status=CampaignStatus.RUNNING)
     yield store
     store.close()
 
@@ -149,12 +151,12 @@ def test_while_a_sender_holds_the_lock_the_campaign_is_sending(tmp_path, recorde
 
 
 def test_deferred_names_the_time_and_uncertain_needs_a_decision(tmp_path, recorded):
-    rows = recorded.messages(1)
+    rows = recorded.outbox.messages(1)
     until = time.time() + 3600
-    recorded.mark_deferred(rows[0]["id"], until, "the daily sending limit is reached")
-    assert recorded.claim(rows[1]["id"], "sandbox")
-    recorded.mark_uncertain(rows[1]["id"], "no answer")
-    recorded.set_campaign(1, status="completed")
+    recorded.outbox.mark_deferred(rows[0].id, until, "the daily sending limit is reached")
+    assert recorded.outbox.claim(rows[1].id, "sandbox")
+    recorded.outbox.mark_uncertain(rows[1].id, "no answer")
+    recorded.campaigns.update(1, status=CampaignStatus.COMPLETED)
     result = run(tmp_path, "status", "1")
     assert "Campaign 1: needs a decision: 1 uncertain" in result.stdout
     assert "python -m bot resolve 1 --resend|--skip" in result.stdout
@@ -185,7 +187,7 @@ def crash_mid_send(mailbolt: Mailbolt, fake: FakeGmail) -> None:
     fake.latency_ms = 0
     store = Store(mailbolt.database)
     try:
-        assert [r["state"] for r in store.messages(1)] == [SENDING]
+        assert [r.state for r in store.outbox.messages(1)] == [SENDING]
     finally:
         store.close()
 
@@ -267,25 +269,20 @@ def test_progress_never_passes_its_total_on_resume_after_a_crash(tmp_path):
 
     assert send(tmp_path, "--dry-run").returncode == 0
     store = Store(tmp_path / "data" / "sendmail.db")
-    store.create_campaign(
+    store.campaigns.create(
         requested_by="cli",
         template="welcome",
         category="transactional",
         subject="",
         common_vars={"team": "Acme", "start_url": "https://a.example"},
         messages=[
-            {
-                "email": f"p{i}@example.com",
-                "name": "",
-                "variables": {},
-                "message_id": f"<p{i}@mailbolt.example>",
-            }
+            NewMessage(email=f"p{i}@example.com", message_id=f"<p{i}@mailbolt.example>")
             for i in range(25)
         ],
     )
-    for row in store.messages(1)[:5]:  # in flight when the process died
-        assert store.claim(row["id"], "sandbox")
-    store.set_campaign(1, status="running")
+    for row in store.outbox.messages(1)[:5]:  # in flight when the process died
+        assert store.outbox.claim(row.id, "sandbox")
+    store.campaigns.update(1, status=CampaignStatus.RUNNING)
     store.close()
 
     code, screen = run_on_a_terminal(tmp_path, "send", "--resume")

@@ -99,7 +99,7 @@ def test_a_cli_send_is_handed_to_the_running_server(tmp_path, slack, server) -> 
     assert recipients == Counter({a.replace("@", "_"): 1 for a in addresses})  # each once
     store = Store(tmp_path / "data" / "sendmail.db")
     try:
-        assert store.counts(1)["sent"] == 25
+        assert store.outbox.counts(1)["sent"] == 25
     finally:
         store.close()
 

@@ -136,7 +136,7 @@ def test_slack_shows_the_missing_public_base_on_the_template_field(settings):
             assert answer["response_action"] == "errors", answer
             error = answer["errors"][views.B_TEMPLATE]
             assert "http://localhost:3000" in error and "set PUBLIC_BASE_URL" in error
-            assert running.deps.store.campaigns() == []
+            assert running.deps.store.campaigns.recent() == []
         assert slack.problems == []
 
 
@@ -162,12 +162,12 @@ def test_a_campaign_resumed_after_the_base_was_unset_sends_no_local_links(tmp_pa
     bolt.grant(expires_in=-60)
     fake.revoke()  # paused before anything left: every message stays queued
     assert bolt.run(*NEWSLETTER).returncode == 1
-    assert bolt.campaign()["status"] == "paused"
+    assert bolt.campaign().status == "paused"
     bolt.grant()
     bolt.settings["PUBLIC_BASE_URL"] = ""  # the setting was lost across the restart
     resumed = bolt.run("send", "--resume")
     assert resumed.returncode == 1, text(resumed)
     assert fake.sent == []
     rows = bolt.rows()
-    assert {r["state"] for r in rows} == {"failed"}
-    assert all("set PUBLIC_BASE_URL" in r["last_error"] for r in rows)
+    assert {r.state for r in rows} == {"failed"}
+    assert all("set PUBLIC_BASE_URL" in r.last_error for r in rows)

@@ -305,5 +305,5 @@ def test_slack_values_go_through_the_same_rules(settings, variables):
             error = answer["errors"][views.B_VARIABLES]
             name = variables.splitlines()[-1].partition("=")[0]
             assert f"'{name}'" in error
-            assert running.deps.store.campaigns() == []
+            assert running.deps.store.campaigns.recent() == []
         assert slack.problems == []

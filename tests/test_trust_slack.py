@@ -75,7 +75,7 @@ def test_a_card_number_in_the_values_is_reported_on_the_values_field(fake, mailb
     assert answer["response_action"] == "errors", answer
     assert set(answer["errors"]) == {views.B_VARIABLES}, answer["errors"]
     assert "values given for every recipient" in answer["errors"][views.B_VARIABLES]
-    assert not mailbolt.deps.store.campaigns()
+    assert not mailbolt.deps.store.campaigns.recent()
 
 
 def test_a_card_number_in_a_csv_row_stays_on_the_list(fake, mailbolt):
@@ -115,7 +115,7 @@ def test_a_cancelled_campaign_shows_how_far_it_got(fake, allowed):
         )
         transport.gate.release(10)
         done = final_status(fake, "cancelled")
-        sent = running.deps.store.counts(1)["sent"]
+        sent = running.deps.store.outbox.counts(1)["sent"]
     shown = block_text(done["blocks"])
     assert sent < 5
     assert f"{sent * 100 // 5}%" in shown, shown
@@ -156,8 +156,8 @@ def test_resending_uncertain_messages_keeps_to_the_daily_limit(fake, allowed):
             "bob to wait for the daily limit",
         )
         running.runner.wait_idle(10)
-        bob = next(m for m in running.deps.store.messages(1) if m["email"] == "bob@example.com")
-        assert bob["state"] == "deferred"
+        bob = next(m for m in running.deps.store.outbox.messages(1) if m.email == "bob@example.com")
+        assert bob.state == "deferred"
         assert len(running.eml_files()) == 1  # only ann's
 
 
@@ -182,14 +182,14 @@ def test_a_test_send_is_the_previewed_message_marked_and_outside_campaigns(fake,
     assert "Olive" not in body
 
     store = mailbolt.deps.store
-    assert store.campaigns() == []
-    assert store.delivery_counts()["sent"] == 0
-    [test] = store.test_sends()
-    assert (test["email"], test["state"], test["account"]) == (
+    assert store.campaigns.recent() == []
+    assert store.outbox.delivery_counts().sent == 0
+    [test] = store.test_sends.recent()
+    assert (test.email, test.state, test.account) == (
         "owner@acme.example",
         "sent",
         "sandbox",
     )
-    assert store.units_since(0, "sandbox") == 100
-    assert store.sent_since(0, "sandbox") == 1
-    assert "test.finished" in [a["action"] for a in store.audit_log()]
+    assert store.quota.units_since(0, "sandbox") == 100
+    assert store.outbox.sent_since(0, "sandbox") == 1
+    assert "test.finished" in [a.action for a in store.audit.recent()]

@@ -242,4 +242,4 @@ def test_no_token_shape_gets_a_500(mailbolt, logs, token):
         status, _ = request(mailbolt, method, path, body, headers)
         assert 400 <= status < 500, (method, token[:40], status)
     assert "Traceback" not in logs.text
-    assert mailbolt.deps.store.unsubscribed_among(["ann@example.com"]) == set()
+    assert mailbolt.deps.store.suppressions.unsubscribed_among(["ann@example.com"]) == set()

@@ -147,7 +147,7 @@ def test_get_shows_a_confirmation_and_changes_nothing(site, store, server):
         status, headers, body = server.request(method, path)
         assert status == 200
         assert (body == b"") == (method == "HEAD")
-    assert store.unsubscribes() == []
+    assert store.suppressions.unsubscribes() == []
     status, _, body = server.request("HEAD", "/unsubscribe/forged")
     assert (status, body) == (400, b"")
     status, headers, body = server.request("GET", path)
@@ -167,16 +167,14 @@ def test_one_click_post_unsubscribes_and_the_next_campaign_skips_the_address(sit
     status, _, body = server.one_click(urlsplit(https_link(bob)).path)
     assert status == 200
     assert "You’re unsubscribed" in body.decode()
-    (row,) = store.unsubscribes()
-    assert row["email"] == "bob@example.com" and row["source"] == "one-click"
-    assert row["campaign_id"] == store.campaigns()[0]["id"]
+    (row,) = store.suppressions.unsubscribes()
+    assert row.email == "bob@example.com" and row.source == "one-click"
+    assert row.campaign_id == store.campaigns.recent()[0].id
 
     second = send(site, store, "newsletter", "ann@example.com", "bob@example.com")
     assert [recipient(m) for m in second] == ["ann@example.com"]
-    skipped = store.messages(store.campaigns()[0]["id"], ["skipped"])
-    assert [(r["email"], r["last_error"]) for r in skipped] == [
-        ("bob@example.com", "has unsubscribed")
-    ]
+    skipped = store.outbox.messages(store.campaigns.recent()[0].id, ["skipped"])
+    assert [(r.email, r.last_error) for r in skipped] == [("bob@example.com", "has unsubscribed")]
     (welcome,) = send(site, store, "welcome", "bob@example.com")
     assert recipient(welcome) == "bob@example.com", "transactional mail still arrives"
 
@@ -188,10 +186,10 @@ def test_a_replayed_post_is_harmless(site, store, server):
     status, _, body = server.one_click(path)
     assert status == 200
     assert "already unsubscribed" in body.decode()
-    assert len(store.unsubscribes()) == 1
+    assert len(store.suppressions.unsubscribes()) == 1
     status, _, body = server.request("GET", path)
     assert "already unsubscribed" in body.decode() and "<form" not in body.decode()
-    actions = [row["action"] for row in store.audit_log()]
+    actions = [row.action for row in store.audit.recent()]
     assert actions.count("unsubscribe.added") == 1
 
 
@@ -199,7 +197,7 @@ def test_the_page_button_works_without_the_one_click_body(site, store, server):
     (msg,) = send(site, store, "newsletter", "bob@example.com")
     status, _, _ = server.request("POST", urlsplit(https_link(msg)).path)
     assert status == 200
-    assert [r["email"] for r in store.unsubscribes()] == ["bob@example.com"]
+    assert [r.email for r in store.suppressions.unsubscribes()] == ["bob@example.com"]
 
 
 def test_a_forged_token_for_another_address_gets_400(site, store, server):
@@ -219,14 +217,14 @@ def test_a_forged_token_for_another_address_gets_400(site, store, server):
         assert headers["Content-Type"] == "text/plain; charset=utf-8"
         assert b"not valid" in body
         assert server.request("GET", attempt)[0] == 400
-    assert store.unsubscribes() == []
+    assert store.suppressions.unsubscribes() == []
 
 
 def test_a_token_signed_with_another_key_gets_400(site, store, server, tmp_path):
     other = load_secret("", tmp_path / "elsewhere")
     status, _, _ = server.one_click(f"/unsubscribe/{make_token(other, 'bob@example.com', 1)}")
     assert status == 400
-    assert store.unsubscribes() == []
+    assert store.suppressions.unsubscribes() == []
 
 
 def test_other_methods_are_refused(site, store, server):
@@ -236,14 +234,14 @@ def test_other_methods_are_refused(site, store, server):
         status, headers, _ = server.request(method, path)
         assert status == 405, method
         assert headers["Allow"] == "GET, HEAD, POST"
-    assert store.unsubscribes() == []
+    assert store.suppressions.unsubscribes() == []
 
 
 def test_an_oversized_body_is_refused_before_anything_is_recorded(site, store, server):
     (msg,) = send(site, store, "newsletter", "bob@example.com")
     status, _, _ = server.request("POST", urlsplit(https_link(msg)).path, b"x" * 10_000)
     assert status == 413
-    assert store.unsubscribes() == []
+    assert store.suppressions.unsubscribes() == []
 
 
 def test_the_app_accepts_a_path_with_the_prefix_already_stripped(site, store, server):
@@ -251,7 +249,7 @@ def test_the_app_accepts_a_path_with_the_prefix_already_stripped(site, store, se
     (msg,) = send(site, store, "newsletter", "bob@example.com")
     token = urlsplit(https_link(msg)).path.rsplit("/", 1)[1]
     assert server.one_click(f"/{token}")[0] == 200
-    assert [r["email"] for r in store.unsubscribes()] == ["bob@example.com"]
+    assert [r.email for r in store.suppressions.unsubscribes()] == ["bob@example.com"]
 
 
 def test_masking_keeps_only_the_first_letter_and_the_domain():

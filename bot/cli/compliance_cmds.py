@@ -28,6 +28,7 @@ from bot.cli.core_cmds import out
 from bot.config import Settings
 from bot.errors import UserInputError
 from bot.handlers import policy, stats
+from bot.records import Unsubscribe
 from bot.store import Store
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -46,15 +47,14 @@ def _when(timestamp: float | None) -> str:
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def export_csv(rows: Iterable[dict[str, Any]]) -> str:
+def export_csv(rows: Iterable[Unsubscribe]) -> str:
     """The unsubscribe list as CSV text, every cell quoted and formula-safe."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, quoting=csv.QUOTE_ALL, lineterminator="\r\n")
     writer.writerow(EXPORT_COLUMNS)
     for row in rows:
         writer.writerow(
-            safe_cell(v)
-            for v in (row["email"], row["source"], row["campaign_id"], _when(row["created_at"]))
+            safe_cell(v) for v in (row.email, row.source, row.campaign_id, _when(row.created_at))
         )
     return buffer.getvalue()
 
@@ -64,7 +64,7 @@ def _store(settings: Settings) -> Store:
 
 
 def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
-    rows = _store(settings).unsubscribes()
+    rows = _store(settings).suppressions.unsubscribes()
     if not rows:
         out.print("Nobody has unsubscribed.")
         return 0
@@ -72,10 +72,8 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     for column in ("address", "source", "campaign", "since (UTC)"):
         table.add_column(column)
     for row in rows:
-        campaign = "" if row["campaign_id"] is None else str(row["campaign_id"])
-        table.add_row(
-            escape(row["email"]), escape(row["source"]), campaign, _when(row["created_at"])
-        )
+        campaign = "" if row.campaign_id is None else str(row.campaign_id)
+        table.add_row(escape(row.email), escape(row.source), campaign, _when(row.created_at))
     out.print(table)
     return 0
 
@@ -101,7 +99,7 @@ def cmd_remove(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
-    rows = _store(settings).unsubscribes()
+    rows = _store(settings).suppressions.unsubscribes()
     text = export_csv(rows)
     if args.out is None:
         sys.stdout.write(text)
@@ -126,7 +124,7 @@ def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
     known = settings.bounce_scan
     campaign_id = args.campaign_id if args.campaign_id is not None else args.campaign
     if campaign_id is not None:
-        if store.campaign(campaign_id) is None:
+        if store.campaigns.get(campaign_id) is None:
             raise UserInputError(f"There is no campaign {campaign_id}.", field="campaign")
         rows = [stats.stats(store, campaign_id=campaign_id, bounces_known=known)]
         total = None

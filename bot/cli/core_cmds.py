@@ -27,19 +27,8 @@ from bot.handlers import campaign
 from bot.handlers.display import Display, NextStep, display_state
 from bot.handlers.recipients import parse_csv, parse_text
 from bot.models import RecipientList
-from bot.store import (
-    DEFERRED,
-    FAILED,
-    FINAL_STATES,
-    MESSAGE_STATES,
-    QUEUED,
-    RUNNING,
-    SENDING,
-    SENT,
-    SKIPPED,
-    UNCERTAIN,
-    Store,
-)
+from bot.records import FINAL_STATES, MESSAGE_STATES, CampaignStatus, MessageState
+from bot.store import Store
 from bot.wiring import ROLE_SERVE, SenderBusy, SenderLock, build_deps, sender_active
 
 out = make_console()
@@ -148,7 +137,8 @@ def _print_result(
     result: campaign.Result, settings: Settings, *, sender_active: bool = False
 ) -> None:
     shown = display_state(
-        {"status": result.status, "paused_reason": result.reason},
+        result.status,
+        result.reason,
         result.counts,
         sender_active=sender_active,
         deferred_until=result.resume_at,
@@ -169,12 +159,19 @@ def _print_result(
 
 
 def _run_with_progress(campaign_id: int, deps: campaign.Deps, *, resume: bool) -> campaign.Result:
-    counts = deps.store.counts(campaign_id)
+    counts = deps.store.outbox.counts(campaign_id)
     # The whole campaign is the total and the settled messages the count, so the
     # bar never passes its total, however a resume moves messages between states.
-    total = sum(counts.values()) - counts[SKIPPED]
-    done_states = (SENT, FAILED, DEFERRED, UNCERTAIN)
-    todo = counts[QUEUED] + counts[DEFERRED] + counts[SENDING]
+    total = sum(counts.values()) - counts[MessageState.SKIPPED]
+    done_states = (
+        MessageState.SENT,
+        MessageState.FAILED,
+        MessageState.DEFERRED,
+        MessageState.UNCERTAIN,
+    )
+    todo = (
+        counts[MessageState.QUEUED] + counts[MessageState.DEFERRED] + counts[MessageState.SENDING]
+    )
     with Progress(
         TextColumn("sending"),
         BarColumn(),
@@ -223,7 +220,7 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
     if plan.over_limit:
         out.print(f"--limit {args.limit}: {len(plan.over_limit)} recipient(s) left out")
     if args.dry_run:
-        deps.store.audit(
+        deps.store.audit.record(
             "cli", "campaign.dry_run", template=args.template, recipients=len(plan.to_send)
         )
         out.print(f"Dry run: {len(plan.to_send)} message(s) rendered and checked; nothing sent.")
@@ -259,18 +256,20 @@ FOLLOW_POLL_SECONDS = 0.5
 def _handed_over_done(deps: campaign.Deps, campaign_id: int) -> bool:
     """The server finished its run of the campaign: stopped, completed, or left
     only deferred messages (``paused_reason`` is written when a run ends)."""
-    row = deps.store.campaign(campaign_id)
-    if row is None or row["status"] != RUNNING:
+    row = deps.store.campaigns.get(campaign_id)
+    if row is None or row.status != CampaignStatus.RUNNING:
         return True
-    counts = deps.store.counts(campaign_id)
-    return not (counts[QUEUED] or counts[SENDING]) and bool(row["paused_reason"])
+    counts = deps.store.outbox.counts(campaign_id)
+    return not (counts[MessageState.QUEUED] or counts[MessageState.SENDING]) and bool(
+        row.paused_reason
+    )
 
 
 def _follow(campaign_id: int, deps: campaign.Deps, settings: Settings, lock: SenderLock) -> int:
     """Show the server's progress on a handed-over campaign, then the usual report."""
-    todo = len(deps.store.ready_messages(campaign_id))
+    todo = len(deps.store.outbox.ready_messages(campaign_id))
     done_states = (*FINAL_STATES, "deferred", "uncertain")
-    start = sum(deps.store.counts(campaign_id)[s] for s in done_states)
+    start = sum(deps.store.outbox.counts(campaign_id)[s] for s in done_states)
     try:
         with Progress(
             TextColumn("sending (server)"),
@@ -290,7 +289,7 @@ def _follow(campaign_id: int, deps: campaign.Deps, settings: Settings, lock: Sen
                     )
                     _print_result(campaign.counts_result(campaign_id, deps), settings)
                     return 1
-                counts = deps.store.counts(campaign_id)
+                counts = deps.store.outbox.counts(campaign_id)
                 done = sum(counts[s] for s in done_states) - start
                 bar.update(task, completed=min(todo, done))
                 time.sleep(FOLLOW_POLL_SECONDS)
@@ -319,7 +318,7 @@ def _resume(deps: campaign.Deps, settings: Settings) -> int:
         )
         return 0
     try:
-        ids = deps.store.unfinished_campaigns()
+        ids = deps.store.campaigns.unfinished()
         if not ids:
             out.print("Nothing to resume.")
             return 0
@@ -365,21 +364,24 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     table = Table(title="Recent campaigns")
     for col in ("id", "template", "state", "by", "messages", "next step"):
         table.add_column(col)
-    for row in store.campaigns(limit=args.last):
-        counts = store.counts(row["id"])
+    for row in store.campaigns.recent(limit=args.last):
+        counts = store.outbox.counts(row.id)
         shown = display_state(
-            row,
+            row.status,
+            row.paused_reason,
             counts,
             sender_active=active,
-            deferred_until=store.deferred_until(row["id"]) if counts[DEFERRED] else None,
+            deferred_until=store.outbox.deferred_until(row.id)
+            if counts[MessageState.DEFERRED]
+            else None,
         )
         table.add_row(
-            str(row["id"]),
-            row["template"],
+            str(row.id),
+            row.template,
             _state_words(shown),
-            row["requested_by"],
-            str(row["total"]),
-            next_step_text(shown, row["id"]),
+            row.requested_by,
+            str(row.total),
+            next_step_text(shown, row.id),
         )
     out.print(table)
     return 0

@@ -20,7 +20,8 @@ from bot.cli.console import make_console
 from bot.config import Settings
 from bot.errors import AuthError, UserInputError
 from bot.mail.pacing import SEND_UNITS, WINDOW_SECONDS, estimate_duration
-from bot.store import DEFERRED, LEGACY_ACCOUNT, QUEUED, Store
+from bot.records import LEGACY_ACCOUNT, MessageState
+from bot.store import Store
 from bot.wiring import sending_account
 
 out = make_console()
@@ -122,10 +123,10 @@ def cmd_auth(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _remaining(store: Store, campaign_id: int) -> int:
-    if store.campaign(campaign_id) is None:
+    if store.campaigns.get(campaign_id) is None:
         raise UserInputError(f"There is no campaign {campaign_id}.", field="--campaign")
-    counts = store.counts(campaign_id)
-    return counts[QUEUED] + counts[DEFERRED]
+    counts = store.outbox.counts(campaign_id)
+    return counts[MessageState.QUEUED] + counts[MessageState.DEFERRED]
 
 
 def cmd_quota(args: argparse.Namespace, settings: Settings) -> int:
@@ -142,9 +143,9 @@ def cmd_quota(args: argparse.Namespace, settings: Settings) -> int:
         except AuthError:  # no grant yet: only rows from before accounts were kept count
             account = LEGACY_ACCOUNT
             shown = "none authorized yet (run `python -m bot auth`)"
-        used = store.units_since(now - WINDOW_SECONDS, account)
-        sent = store.sent_since(now - DAY_SECONDS, account)
-        oldest = store.oldest_sent_since(now - DAY_SECONDS, account)
+        used = store.quota.units_since(now - WINDOW_SECONDS, account)
+        sent = store.outbox.sent_since(now - DAY_SECONDS, account)
+        oldest = store.outbox.oldest_sent_since(now - DAY_SECONDS, account)
         pending = _remaining(store, args.campaign) if args.campaign is not None else None
     finally:
         store.close()

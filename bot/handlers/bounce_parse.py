@@ -30,7 +30,8 @@ from email.message import Message
 from email.parser import HeaderParser
 from typing import Any
 
-from bot.store import Store
+from bot.ports import StoreParts
+from bot.records import Message as StoredMessage
 
 HARD, SOFT = "hard", "soft"
 UNMATCHED = "unmatched"
@@ -119,9 +120,11 @@ def _returned_message_id(part: Message) -> str | None:
     if kind == "message/rfc822":
         payload = part.get_payload()
         inner = payload[0] if isinstance(payload, list) and payload else None
-        return normalize_message_id(inner.get("Message-ID")) if inner is not None else None
+        return normalize_message_id(inner.get("Message-ID")) if isinstance(inner, Message) else None
     if kind == "text/rfc822-headers":
         text = part.get_payload(decode=True) or b""
+        if not isinstance(text, bytes):
+            return None
         headers = HeaderParser(policy=email.policy.default).parsestr(
             text.decode("utf-8", "replace")
         )
@@ -161,11 +164,11 @@ def parse_dsn(raw: bytes) -> DeliveryReport | None:
 
 
 def match_bounce(
-    report: DeliveryReport, find_message: Callable[[str], dict[str, Any] | None]
+    report: DeliveryReport, find_message: Callable[[str], StoredMessage | None]
 ) -> Bounce | None:
     """The failure in ``report`` about a message we sent to that same recipient, if any.
 
-    ``find_message`` looks a Message-ID up among our messages (``Store.find_by_message_id``).
+    ``find_message`` looks a Message-ID up among our messages (``Outbox.find_by_message_id``).
     Each of our messages has one recipient, so there is at most one match; should a
     report list that recipient twice, a hard failure outweighs a soft one.
     """
@@ -174,14 +177,14 @@ def match_bounce(
     row = find_message(report.message_id)
     if row is None:
         return None
-    ours = str(row["email"]).strip().lower()
+    ours = row.email.strip().lower()
     mine = [f for f in report.failures if ours in (f.recipient, f.original_recipient)]
     if not mine:
         return None
     failure = min(mine, key=lambda f: f.kind != HARD)
     return Bounce(
-        message_row_id=row["id"],
-        campaign_id=row["campaign_id"],
+        message_row_id=row.id,
+        campaign_id=row.campaign_id,
         email=ours,
         kind=failure.kind,
         status=failure.status,
@@ -207,20 +210,20 @@ class ScanResult:
         )
 
 
-def ingest(store: Store, provider_id: str, raw: bytes, result: ScanResult) -> Bounce | None:
+def ingest(store: StoreParts, provider_id: str, raw: bytes, result: ScanResult) -> Bounce | None:
     """Record one fetched report under its provider id (so it is never fetched again).
 
     A matched hard bounce lands in ``bounces``, where ``policy.suppress`` finds it
     for every later campaign.
     """
     report = parse_dsn(raw)
-    bounce = match_bounce(report, store.find_by_message_id) if report else None
+    bounce = match_bounce(report, store.outbox.find_by_message_id) if report else None
     if bounce is None:
-        if store.record_bounce(provider_id, kind=UNMATCHED):
+        if store.suppressions.record_bounce(provider_id, kind=UNMATCHED):
             result.new += 1
             result.unmatched += 1
         return None
-    recorded = store.record_bounce(
+    recorded = store.suppressions.record_bounce(
         provider_id,
         kind=bounce.kind,
         message_row_id=bounce.message_row_id,

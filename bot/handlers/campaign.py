@@ -28,8 +28,10 @@ from tenacity import (
     retry_if_exception_type,
     stop_after_attempt,
     stop_after_delay,
+    stop_any,
     wait_random_exponential,
 )
+from tenacity.stop import stop_base
 
 from bot.errors import (
     AuthError,
@@ -51,21 +53,32 @@ from bot.handlers.templates import Renderer, TemplateCatalogue
 from bot.handlers.unsubscribe import make_token, unsubscribe_url
 from bot.mail.pacing import LIST_UNITS, SEND_UNITS
 from bot.models import OutgoingMessage, Recipient, RecipientList, Rejected, RenderedMessage
-from bot.ports import Pacer, Transport
-from bot.store import (
-    CANCELLED,
-    COMPLETED,
-    DEFERRED,
-    FAILED,
-    PAUSED,
-    QUEUED,
-    RUNNING,
+from bot.ports import Pacer, StoreParts, Transport
+from bot.records import (
     SANDBOX_ACCOUNT,
-    SENDING,
-    SENT,
-    SKIPPED,
-    UNCERTAIN,
-    Store,
+    Campaign,
+    CampaignChanges,
+    CampaignStatus,
+    Message,
+    MessageState,
+    NewMessage,
+)
+
+# Short names for the enum members this module uses throughout.
+CANCELLED, COMPLETED, PAUSED, RUNNING = (
+    CampaignStatus.CANCELLED,
+    CampaignStatus.COMPLETED,
+    CampaignStatus.PAUSED,
+    CampaignStatus.RUNNING,
+)
+DEFERRED, FAILED, QUEUED, SENDING, SENT, SKIPPED, UNCERTAIN = (
+    MessageState.DEFERRED,
+    MessageState.FAILED,
+    MessageState.QUEUED,
+    MessageState.SENDING,
+    MessageState.SENT,
+    MessageState.SKIPPED,
+    MessageState.UNCERTAIN,
 )
 
 log = logging.getLogger(__name__)
@@ -80,7 +93,7 @@ MAX_LISTED_ERRORS = 10
 class Deps:
     """Everything the use cases need, passed in (no globals)."""
 
-    store: Store
+    store: StoreParts
     catalogue: TemplateCatalogue
     transport: Callable[[], Transport]
     pacer: Pacer
@@ -374,29 +387,27 @@ def preflight(request: CampaignRequest, deps: Deps) -> Plan:
 def record(plan: Plan, deps: Deps) -> tuple[int, bool]:
     """Store the campaign: one queued row per recipient, suppressed rows as skipped."""
     req = plan.request
-    rows: list[dict[str, Any]] = [
-        {
-            "email": r.email,
-            "name": r.name,
-            "variables": r.variables,
-            "message_id": deps.envelope.new_message_id(),
-        }
+    rows: list[NewMessage] = [
+        NewMessage(
+            email=r.email,
+            name=r.name,
+            variables=r.variables,
+            message_id=deps.envelope.new_message_id(),
+        )
         for r in plan.to_send
     ]
     emails = {r.email for r in plan.to_send}
     for s in plan.suppressed:
         if s.text not in emails:
             rows.append(
-                {
-                    "email": s.text,
-                    "name": "",
-                    "variables": {},
-                    "state": SKIPPED,
-                    "last_error": s.reason,
-                    "message_id": deps.envelope.new_message_id(),
-                }
+                NewMessage(
+                    email=s.text,
+                    state=SKIPPED,
+                    last_error=s.reason,
+                    message_id=deps.envelope.new_message_id(),
+                )
             )
-    return deps.store.create_campaign(
+    return deps.store.campaigns.create(
         requested_by=req.requested_by,
         template=plan.renderer.info.name,
         category=plan.category,
@@ -418,13 +429,13 @@ def daily_left(deps: Deps) -> int | None:
     """Messages the sending account may still send in the rolling day (None: no limit)."""
     if deps.daily_limit is None:
         return None
-    return max(0, deps.daily_limit - deps.store.sent_since(deps.clock() - DAY, deps.account))
+    return max(0, deps.daily_limit - deps.store.outbox.sent_since(deps.clock() - DAY, deps.account))
 
 
 def daily_resume_at(deps: Deps) -> float:
     """When the account's oldest send in the rolling day ages out (a day from now if none)."""
     now = deps.clock()
-    oldest = deps.store.oldest_sent_since(now - DAY, deps.account)
+    oldest = deps.store.outbox.oldest_sent_since(now - DAY, deps.account)
     return (oldest if oldest is not None else now) + DAY
 
 
@@ -498,7 +509,7 @@ class _Run:
         return bool(self.stop_status) or self.cancel.is_set() or self.halt.is_set()
 
 
-def _render_raw(run: _Run, deps: Deps, row: dict[str, Any]) -> bytes:
+def _render_raw(run: _Run, deps: Deps, row: Message) -> bytes:
     # Settings may have changed since preflight (a campaign resumed after a restart).
     policy.check_marketing_settings(
         run.renderer.info,
@@ -508,25 +519,35 @@ def _render_raw(run: _Run, deps: Deps, row: dict[str, Any]) -> bytes:
     )
     variables = message_variables(
         deps,
-        row["email"],
-        row["name"] or "",
-        row["variables"],
+        row.email,
+        row.name or "",
+        row.variables,
         run.common,
         run.campaign_id,
         run.category,
     )
-    rendered = run.renderer.render(variables, who=row["email"])
+    rendered = run.renderer.render(variables, who=row.email)
     # Again at send time: the template files are read anew when a campaign resumes.
     if findings := run.scanner.scan(rendered, variables):
         raise PolicyError("not sent: " + "; ".join(map(str, findings)))
     return build_message(
         deps.envelope,
-        to_address=row["email"],
-        to_name=row["name"] or "",
+        to_address=row.email,
+        to_name=row.name or "",
         rendered=rendered,
-        message_id=row["message_id"],
+        message_id=row.message_id,
         extra_headers=list_unsubscribe_headers(deps, variables),
     )
+
+
+class _StopWhenRunStops(stop_base):
+    """Retrying ends as soon as the run is cancelled, halted or stopped."""
+
+    def __init__(self, run: _Run):
+        self.run = run
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self.run.stopped
 
 
 def _retrying(deps: Deps, run: _Run) -> Retrying:
@@ -539,37 +560,39 @@ def _retrying(deps: Deps, run: _Run) -> Retrying:
 
     return Retrying(
         retry=retry_if_exception_type(TransientSendError),
-        stop=stop_after_attempt(deps.max_attempts)
-        | stop_after_delay(deps.max_retry_elapsed)
-        | (lambda _state: run.stopped),
+        stop=stop_any(
+            stop_after_attempt(deps.max_attempts),
+            stop_after_delay(deps.max_retry_elapsed),
+            _StopWhenRunStops(run),
+        ),
         wait=wait,
         sleep=deps.sleep,
         reraise=True,
     )
 
 
-def _send_one(run: _Run, deps: Deps, transport: Transport, row: dict[str, Any]) -> None:
+def _send_one(run: _Run, deps: Deps, transport: Transport, row: Message) -> None:
     store = deps.store
-    reason = policy.suppression_reason(store, row["email"], run.category)
+    reason = policy.suppression_reason(store, row.email, run.category)
     if reason:
-        store.mark_skipped(row["id"], reason)
+        store.outbox.mark_skipped(row.id, reason)
         return
     if not run.budget.take():
         resume = run.budget.resume_at()
-        store.mark_deferred(row["id"], resume, "the daily sending limit is reached")
+        store.outbox.mark_deferred(row.id, resume, "the daily sending limit is reached")
         run.stop(RUNNING, "the daily sending limit is reached", resume)
         return
     try:
         raw = _render_raw(run, deps, row)
     except (TemplateError, UserInputError) as exc:
-        store.mark_failed(row["id"], str(exc))
+        store.outbox.mark_failed(row.id, str(exc))
         return
     # Wait for the quota slot *before* claiming: a claimed message counts as in
     # flight, and after a crash every claimed one is in doubt.
     deps.pacer.acquire(SEND_UNITS)
-    if not store.claim(row["id"], deps.account):
+    if not store.outbox.claim(row.id, deps.account):
         return  # someone else has it, or it was cancelled meanwhile
-    message = OutgoingMessage(row["id"], run.campaign_id, row["email"], row["message_id"], raw)
+    message = OutgoingMessage(row.id, run.campaign_id, row.email, row.message_id, raw)
     attempts = 0
 
     def attempt() -> str:
@@ -577,32 +600,32 @@ def _send_one(run: _Run, deps: Deps, transport: Transport, row: dict[str, Any]) 
         attempts += 1
         if attempts > 1:
             deps.pacer.acquire(SEND_UNITS)
-        store.record_units(SEND_UNITS, "messages.send", account=deps.account)
+        store.quota.record_units(SEND_UNITS, "messages.send", account=deps.account)
         return transport.send(message)
 
     try:
         provider_id = _retrying(deps, run)(attempt)
     except TransientSendError as exc:
         if run.stopped:  # cancelled or shutting down mid-retry: certainly not sent
-            store.requeue(row["id"], f"not sent yet: {exc}")
+            store.outbox.requeue(row.id, f"not sent yet: {exc}")
         else:
-            store.mark_failed(row["id"], f"gave up after {attempts} attempts: {exc}")
+            store.outbox.mark_failed(row.id, f"gave up after {attempts} attempts: {exc}")
     except UncertainSendError as exc:
-        store.mark_uncertain(row["id"], str(exc))
+        store.outbox.mark_uncertain(row.id, str(exc))
     except PermanentSendError as exc:
-        store.mark_failed(row["id"], str(exc))
+        store.outbox.mark_failed(row.id, str(exc))
     except QuotaDeferred as exc:
         resume = exc.resume_after or run.budget.resume_at()
-        store.mark_deferred(row["id"], resume, str(exc))
+        store.outbox.mark_deferred(row.id, resume, str(exc))
         run.stop(RUNNING, str(exc), resume)
     except AuthError as exc:
-        store.requeue(row["id"], "not sent: Gmail authorization failed")
+        store.outbox.requeue(row.id, "not sent: Gmail authorization failed")
         run.stop(PAUSED, str(exc))
     except LocalFault as exc:  # this machine cannot send anything now: pause, fail nothing
-        store.requeue(row["id"], f"not sent: {exc}")
+        store.outbox.requeue(row.id, f"not sent: {exc}")
         run.stop(PAUSED, str(exc))
     else:
-        store.mark_sent(row["id"], provider_id)
+        store.outbox.mark_sent(row.id, provider_id)
 
 
 def reconcile_uncertain(
@@ -619,7 +642,7 @@ def reconcile_uncertain(
     to the caller, which pauses the campaign. Returns how many were settled.
     """
     settled = 0
-    rows = deps.store.messages(campaign_id, [UNCERTAIN])
+    rows = deps.store.outbox.messages(campaign_id, [UNCERTAIN])
     if not rows:
         return 0
     say = notice or (lambda _text: None)
@@ -630,8 +653,8 @@ def reconcile_uncertain(
             "authorization cannot read sent mail. They stay uncertain until a person decides."
         )
         return 0
-    rows.sort(key=lambda r: r["claimed_at"] or 0)
-    latest = max(r["claimed_at"] or 0 for r in rows) + deps.reconcile_grace - deps.clock()
+    rows.sort(key=lambda r: r.claimed_at or 0)
+    latest = max(r.claimed_at or 0 for r in rows) + deps.reconcile_grace - deps.clock()
     if latest > 0:
         say(
             f"Waiting up to {latest:.0f} s before looking up {len(rows)} uncertain "
@@ -641,19 +664,19 @@ def reconcile_uncertain(
     for row in rows:
         # A request the dead process handed over may still be processed, or not
         # yet searchable: "not found" only means "not sent" after the grace.
-        wait = (row["claimed_at"] or 0) + deps.reconcile_grace - deps.clock()
+        wait = (row.claimed_at or 0) + deps.reconcile_grace - deps.clock()
         if wait > 0:
             deps.sleep(wait)
         deps.pacer.acquire(LIST_UNITS)
         try:
-            found = transport.find_sent(row["message_id"])
+            found = transport.find_sent(row.message_id)
         except (NotImplementedError, TransientSendError):
             return settled
-        deps.store.record_units(LIST_UNITS, "messages.list", account=deps.account)
+        deps.store.quota.record_units(LIST_UNITS, "messages.list", account=deps.account)
         if found:
-            deps.store.mark_sent(row["id"], found)
+            deps.store.outbox.mark_sent(row.id, found)
         else:
-            deps.store.requeue(row["id"], None, from_states=(UNCERTAIN,))
+            deps.store.outbox.requeue(row.id, None, from_states=(UNCERTAIN,))
         settled += 1
     return settled
 
@@ -677,42 +700,40 @@ def run(
     look messages up (a sentence for the person watching).
     """
     store = deps.store
-    campaign = store.campaign(campaign_id)
+    campaign = store.campaigns.get(campaign_id)
     if campaign is None:
         raise UserInputError(f"There is no campaign {campaign_id}.", field="campaign")
-    if campaign["status"] == CANCELLED:
-        return Result(campaign_id, CANCELLED, store.counts(campaign_id))
-    renderer = deps.catalogue.renderer(
-        campaign["template"], subject_override=campaign["subject"] or None
-    )
+    if campaign.status == CANCELLED:
+        return Result(campaign_id, CANCELLED, store.outbox.counts(campaign_id))
+    renderer = deps.catalogue.renderer(campaign.template, subject_override=campaign.subject or None)
     if resume:
-        store.recover_in_flight(campaign_id)
+        store.outbox.recover_in_flight(campaign_id)
     try:
         transport = deps.transport()
         if resume:
             reconcile_uncertain(campaign_id, deps, transport, notice)
     except AuthError as exc:
-        store.set_campaign(campaign_id, status=PAUSED, paused_reason=str(exc))
+        store.campaigns.update(campaign_id, status=PAUSED, paused_reason=str(exc))
         return counts_result(campaign_id, deps)
-    store.set_campaign(
+    store.campaigns.update(
         campaign_id,
         status=RUNNING,
         paused_reason=None,
-        started_at=campaign["started_at"] or deps.clock(),
+        started_at=campaign.started_at or deps.clock(),
     )
     state = _Run(
         campaign_id,
-        campaign["category"],
-        campaign["common_vars"],
+        campaign.category,
+        campaign.common_vars,
         renderer,
         _Budget(deps),
         cancel or threading.Event(),
         halt=halt or threading.Event(),
     )
-    ready = store.ready_messages(campaign_id)
+    ready = store.outbox.ready_messages(campaign_id)
     rows = iter(ready)
     rows_lock = threading.Lock()
-    tally = _Tally(store.counts(campaign_id)) if progress else None
+    tally = _Tally(store.outbox.counts(campaign_id)) if progress else None
 
     def worker() -> None:
         while not state.stopped:
@@ -723,7 +744,7 @@ def run(
             try:
                 _send_one(state, deps, transport, row)
                 if progress and tally:
-                    progress(tally.move(row["state"], store.state_of(row["id"])))
+                    progress(tally.move(row.state, store.outbox.state_of(row.id)))
             except StorageError as exc:
                 # The database cannot record anything: stop every worker. What was
                 # committed stays true; a claimed message is settled on resume.
@@ -731,8 +752,8 @@ def run(
                 state.halt.set()
                 return
             except Exception as exc:  # a bug must not leave a message claimed forever
-                log.exception("unexpected error sending message %s", row["id"])
-                store.mark_uncertain(row["id"], f"internal error: {exc}")
+                log.exception("unexpected error sending message %s", row.id)
+                store.outbox.mark_uncertain(row.id, f"internal error: {exc}")
                 raise
 
     threads = [
@@ -751,28 +772,31 @@ def run(
 def _finish(state: _Run, deps: Deps, campaign_id: int) -> Result:
     store = deps.store
     if state.cancel.is_set() and not state.stop_status:
-        for row in store.messages(campaign_id, [QUEUED, DEFERRED]):
-            store.mark_skipped(row["id"], CANCELLED_REASON)
+        for row in store.outbox.messages(campaign_id, [QUEUED, DEFERRED]):
+            store.outbox.mark_skipped(row.id, CANCELLED_REASON)
         state.stop(CANCELLED, "cancelled")
     if state.halt.is_set() and not state.stop_status:
         state.stop(RUNNING, "mailbolt was stopped; sending resumes when it starts again")
     if state.stop_status == RUNNING and state.resume_at is not None:
-        for row in store.messages(campaign_id, [QUEUED]):
-            store.mark_deferred(row["id"], state.resume_at, state.stop_reason)
-    counts = store.counts(campaign_id)
+        for row in store.outbox.messages(campaign_id, [QUEUED]):
+            store.outbox.mark_deferred(row.id, state.resume_at, state.stop_reason)
+    counts = store.outbox.counts(campaign_id)
     unfinished = counts[DEFERRED] or counts[QUEUED]
     status = state.stop_status or (RUNNING if unfinished else COMPLETED)
     if status == RUNNING and not unfinished:
         status = COMPLETED
     resume_at = state.resume_at
     if status == RUNNING and resume_at is None and counts[DEFERRED]:
-        resume_at = store.deferred_until(campaign_id)
-    changes: dict[str, Any] = {"status": status, "paused_reason": state.stop_reason or None}
+        resume_at = store.outbox.deferred_until(campaign_id)
+    changes: CampaignChanges = {
+        "status": CampaignStatus(status),
+        "paused_reason": state.stop_reason or None,
+    }
     if status in (COMPLETED, CANCELLED):
         changes["finished_at"] = deps.clock()
-    store.set_campaign(campaign_id, **changes)
+    store.campaigns.update(campaign_id, **changes)
     failures = [
-        (r["email"], r["last_error"] or "") for r in store.messages(campaign_id, [FAILED], limit=5)
+        (r.email, r.last_error or "") for r in store.outbox.messages(campaign_id, [FAILED], limit=5)
     ]
     return Result(campaign_id, status, counts, state.stop_reason, resume_at, failures)
 
@@ -806,8 +830,8 @@ def send_test(
     does not show in campaign lists or delivery statistics. One per ``reference``.
     """
     store = deps.store
-    earlier = store.test_send_by_reference(reference)
-    if earlier is not None and earlier["state"] in (SENT, SENDING, UNCERTAIN):
+    earlier = store.test_sends.by_reference(reference)
+    if earlier is not None and earlier.state in (SENT, SENDING, UNCERTAIN):
         return TrialSend("not_sent", to.email, "a test of this preview was already sent")
     if not plan.to_send or plan.first is None:
         return TrialSend("not_sent", to.email, "nobody in the preview would get a message")
@@ -832,7 +856,7 @@ def send_test(
         extra_headers={**list_unsubscribe_headers(deps, variables), "X-Mailbolt-Test": "yes"},
     )
     deps.pacer.acquire(SEND_UNITS)
-    test_id = store.start_test_send(
+    test_id = store.test_sends.start(
         account=deps.account,
         requested_by=requested_by,
         email=to.email,
@@ -844,13 +868,15 @@ def send_test(
     outcome = TrialSend(SENT, to.email, test_id=test_id)
     provider_id = ""
     try:
-        store.record_units(SEND_UNITS, "messages.send", account=deps.account)
+        store.quota.record_units(SEND_UNITS, "messages.send", account=deps.account)
         provider_id = deps.transport().send(OutgoingMessage(test_id, 0, to.email, message_id, raw))
     except UncertainSendError as exc:
         outcome = TrialSend(UNCERTAIN, to.email, str(exc), test_id)
     except MailboltError as exc:  # transient, permanent, quota, authorization: not sent
         outcome = TrialSend(FAILED, to.email, str(exc), test_id)
-    store.finish_test_send(test_id, outcome.state, provider_id=provider_id, error=outcome.detail)
+    store.test_sends.finish(
+        test_id, MessageState(outcome.state), provider_id=provider_id, error=outcome.detail
+    )
     return outcome
 
 
@@ -858,18 +884,18 @@ def cancelled_count(campaign_id: int, deps: Deps) -> int:
     """Messages a cancel left unsent (skipped for that reason, not suppressed)."""
     return sum(
         1
-        for row in deps.store.messages(campaign_id, [SKIPPED])
-        if row["last_error"] == CANCELLED_REASON
+        for row in deps.store.outbox.messages(campaign_id, [SKIPPED])
+        if row.last_error == CANCELLED_REASON
     )
 
 
-def _existing(campaign_id: int, deps: Deps) -> dict[str, Any]:
+def _existing(campaign_id: int, deps: Deps) -> Campaign:
     """The campaign's row; a campaign that does not exist is the person's mistake."""
     return _campaign_row(deps.store, campaign_id)
 
 
-def _campaign_row(store: Store, campaign_id: int) -> dict[str, Any]:
-    campaign = store.campaign(campaign_id)
+def _campaign_row(store: StoreParts, campaign_id: int) -> Campaign:
+    campaign = store.campaigns.get(campaign_id)
     if campaign is None:
         raise UserInputError(f"There is no campaign {campaign_id}.", field="campaign")
     return campaign
@@ -880,19 +906,19 @@ def counts_result(campaign_id: int, deps: Deps) -> Result:
     return stored_result(deps.store, campaign_id)
 
 
-def stored_result(store: Store, campaign_id: int) -> Result:
+def stored_result(store: StoreParts, campaign_id: int) -> Result:
     """``counts_result`` from the store alone: needs no templates and no mail account."""
     campaign = _campaign_row(store, campaign_id)
     failures = [
-        (r["email"], r["last_error"] or "") for r in store.messages(campaign_id, [FAILED], limit=5)
+        (r.email, r.last_error or "") for r in store.outbox.messages(campaign_id, [FAILED], limit=5)
     ]
-    counts = store.counts(campaign_id)
+    counts = store.outbox.counts(campaign_id)
     return Result(
         campaign_id,
-        campaign["status"],
+        campaign.status,
         counts,
-        campaign["paused_reason"] or "",
-        store.deferred_until(campaign_id) if counts[DEFERRED] else None,
+        campaign.paused_reason or "",
+        store.outbox.deferred_until(campaign_id) if counts[DEFERRED] else None,
         failures,
     )
 
@@ -900,10 +926,12 @@ def stored_result(store: Store, campaign_id: int) -> Result:
 def retry_failed(campaign_id: int, deps: Deps, actor: str) -> int:
     """Put failed messages back in the queue (a person decided to try again)."""
     _existing(campaign_id, deps)
-    rows = deps.store.messages(campaign_id, [FAILED])
+    rows = deps.store.outbox.messages(campaign_id, [FAILED])
     for row in rows:
-        deps.store.requeue(row["id"], None, from_states=(FAILED,))
-    deps.store.audit(actor, "campaign.retry_failed", campaign_id=campaign_id, count=len(rows))
+        deps.store.outbox.requeue(row.id, None, from_states=(FAILED,))
+    deps.store.audit.record(
+        actor, "campaign.retry_failed", campaign_id=campaign_id, count=len(rows)
+    )
     return len(rows)
 
 
@@ -914,13 +942,13 @@ def resolve_uncertain(campaign_id: int, deps: Deps, actor: str, *, resend: bool)
     deferral as any send; their uncertain attempt keeps counting against the day.
     """
     _existing(campaign_id, deps)
-    rows = deps.store.messages(campaign_id, [UNCERTAIN])
+    rows = deps.store.outbox.messages(campaign_id, [UNCERTAIN])
     for row in rows:
         if resend:
-            deps.store.resend_uncertain(row["id"])
+            deps.store.outbox.resend_uncertain(row.id)
         else:
-            deps.store.mark_skipped(row["id"], f"skipped by {actor}: delivery unknown")
-    deps.store.audit(
+            deps.store.outbox.mark_skipped(row.id, f"skipped by {actor}: delivery unknown")
+    deps.store.audit.record(
         actor, "campaign.resolve_uncertain", campaign_id=campaign_id, resend=resend, count=len(rows)
     )
     return len(rows)

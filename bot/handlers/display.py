@@ -14,17 +14,17 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from bot.store import (
-    CANCELLED,
-    DEFERRED,
-    FAILED,
-    PAUSED,
-    QUEUED,
-    SENDING,
-    SENT,
-    UNCERTAIN,
+from bot.records import CampaignStatus, MessageState
+
+CANCELLED, PAUSED = CampaignStatus.CANCELLED, CampaignStatus.PAUSED
+DEFERRED, FAILED, QUEUED, SENDING, SENT, UNCERTAIN = (
+    MessageState.DEFERRED,
+    MessageState.FAILED,
+    MessageState.QUEUED,
+    MessageState.SENDING,
+    MessageState.SENT,
+    MessageState.UNCERTAIN,
 )
 
 
@@ -52,18 +52,18 @@ class Display:
 
 
 def display_state(
-    campaign: Mapping[str, Any],
+    status: str,
+    paused_reason: str | None,
     counts: Mapping[str, int],
     *,
     sender_active: bool,
     deferred_until: float | None = None,
 ) -> Display:
-    """The true state of one campaign.
+    """The true state of one campaign with stored ``status`` and ``paused_reason``.
 
     ``sender_active`` says whether a process holds the database's sender lock:
     without one, "running" with messages left means interrupted, not sending.
     """
-    status = campaign["status"]
     left = counts.get(QUEUED, 0) + counts.get(SENDING, 0)
     if status == CANCELLED:
         return Display("cancelled", f"{counts.get(SENT, 0)} sent before it was cancelled")
@@ -74,7 +74,7 @@ def display_state(
             NextStep.RESOLVE_UNCERTAIN,
         )
     if status == PAUSED:
-        return Display("paused", campaign.get("paused_reason") or "", NextStep.RESUME)
+        return Display("paused", paused_reason or "", NextStep.RESUME)
     if left:
         if sender_active:
             return Display("sending", f"{left} left")

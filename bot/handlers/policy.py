@@ -22,7 +22,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from bot.errors import PolicyError, UserInputError
 from bot.models import Recipient, Rejected, TemplateInfo
-from bot.store import Store
+from bot.ports import StoreParts
 
 BOUNCED = "bounced permanently before"
 UNSUBSCRIBED = "has unsubscribed"
@@ -92,7 +92,7 @@ def authorization_problem(
 
 
 def suppress(
-    store: Store, recipients: Iterable[Recipient], category: str
+    store: StoreParts, recipients: Iterable[Recipient], category: str
 ) -> tuple[list[Recipient], list[Rejected]]:
     """Drop hard-bounced addresses always, unsubscribed ones from marketing mail.
 
@@ -101,8 +101,10 @@ def suppress(
     """
     recipients = list(recipients)
     emails = [r.email for r in recipients]
-    bounced = store.hard_bounced_among(emails)
-    unsubscribed = store.unsubscribed_among(emails) if category == "marketing" else set()
+    bounced = store.suppressions.hard_bounced_among(emails)
+    unsubscribed = (
+        store.suppressions.unsubscribed_among(emails) if category == "marketing" else set()
+    )
     keep: list[Recipient] = []
     dropped: list[Rejected] = []
     for r in recipients:
@@ -189,15 +191,15 @@ def _local_host(host: str) -> bool:
 _LEGACY_IPV4 = re.compile(r"[0-9a-fx.]+")
 
 
-def suppression_reason(store: Store, email: str, category: str) -> str | None:
+def suppression_reason(store: StoreParts, email: str, category: str) -> str | None:
     """Why ``email`` must not get a message of ``category`` now, or None.
 
     The send loop asks again just before each send: an unsubscribe or a hard
     bounce can arrive while a long campaign is still running.
     """
-    if store.hard_bounced_among([email]):
+    if store.suppressions.hard_bounced_among([email]):
         return BOUNCED
-    if category == "marketing" and store.unsubscribed_among([email]):
+    if category == "marketing" and store.suppressions.unsubscribed_among([email]):
         return UNSUBSCRIBED
     return None
 
@@ -212,21 +214,21 @@ def normalize_address(raw: str) -> str:
         ) from exc
 
 
-def unsubscribe(store: Store, raw_address: str, *, actor: str) -> tuple[str, bool]:
+def unsubscribe(store: StoreParts, raw_address: str, *, actor: str) -> tuple[str, bool]:
     """Stop marketing mail to an address on someone's behalf (Slack, CLI).
 
     Returns the normalized address and whether it was newly added; ``actor``
     (``cli``, ``slack:U123``) is recorded as the source and in the audit log.
     """
     address = normalize_address(raw_address)
-    return address, store.add_unsubscribe(address, source=actor)
+    return address, store.suppressions.add_unsubscribe(address, source=actor)
 
 
-def resubscribe(store: Store, raw_address: str, *, actor: str) -> tuple[str, bool]:
+def resubscribe(store: StoreParts, raw_address: str, *, actor: str) -> tuple[str, bool]:
     """Allow marketing mail again; only at the person's own request.
 
     Not validated like ``unsubscribe``: whatever is on the list can be taken off.
     Returns the address as given (trimmed) and whether it was on the list.
     """
     address = raw_address.strip()
-    return address, store.remove_unsubscribe(address, actor)
+    return address, store.suppressions.remove_unsubscribe(address, actor)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.store import Store
+from bot.ports import StoreParts
 
 DAY = 24 * 3600
 BOUNCE_ALERT_RATE = 0.05
@@ -60,33 +60,33 @@ class DeliveryStats:
 
 
 def stats(
-    store: Store, *, campaign_id: int | None = None, days: int = 7, bounces_known: bool = True
+    store: StoreParts, *, campaign_id: int | None = None, days: int = 7, bounces_known: bool = True
 ) -> DeliveryStats:
     """One campaign's whole life, or every message sent in the last ``days``."""
     if campaign_id is not None:
-        campaign = store.campaign(campaign_id)
-        counts = store.delivery_counts(campaign_id=campaign_id)
+        campaign = store.campaigns.get(campaign_id)
+        counts = store.outbox.delivery_counts(campaign_id=campaign_id)
         return DeliveryStats(
             f"Campaign {campaign_id}",
-            counts["sent"],
-            counts["hard"],
-            counts["soft"],
+            counts.sent,
+            counts.hard,
+            counts.soft,
             campaign_id=campaign_id,
-            template=campaign["template"] if campaign else "",
+            template=campaign.template if campaign else "",
             bounces_known=bounces_known,
         )
-    counts = store.delivery_counts(since=store.clock() - days * DAY)
+    counts = store.outbox.delivery_counts(since=store.clock() - days * DAY)
     return DeliveryStats(
         f"Last {days} day{'s' if days != 1 else ''}",
-        counts["sent"],
-        counts["hard"],
-        counts["soft"],
+        counts.sent,
+        counts.hard,
+        counts.soft,
         bounces_known=bounces_known,
     )
 
 
 def campaign_stats(
-    store: Store, *, days: int = 7, bounces_known: bool = True
+    store: StoreParts, *, days: int = 7, bounces_known: bool = True
 ) -> list[DeliveryStats]:
     """Each campaign that sent mail in the last ``days``, newest first.
 
@@ -95,15 +95,15 @@ def campaign_stats(
     """
     return [
         DeliveryStats(
-            f"Campaign {row['campaign_id']}",
-            row["sent"],
-            row["hard"],
-            row["soft"],
-            campaign_id=row["campaign_id"],
-            template=row["template"],
+            f"Campaign {row.campaign_id}",
+            row.sent,
+            row.hard,
+            row.soft,
+            campaign_id=row.campaign_id,
+            template=row.template,
             bounces_known=bounces_known,
         )
-        for row in store.delivery_by_campaign(store.clock() - days * DAY)
+        for row in store.outbox.delivery_by_campaign(store.clock() - days * DAY)
     ]
 
 

@@ -11,7 +11,7 @@ Why it looks like this:
   token refresh and saving, error classification), are paced against the same
   per-user quota as sending and logged in the quota table. A failed read is not
   retried on the spot: reading is idempotent, and the next poll tries again.
-- Every report read is recorded by its Gmail id (``Store.record_bounce``), so a
+- Every report read is recorded by its Gmail id (``Suppressions.record_bounce``), so a
   poll fetches only reports it has not seen: a poll with nothing new costs one
   ``messages.list`` call (5 units).
 - Parsing and matching are ``bot/handlers/bounce_parse.py``'s job.
@@ -31,8 +31,8 @@ from bot.handlers.bounce_parse import ScanResult
 from bot.mail.gmail import GmailTransport, build_transport
 from bot.mail.google_auth import AUTH_COMMAND
 from bot.mail.pacing import GET_UNITS, LIST_UNITS
-from bot.ports import NoPacing, Pacer
-from bot.store import Store, account_key
+from bot.ports import NoPacing, Pacer, StoreParts
+from bot.records import account_key
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class GmailBounceSource:
         gmail: GmailTransport,
         *,
         pacer: Pacer | None = None,
-        store: Store | None = None,
+        store: StoreParts | None = None,
     ):
         if not gmail.can_read:
             raise AuthError(
@@ -99,16 +99,16 @@ class GmailBounceSource:
     def _call(self, make_request: Callable[[Any], Any], units: int, method: str) -> dict[str, Any]:
         self._pacer.acquire(units)
         if self._store is not None:
-            self._store.record_units(units, method, account=self._account)
+            self._store.quota.record_units(units, method, account=self._account)
         return self._gmail.read(make_request, what="the bounce-report request")
 
 
-def scan(store: Store, source: GmailBounceSource, *, days: int = SCAN_DAYS) -> ScanResult:
+def scan(store: StoreParts, source: GmailBounceSource, *, days: int = SCAN_DAYS) -> ScanResult:
     """Read every new report of the last ``days`` and record what it says."""
     result = ScanResult()
     ids = list(source.report_ids(days))
     result.reports = len(ids)
-    known = store.known_bounce_reports(ids)
+    known = store.suppressions.known_bounce_reports(ids)
     for gmail_id in ids:
         if gmail_id not in known:
             bounce_parse.ingest(store, gmail_id, source.raw(gmail_id), result)
@@ -118,7 +118,7 @@ def scan(store: Store, source: GmailBounceSource, *, days: int = SCAN_DAYS) -> S
 
 
 def scan_bounces(
-    settings: Settings, store: Store, *, pacer: Pacer | None = None, days: int = SCAN_DAYS
+    settings: Settings, store: StoreParts, *, pacer: Pacer | None = None, days: int = SCAN_DAYS
 ) -> ScanResult:
     """One scan with the saved Gmail grant; ``UserInputError`` if BOUNCE_SCAN is off."""
     if not settings.bounce_scan:
@@ -133,7 +133,7 @@ def scan_bounces(
 
 def bounce_job(
     settings: Settings,
-    store: Store,
+    store: StoreParts,
     alert: Callable[[int, str], None],
     *,
     pacer: Pacer | None = None,

@@ -19,6 +19,7 @@ from bot.errors import UserInputError
 from bot.handlers import policy, stats
 from bot.handlers.campaign import DAY
 from bot.handlers.recipients import parse_text
+from bot.records import Campaign
 from bot.slack import Services, report, views
 from bot.slack.status import status_data
 from bot.slack.submissions import compose_metadata
@@ -41,9 +42,9 @@ def quota_data(services: Services) -> views.QuotaData:
     now = deps.clock()
     return views.QuotaData(
         transport=settings.mail_transport,
-        sent_24h=deps.store.sent_since(now - DAY, deps.account),
+        sent_24h=deps.store.outbox.sent_since(now - DAY, deps.account),
         daily_limit=deps.daily_limit,
-        units_last_minute=deps.store.units_since(now - 60, deps.account),
+        units_last_minute=deps.store.quota.units_since(now - 60, deps.account),
         units_per_minute=settings.gmail_quota_units_per_minute,
     )
 
@@ -52,15 +53,15 @@ def campaign_lines(services: Services, limit: int = RECENT) -> list[views.Campai
     store = services.deps.store
     return [
         views.CampaignLine(
-            campaign_id=row["id"],
-            template=row["template"],
-            status=row["status"],
-            requested_by=row["requested_by"],
-            total=row["total"],
-            sent=store.counts(row["id"])["sent"],
-            created_at=row["created_at"],
+            campaign_id=row.id,
+            template=row.template,
+            status=row.status,
+            requested_by=row.requested_by,
+            total=row.total,
+            sent=store.outbox.counts(row.id)["sent"],
+            created_at=row.created_at,
         )
-        for row in store.campaigns(limit=limit)
+        for row in store.campaigns.recent(limit=limit)
     ]
 
 
@@ -75,8 +76,8 @@ def _campaign_id(rest: str, verb: str) -> int:
         ) from None
 
 
-def _campaign_row(services: Services, campaign_id: int) -> dict[str, Any]:
-    row = services.deps.store.campaign(campaign_id)
+def _campaign_row(services: Services, campaign_id: int) -> Campaign:
+    row = services.deps.store.campaigns.get(campaign_id)
     if row is None:
         raise UserInputError(f"There is no campaign #{campaign_id}.", field="campaign")
     return row

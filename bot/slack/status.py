@@ -29,9 +29,9 @@ from slack_sdk.errors import SlackApiError
 
 from bot.handlers import campaign, stats
 from bot.handlers.campaign import Deps, Result
+from bot.records import Campaign, CampaignStatus
 from bot.runner import EXPRESS_MAX_MESSAGES
 from bot.slack import describe, views
-from bot.store import CANCELLED
 
 log = logging.getLogger(__name__)
 
@@ -55,16 +55,16 @@ def status_data(
 
     Shared by the live status message and ``/sendmail status ID``.
     """
-    row = deps.store.campaign(campaign_id)
+    row = deps.store.campaigns.get(campaign_id)
     assert row is not None
     current = campaign.counts_result(campaign_id, deps)
     return views.StatusData(
         campaign_id=campaign_id,
-        requested_by=row["requested_by"],
-        template=row["template"],
+        requested_by=row.requested_by,
+        template=row.template,
         status=current.status,
         counts=current.counts,
-        total=row["total"],
+        total=row.total,
         reason=current.reason,
         resume_at=current.resume_at,
         failures=failures or current.failures,
@@ -72,7 +72,9 @@ def status_data(
         queued=queued,
         waiting_for=waiting_for,
         cancelled=(
-            campaign.cancelled_count(campaign_id, deps) if current.status == CANCELLED else 0
+            campaign.cancelled_count(campaign_id, deps)
+            if current.status == CampaignStatus.CANCELLED
+            else 0
         ),
         note=note,
         delivery=stats.stats(deps.store, campaign_id=campaign_id) if delivery_known else None,
@@ -129,13 +131,13 @@ class StatusBoard:
         ``broadcast`` also shows it in the channel. False when there is no status
         message to reply to or Slack refused.
         """
-        row = self.deps.store.campaign(campaign_id)
-        if not row or not row["status_ts"]:
+        row = self.deps.store.campaigns.get(campaign_id)
+        if not row or not row.status_ts:
             return False
         try:
             self.client.chat_postMessage(
-                channel=row["status_channel"],
-                thread_ts=row["status_ts"],
+                channel=row.status_channel,
+                thread_ts=row.status_ts,
                 text=text,
                 reply_broadcast=broadcast,
             )
@@ -163,38 +165,36 @@ class StatusBoard:
             log.warning("could not post a warning (%s): %s", exc.response.get("error"), text)
 
     def _post(self, campaign_id: int) -> str | None:
-        row = self.deps.store.campaign(campaign_id)
-        if not row or not row["status_channel"]:
+        row = self.deps.store.campaigns.get(campaign_id)
+        if not row or not row.status_channel:
             return None
-        if row["status_ts"]:
-            return row["status_ts"]
+        if row.status_ts:
+            return row.status_ts
         text, blocks = self._render(campaign_id)
         try:
             response = self.client.chat_postMessage(
-                channel=row["status_channel"], text=text, blocks=blocks
+                channel=row.status_channel, text=text, blocks=blocks
             )
         except SlackApiError as exc:
             error = exc.response.get("error", "")
             if error not in ("not_in_channel", "channel_not_found", "is_archived"):
                 raise
             return self._post_privately(campaign_id, row, error)
-        self.deps.store.set_campaign(
+        self.deps.store.campaigns.update(
             campaign_id, status_channel=response["channel"], status_ts=response["ts"]
         )
         return response["ts"]
 
-    def _post_privately(self, campaign_id: int, row: dict[str, Any], error: str) -> str | None:
+    def _post_privately(self, campaign_id: int, row: Campaign, error: str) -> str | None:
         """The app cannot post in the chosen channel: tell the requester directly."""
         with self._lock:
             self._moved[campaign_id] = (
-                f"I could not post in <#{row['status_channel']}> ({error}), so the status "
+                f"I could not post in <#{row.status_channel}> ({error}), so the status "
                 "is here. Invite me to that channel with /invite @mailbolt next time."
             )
         text, blocks = self._render(campaign_id)
-        response = self.client.chat_postMessage(
-            channel=row["requested_by"], text=text, blocks=blocks
-        )
-        self.deps.store.set_campaign(
+        response = self.client.chat_postMessage(channel=row.requested_by, text=text, blocks=blocks)
+        self.deps.store.campaigns.update(
             campaign_id, status_channel=response["channel"], status_ts=response["ts"]
         )
         return response["ts"]
@@ -216,8 +216,8 @@ class StatusBoard:
         self._final(campaign_id, result)
 
     def failed(self, campaign_id: int, error: Exception) -> None:
-        row = self.deps.store.campaign(campaign_id)
-        text = describe(error, (row or {}).get("correlation_id") or "")
+        row = self.deps.store.campaigns.get(campaign_id)
+        text = describe(error, row.correlation_id if row else "")
         with self._lock:
             self._notes[campaign_id] = f"Stopped: {text}"
         self._final(campaign_id, None)
@@ -257,22 +257,22 @@ class StatusBoard:
             self._edit(campaign_id, result)
 
     def _edit(self, campaign_id: int, result: Result | None) -> None:
-        row = self.deps.store.campaign(campaign_id)
-        if not row or not row["status_channel"]:
+        row = self.deps.store.campaigns.get(campaign_id)
+        if not row or not row.status_channel:
             return
-        if not row["status_ts"]:
+        if not row.status_ts:
             self._post(campaign_id)
             return
         text, blocks = self._render(campaign_id, result)
         try:
             self.client.chat_update(
-                channel=row["status_channel"], ts=row["status_ts"], text=text, blocks=blocks
+                channel=row.status_channel, ts=row.status_ts, text=text, blocks=blocks
             )
         except SlackApiError as exc:
             if exc.response.get("error") != "message_not_found":
                 raise
             log.warning("campaign %s: status message was deleted; posting a new one", campaign_id)
-            self.deps.store.set_campaign(campaign_id, status_ts=None)
+            self.deps.store.campaigns.update(campaign_id, status_ts=None)
             self._post(campaign_id)
 
     def _render(
@@ -288,8 +288,8 @@ class StatusBoard:
             )
         waiting_for = None
         if state == _QUEUED and running:
-            row = self.deps.store.campaign(campaign_id)
-            if row is not None and row["total"] > EXPRESS_MAX_MESSAGES:  # else its own lane
+            row = self.deps.store.campaigns.get(campaign_id)
+            if row is not None and row.total > EXPRESS_MAX_MESSAGES:  # else its own lane
                 waiting_for = running[0]
         return views.status_message(
             status_data(

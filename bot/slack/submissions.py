@@ -279,7 +279,7 @@ def full_check(compose: Compose, services: Services) -> Outcome:
     preview = _preview_data(plan, merged, invalid, no_email, services)
     preview.status_where = status_destination(services, compose.channel)
     key = uuid.uuid4().hex
-    deps.store.save_draft(
+    deps.store.drafts.save(
         key,
         compose.user,
         {
@@ -476,7 +476,7 @@ def register(app: App, services: Services) -> None:
     def preview_ack(ack: Ack, body: dict, context: BoltContext) -> None:
         correlation_id = context.get("correlation_id", "")
         view = body["view"]
-        draft = services.deps.store.draft(views.metadata_of(view).get("draft", ""))
+        draft = services.deps.store.drafts.get(views.metadata_of(view).get("draft", ""))
         if draft is None:
             ack(
                 response_action="update",
@@ -484,7 +484,7 @@ def register(app: App, services: Services) -> None:
                     "Not sent", "This preview has expired. Run /sendmail again to start over."
                 ),
             )
-        elif views.PreviewData(**draft["preview"]).needs_confirmation and not views.confirmed(
+        elif views.PreviewData(**draft.data["preview"]).needs_confirmation and not views.confirmed(
             view["state"]["values"]
         ):
             ack(
@@ -492,8 +492,8 @@ def register(app: App, services: Services) -> None:
                 errors={views.B_CONFIRM: "Tick the box to confirm this large send."},
             )
         else:
-            channel = draft["request"]["status_channel"]
-            where = draft["preview"].get("status_where") or (
+            channel = draft.data["request"]["status_channel"]
+            where = draft.data["preview"].get("status_where") or (
                 f"<#{channel}>" if channel else "your direct messages"
             )
             ack(
@@ -508,15 +508,15 @@ def register(app: App, services: Services) -> None:
         correlation_id = context.get("correlation_id", "")
         view, user = body["view"], body["user"]["id"]
         key = views.metadata_of(view).get("draft", "")
-        draft = services.deps.store.draft(key)
+        draft = services.deps.store.drafts.get(key)
         if draft is None:
             return
-        preview = views.PreviewData(**draft["preview"])
+        preview = views.PreviewData(**draft.data["preview"])
         if preview.needs_confirmation and not views.confirmed(view["state"]["values"]):
             return
         try:
             request = _unpack_request(
-                draft["request"], requested_by=user, idempotency_key=f"slack:{key}"
+                draft.data["request"], requested_by=user, idempotency_key=f"slack:{key}"
             )
             plan = campaign.preflight(request, services.deps)
             campaign_id, created = campaign.record(plan, services.deps)
@@ -550,16 +550,15 @@ def register(app: App, services: Services) -> None:
         correlation_id = context.get("correlation_id", "")
         view, user = body["view"], body["user"]["id"]
         key = views.metadata_of(view).get("draft", "")
-        draft = services.deps.store.draft(key)
+        draft = services.deps.store.drafts.get(key)
         if draft is None:
             return
-        preview = views.PreviewData(**draft["preview"])
+        preview = views.PreviewData(**draft.data["preview"])
         try:
-            preview.test_note = _send_test(draft, key, user, services)
+            preview.test_note = _send_test(draft.data, key, user, services)
         except Exception as exc:
             preview.test_note = "Test not sent: " + report(exc, correlation_id, "test send")
-        draft["preview"] = asdict(preview)
-        services.deps.store.save_draft(key, draft.pop("user"), draft)
+        services.deps.store.drafts.save(key, draft.user, {**draft.data, "preview": asdict(preview)})
         _update_view(
             client,
             view["id"],
@@ -572,10 +571,10 @@ def register(app: App, services: Services) -> None:
 
     def edit(body: dict, client: WebClient, context: BoltContext) -> None:
         view = body["view"]
-        draft = services.deps.store.draft(views.metadata_of(view).get("draft", ""))
+        draft = services.deps.store.drafts.get(views.metadata_of(view).get("draft", ""))
         if draft is None:
             return
-        form = views.ComposeForm(**draft["form"])
+        form = views.ComposeForm(**draft.data["form"])
         notes = {views.B_CSV: "Attach the CSV file again: Slack cannot keep it."}
         _update_view(
             client,
@@ -584,7 +583,7 @@ def register(app: App, services: Services) -> None:
                 services.deps.catalogue.list(),
                 form=form,
                 metadata=compose_metadata(form.channel),
-                notes=notes if draft.get("had_csv") else None,
+                notes=notes if draft.data.get("had_csv") else None,
             ),
             context.get("correlation_id", ""),
         )
@@ -651,13 +650,13 @@ def _campaign_button(services: Services) -> Callable[..., None]:
 
         try:
             campaign_id = int(action["value"])
-            row = deps.store.campaign(campaign_id)
+            row = deps.store.campaigns.get(campaign_id)
             if row is None:
                 tell(f"Campaign #{campaign_id} does not exist any more.")
                 return
             kind = action["action_id"]
             if kind == views.A_CANCEL:
-                deps.store.audit(user, "slack.cancel", campaign_id=campaign_id, team=team)
+                deps.store.audit.record(user, "slack.cancel", campaign_id=campaign_id, team=team)
                 if services.runner.cancel(campaign_id):
                     services.board.reply(campaign_id, f"<@{user}> cancelled the campaign.")
                 else:
@@ -674,7 +673,7 @@ def _campaign_button(services: Services) -> Callable[..., None]:
                 count = campaign.resolve_uncertain(campaign_id, deps, user, resend=resend)
                 what = f"{'queued' if resend else 'skipped'} {count} uncertain message(s)"
             services.board.reply(campaign_id, f"<@{user}> {what}.")
-            if deps.store.ready_messages(campaign_id):
+            if deps.store.outbox.ready_messages(campaign_id):
                 services.runner.start(campaign_id)
             else:
                 services.board.refresh(campaign_id)

@@ -1,0 +1,56 @@
+"""The audit log: who did what, appended in the same transaction as the change."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import sqlite_utils
+
+from bot.records import AuditEntry
+from bot.store.db import Database
+
+
+def write(
+    db: sqlite_utils.Database,
+    clock: Callable[[], float],
+    actor: str,
+    action: str,
+    detail: dict[str, Any],
+) -> None:
+    """Append one entry inside the caller's transaction (so both commit or neither)."""
+    db.table("audit").insert(
+        {
+            "at": clock(),
+            "actor": actor,
+            "action": action,
+            "detail": json.dumps(detail, ensure_ascii=False, default=str),
+        }
+    )
+
+
+class SqliteAudit:
+    """``bot.ports.Audit`` on SQLite."""
+
+    def __init__(self, database: Database):
+        self._db = database
+
+    def record(self, actor: str, action: str, **detail: Any) -> None:
+        """Append one entry in its own transaction."""
+        with self._db.tx() as db:
+            write(db, self._db.clock, actor, action, detail)
+
+    def recent(self, limit: int = 50) -> list[AuditEntry]:
+        """The newest ``limit`` entries, newest first."""
+        rows = self._db.query("select * from audit order by id desc limit ?", [limit])
+        return [
+            AuditEntry(
+                id=r["id"],
+                at=r["at"],
+                actor=r["actor"],
+                action=r["action"],
+                detail=json.loads(r["detail"] or "{}"),
+            )
+            for r in rows
+        ]

@@ -1,0 +1,189 @@
+"""Campaigns: one row per request, created atomically with all its messages."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any, Unpack
+
+from bot.records import (
+    LEGACY_ACCOUNT,
+    UNFINISHED_STATES,
+    Campaign,
+    CampaignChanges,
+    CampaignStatus,
+    MessageState,
+    NewMessage,
+)
+from bot.store import audit
+from bot.store.db import Database
+
+
+def campaign_from_row(row: dict[str, Any]) -> Campaign:
+    return Campaign(
+        id=row["id"],
+        created_at=row["created_at"],
+        requested_by=row["requested_by"],
+        template=row["template"],
+        category=row["category"] or "",
+        subject=row["subject"] or "",
+        common_vars=json.loads(row["common_vars"] or "{}"),
+        status=CampaignStatus(row["status"]),
+        total=row["total"] or 0,
+        team=row["team"] or "",
+        paused_reason=row["paused_reason"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        idempotency_key=row["idempotency_key"],
+        status_channel=row["status_channel"] or "",
+        status_ts=row["status_ts"],
+        correlation_id=row["correlation_id"] or "",
+        account=row["account"] or LEGACY_ACCOUNT,
+    )
+
+
+class SqliteCampaigns:
+    """``bot.ports.Campaigns`` on SQLite."""
+
+    def __init__(self, database: Database):
+        self._db = database
+
+    def create(
+        self,
+        *,
+        requested_by: str,
+        template: str,
+        category: str,
+        subject: str,
+        common_vars: dict[str, str],
+        messages: Iterable[NewMessage],
+        team: str = "",
+        idempotency_key: str | None = None,
+        status_channel: str = "",
+        correlation_id: str = "",
+        account: str = LEGACY_ACCOUNT,
+    ) -> tuple[int, bool]:
+        """Record a campaign and all its messages atomically.
+
+        ``account`` is the account meant to send it. Returns ``(campaign_id, created)``;
+        with an ``idempotency_key`` seen before, the existing campaign is returned and
+        ``created`` is False (a Slack retry or a double click).
+        """
+        now = self._db.clock()
+        with self._db.tx() as db:
+            if idempotency_key:
+                existing = db.execute(
+                    "select id from campaigns where idempotency_key = ?", [idempotency_key]
+                ).fetchone()
+                if existing:
+                    return int(existing[0]), False
+            inserted = (
+                db.table("campaigns")
+                .insert(
+                    {
+                        "created_at": now,
+                        "requested_by": requested_by,
+                        "team": team,
+                        "template": template,
+                        "category": category,
+                        "subject": subject,
+                        "common_vars": json.dumps(common_vars, ensure_ascii=False),
+                        "status": CampaignStatus.RUNNING.value,
+                        "total": 0,
+                        "idempotency_key": idempotency_key,
+                        "status_channel": status_channel,
+                        "correlation_id": correlation_id,
+                        "account": account,
+                    }
+                )
+                .last_pk
+            )
+            assert inserted is not None  # an insert into a table with an integer key
+            campaign_id = int(inserted)
+            rows = (
+                {
+                    "campaign_id": campaign_id,
+                    "position": i,
+                    "email": m.email,
+                    "name": m.name,
+                    "variables": json.dumps(m.variables, ensure_ascii=False),
+                    "state": MessageState(m.state).value,
+                    "last_error": m.last_error,
+                    "message_id": m.message_id,
+                    "created_at": now,
+                    "updated_at": now,
+                    "attempts": 0,
+                    "account": account,
+                }
+                for i, m in enumerate(messages)
+            )
+            db.table("messages").insert_all(rows, batch_size=500)
+            total = db.execute(
+                "select count(*) from messages where campaign_id = ?", [campaign_id]
+            ).fetchone()[0]
+            db.execute("update campaigns set total = ? where id = ?", [total, campaign_id])
+            audit.write(
+                db,
+                self._db.clock,
+                requested_by,
+                "campaign.created",
+                {"campaign_id": campaign_id, "template": template, "total": total, "team": team},
+            )
+        return campaign_id, True
+
+    def get(self, campaign_id: int) -> Campaign | None:
+        rows = self._db.query("select * from campaigns where id = ?", [campaign_id])
+        return campaign_from_row(rows[0]) if rows else None
+
+    def recent(self, limit: int = 10) -> list[Campaign]:
+        """The newest ``limit`` campaigns, newest first."""
+        rows = self._db.query("select * from campaigns order by id desc limit ?", [limit])
+        return [campaign_from_row(r) for r in rows]
+
+    def update(self, campaign_id: int, **changes: Unpack[CampaignChanges]) -> None:
+        """Change the given columns (status, paused_reason, status_ts, …) of a campaign.
+
+        Raises ``sqlite_utils.db.NotFoundError`` for an unknown campaign.
+        """
+        values = {k: (v.value if isinstance(v, CampaignStatus) else v) for k, v in changes.items()}
+        with self._db.tx() as db:
+            db.table("campaigns").update(campaign_id, values)
+
+    def unfinished(self) -> list[int]:
+        """Campaigns with work left: messages to send, or in doubt to settle.
+
+        A completed campaign counts again when a person re-queues its failed or
+        uncertain messages, or when it still holds uncertain ones to reconcile.
+        """
+        states = sorted(UNFINISHED_STATES)
+        marks = ",".join("?" * len(states))
+        rows = self._db.query(
+            "select distinct c.id from campaigns c join messages m on m.campaign_id = c.id "  # noqa: S608
+            f"where c.status != ? and m.state in ({marks}) order by c.id",
+            [CampaignStatus.CANCELLED.value, *(s.value for s in states)],
+        )
+        return [r["id"] for r in rows]
+
+    def due(self, now: float) -> list[int]:
+        """Campaigns with queued messages, or deferred ones due by ``now``.
+
+        Running ones, and completed ones a person re-queued messages of (``resolve``
+        from the CLI while the server runs); not cancelled or paused ones.
+        """
+        rows = self._db.query(
+            "select distinct c.id from campaigns c join messages m on m.campaign_id = c.id "
+            "where c.status in (?, ?) and (m.state = ? or (m.state = ? and "
+            "coalesce(m.not_before, 0) <= ?)) order by c.id",
+            [
+                CampaignStatus.RUNNING.value,
+                CampaignStatus.COMPLETED.value,
+                MessageState.QUEUED.value,
+                MessageState.DEFERRED.value,
+                now,
+            ],
+        )
+        return [r["id"] for r in rows]
+
+    def newest_id(self) -> int:
+        """The newest campaign's id (0 if none): a cheap way to notice new campaigns."""
+        return int(self._db.query("select coalesce(max(id), 0) n from campaigns")[0]["n"])

@@ -1,0 +1,49 @@
+"""Slack drafts: what a preview needs to start its campaign.
+
+A 2,000-row list does not fit in a view's 3,000-character metadata, so the view
+carries only a key and the rest is kept here for a week.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from bot.records import Draft
+from bot.store.db import Database
+
+DRAFT_TTL_SECONDS = 7 * 24 * 3600
+
+
+class SqliteDrafts:
+    """``bot.ports.Drafts`` on SQLite (table ``slack_drafts``, migration 3)."""
+
+    ttl_seconds = DRAFT_TTL_SECONDS
+
+    def __init__(self, database: Database):
+        self._db = database
+
+    def save(self, key: str, user: str, data: dict[str, Any]) -> None:
+        """Keep ``data`` under ``key`` (replacing it); drafts older than a week are dropped.
+
+        Saving again under a key replaces the data but keeps the owner and the age.
+        """
+        now = self._db.clock()
+        with self._db.tx() as db:
+            db.execute("delete from slack_drafts where created_at < ?", [now - self.ttl_seconds])
+            db.execute(
+                "insert into slack_drafts (key, user, created_at, data) values (?, ?, ?, ?) "
+                "on conflict(key) do update set data = excluded.data",
+                [key, user, now, json.dumps(data, ensure_ascii=False)],
+            )
+
+    def get(self, key: str) -> Draft | None:
+        """The draft saved under ``key``; None if unknown or expired."""
+        with self._db.lock:
+            row = self._db.db.execute(
+                "select user, data from slack_drafts where key = ? and created_at >= ?",
+                [key, self._db.clock() - self.ttl_seconds],
+            ).fetchone()
+        if row is None:
+            return None
+        return Draft(key=key, user=row[0], data=json.loads(row[1]))

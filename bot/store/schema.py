@@ -1,0 +1,199 @@
+"""Every table and index the store has, as numbered migrations, in one place.
+
+A database remembers the last migration it ran (``meta.schema_version``); opening
+it runs the ones after that, each in its own transaction with the version bump,
+so a crash mid-migration leaves the previous version intact.
+
+Append new migrations; never edit or renumber one that has shipped: databases in
+the field have run it already. A PostgreSQL store keeps its own schema, but the
+numbering tells both apart by the same features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlite_utils
+
+from bot.records import LEGACY_ACCOUNT, SANDBOX_ACCOUNT
+
+SCHEMA_VERSION_KEY = "schema_version"
+
+
+def _migration_1(db: sqlite_utils.Database) -> None:
+    """Campaigns, messages, unsubscribes, bounces, the quota log and the audit log."""
+    db.table("campaigns").create(
+        {
+            "id": int,
+            "created_at": float,
+            "requested_by": str,
+            "team": str,
+            "template": str,
+            "category": str,
+            "subject": str,
+            "common_vars": str,
+            "status": str,
+            "total": int,
+            "paused_reason": str,
+            "started_at": float,
+            "finished_at": float,
+            "idempotency_key": str,
+            "status_channel": str,
+            "status_ts": str,
+            "correlation_id": str,
+        },
+        pk="id",
+        not_null={"created_at", "requested_by", "template", "status"},
+    )
+    db.table("campaigns").create_index(["idempotency_key"], unique=True)
+    db.table("campaigns").create_index(["status"])
+    db.table("messages").create(
+        {
+            "id": int,
+            "campaign_id": int,
+            "position": int,
+            "email": str,
+            "name": str,
+            "variables": str,
+            "state": str,
+            "attempts": int,
+            "last_error": str,
+            "provider_id": str,
+            "message_id": str,
+            "not_before": float,
+            "created_at": float,
+            "updated_at": float,
+            "sent_at": float,
+            "bounce": str,
+        },
+        pk="id",
+        foreign_keys=[("campaign_id", "campaigns", "id")],
+        not_null={"campaign_id", "email", "state", "message_id"},
+        defaults={"attempts": 0},
+    )
+    db.table("messages").create_index(["campaign_id", "state"])
+    db.table("messages").create_index(["message_id"], unique=True)
+    db.table("messages").create_index(["sent_at"])
+    db.table("messages").create_index(["email"])
+    db.table("unsubscribes").create(
+        {"email": str, "source": str, "campaign_id": int, "created_at": float},
+        pk="email",
+    )
+    db.table("bounces").create(
+        {
+            "id": int,
+            "message_row_id": int,
+            "email": str,
+            "kind": str,
+            "status": str,
+            "diagnostic": str,
+            "provider_id": str,
+            "created_at": float,
+        },
+        pk="id",
+    )
+    db.table("bounces").create_index(["provider_id"], unique=True)
+    db.table("bounces").create_index(["email"])
+    db.table("quota_log").create({"at": float, "units": int, "method": str})
+    db.table("quota_log").create_index(["at"])
+    db.table("audit").create(
+        {"id": int, "at": float, "actor": str, "action": str, "detail": str}, pk="id"
+    )
+
+
+def _migration_2(db: sqlite_utils.Database) -> None:
+    """When a message was claimed for sending: crash recovery must know how recent
+    an in-flight send is, and ``updated_at`` is overwritten by later transitions."""
+    db.table("messages").add_column("claimed_at", float)
+
+
+def _migration_3(db: sqlite_utils.Database) -> None:
+    """Slack drafts (what a preview needs to start its campaign).
+
+    Before this migration the table was created on first use, so a database from
+    then may have it already: hence ``if not exists``, with the same columns.
+    """
+    db.execute(
+        "create table if not exists slack_drafts "
+        "(key text primary key, user text not null, created_at float not null, "
+        "data text not null)"
+    )
+
+
+def _migration_4(db: sqlite_utils.Database) -> None:
+    """The sending account on campaigns, messages and quota use; test sends.
+
+    Quota and the daily limit belong to the account that sent (the sandbox, or a
+    Gmail address), so every count filters by it. Existing rows: a message the
+    sandbox sent says so in its provider id (``sandbox:…``), and a campaign with
+    one such message was a sandbox campaign, so its other messages were too. The
+    rest cannot be told apart and stay ``LEGACY_ACCOUNT``, which counts against
+    any Gmail account. Old quota-log rows are legacy as well; only the last
+    minute of them is ever read.
+
+    ``prior_claimed_at``: a message re-sent after an uncertain attempt may have
+    gone out twice, and both attempts count against the day.
+    """
+    db.table("campaigns").add_column("account", str, not_null_default=LEGACY_ACCOUNT)
+    db.table("messages").add_column("account", str, not_null_default=LEGACY_ACCOUNT)
+    db.table("messages").add_column("prior_claimed_at", float)
+    db.table("quota_log").add_column("account", str, not_null_default=LEGACY_ACCOUNT)
+    db.execute(
+        "update campaigns set account = ? where id in "
+        "(select campaign_id from messages where provider_id like 'sandbox:%')",
+        [SANDBOX_ACCOUNT],
+    )
+    db.execute(
+        "update messages set account = ? where provider_id like 'sandbox:%' or "
+        "campaign_id in (select id from campaigns where account = ?)",
+        [SANDBOX_ACCOUNT, SANDBOX_ACCOUNT],
+    )
+    db.table("messages").create_index(["account", "sent_at"])
+    db.table("quota_log").create_index(["account", "at"])
+    db.table("test_sends").create(
+        {
+            "id": int,
+            "at": float,
+            "account": str,
+            "requested_by": str,
+            "email": str,
+            "template": str,
+            "subject": str,
+            "message_id": str,
+            "state": str,
+            "provider_id": str,
+            "last_error": str,
+            "reference": str,
+        },
+        pk="id",
+        not_null={"at", "account", "email", "state", "message_id"},
+    )
+    db.table("test_sends").create_index(["account", "at"])
+
+
+# Append new migrations here (the next is number 5); never edit one that has shipped.
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
+    _migration_1,
+    _migration_2,
+    _migration_3,
+    _migration_4,
+)
+
+
+def version(db: sqlite_utils.Database) -> int:
+    """The number of migrations this database has run (0 for a new file)."""
+    if "meta" not in db.table_names():
+        return 0
+    row = db.execute("select value from meta where key = ?", [SCHEMA_VERSION_KEY]).fetchone()
+    return int(row[0]) if row else 0
+
+
+def migrate(db: sqlite_utils.Database) -> None:
+    """Run the migrations this database has not run yet, each in one transaction."""
+    if "meta" not in db.table_names():
+        db.table("meta").create({"key": str, "value": str}, pk="key")
+    start = version(db)
+    for number, migration in enumerate(MIGRATIONS[start:], start=start + 1):
+        with db.atomic():
+            migration(db)
+            db.table("meta").upsert({"key": SCHEMA_VERSION_KEY, "value": str(number)}, pk="key")
