@@ -10,8 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from bot.records import CampaignStatus, MessageState, Unsubscribe
+from bot.errors import StorageError
+from bot.records import (
+    LEGACY_ACCOUNT,
+    SANDBOX_ACCOUNT,
+    CampaignStatus,
+    MessageState,
+    NewMessage,
+    Unsubscribe,
+)
 from bot.store import MIGRATIONS, Store
+from bot.store.db import DATABASE_REMEDY
 from tests.conftest import ROOT
 
 OLD_DATABASES = ROOT / "tests" / "data"
@@ -120,4 +129,91 @@ def test_drafts_work_on_a_database_that_never_had_them(tmp_path: Path):
     store.drafts.save("k2", "U2", {"n": 1})
     draft = store.drafts.get("k2")
     assert draft is not None and draft.data == {"n": 1}
+    store.close()
+
+
+def test_old_rows_get_their_account_when_migrated(tmp_path: Path):
+    """Migration 4: a campaign the sandbox sent (a ``sandbox:`` provider id) becomes
+    the sandbox's with all its messages; what cannot be told apart stays legacy and
+    counts against any Gmail account, never the sandbox."""
+    gmail_db = Store(load("store_v2.sql", tmp_path / "gmail.db"))
+    (campaign,) = gmail_db.campaigns.recent()
+    assert campaign.account == LEGACY_ACCOUNT
+    assert {m.account for m in gmail_db.outbox.messages(campaign.id)} == {LEGACY_ACCOUNT}
+    assert gmail_db.outbox.sent_since(0, "me@example.com") == 2  # sent + in flight
+    assert gmail_db.outbox.sent_since(0, SANDBOX_ACCOUNT) == 0
+    gmail_db.close()
+
+    path = load("store_v2.sql", tmp_path / "sandbox.db")
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("update messages set provider_id = 'sandbox:1.eml' where id = 1")
+    conn.close()
+    sandbox_db = Store(path)
+    (campaign,) = sandbox_db.campaigns.recent()
+    assert campaign.account == SANDBOX_ACCOUNT
+    assert {m.account for m in sandbox_db.outbox.messages(campaign.id)} == {SANDBOX_ACCOUNT}
+    assert sandbox_db.outbox.sent_since(0, SANDBOX_ACCOUNT) == 2
+    assert sandbox_db.outbox.sent_since(0, "me@example.com") == 0
+    sandbox_db.close()
+
+
+# -- faults of the machine become one readable StorageError ---------------------
+
+
+def test_a_file_that_is_not_a_database_is_a_storage_error(tmp_path: Path):
+    path = tmp_path / "notes.db"
+    path.write_text("these are my notes, not a database\n" * 100, encoding="utf-8")
+    with pytest.raises(StorageError) as caught:
+        Store(path)
+    assert caught.value.path == str(path)
+    assert f"Cannot use the database {path}" in str(caught.value)
+    assert "not a mailbolt database" in str(caught.value)
+    assert DATABASE_REMEDY in str(caught.value)
+
+
+def test_a_folder_that_cannot_be_made_is_a_storage_error(tmp_path: Path):
+    (tmp_path / "data").write_text("a file where the folder should be", encoding="utf-8")
+    path = tmp_path / "data" / "mailbolt.db"
+    with pytest.raises(StorageError) as caught:
+        Store(path)
+    assert f"Cannot create the folder for the database {path}" in str(caught.value)
+    assert caught.value.path == str(path)
+
+
+def test_a_full_disk_is_a_storage_error_and_records_nothing(tmp_path: Path):
+    store = Store(tmp_path / "s.db")
+    # SQLite's own size cap stands in for a full disk: the same SQLITE_FULL error.
+    pages = store.database.db.execute("pragma page_count").fetchone()[0]
+    store.database.db.execute(f"pragma max_page_count = {pages}")
+    with pytest.raises(StorageError) as caught:
+        store.campaigns.create(
+            requested_by="U1",
+            template="welcome",
+            category="transactional",
+            subject="",
+            common_vars={},
+            messages=[
+                NewMessage(f"p{i}@example.com", f"<p{i}@x>", variables={"pad": "x" * 500})
+                for i in range(200)
+            ],
+        )
+    assert "the disk is full" in str(caught.value)
+    assert store.campaigns.recent() == []  # the transaction was rolled back whole
+    store.close()
+
+
+def test_a_bug_is_not_dressed_up_as_a_storage_error(tmp_path: Path):
+    """A broken constraint is the program's fault: it stays the database's own error."""
+    store = Store(tmp_path / "s.db")
+    twice = [NewMessage("a@example.com", "<same@x>"), NewMessage("b@example.com", "<same@x>")]
+    with pytest.raises(sqlite3.IntegrityError):
+        store.campaigns.create(
+            requested_by="U1",
+            template="welcome",
+            category="transactional",
+            subject="",
+            common_vars={},
+            messages=twice,
+        )
     store.close()
