@@ -168,6 +168,7 @@ class Renderer:
         self._global_snapshots: dict[int, dict[str, Any]] = {}
         self._subject = subject_env.from_string(subject_tree)
         self._html, html_trees = _load_file(env, info, info.html)
+        self._text: jinja2.Template | None
         self._text, text_trees = _load_file(env, info, info.text) if info.text else (None, [])
         self._html_variables = _undeclared(html_trees)
         self._text_variables = _undeclared(text_trees)
@@ -570,10 +571,10 @@ def _undeclared(trees: builtins.list[nodes.Template]) -> frozenset[str]:
     imported: set[str] = set()
     for tree in trees:
         found |= meta.find_undeclared_variables(tree)
-        for node in tree.find_all(nodes.Import):
-            imported.add(node.target)
-        for node in tree.find_all(nodes.FromImport):
-            imported.update(name if isinstance(name, str) else name[1] for name in node.names)
+        for whole in tree.find_all(nodes.Import):
+            imported.add(whole.target)
+        for some in tree.find_all(nodes.FromImport):
+            imported.update(name if isinstance(name, str) else name[1] for name in some.names)
     return frozenset(found - imported)
 
 
@@ -676,7 +677,7 @@ def _catalogue_entry(
     return TemplateInfo(
         name=name,
         description=entry["description"].strip(),
-        category=category,
+        category="marketing" if category == "marketing" else "transactional",  # checked above
         subject=entry["subject"],
         required=tuple(required),
         html=html,
