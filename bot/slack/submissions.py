@@ -609,7 +609,7 @@ def _checking_what(compose: Compose) -> str:
     return ", ".join(parts) + "."
 
 
-def _send_test(draft: dict[str, Any], key: str, user: str, services: Services) -> str:
+def _send_test(data: dict[str, Any], key: str, user: str, services: Services) -> str:
     """Exactly the previewed first message, marked [TEST], to the requester's own
     address: recorded as a test send, not as a campaign."""
     profile = services.lookups.users([user])[0]
@@ -619,7 +619,7 @@ def _send_test(draft: dict[str, Any], key: str, user: str, services: Services) -
             "Test not sent: your Slack profile shows no email address to this app "
             "(it needs the users:read.email scope)."
         )
-    request = _unpack_request(draft["request"], requested_by=user, status_channel="")
+    request = _unpack_request(data["request"], requested_by=user, status_channel="")
     plan = campaign.preflight(request, services.deps)
     trial = campaign.send_test(
         plan, services.deps, to=me.recipients[0], requested_by=user, reference=f"slack-test:{key}"

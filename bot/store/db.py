@@ -166,7 +166,7 @@ class Database:
 
     @property
     def schema_version(self) -> int:
-        with self.lock:
+        with self._faults(), self.lock:
             return schema.version(self.db)
 
     def close(self) -> None:
