@@ -23,7 +23,7 @@ from bot.cli.args import CAMPAIGN_ID, POSITIVE
 from bot.cli.console import make_console
 from bot.config import Settings, env_example, read_settings
 from bot.errors import Remedy, UserInputError
-from bot.handlers import campaign
+from bot.handlers import campaign, preflight, resolution, send_loop
 from bot.handlers.display import Display, NextStep, display_state
 from bot.handlers.recipients import parse_csv, parse_text
 from bot.models import RecipientList
@@ -185,7 +185,7 @@ def _run_with_progress(campaign_id: int, deps: campaign.Deps, *, resume: bool) -
         def progress(now: dict[str, int]) -> None:
             bar.update(task, completed=min(total, sum(now[s] for s in done_states)))
 
-        return campaign.run(
+        return send_loop.run(
             campaign_id,
             deps,
             progress=progress,
@@ -212,7 +212,7 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
         limit=args.limit,
     )
     try:
-        plan = campaign.preflight(request, deps)
+        plan = preflight.preflight(request, deps)
     except UserInputError:
         _report_input(recipients, None, skip_invalid=args.skip_invalid)
         raise
@@ -234,14 +234,14 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
         if busy.role != ROLE_SERVE:
             raise
         # Recording needs no lock; the server notices the campaign and sends it.
-        campaign_id, _ = campaign.record(plan, deps)
+        campaign_id, _ = preflight.record(plan, deps)
         out.print(
             f"Campaign {campaign_id} handed to the running server (pid {busy.pid}); "
             "following its progress. Ctrl-C stops following, not the sending."
         )
         return _follow(campaign_id, deps, settings, lock)
     try:
-        campaign_id, _ = campaign.record(plan, deps)
+        campaign_id, _ = preflight.record(plan, deps)
         result = _run_with_progress(campaign_id, deps, resume=False)
     finally:
         lock.release()
@@ -287,7 +287,7 @@ def _follow(campaign_id: int, deps: campaign.Deps, settings: Settings, lock: Sen
                         "Its messages are kept: run `python -m bot send --resume`, or start "
                         "the server again."
                     )
-                    _print_result(campaign.counts_result(campaign_id, deps), settings)
+                    _print_result(resolution.counts_result(campaign_id, deps), settings)
                     return 1
                 counts = deps.store.outbox.counts(campaign_id)
                 done = sum(counts[s] for s in done_states) - start
@@ -299,7 +299,7 @@ def _follow(campaign_id: int, deps: campaign.Deps, settings: Settings, lock: Sen
             f"see how far it got with `python -m bot status {campaign_id}`."
         )
         return 130
-    result = campaign.counts_result(campaign_id, deps)
+    result = resolution.counts_result(campaign_id, deps)
     _print_result(result, settings)
     return result.exit_code
 
@@ -337,13 +337,13 @@ def cmd_resolve(args: argparse.Namespace, settings: Settings) -> int:
         raise UserInputError("Choose one of --resend, --skip or --retry-failed.")
     deps = build_deps(settings, sending=False)
     if args.retry_failed:
-        n = campaign.retry_failed(args.campaign, deps, "cli")
+        n = resolution.retry_failed(args.campaign, deps, "cli")
         if not n:
             out.print(f"Campaign {args.campaign} has no failed messages; nothing changed.")
             return 0
         out.print(f"{n} failed message(s) queued again; run `python -m bot send --resume`.")
         return 0
-    n = campaign.resolve_uncertain(args.campaign, deps, "cli", resend=args.resend)
+    n = resolution.resolve_uncertain(args.campaign, deps, "cli", resend=args.resend)
     if not n:
         out.print(f"Campaign {args.campaign} has no uncertain messages; nothing changed.")
         return 0
@@ -358,7 +358,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     store = Store(settings.database_path)  # status needs no templates and no mail account
     active = sender_active(settings.database_path)
     if args.campaign is not None:
-        result = campaign.stored_result(store, args.campaign)
+        result = resolution.stored_result(store, args.campaign)
         _print_result(result, settings, sender_active=active)
         return 0
     table = Table(title="Recent campaigns")

@@ -30,7 +30,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.errors import TemplateError, UserInputError
-from bot.handlers import campaign
+from bot.handlers import preflight, resolution, send_loop, trial_send
 from bot.handlers.campaign import CampaignRequest, Plan
 from bot.handlers.recipients import (
     MAX_CSV_BYTES,
@@ -269,7 +269,7 @@ def full_check(compose: Compose, services: Services) -> Outcome:
             status_channel=compose.channel,
             correlation_id=compose.correlation_id,
         )
-        plan = campaign.preflight(request, deps)
+        plan = preflight.preflight(request, deps)
         if not plan.to_send:
             raise UserInputError(
                 f"Nobody would get this: {summarize(plan.suppressed, 5)}.", field="recipients"
@@ -302,7 +302,7 @@ def _preview_data(
     settings, deps = services.settings, services.deps
     valid = len(plan.to_send)
     deferred = 0
-    left = campaign.daily_left(deps)
+    left = send_loop.daily_left(deps)
     if left is not None:
         deferred = max(0, valid - left)
     if settings.mail_transport == "sandbox":
@@ -518,8 +518,8 @@ def register(app: App, services: Services) -> None:
             request = _unpack_request(
                 draft.data["request"], requested_by=user, idempotency_key=f"slack:{key}"
             )
-            plan = campaign.preflight(request, services.deps)
-            campaign_id, created = campaign.record(plan, services.deps)
+            plan = preflight.preflight(request, services.deps)
+            campaign_id, created = preflight.record(plan, services.deps)
         except Exception as exc:
             text = report(exc, correlation_id, "starting a campaign")
             _update_view(
@@ -620,8 +620,8 @@ def _send_test(data: dict[str, Any], key: str, user: str, services: Services) ->
             "(it needs the users:read.email scope)."
         )
     request = _unpack_request(data["request"], requested_by=user, status_channel="")
-    plan = campaign.preflight(request, services.deps)
-    trial = campaign.send_test(
+    plan = preflight.preflight(request, services.deps)
+    trial = trial_send.send_test(
         plan, services.deps, to=me.recipients[0], requested_by=user, reference=f"slack-test:{key}"
     )
     shown = f"the message to {plan.to_send[0].email}" if plan.to_send else "the message"
@@ -666,11 +666,11 @@ def _campaign_button(services: Services) -> Callable[..., None]:
                 tell(f"Campaign #{campaign_id} is still sending; try again when it has stopped.")
                 return
             if kind == views.A_RETRY_FAILED:
-                count = campaign.retry_failed(campaign_id, deps, user)
+                count = resolution.retry_failed(campaign_id, deps, user)
                 what = f"queued {count} failed message(s) again"
             else:
                 resend = kind == views.A_RESEND_UNCERTAIN
-                count = campaign.resolve_uncertain(campaign_id, deps, user, resend=resend)
+                count = resolution.resolve_uncertain(campaign_id, deps, user, resend=resend)
                 what = f"{'queued' if resend else 'skipped'} {count} uncertain message(s)"
             services.board.reply(campaign_id, f"<@{user}> {what}.")
             if deps.store.outbox.ready_messages(campaign_id):
