@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.handlers.compose import Envelope
-from bot.handlers.templates import Renderer, TemplateCatalogue
+from bot.handlers.rendering import Renderer
+from bot.handlers.templates import TemplateCatalogue
 from bot.handlers.unsubscribe import make_token, unsubscribe_url
 from bot.models import Recipient, RecipientList, Rejected, RenderedMessage
 from bot.ports import Pacer, StoreParts, Transport

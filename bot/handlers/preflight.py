@@ -26,7 +26,7 @@ from bot.handlers.campaign import (
     message_variables,
 )
 from bot.handlers.compose import build_message
-from bot.handlers.templates import Renderer
+from bot.handlers.rendering import Renderer
 from bot.models import Recipient, RecipientList, RenderedMessage
 from bot.records import NewMessage
 

@@ -62,8 +62,8 @@ from bot.handlers.campaign import (
     message_variables,
 )
 from bot.handlers.compose import build_message
+from bot.handlers.rendering import Renderer
 from bot.handlers.resolution import counts_result, reconcile_uncertain
-from bot.handlers.templates import Renderer
 from bot.mail.pacing import SEND_UNITS
 from bot.models import OutgoingMessage
 from bot.ports import Transport

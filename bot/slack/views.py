@@ -48,7 +48,7 @@ OPT_SKIP_INVALID = "skip_invalid"
 OPT_CONFIRMED = "confirmed"
 
 MAX_PASTE_CHARS = 3000  # Slack's plain_text_input ceiling
-MAX_SUBJECT_CHARS = 250  # bot.handlers.templates.MAX_SUBJECT_OVERRIDE
+MAX_SUBJECT_CHARS = 250  # bot.handlers.template_compile.MAX_SUBJECT_OVERRIDE
 MAX_SECTION_CHARS = 3000
 MAX_MESSAGE_TEXT = 3900  # chat.postMessage rejects text over 4,000 characters
 CONFIRM_AT = 100  # sends this large need an explicit tick in the preview
