@@ -31,7 +31,7 @@ from email_validator import validate_email  # noqa: E402
 from bot.config import Settings  # noqa: E402
 from bot.handlers import campaign, preflight  # noqa: E402
 from bot.handlers.compose import build_message  # noqa: E402
-from bot.handlers.recipients import parse_csv  # noqa: E402
+from bot.handlers.recipient_csv import parse_csv  # noqa: E402
 from bot.wiring import build_deps  # noqa: E402
 
 N = 10_000

@@ -42,7 +42,7 @@ def sent_campaign(mailbolt, emails=("ann@example.com",)) -> int:
     """A finished campaign, recorded the way the CLI does it and sent by the runner
     (whose due check would otherwise start it too, racing a direct ``send_loop.run``)."""
     from bot.handlers import campaign, preflight
-    from bot.handlers.recipients import parse_text
+    from bot.handlers.recipient_paste import parse_text
 
     request = campaign.CampaignRequest(
         template="welcome",

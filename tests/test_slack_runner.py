@@ -8,7 +8,7 @@ import pytest
 
 from bot.errors import UserInputError
 from bot.handlers import campaign, preflight
-from bot.handlers.recipients import parse_text
+from bot.handlers.recipient_paste import parse_text
 from bot.mail.sandbox import SandboxTransport
 from bot.records import CampaignStatus
 from bot.runner import Runner

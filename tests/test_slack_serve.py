@@ -12,7 +12,7 @@ import pytest
 
 from bot.cli import serve_cmds
 from bot.handlers import campaign, preflight
-from bot.handlers.recipients import parse_text
+from bot.handlers.recipient_paste import parse_text
 from bot.slack.app import build_client
 from bot.store import Store
 from tests.fakes.slack_fake import SlackFake, wait_for

@@ -17,7 +17,7 @@ from slack_sdk.models.blocks import Block
 from bot.cli import serve_cmds
 from bot.handlers import campaign, preflight
 from bot.handlers.bounce_parse import HARD, SOFT
-from bot.handlers.recipients import parse_text
+from bot.handlers.recipient_paste import parse_text
 from bot.handlers.stats import DeliveryStats
 from bot.mail.sandbox import SandboxTransport
 from bot.slack import views

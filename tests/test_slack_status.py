@@ -7,7 +7,7 @@ import json
 import pytest
 
 from bot.handlers import campaign, preflight, send_loop
-from bot.handlers.recipients import parse_text
+from bot.handlers.recipient_paste import parse_text
 from bot.slack.app import build_client
 from bot.slack.status import StatusBoard
 from bot.wiring import build_deps

@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 import pytest
 
 from bot.handlers import campaign, preflight
-from bot.handlers.recipients import parse_text
+from bot.handlers.recipient_paste import parse_text
 from bot.runner import Runner
 from bot.slack import views
 from bot.slack.app import MailboltApp, build_app

@@ -25,7 +25,8 @@ from bot.config import Settings, env_example, read_settings
 from bot.errors import Remedy, UserInputError
 from bot.handlers import campaign, preflight, resolution, send_loop
 from bot.handlers.display import Display, NextStep, display_state
-from bot.handlers.recipients import parse_csv, parse_text
+from bot.handlers.recipient_csv import parse_csv
+from bot.handlers.recipient_paste import parse_text
 from bot.models import RecipientList
 from bot.records import FINAL_STATES, MESSAGE_STATES, CampaignStatus, MessageState
 from bot.store import Store

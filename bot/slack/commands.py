@@ -18,7 +18,7 @@ from slack_sdk.errors import SlackApiError
 from bot.errors import UserInputError
 from bot.handlers import policy, stats
 from bot.handlers.campaign import DAY
-from bot.handlers.recipients import parse_text
+from bot.handlers.recipient_paste import parse_text
 from bot.records import Campaign
 from bot.slack import Services, report, views
 from bot.slack.status import status_data

@@ -32,14 +32,9 @@ from slack_sdk.errors import SlackApiError
 from bot.errors import TemplateError, UserInputError
 from bot.handlers import preflight, resolution, send_loop, trial_send
 from bot.handlers.campaign import CampaignRequest, Plan
-from bot.handlers.recipients import (
-    MAX_CSV_BYTES,
-    enforce_limit,
-    from_slack_users,
-    parse_csv,
-    parse_text,
-    summarize,
-)
+from bot.handlers.recipient_csv import MAX_CSV_BYTES, parse_csv
+from bot.handlers.recipient_paste import parse_text
+from bot.handlers.recipients import enforce_limit, from_slack_users, summarize
 from bot.handlers.templates import SYSTEM_VARIABLES
 from bot.mail.pacing import estimate_duration
 from bot.models import Recipient, RecipientList, Rejected, TemplateInfo
