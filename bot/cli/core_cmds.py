@@ -11,7 +11,6 @@ import argparse
 import sys
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.markup import escape
@@ -27,23 +26,15 @@ from bot.handlers import campaign, preflight, resolution, send_loop
 from bot.handlers.display import Display, NextStep, display_state
 from bot.handlers.recipient_csv import parse_csv
 from bot.handlers.recipient_paste import parse_text
+from bot.handlers.values import parse_name_values
 from bot.models import RecipientList
 from bot.records import FINAL_STATES, MESSAGE_STATES, CampaignStatus, MessageState
 from bot.store import Store
+from bot.timefmt import utc_minute
 from bot.wiring import ROLE_SERVE, SenderBusy, SenderLock, build_deps, sender_active
 
 out = make_console()
 err = make_console(stderr=True)
-
-
-def _parse_vars(pairs: list[str]) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip().isidentifier():
-            raise UserInputError(f"--var {pair!r} must look like name=value.", field="--var")
-        values[key.strip()] = value
-    return values
 
 
 def read_recipients(path: str, settings: Settings) -> RecipientList:
@@ -91,10 +82,6 @@ def remedy_hint(exc: UserInputError) -> str:
     return ""
 
 
-def _when(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
 def next_step_text(shown: Display, campaign_id: int) -> str:
     """The CLI command for a campaign's next step."""
     if shown.next_step is NextStep.RESUME:
@@ -107,7 +94,7 @@ def next_step_text(shown: Display, campaign_id: int) -> str:
             "then `python -m bot send --resume`"
         )
     if shown.next_step is NextStep.WAIT:
-        after = f" after {_when(shown.resume_at)}" if shown.resume_at else ""
+        after = f" after {utc_minute(shown.resume_at)}" if shown.resume_at else ""
         return (
             "resumes by itself while `python -m bot serve` runs, or run "
             f"`python -m bot send --resume`{after}"
@@ -118,7 +105,7 @@ def next_step_text(shown: Display, campaign_id: int) -> str:
 def _state_words(shown: Display) -> str:
     """The state in a few words; a pause's reason is printed once, below the table."""
     if shown.state == "deferred" and shown.resume_at:
-        return f"deferred until {_when(shown.resume_at)}"
+        return f"deferred until {utc_minute(shown.resume_at)}"
     if shown.state == "paused":
         return "paused"
     return shown.label
@@ -207,7 +194,7 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
         template=args.template,
         recipients=recipients,
         requested_by="cli",
-        common_vars=_parse_vars(args.var),
+        common_vars=parse_name_values(args.var, field="--var", option="--var"),
         subject=args.subject,
         skip_invalid=args.skip_invalid,
         limit=args.limit,
@@ -413,7 +400,7 @@ def cmd_preview(args: argparse.Namespace, settings: Settings) -> int:
         recipient.email,
         recipient.name,
         recipient.variables,
-        _parse_vars(args.var),
+        parse_name_values(args.var, field="--var", option="--var"),
         0,
         renderer.info.category,
     )

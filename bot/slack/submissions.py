@@ -36,9 +36,11 @@ from bot.handlers.recipient_csv import MAX_CSV_BYTES, parse_csv
 from bot.handlers.recipient_paste import parse_text
 from bot.handlers.recipients import enforce_limit, from_slack_users, summarize
 from bot.handlers.templates import SYSTEM_VARIABLES
+from bot.handlers.values import parse_name_values
 from bot.mail.pacing import estimate_duration
 from bot.models import Recipient, RecipientList, Rejected, TemplateInfo
 from bot.slack import Services, report, views
+from bot.timefmt import rough_duration
 
 log = logging.getLogger(__name__)
 
@@ -53,25 +55,6 @@ CSV_TYPES = frozenset({"csv", "text", "txt"})
 
 
 # -- compose: the quick checks ----------------------------------------------------
-
-
-def parse_variables(text: str) -> dict[str, str]:
-    """``name=value`` lines into a dict; blank lines are ignored."""
-    values: dict[str, str] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        name, sep, value = line.partition("=")
-        name = name.strip()
-        if not sep or not name.isidentifier():
-            shown = views.clip(line.strip(), 60)
-            raise UserInputError(
-                f"line {number}: {shown!r} should look like name=value, e.g. team=Mailbolt.",
-                field="variables",
-                line=number,
-            )
-        values[name] = value.strip()
-    return values
 
 
 @dataclass
@@ -136,7 +119,7 @@ def quick_check(compose: Compose, services: Services) -> Compose:
     form, settings = compose.form, services.settings
     problems = compose.problems
     try:
-        compose.common_vars = parse_variables(form.variables)
+        compose.common_vars = parse_name_values(form.variables.splitlines(), field="variables")
     except UserInputError as exc:
         problems[views.B_VARIABLES] = _words(exc)
     try:
@@ -303,7 +286,7 @@ def _preview_data(
     if settings.mail_transport == "sandbox":
         duration = "a few seconds (sandbox)"
     else:
-        duration = _duration(
+        duration = rough_duration(
             estimate_duration(valid - deferred, settings.gmail_quota_units_per_minute)
         )
     first = plan.to_send[0]
@@ -349,13 +332,6 @@ def status_destination(services: Services, channel: str) -> str:
             "(invite me there with /invite @mailbolt)"
         )
     return f"<#{channel}> if I am a member there, otherwise your direct messages"
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 60:
-        return "under a minute"
-    minutes = round(seconds / 60)
-    return f"about {minutes} min" if minutes < 90 else f"about {minutes / 60:.1f} h"
 
 
 def _pack_request(request: CampaignRequest) -> dict[str, Any]:

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from bot.handlers.stats import BOUNCE_ALERT_RATE, DeliveryStats
 from bot.models import TemplateInfo
+from bot.timefmt import utc_minute
 
 # Block ids of the compose modal: ``response_action: errors`` is keyed by them.
 B_TEMPLATE = "template"
@@ -555,7 +555,7 @@ def progress_bar(done: int, total: int, width: int = PROGRESS_WIDTH) -> str:
 
 def _when(timestamp: float) -> str:
     """A Slack date token, shown in each reader's own time zone."""
-    fallback = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(timestamp))
+    fallback = utc_minute(timestamp)
     return f"<!date^{int(timestamp)}^{{date_short_pretty}} at {{time}}|{fallback}>"
 
 
