@@ -168,8 +168,7 @@ class Renderer:
         fails the slow path runs to get an error that names the template line.
         """
         try:
-            context = template.new_context({**self._globals(template), **variables}, shared=True)
-            return template.environment.concat(template.root_render_func(context))  # type: ignore[attr-defined]
+            return fast_render(template, self._globals(template), variables)
         except Exception:  # noqa: S110 - explained by the slow path below
             pass
         try:
@@ -319,6 +318,23 @@ class Renderer:
                         f"part without the {name!r} footer; see templates/README.md.",
                         field="template",
                     )
+
+
+def fast_render(
+    template: jinja2.Template, globals_: Mapping[str, Any], variables: Mapping[str, Any]
+) -> str:
+    """What ``template.render(variables)`` returns, given a snapshot of its globals.
+
+    It calls Jinja internals (``Template.new_context(vars, shared=True)``,
+    ``Template.root_render_func(context)``, ``Environment.concat``), which Jinja
+    does not promise to keep: tests/test_trust_jinja_fast_path.py pins that they
+    exist and that this equals ``Template.render`` for every bundled template, so
+    a Jinja upgrade that breaks them fails a test, not a campaign. Errors are not
+    rewritten to name the template line; the caller renders again to explain them.
+    """
+    context = template.new_context({**globals_, **variables}, shared=True)
+    render_func = template.root_render_func  # type: ignore[attr-defined]
+    return str(template.environment.concat(render_func(context)))  # type: ignore[attr-defined]
 
 
 def _source_of(target: str, variables: Mapping[str, Any]) -> str:
