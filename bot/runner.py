@@ -85,7 +85,7 @@ class Handle:
 class _Periodic:
     name: str
     interval: float
-    job: Callable[[], None]
+    job: Callable[[], object]
     next_at: float
 
 
@@ -135,7 +135,7 @@ class Runner:
     def add_observer(self, observer: Observer) -> None:
         self._observers.append(observer)
 
-    def every(self, seconds: float, job: Callable[[], None], name: str) -> None:
+    def every(self, seconds: float, job: Callable[[], object], name: str) -> None:
         """Run ``job`` every ``seconds`` on the scheduler thread (errors are logged)."""
         self._periodic.append(_Periodic(name, seconds, job, self._clock() + seconds))
 

@@ -72,7 +72,7 @@ def test_the_jinja_internals_exist_with_the_signatures_we_call():
     assert new_context.parameters["shared"].default is False
 
     template = jinja2.Environment(autoescape=True).from_string("{{ a }}-{{ b }}")
-    render_func = template.root_render_func  # type: ignore[attr-defined]
+    render_func = template.root_render_func
     assert callable(render_func)
     params = list(inspect.signature(render_func).parameters.values())
     assert params[0].name == "context"  # called with the context alone
@@ -82,7 +82,7 @@ def test_the_jinja_internals_exist_with_the_signatures_we_call():
     chunks = render_func(context)
     assert inspect.isgenerator(chunks)  # an iterable of strings, joined by concat
     assert template.environment.concat(chunks) == "1-2"
-    assert template.environment.concat(["x", "y"]) == "xy"  # type: ignore[attr-defined]
+    assert template.environment.concat(["x", "y"]) == "xy"
     # shared=True: the globals are not merged in again, only what we pass is seen.
     template.globals["b"] = "global"
     alone = template.new_context({"a": 1}, shared=True)

@@ -43,17 +43,14 @@ def read_recipients(path: str, settings: Settings) -> RecipientList:
     if not file.is_file():
         raise UserInputError(f"The recipients file {path} does not exist.", field="--recipients")
     data = file.read_bytes()
-    options = {
-        "check_deliverability": settings.check_deliverability,
-        "max_recipients": settings.max_recipients_per_campaign,
-    }
+    check, most = settings.check_deliverability, settings.max_recipients_per_campaign
     if file.suffix.lower() == ".csv":
-        return parse_csv(data, filename=file.name, **options)
+        return parse_csv(data, filename=file.name, check_deliverability=check, max_recipients=most)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise UserInputError(f"{path} is not UTF-8 text.", field="--recipients") from exc
-    return parse_text(text, **options)
+    return parse_text(text, check_deliverability=check, max_recipients=most)
 
 
 def _report_input(

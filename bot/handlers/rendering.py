@@ -333,8 +333,8 @@ def fast_render(
     rewritten to name the template line; the caller renders again to explain them.
     """
     context = template.new_context({**globals_, **variables}, shared=True)
-    render_func = template.root_render_func  # type: ignore[attr-defined]
-    return str(template.environment.concat(render_func(context)))  # type: ignore[attr-defined]
+    render_func = template.root_render_func
+    return str(template.environment.concat(render_func(context)))
 
 
 def _source_of(target: str, variables: Mapping[str, Any]) -> str:

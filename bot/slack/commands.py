@@ -114,7 +114,9 @@ def _stats(services: Services, rest: str) -> tuple[str, list[dict[str, Any]]]:
     return views.delivery_report(
         stats.stats(store, days=STATS_DAYS, bounces_known=known),
         rows,
-        flagged=[s.campaign_id for s in rows if stats.bounce_alert(s)],
+        flagged=[
+            s.campaign_id for s in rows if s.campaign_id is not None and stats.bounce_alert(s)
+        ],
         note=note,
     )
 
