@@ -29,9 +29,9 @@ sys.path.insert(0, str(ROOT))
 from email_validator import validate_email  # noqa: E402
 
 from bot.config import Settings  # noqa: E402
-from bot.handlers import campaign  # noqa: E402
+from bot.handlers import campaign, preflight  # noqa: E402
 from bot.handlers.compose import build_message  # noqa: E402
-from bot.handlers.recipients import parse_csv  # noqa: E402
+from bot.handlers.recipient_csv import parse_csv  # noqa: E402
 from bot.wiring import build_deps  # noqa: E402
 
 N = 10_000
@@ -79,7 +79,7 @@ def ratio_runs(n: int, reps: int, deps) -> list[tuple[float, float]]:
         alone = time.perf_counter() - start
         start = time.perf_counter()
         recipients = parse_csv(data, max_recipients=n)
-        campaign.preflight(campaign.CampaignRequest("welcome", recipients, "bench"), deps)
+        preflight.preflight(campaign.CampaignRequest("welcome", recipients, "bench"), deps)
         runs.append((alone, time.perf_counter() - start))
     return runs
 
@@ -137,7 +137,7 @@ def main() -> None:
         plan = timed(
             "preflight: render + check every message",
             N,
-            lambda: campaign.preflight(request, deps),
+            lambda: preflight.preflight(request, deps),
             results,
         )
         renderer = plan.renderer

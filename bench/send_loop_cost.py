@@ -5,7 +5,7 @@ quota log, progress) must not depend on how many messages the campaign holds.
 Before counts were kept incrementally, every message re-counted the whole
 campaign for progress: 0.16 ms at 2k rows, 7.2 ms at 100k.
 
-Each size runs one campaign through ``campaign.run`` with a progress callback
+Each size runs one campaign through ``send_loop.run`` with a progress callback
 (as the CLI and the Slack runner attach one) and a transport that accepts
 instantly, so only mailbolt's CPU is measured: ``time.process_time`` per
 message. The database lives in ``/dev/shm`` when it exists, so fsync latency
@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bot.config import Settings  # noqa: E402
-from bot.handlers import campaign  # noqa: E402
+from bot.handlers import send_loop  # noqa: E402
 from bot.models import OutgoingMessage  # noqa: E402
 from bot.records import NewMessage  # noqa: E402
 from bot.wiring import build_deps  # noqa: E402
@@ -83,7 +83,7 @@ def one_size(n: int, folder: Path) -> tuple[float, float]:
         seen = counts["sent"]
 
     start = time.process_time()
-    result = campaign.run(campaign_id, deps, progress=progress)
+    result = send_loop.run(campaign_id, deps, progress=progress)
     cpu = time.process_time() - start
     if result.counts["sent"] != n or seen > n:
         print(f"{n}: unexpected counts {result.counts} (progress saw {seen})", file=sys.stderr)

@@ -7,7 +7,7 @@ against a fresh fake:
 
 - mailbolt at each provider latency of ``--latency`` (default 50, 200, 1000 and
   2000 ms): ``build_deps`` with ``MAIL_TRANSPORT=gmail`` settings pointing at
-  the fake, then ``campaign.preflight``, ``record`` and ``run``: the CLI's path,
+  the fake, then ``preflight.preflight``, ``record`` and ``run``: the CLI's path,
   in process. The worker pool must keep the quota busy however slow Gmail is;
 - naive, at 200 ms: one ``messages().send(...).execute()`` after another, as in
   Google's quickstart;
@@ -50,8 +50,8 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from bot.config import Settings  # noqa: E402
-from bot.handlers import campaign  # noqa: E402
-from bot.handlers.recipients import parse_csv  # noqa: E402
+from bot.handlers import campaign, preflight, send_loop  # noqa: E402
+from bot.handlers.recipient_csv import parse_csv  # noqa: E402
 from bot.mail.pacing import SEND_UNITS  # noqa: E402
 from bot.wiring import build_deps  # noqa: E402
 from tests.fakes.gmail_fake import SEND_SCOPE, FakeGmail  # noqa: E402
@@ -147,10 +147,10 @@ def run_mailbolt(
                 "bench",
                 common_vars={"team": "Acme", "start_url": "https://acme.example/start"},
             )
-            plan = campaign.preflight(request, deps)
-            campaign_id, _ = campaign.record(plan, deps)
+            plan = preflight.preflight(request, deps)
+            campaign_id, _ = preflight.record(plan, deps)
             start = time.perf_counter()
-            result = campaign.run(campaign_id, deps)
+            result = send_loop.run(campaign_id, deps)
             elapsed = time.perf_counter() - start
             deps.store.close()
         if result.counts["sent"] != n:

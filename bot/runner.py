@@ -9,10 +9,10 @@ Why it looks like this:
   and each would work out its share of the daily limit from the same starting
   count, so together they would overshoot it. One-message campaigns get a lane of
   their own, so they do not wait behind a long send. (A "send a test to me" is
-  no campaign at all: ``campaign.send_test`` sends it at once.)
+  no campaign at all: ``trial_send.send_test`` sends it at once.)
 - A cancel ``Event`` per campaign, set by whoever presses Cancel; the send loop
   checks it between messages.
-- At start, unfinished campaigns resume with ``campaign.run(resume=True)``, which
+- At start, unfinished campaigns resume with ``send_loop.run(resume=True)``, which
   turns messages left ``sending`` by a crash into ``uncertain``. That is only
   right while no other process sends, so the caller holds ``SenderLock``.
 - Deferred messages (daily limit reached) fall due later: a periodic check
@@ -35,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from bot.handlers import campaign
+from bot.handlers import resolution, send_loop
 from bot.handlers.campaign import Deps, Result
 from bot.records import CampaignStatus, MessageState
 
@@ -85,7 +85,7 @@ class Handle:
 class _Periodic:
     name: str
     interval: float
-    job: Callable[[], None]
+    job: Callable[[], object]
     next_at: float
 
 
@@ -135,7 +135,7 @@ class Runner:
     def add_observer(self, observer: Observer) -> None:
         self._observers.append(observer)
 
-    def every(self, seconds: float, job: Callable[[], None], name: str) -> None:
+    def every(self, seconds: float, job: Callable[[], object], name: str) -> None:
         """Run ``job`` every ``seconds`` on the scheduler thread (errors are logged)."""
         self._periodic.append(_Periodic(name, seconds, job, self._clock() + seconds))
 
@@ -252,10 +252,10 @@ class Runner:
             self._running.add(campaign_id)
         try:
             if self._nothing_to_do(handle):
-                handle.result = campaign.counts_result(campaign_id, self.deps)
+                handle.result = resolution.counts_result(campaign_id, self.deps)
             else:
                 self._notify("started", campaign_id)
-                handle.result = campaign.run(
+                handle.result = send_loop.run(
                     campaign_id,
                     self.deps,
                     progress=lambda counts: self._notify("progress", campaign_id, counts),

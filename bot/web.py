@@ -160,7 +160,7 @@ class SlackEndpoint:
             request = BoltRequest(
                 body=body.decode("utf-8"),
                 query=str(environ.get("QUERY_STRING", "")),
-                headers=headers,
+                headers={**headers},  # Bolt's type: values may also be lists
             )
             if not isinstance(request.body, dict):
                 raise TypeError("not a JSON object")

@@ -10,7 +10,7 @@ import pytest
 
 from bot.config import Settings
 from bot.errors import AuthError, UserInputError
-from bot.handlers import campaign, policy
+from bot.handlers import campaign, policy, preflight, send_loop
 from bot.handlers.bounce_parse import (
     HARD,
     SOFT,
@@ -192,7 +192,7 @@ def test_hard_outweighs_soft_for_the_same_recipient():
 
 def test_record_bounce_dedupes_and_never_downgrades(store, settings):
     deps = build_deps(settings, store)
-    plan = campaign.preflight(
+    plan = preflight.preflight(
         campaign.CampaignRequest(
             template="welcome",
             recipients=RecipientList([Recipient("bob@example.com", "Bob", {}, 2)]),
@@ -201,7 +201,7 @@ def test_record_bounce_dedupes_and_never_downgrades(store, settings):
         ),
         deps,
     )
-    campaign_id, _ = campaign.record(plan, deps)
+    campaign_id, _ = preflight.record(plan, deps)
     (row,) = store.outbox.messages(campaign_id)
     assert store.suppressions.record_bounce(
         "g1", kind=HARD, message_row_id=row.id, email="Bob@example.com"
@@ -262,8 +262,8 @@ def send_news(settings: Settings, store, emails: list[str]) -> int:
         requested_by="test",
         common_vars=NEWS,
     )
-    campaign_id, _ = campaign.record(campaign.preflight(request, deps), deps)
-    assert campaign.run(campaign_id, deps).counts["sent"] == len(emails)
+    campaign_id, _ = preflight.record(preflight.preflight(request, deps), deps)
+    assert send_loop.run(campaign_id, deps).counts["sent"] == len(emails)
     return campaign_id
 
 

@@ -22,7 +22,7 @@ from bot.errors import (
     UncertainSendError,
     UserInputError,
 )
-from bot.handlers import campaign
+from bot.handlers import campaign, preflight, resolution, send_loop
 from bot.mail.sandbox import SandboxTransport
 from bot.models import OutgoingMessage, Recipient, RecipientList, Rejected
 from bot.wiring import build_deps
@@ -111,14 +111,14 @@ def start(deps, recipients, template="welcome", **kwargs):
         common_vars=variables,
         **kwargs,
     )
-    plan = campaign.preflight(request, deps)
-    campaign_id, _ = campaign.record(plan, deps)
+    plan = preflight.preflight(request, deps)
+    campaign_id, _ = preflight.record(plan, deps)
     return campaign_id
 
 
 def test_sandbox_sends_one_eml_per_recipient(deps, settings):
     cid = start(deps, people("a@example.com", "b@example.com", "c@example.com"))
-    result = campaign.run(cid, deps)
+    result = send_loop.run(cid, deps)
     assert result.status == "completed" and result.exit_code == 0
     assert result.counts["sent"] == 3
     files = sorted(settings.sandbox_outbox.glob("*.eml"))
@@ -162,7 +162,7 @@ def test_invalid_lines_stop_the_campaign_unless_skipped(deps):
     assert info.value.field == "recipients" and info.value.line == 3
     assert deps.store.campaigns.recent() == []
     cid = start(deps, recipients, skip_invalid=True)
-    assert campaign.run(cid, deps).counts["sent"] == 1
+    assert send_loop.run(cid, deps).counts["sent"] == 1
 
 
 def test_unknown_template_is_a_template_error(deps):
@@ -174,18 +174,18 @@ def test_unsubscribed_skipped_for_marketing_not_transactional(deps):
     deps.store.suppressions.add_unsubscribe("B@example.com", "test")
     transport = use(deps, ScriptedTransport())
     news = start(deps, people("a@example.com", "b@example.com"), template="newsletter")
-    result = campaign.run(news, deps)
+    result = send_loop.run(news, deps)
     assert result.counts == {**result.counts, "sent": 1, "skipped": 1}
     assert transport.calls == ["a@example.com"]
     welcome = start(deps, people("a@example.com", "b@example.com"))
-    assert campaign.run(welcome, deps).counts["sent"] == 2
+    assert send_loop.run(welcome, deps).counts["sent"] == 2
 
 
 def test_unsubscribe_during_a_campaign_is_honoured(deps):
     transport = use(deps, ScriptedTransport(max_in_flight=1))
     cid = start(deps, people("a@example.com", "b@example.com"), template="newsletter")
     deps.store.suppressions.add_unsubscribe("b@example.com", "one-click")
-    result = campaign.run(cid, deps)
+    result = send_loop.run(cid, deps)
     assert transport.calls == ["a@example.com"]
     assert result.counts["skipped"] == 1
 
@@ -199,7 +199,7 @@ def test_marketing_without_postal_address_refuses(deps):
 
 def test_marketing_messages_carry_one_click_unsubscribe(deps, settings):
     cid = start(deps, people("a@example.com"), template="newsletter")
-    campaign.run(cid, deps)
+    send_loop.run(cid, deps)
     (path,) = settings.sandbox_outbox.glob("*.eml")
     msg = email.message_from_bytes(path.read_bytes(), policy=email_policy.default)
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
@@ -223,7 +223,7 @@ def test_transient_errors_retry_with_backoff_honouring_retry_after(deps, clock):
         ),
     )
     cid = start(deps, people("a@example.com"))
-    result = campaign.run(cid, deps)
+    result = send_loop.run(cid, deps)
     assert result.counts["sent"] == 1
     assert transport.calls == ["a@example.com"] * 3
     assert len(clock.sleeps) == 2 and clock.sleeps[1] >= 7.0
@@ -234,7 +234,7 @@ def test_transient_errors_retry_with_backoff_honouring_retry_after(deps, clock):
 def test_transient_errors_give_up_after_max_attempts(deps):
     use(deps, ScriptedTransport({"a@example.com": [TransientSendError("503")] * 10}))
     cid = start(deps, people("a@example.com", "b@example.com"))
-    result = campaign.run(cid, deps)
+    result = send_loop.run(cid, deps)
     assert result.counts["failed"] == 1 and result.counts["sent"] == 1
     assert "gave up after 5 attempts" in result.failures[0][1]
     assert result.exit_code == 1
@@ -243,7 +243,7 @@ def test_transient_errors_give_up_after_max_attempts(deps):
 def test_permanent_error_fails_one_and_continues(deps):
     use(deps, ScriptedTransport({"b@example.com": [PermanentSendError("Invalid To header")]}))
     cid = start(deps, people("a@example.com", "b@example.com", "c@example.com"))
-    result = campaign.run(cid, deps)
+    result = send_loop.run(cid, deps)
     assert result.counts["sent"] == 2 and result.counts["failed"] == 1
     assert result.failures == [("b@example.com", "Invalid To header")]
 
@@ -258,13 +258,13 @@ def test_daily_quota_from_provider_defers_the_rest(deps, clock):
         ),
     )
     cid = start(deps, people("a@example.com", "b@example.com", "c@example.com"))
-    result = campaign.run(cid, deps)
+    result = send_loop.run(cid, deps)
     assert result.counts["sent"] == 1 and result.counts["deferred"] == 2
     assert result.counts["failed"] == 0
     assert result.status == "running" and result.resume_at == resume
-    assert campaign.run(cid, deps).counts["sent"] == 1  # not yet due: nothing happens
+    assert send_loop.run(cid, deps).counts["sent"] == 1  # not yet due: nothing happens
     clock.now = resume + 1
-    result = campaign.run(cid, deps)
+    result = send_loop.run(cid, deps)
     assert result.status == "completed" and result.counts["sent"] == 3
     assert transport.calls == ["a@example.com", "b@example.com", "b@example.com", "c@example.com"]
 
@@ -273,14 +273,14 @@ def test_daily_limit_is_counted_across_campaigns(deps, clock):
     deps.daily_limit = 3
     use(deps, ScriptedTransport(max_in_flight=1))
     first = start(deps, people("a@example.com", "b@example.com"))
-    assert campaign.run(first, deps).counts["sent"] == 2
+    assert send_loop.run(first, deps).counts["sent"] == 2
     clock.now += 3600
     second = start(deps, people("c@example.com", "d@example.com", "e@example.com"))
-    result = campaign.run(second, deps)
+    result = send_loop.run(second, deps)
     assert result.counts["sent"] == 1 and result.counts["deferred"] == 2
     assert result.resume_at == pytest.approx(clock.now - 3600 + 24 * 3600)
     clock.now = result.resume_at + 1
-    assert campaign.run(second, deps).counts["sent"] == 3
+    assert send_loop.run(second, deps).counts["sent"] == 3
 
 
 def test_auth_error_pauses_without_failing_anything(deps):
@@ -291,10 +291,10 @@ def test_auth_error_pauses_without_failing_anything(deps):
         ),
     )
     cid = start(deps, people("a@example.com", "b@example.com"))
-    result = campaign.run(cid, deps)
+    result = send_loop.run(cid, deps)
     assert result.status == "paused" and "python -m bot auth" in result.reason
     assert result.counts["failed"] == 0 and result.counts["queued"] == 2
-    result = campaign.run(cid, deps, resume=True)
+    result = send_loop.run(cid, deps, resume=True)
     assert result.status == "completed" and result.counts["sent"] == 2
     assert transport.calls == ["a@example.com", "a@example.com", "b@example.com"]
 
@@ -302,9 +302,9 @@ def test_auth_error_pauses_without_failing_anything(deps):
 def test_uncertain_is_held_when_transport_cannot_tell(deps):
     use(deps, ScriptedTransport({"a@example.com": [UncertainSendError("response lost")]}))
     cid = start(deps, people("a@example.com"))
-    result = campaign.run(cid, deps, resume=True)
+    result = send_loop.run(cid, deps, resume=True)
     assert result.counts["uncertain"] == 1 and result.exit_code == 1
-    assert campaign.resolve_uncertain(cid, deps, "U1", resend=False) == 1
+    assert resolution.resolve_uncertain(cid, deps, "U1", resend=False) == 1
     assert deps.store.outbox.counts(cid)["skipped"] == 1
 
 
@@ -322,7 +322,7 @@ def test_crash_recovery_reconciles_by_message_id(deps, settings):
     )
     # b@ was claimed but the process died before the request went out
     assert deps.store.outbox.claim(rows[1].id, "sandbox")
-    result = campaign.run(cid, deps, resume=True)
+    result = send_loop.run(cid, deps, resume=True)
     assert result.counts["sent"] == 2
     assert len(list(settings.sandbox_outbox.glob("*.eml"))) == 2
 
@@ -330,9 +330,9 @@ def test_crash_recovery_reconciles_by_message_id(deps, settings):
 def test_retry_failed_sends_them_again(deps):
     transport = use(deps, ScriptedTransport({"a@example.com": [PermanentSendError("x")]}))
     cid = start(deps, people("a@example.com"))
-    assert campaign.run(cid, deps).counts["failed"] == 1
-    assert campaign.retry_failed(cid, deps, "U1") == 1
-    assert campaign.run(cid, deps).counts["sent"] == 1
+    assert send_loop.run(cid, deps).counts["failed"] == 1
+    assert resolution.retry_failed(cid, deps, "U1") == 1
+    assert send_loop.run(cid, deps).counts["sent"] == 1
     assert len(transport.calls) == 2
 
 
@@ -345,7 +345,7 @@ def test_cancel_skips_what_is_left(deps):
         if counts["sent"] == 3:
             cancel.set()
 
-    result = campaign.run(cid, deps, progress=progress, cancel=cancel)
+    result = send_loop.run(cid, deps, progress=progress, cancel=cancel)
     assert result.status == "cancelled"
     assert result.counts["sent"] == 3 and result.counts["skipped"] == 7
     assert len(transport.calls) == 3
@@ -362,7 +362,7 @@ def test_limit_sends_to_the_first_n(deps):
     request = campaign.CampaignRequest(
         "welcome", people("a@x.example", "b@x.example"), "test", WELCOME_VARS, limit=1
     )
-    plan = campaign.preflight(request, deps)
+    plan = preflight.preflight(request, deps)
     assert [r.email for r in plan.to_send] == ["a@x.example"]
     assert [r.email for r in plan.over_limit] == ["b@x.example"]
 
@@ -375,8 +375,8 @@ class LookupFails(ScriptedTransport):
 def test_a_failed_lookup_leaves_messages_uncertain(deps):
     use(deps, LookupFails({"a@example.com": [UncertainSendError("response lost")]}))
     cid = start(deps, people("a@example.com"))
-    campaign.run(cid, deps)
-    assert campaign.run(cid, deps, resume=True).counts["uncertain"] == 1
+    send_loop.run(cid, deps)
+    assert send_loop.run(cid, deps, resume=True).counts["uncertain"] == 1
 
 
 def test_reconcile_finds_or_requeues(deps):
@@ -386,7 +386,7 @@ def test_reconcile_finds_or_requeues(deps):
     for row in (a, b):
         deps.store.outbox.claim(row.id, "sandbox")
     transport.sent_ids[a.message_id] = "gm-found"
-    result = campaign.run(cid, deps, resume=True)
+    result = send_loop.run(cid, deps, resume=True)
     assert result.counts["sent"] == 2
     assert transport.calls == ["b@example.com"]  # a@ was found in Sent: not sent again
     assert deps.store.outbox.messages(cid)[0].provider_id == "gm-found"
@@ -398,7 +398,7 @@ def test_no_grant_pauses_the_campaign(deps):
 
     deps.transport = no_grant
     cid = start(deps, people("a@example.com"))
-    result = campaign.run(cid, deps)
+    result = send_loop.run(cid, deps)
     assert result.status == "paused" and "python -m bot auth" in result.reason
     assert result.counts["queued"] == 1
 
@@ -411,7 +411,7 @@ def test_send_time_scan_blocks_a_secret_that_appears_after_preflight(deps):
     deps.store.database.db["messages"].update(
         row.id, {"variables": '{"team": "card 4111 1111 1111 1111"}'}
     )
-    result = campaign.run(cid, deps)
+    result = send_loop.run(cid, deps)
     assert transport.calls == ["a@example.com"]
     assert result.counts["failed"] == 1
     assert "not sent: " in result.failures[0][1]
@@ -424,7 +424,7 @@ def test_hard_bounce_recorded_mid_campaign_is_honoured(deps):
     deps.store.suppressions.record_bounce(
         email="b@example.com", kind="hard", status="5.1.1", provider_id="dsn-1"
     )
-    result = campaign.run(cid, deps)
+    result = send_loop.run(cid, deps)
     assert transport.calls == ["a@example.com"]
     assert result.counts["skipped"] == 1
 
@@ -438,11 +438,11 @@ def test_halt_finishes_in_flight_and_leaves_the_rest_queued(deps):
         if counts["sent"] == 2:
             halt.set()
 
-    result = campaign.run(cid, deps, progress=progress, halt=halt)
+    result = send_loop.run(cid, deps, progress=progress, halt=halt)
     assert result.status == "running" and "resumes" in result.reason
     assert result.counts["sent"] == 2 and result.counts["queued"] == 4
     assert deps.store.campaigns.unfinished() == [cid]
-    assert campaign.run(cid, deps, resume=True).counts["sent"] == 6
+    assert send_loop.run(cid, deps, resume=True).counts["sent"] == 6
     assert len(transport.calls) == 6
 
 
@@ -450,13 +450,13 @@ def test_a_run_with_only_future_deferrals_stays_running(deps, clock):
     use(deps, ScriptedTransport(max_in_flight=1))
     deps.daily_limit = 1
     cid = start(deps, people("a@example.com", "b@example.com"))
-    first = campaign.run(cid, deps)
+    first = send_loop.run(cid, deps)
     assert first.counts["deferred"] == 1
-    again = campaign.run(cid, deps)  # nothing is due yet
+    again = send_loop.run(cid, deps)  # nothing is due yet
     assert again.status == "running"
     assert again.resume_at == first.resume_at
     clock.now = first.resume_at + 1
-    assert campaign.run(cid, deps).status == "completed"
+    assert send_loop.run(cid, deps).status == "completed"
 
 
 def test_reconcile_waits_out_the_grace_before_trusting_not_found(deps, clock):
@@ -475,7 +475,7 @@ def test_reconcile_waits_out_the_grace_before_trusting_not_found(deps, clock):
         transport.sent_ids[row.message_id] = "gm-late"
 
     deps.sleep = gmail_finishes
-    result = campaign.run(cid, deps, resume=True)
+    result = send_loop.run(cid, deps, resume=True)
     assert clock.sleeps == [pytest.approx(claimed + 30.0 - (claimed + 5))]
     assert result.counts["sent"] == 1 and transport.calls == []
 
@@ -490,6 +490,6 @@ def test_a_transient_error_during_shutdown_leaves_the_message_queued(deps):
 
     use(deps, HaltsWhileFailing(max_in_flight=1))
     cid = start(deps, people("a@example.com", "b@example.com"))
-    result = campaign.run(cid, deps, halt=halt)
+    result = send_loop.run(cid, deps, halt=halt)
     assert result.counts["failed"] == 0 and result.counts["queued"] == 2
     assert result.status == "running"

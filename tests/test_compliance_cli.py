@@ -16,7 +16,7 @@ import pytest
 from bot.cli import compliance_cmds
 from bot.cli.compliance_cmds import export_csv, safe_cell
 from bot.errors import UserInputError
-from bot.handlers import campaign
+from bot.handlers import campaign, preflight, send_loop
 from bot.models import Recipient, RecipientList
 from bot.store import Store
 from bot.wiring import build_deps
@@ -133,8 +133,8 @@ def sent_campaign(settings, store, emails: list[str]) -> int:
         requested_by="test",
         common_vars=NEWS,
     )
-    campaign_id, _ = campaign.record(campaign.preflight(request, deps), deps)
-    campaign.run(campaign_id, deps)
+    campaign_id, _ = preflight.record(preflight.preflight(request, deps), deps)
+    send_loop.run(campaign_id, deps)
     return campaign_id
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.errors import PolicyError, UserInputError
-from bot.handlers import campaign, policy
+from bot.handlers import campaign, policy, preflight
 from bot.models import Recipient, RecipientList
 from bot.wiring import build_deps
 
@@ -92,20 +92,20 @@ def request(template: str, *emails: str) -> campaign.CampaignRequest:
 def test_a_marketing_campaign_refuses_to_start_without_a_postal_address(settings, store):
     deps = build_deps(settings.replace(postal_address=""), store)
     with pytest.raises(PolicyError, match="set POSTAL_ADDRESS") as caught:
-        campaign.preflight(request("newsletter", "ann@example.com"), deps)
+        preflight.preflight(request("newsletter", "ann@example.com"), deps)
     assert caught.value.field == "template"
     assert store.campaigns.recent() == []
 
 
 def test_transactional_mail_needs_no_postal_address(settings, store):
     deps = build_deps(settings.replace(postal_address=""), store)
-    plan = campaign.preflight(request("welcome", "ann@example.com"), deps)
+    plan = preflight.preflight(request("welcome", "ann@example.com"), deps)
     assert [r.email for r in plan.to_send] == ["ann@example.com"]
 
 
 def test_the_preview_counts_what_suppression_removed(settings, history):
     deps = build_deps(settings, history)
-    plan = campaign.preflight(
+    plan = preflight.preflight(
         request("newsletter", "ann@example.com", "unsub@example.com", "gone@example.com"), deps
     )
     assert [r.email for r in plan.to_send] == ["ann@example.com"]

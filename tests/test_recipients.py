@@ -15,14 +15,10 @@ import dns.rrset
 import pytest
 
 from bot.errors import UserInputError
-from bot.handlers import recipients
-from bot.handlers.recipients import (
-    enforce_limit,
-    from_slack_users,
-    parse_csv,
-    parse_text,
-    summarize,
-)
+from bot.handlers import recipient_dns
+from bot.handlers.recipient_csv import parse_csv
+from bot.handlers.recipient_paste import parse_text
+from bot.handlers.recipients import enforce_limit, from_slack_users, summarize
 from bot.models import Recipient, RecipientList, Rejected
 
 
@@ -627,7 +623,7 @@ def mail_for_good_domains(query: dns.message.Message) -> dns.message.Message:
 def test_deliverability_rejects_missing_domains_once_per_domain(
     dns_server: DnsServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(recipients, "_resolver", dns_server.resolver(lifetime=2))
+    monkeypatch.setattr(recipient_dns, "_resolver", dns_server.resolver(lifetime=2))
     result = parse_text(
         "a@good.example.com\nb@gone.example.net\nc@good.example.com\nd@Gone.Example.net\n"
         "e@odd.example.org",
@@ -657,7 +653,7 @@ def test_deliverability_rejects_missing_domains_once_per_domain(
 def test_dns_timeouts_never_reject_and_stop_after_three_domains(
     dns_server: DnsServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(recipients, "_resolver", dns_server.resolver(lifetime=0.3))
+    monkeypatch.setattr(recipient_dns, "_resolver", dns_server.resolver(lifetime=0.3))
     # Two addresses share the first domain: it is asked about once, not twice.
     text = "\n".join(f"user{i}@domain{max(i - 1, 0)}.example.com" for i in range(7))
     result = parse_text(text, check_deliverability=True)
@@ -668,8 +664,8 @@ def test_dns_timeouts_never_reject_and_stop_after_three_domains(
 
 
 def test_one_shared_resolver_with_a_three_second_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(recipients, "_resolver", None)
-    first = recipients._dns_resolver()
-    assert first is recipients._dns_resolver()
+    monkeypatch.setattr(recipient_dns, "_resolver", None)
+    first = recipient_dns._dns_resolver()
+    assert first is recipient_dns._dns_resolver()
     assert first.lifetime == 3
     assert first is not dns.resolver.get_default_resolver()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bot.errors import PolicyError
-from bot.handlers import campaign, sensitive
+from bot.handlers import campaign, preflight, sensitive
 from bot.handlers.sensitive import (
     AWS_KEY,
     CARD,
@@ -230,7 +230,7 @@ def test_preflight_refuses_a_card_in_a_column_naming_rows_not_values(notice_deps
         {"email": "cy@example.com", "note": "ssn 078-05-1120"},
     )
     with pytest.raises(PolicyError) as caught:
-        campaign.preflight(request(recipients), notice_deps)
+        preflight.preflight(request(recipients), notice_deps)
     error = caught.value
     shown = str(error) + "\n".join(error.details)
     assert "2 message(s)" in str(error)
@@ -249,7 +249,7 @@ def test_preflight_refuses_a_key_in_the_template_itself(settings, store, tmp_pat
     )
     deps = build_deps(settings.replace(templates_dir=folder), store)
     with pytest.raises(PolicyError, match="from the template itself") as caught:
-        campaign.preflight(request(people({"email": "ann@example.com"})), deps)
+        preflight.preflight(request(people({"email": "ann@example.com"})), deps)
     assert caught.value.field == "template"
     assert GOOGLE not in str(caught.value)
 
@@ -263,7 +263,7 @@ def test_preflight_refuses_a_secret_in_the_subject(settings, store, tmp_path):
     with pytest.raises(
         PolicyError, match=r"a password in the subject \(from the variable 'code'\)"
     ):
-        campaign.preflight(request(recipients), deps)
+        preflight.preflight(request(recipients), deps)
 
 
 def test_preflight_passes_clean_mail_through_the_bundled_templates(settings, store):
@@ -278,5 +278,5 @@ def test_preflight_passes_clean_mail_through_the_bundled_templates(settings, sto
             for i in range(50)
         )
     )
-    plan = campaign.preflight(request(recipients, template="newsletter"), deps)
+    plan = preflight.preflight(request(recipients, template="newsletter"), deps)
     assert len(plan.to_send) == 50

@@ -40,9 +40,9 @@ def shown(answer: dict) -> str:
 
 def sent_campaign(mailbolt, emails=("ann@example.com",)) -> int:
     """A finished campaign, recorded the way the CLI does it and sent by the runner
-    (whose due check would otherwise start it too, racing a direct ``campaign.run``)."""
-    from bot.handlers import campaign
-    from bot.handlers.recipients import parse_text
+    (whose due check would otherwise start it too, racing a direct ``send_loop.run``)."""
+    from bot.handlers import campaign, preflight
+    from bot.handlers.recipient_paste import parse_text
 
     request = campaign.CampaignRequest(
         template="welcome",
@@ -50,7 +50,7 @@ def sent_campaign(mailbolt, emails=("ann@example.com",)) -> int:
         requested_by=ADMIN,
         common_vars={"team": "Acme", "start_url": "https://acme.example"},
     )
-    campaign_id, _ = campaign.record(campaign.preflight(request, mailbolt.deps), mailbolt.deps)
+    campaign_id, _ = preflight.record(preflight.preflight(request, mailbolt.deps), mailbolt.deps)
     assert mailbolt.runner.start(campaign_id).wait(30)
     return campaign_id
 

@@ -7,8 +7,8 @@ import threading
 import pytest
 
 from bot.errors import UserInputError
-from bot.handlers import campaign
-from bot.handlers.recipients import parse_text
+from bot.handlers import campaign, preflight
+from bot.handlers.recipient_paste import parse_text
 from bot.mail.sandbox import SandboxTransport
 from bot.records import CampaignStatus
 from bot.runner import Runner
@@ -90,7 +90,7 @@ def recorded(deps, n=2) -> int:
         requested_by="U0OWNER",
         common_vars={"team": "Acme", "start_url": "https://acme.example"},
     )
-    campaign_id, _ = campaign.record(campaign.preflight(request, deps), deps)
+    campaign_id, _ = preflight.record(preflight.preflight(request, deps), deps)
     return campaign_id
 
 

@@ -11,8 +11,8 @@ import urllib.request
 import pytest
 
 from bot.cli import serve_cmds
-from bot.handlers import campaign
-from bot.handlers.recipients import parse_text
+from bot.handlers import campaign, preflight
+from bot.handlers.recipient_paste import parse_text
 from bot.slack.app import build_client
 from bot.store import Store
 from tests.fakes.slack_fake import SlackFake, wait_for
@@ -123,7 +123,7 @@ def test_serve_resumes_campaigns_and_serves_every_route(settings, fake):
         requested_by="cli",
         common_vars={"team": "Acme", "start_url": "https://acme.example"},
     )
-    campaign_id, _ = campaign.record(campaign.preflight(request, deps), deps)
+    campaign_id, _ = preflight.record(preflight.preflight(request, deps), deps)
     store.close()
 
     started = threading.Event()

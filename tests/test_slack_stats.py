@@ -15,9 +15,9 @@ import pytest
 from slack_sdk.models.blocks import Block
 
 from bot.cli import serve_cmds
-from bot.handlers import campaign
+from bot.handlers import campaign, preflight
 from bot.handlers.bounce_parse import HARD, SOFT
-from bot.handlers.recipients import parse_text
+from bot.handlers.recipient_paste import parse_text
 from bot.handlers.stats import DeliveryStats
 from bot.mail.sandbox import SandboxTransport
 from bot.slack import views
@@ -62,7 +62,7 @@ def recorded(deps, emails=PEOPLE, channel: str = "") -> int:
         common_vars={"team": "Acme", "start_url": "https://acme.example"},
         status_channel=channel,
     )
-    campaign_id, _ = campaign.record(campaign.preflight(request, deps), deps)
+    campaign_id, _ = preflight.record(preflight.preflight(request, deps), deps)
     return campaign_id
 
 
@@ -304,7 +304,7 @@ def test_serve_scans_for_bounces_and_warns_in_the_status_thread(
         status_channel=STATUS,
     )
     deps = build_deps(configured, store)
-    campaign_id, _ = campaign.record(campaign.preflight(request, deps), deps)
+    campaign_id, _ = preflight.record(preflight.preflight(request, deps), deps)
     store.close()
 
     servers = []

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from bot.handlers import campaign
-from bot.handlers.recipients import parse_text
+from bot.handlers import campaign, preflight, send_loop
+from bot.handlers.recipient_paste import parse_text
 from bot.slack.app import build_client
 from bot.slack.status import StatusBoard
 from bot.wiring import build_deps
@@ -45,7 +45,7 @@ def recorded(deps, n=3, channel=CHANNEL, correlation_id="") -> int:
         status_channel=channel,
         correlation_id=correlation_id,
     )
-    campaign_id, _ = campaign.record(campaign.preflight(request, deps), deps)
+    campaign_id, _ = preflight.record(preflight.preflight(request, deps), deps)
     return campaign_id
 
 
@@ -72,7 +72,7 @@ def test_final_edit_is_immediate_and_never_overwritten_by_progress(fake, deps, b
     campaign_id = recorded(deps)
     board.post(campaign_id)
     board.started(campaign_id)
-    result = campaign.run(campaign_id, deps)
+    result = send_loop.run(campaign_id, deps)
     board.progress(campaign_id, result.counts)
     board.finished(campaign_id, result)
     assert "finished, 3 of 3 sent" in only_message(fake)["text"]
@@ -109,7 +109,7 @@ def test_a_deleted_status_message_is_posted_again(fake, deps, board):
 def test_campaigns_without_a_channel_are_left_alone(fake, deps, board):
     campaign_id = recorded(deps, channel="")
     assert board.post(campaign_id) is None
-    board.finished(campaign_id, campaign.run(campaign_id, deps))
+    board.finished(campaign_id, send_loop.run(campaign_id, deps))
     assert fake.calls_to("chat.postMessage") == []
 
 
@@ -117,6 +117,6 @@ def test_rate_limited_edit_is_retried_after_retry_after(fake, deps, board):
     campaign_id = recorded(deps)
     board.post(campaign_id)
     fake.fail_next("chat.update", retry_after=1)
-    board.finished(campaign_id, campaign.run(campaign_id, deps))
+    board.finished(campaign_id, send_loop.run(campaign_id, deps))
     assert [c.status for c in fake.calls_to("chat.update")] == [429, 200]
     assert "finished" in only_message(fake)["text"]

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from bot.errors import TemplateError
-from bot.handlers.templates import SYSTEM_VARIABLES, TemplateCatalogue, paragraphs
+from bot.handlers.template_compile import paragraphs
+from bot.handlers.templates import SYSTEM_VARIABLES, TemplateCatalogue
 
 BUNDLED = Path(__file__).resolve().parent.parent / "templates"
 

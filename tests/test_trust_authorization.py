@@ -18,8 +18,8 @@ from urllib.parse import urlencode
 
 import pytest
 
-from bot.handlers import campaign
-from bot.handlers.recipients import parse_text
+from bot.handlers import campaign, preflight
+from bot.handlers.recipient_paste import parse_text
 from bot.runner import Runner
 from bot.slack import views
 from bot.slack.app import MailboltApp, build_app
@@ -74,7 +74,7 @@ def gone_campaign(settings) -> int:
         requested_by=GONE,
         common_vars={"team": "Acme", "start_url": "https://acme.example"},
     )
-    campaign_id, _ = campaign.record(campaign.preflight(request, deps), deps)
+    campaign_id, _ = preflight.record(preflight.preflight(request, deps), deps)
     deps.store.close()
     return campaign_id
 

@@ -17,7 +17,7 @@ from html.parser import HTMLParser
 import pytest
 
 from bot.handlers import campaign
-from bot.handlers.recipients import parse_csv
+from bot.handlers.recipient_csv import parse_csv
 from bot.models import Recipient, RenderedMessage
 from bot.wiring import build_deps
 from tests.conftest import ROOT

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 import waitress
 
-from bot.handlers import campaign
+from bot.handlers import campaign, preflight, send_loop
 from bot.handlers.unsubscribe import load_secret, make_token
 from bot.models import Recipient, RecipientList
 from bot.web_unsubscribe import make_unsubscribe_app, mask_address
@@ -97,9 +97,9 @@ def send(settings, store, template: str, *emails: str) -> list[email.message.Ema
         requested_by="test",
         common_vars=NEWS if template == "newsletter" else WELCOME,
     )
-    plan = campaign.preflight(request, deps)
-    campaign_id, _ = campaign.record(plan, deps)
-    campaign.run(campaign_id, deps)
+    plan = preflight.preflight(request, deps)
+    campaign_id, _ = preflight.record(plan, deps)
+    send_loop.run(campaign_id, deps)
     return [
         email.message_from_bytes(p.read_bytes(), policy=email_policy.default)
         for p in sorted(set(outbox.glob("*.eml")) - before)

@@ -16,7 +16,6 @@ import io
 import os
 import sys
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from bot.errors import UserInputError
 from bot.handlers import policy, stats
 from bot.records import Unsubscribe
 from bot.store import Store
+from bot.timefmt import utc_iso
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 EXPORT_COLUMNS = ("email", "source", "campaign_id", "unsubscribed_at")
@@ -41,12 +41,6 @@ def safe_cell(value: Any) -> str:
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
-def _when(timestamp: float | None) -> str:
-    if timestamp is None:
-        return ""
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def export_csv(rows: Iterable[Unsubscribe]) -> str:
     """The unsubscribe list as CSV text, every cell quoted and formula-safe."""
     buffer = io.StringIO()
@@ -54,7 +48,7 @@ def export_csv(rows: Iterable[Unsubscribe]) -> str:
     writer.writerow(EXPORT_COLUMNS)
     for row in rows:
         writer.writerow(
-            safe_cell(v) for v in (row.email, row.source, row.campaign_id, _when(row.created_at))
+            safe_cell(v) for v in (row.email, row.source, row.campaign_id, utc_iso(row.created_at))
         )
     return buffer.getvalue()
 
@@ -73,7 +67,7 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
         table.add_column(column)
     for row in rows:
         campaign = "" if row.campaign_id is None else str(row.campaign_id)
-        table.add_row(escape(row.email), escape(row.source), campaign, _when(row.created_at))
+        table.add_row(escape(row.email), escape(row.source), campaign, utc_iso(row.created_at))
     out.print(table)
     return 0
 

@@ -11,7 +11,6 @@ import argparse
 import sys
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.markup import escape
@@ -23,26 +22,19 @@ from bot.cli.args import CAMPAIGN_ID, POSITIVE
 from bot.cli.console import make_console
 from bot.config import Settings, env_example, read_settings
 from bot.errors import Remedy, UserInputError
-from bot.handlers import campaign
+from bot.handlers import campaign, preflight, resolution, send_loop
 from bot.handlers.display import Display, NextStep, display_state
-from bot.handlers.recipients import parse_csv, parse_text
+from bot.handlers.recipient_csv import parse_csv
+from bot.handlers.recipient_paste import parse_text
+from bot.handlers.values import parse_name_values
 from bot.models import RecipientList
 from bot.records import FINAL_STATES, MESSAGE_STATES, CampaignStatus, MessageState
 from bot.store import Store
+from bot.timefmt import utc_minute
 from bot.wiring import ROLE_SERVE, SenderBusy, SenderLock, build_deps, sender_active
 
 out = make_console()
 err = make_console(stderr=True)
-
-
-def _parse_vars(pairs: list[str]) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip().isidentifier():
-            raise UserInputError(f"--var {pair!r} must look like name=value.", field="--var")
-        values[key.strip()] = value
-    return values
 
 
 def read_recipients(path: str, settings: Settings) -> RecipientList:
@@ -51,17 +43,14 @@ def read_recipients(path: str, settings: Settings) -> RecipientList:
     if not file.is_file():
         raise UserInputError(f"The recipients file {path} does not exist.", field="--recipients")
     data = file.read_bytes()
-    options = {
-        "check_deliverability": settings.check_deliverability,
-        "max_recipients": settings.max_recipients_per_campaign,
-    }
+    check, most = settings.check_deliverability, settings.max_recipients_per_campaign
     if file.suffix.lower() == ".csv":
-        return parse_csv(data, filename=file.name, **options)
+        return parse_csv(data, filename=file.name, check_deliverability=check, max_recipients=most)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise UserInputError(f"{path} is not UTF-8 text.", field="--recipients") from exc
-    return parse_text(text, **options)
+    return parse_text(text, check_deliverability=check, max_recipients=most)
 
 
 def _report_input(
@@ -90,10 +79,6 @@ def remedy_hint(exc: UserInputError) -> str:
     return ""
 
 
-def _when(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
 def next_step_text(shown: Display, campaign_id: int) -> str:
     """The CLI command for a campaign's next step."""
     if shown.next_step is NextStep.RESUME:
@@ -106,7 +91,7 @@ def next_step_text(shown: Display, campaign_id: int) -> str:
             "then `python -m bot send --resume`"
         )
     if shown.next_step is NextStep.WAIT:
-        after = f" after {_when(shown.resume_at)}" if shown.resume_at else ""
+        after = f" after {utc_minute(shown.resume_at)}" if shown.resume_at else ""
         return (
             "resumes by itself while `python -m bot serve` runs, or run "
             f"`python -m bot send --resume`{after}"
@@ -117,7 +102,7 @@ def next_step_text(shown: Display, campaign_id: int) -> str:
 def _state_words(shown: Display) -> str:
     """The state in a few words; a pause's reason is printed once, below the table."""
     if shown.state == "deferred" and shown.resume_at:
-        return f"deferred until {_when(shown.resume_at)}"
+        return f"deferred until {utc_minute(shown.resume_at)}"
     if shown.state == "paused":
         return "paused"
     return shown.label
@@ -185,7 +170,7 @@ def _run_with_progress(campaign_id: int, deps: campaign.Deps, *, resume: bool) -
         def progress(now: dict[str, int]) -> None:
             bar.update(task, completed=min(total, sum(now[s] for s in done_states)))
 
-        return campaign.run(
+        return send_loop.run(
             campaign_id,
             deps,
             progress=progress,
@@ -206,13 +191,13 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
         template=args.template,
         recipients=recipients,
         requested_by="cli",
-        common_vars=_parse_vars(args.var),
+        common_vars=parse_name_values(args.var, field="--var", option="--var"),
         subject=args.subject,
         skip_invalid=args.skip_invalid,
         limit=args.limit,
     )
     try:
-        plan = campaign.preflight(request, deps)
+        plan = preflight.preflight(request, deps)
     except UserInputError:
         _report_input(recipients, None, skip_invalid=args.skip_invalid)
         raise
@@ -234,14 +219,14 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
         if busy.role != ROLE_SERVE:
             raise
         # Recording needs no lock; the server notices the campaign and sends it.
-        campaign_id, _ = campaign.record(plan, deps)
+        campaign_id, _ = preflight.record(plan, deps)
         out.print(
             f"Campaign {campaign_id} handed to the running server (pid {busy.pid}); "
             "following its progress. Ctrl-C stops following, not the sending."
         )
         return _follow(campaign_id, deps, settings, lock)
     try:
-        campaign_id, _ = campaign.record(plan, deps)
+        campaign_id, _ = preflight.record(plan, deps)
         result = _run_with_progress(campaign_id, deps, resume=False)
     finally:
         lock.release()
@@ -287,7 +272,7 @@ def _follow(campaign_id: int, deps: campaign.Deps, settings: Settings, lock: Sen
                         "Its messages are kept: run `python -m bot send --resume`, or start "
                         "the server again."
                     )
-                    _print_result(campaign.counts_result(campaign_id, deps), settings)
+                    _print_result(resolution.counts_result(campaign_id, deps), settings)
                     return 1
                 counts = deps.store.outbox.counts(campaign_id)
                 done = sum(counts[s] for s in done_states) - start
@@ -299,7 +284,7 @@ def _follow(campaign_id: int, deps: campaign.Deps, settings: Settings, lock: Sen
             f"see how far it got with `python -m bot status {campaign_id}`."
         )
         return 130
-    result = campaign.counts_result(campaign_id, deps)
+    result = resolution.counts_result(campaign_id, deps)
     _print_result(result, settings)
     return result.exit_code
 
@@ -337,13 +322,13 @@ def cmd_resolve(args: argparse.Namespace, settings: Settings) -> int:
         raise UserInputError("Choose one of --resend, --skip or --retry-failed.")
     deps = build_deps(settings, sending=False)
     if args.retry_failed:
-        n = campaign.retry_failed(args.campaign, deps, "cli")
+        n = resolution.retry_failed(args.campaign, deps, "cli")
         if not n:
             out.print(f"Campaign {args.campaign} has no failed messages; nothing changed.")
             return 0
         out.print(f"{n} failed message(s) queued again; run `python -m bot send --resume`.")
         return 0
-    n = campaign.resolve_uncertain(args.campaign, deps, "cli", resend=args.resend)
+    n = resolution.resolve_uncertain(args.campaign, deps, "cli", resend=args.resend)
     if not n:
         out.print(f"Campaign {args.campaign} has no uncertain messages; nothing changed.")
         return 0
@@ -358,7 +343,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     store = Store(settings.database_path)  # status needs no templates and no mail account
     active = sender_active(settings.database_path)
     if args.campaign is not None:
-        result = campaign.stored_result(store, args.campaign)
+        result = resolution.stored_result(store, args.campaign)
         _print_result(result, settings, sender_active=active)
         return 0
     table = Table(title="Recent campaigns")
@@ -412,7 +397,7 @@ def cmd_preview(args: argparse.Namespace, settings: Settings) -> int:
         recipient.email,
         recipient.name,
         recipient.variables,
-        _parse_vars(args.var),
+        parse_name_values(args.var, field="--var", option="--var"),
         0,
         renderer.info.category,
     )

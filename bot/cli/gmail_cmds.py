@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from rich.table import Table
@@ -22,6 +21,7 @@ from bot.errors import AuthError, UserInputError
 from bot.mail.pacing import SEND_UNITS, WINDOW_SECONDS, estimate_duration
 from bot.records import LEGACY_ACCOUNT, MessageState
 from bot.store import Store
+from bot.timefmt import duration, utc_minute
 from bot.wiring import sending_account
 
 out = make_console()
@@ -65,27 +65,13 @@ def register(subparsers: Any) -> None:
     quota.set_defaults(func=cmd_quota)
 
 
-def _when(moment: datetime | float | None) -> str:
-    if moment is None:
-        return "unknown"
-    if not isinstance(moment, datetime):
-        moment = datetime.fromtimestamp(moment, UTC)
-    return f"{moment:%Y-%m-%d %H:%M} UTC"
-
-
-def _duration(seconds: float) -> str:
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    if hours:
-        return f"{hours} h {minutes:02d} min"
-    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
-
-
 def _print_grant(info: dict[str, Any]) -> None:
     table = Table(title="Gmail authorization", show_header=False)
     table.add_row("account", info["account"] or "(not recorded)")
     table.add_row("token file", info["token_file"])
-    table.add_row("access token valid until", _when(info["expiry"]))
+    table.add_row(
+        "access token valid until", utc_minute(info["expiry"]) if info["expiry"] else "unknown"
+    )
     table.add_row("scopes", "\n".join(info["scopes"]))
     table.add_row("can send", "yes" if info["can_send"] else "[red]no[/]")
     table.add_row("can read (reconcile, bounces)", "yes" if info["can_read"] else "no")
@@ -158,7 +144,7 @@ def cmd_quota(args: argparse.Namespace, settings: Settings) -> int:
     table.add_row("sent in the last 24 h", f"{sent:,} of {limit:,} (GMAIL_DAILY_SEND_LIMIT)")
     table.add_row("left in the rolling day", f"{left:,}")
     if left == 0 and oldest is not None:
-        table.add_row("next message can go", _when(oldest + DAY_SECONDS))
+        table.add_row("next message can go", utc_minute(oldest + DAY_SECONDS))
     out.print(table)
     if settings.mail_transport != "gmail":
         out.print("MAIL_TRANSPORT is sandbox: nothing is sent through Gmail yet.")
@@ -168,7 +154,7 @@ def cmd_quota(args: argparse.Namespace, settings: Settings) -> int:
         label = f"campaign {args.campaign}" if pending is not None else f"{wanted} message(s)"
         now_part = min(wanted, left)
         out.print(
-            f"{label}: {wanted:,} to send; about {_duration(estimate_duration(now_part, ceiling))}"
+            f"{label}: {wanted:,} to send; about {duration(estimate_duration(now_part, ceiling))}"
             f" for the {now_part:,} that fit today's limit."
         )
         if wanted > left:

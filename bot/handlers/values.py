@@ -32,6 +32,7 @@ URL_SCHEMES = frozenset({"http", "https", "mailto"})
 """The only kinds of link a value may become."""
 
 _SEPARATORS = re.compile(r"[\s\-]+")
+_SHOWN_ENTRY_CHARS = 60  # how much of a malformed name=value entry an error quotes
 _URL_NAME = re.compile(r"(?:^|_)(?:url|link|href|uri)$")
 _SCHEME = re.compile(r"([a-z][a-z0-9+.\-]*):")
 _PLAIN_URL = re.compile(r"(?:https?://|mailto:)", re.IGNORECASE)
@@ -94,6 +95,38 @@ def check_column_names(columns: Iterable[str], *, filename: str, line: int = 1) 
                 field="csv",
                 line=line,
             )
+
+
+def parse_name_values(
+    entries: Iterable[str], *, field: str, option: str | None = None
+) -> dict[str, str]:
+    """``name=value`` entries as a dict: the CLI's ``--var`` options and the lines of
+    the Slack "values" field, read by one rule.
+
+    Blank entries are skipped, the name and value are trimmed, and a later value
+    for a name replaces an earlier one. An entry that is not ``name=value`` with a
+    valid name is refused, named by ``option`` (``--var 'x'``) or, for the lines of
+    one field, by its line (``line 2: 'x'``).
+    """
+    parsed: dict[str, str] = {}
+    for number, entry in enumerate(entries, start=1):
+        if not entry.strip():
+            continue
+        name, sep, value = entry.partition("=")
+        name = name.strip()
+        if not sep or not name.isidentifier():
+            shown = entry.strip()
+            shown = (
+                shown if len(shown) <= _SHOWN_ENTRY_CHARS else shown[: _SHOWN_ENTRY_CHARS - 1] + "…"
+            )
+            where = f"{option} {shown!r}" if option else f"line {number}: {shown!r}"
+            raise UserInputError(
+                f"{where} should look like name=value, e.g. team=Mailbolt.",
+                field=field,
+                line=None if option else number,
+            )
+        parsed[name] = value.strip()
+    return parsed
 
 
 # -- links -------------------------------------------------------------------------

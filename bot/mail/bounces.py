@@ -67,7 +67,7 @@ class GmailBounceSource:
         token: str | None = None
         while True:
             page = self._call(
-                lambda service, token=token: (
+                lambda service, token=token: (  # type: ignore[misc]
                     service.users()
                     .messages()
                     .list(

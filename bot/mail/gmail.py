@@ -36,7 +36,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,7 @@ from bot.mail.google_auth import (
 )
 from bot.mail.pacing import SLOW_SEND_LATENCY_S, workers_needed
 from bot.models import OutgoingMessage
+from bot.timefmt import utc_minute
 
 log = logging.getLogger(__name__)
 
@@ -225,9 +226,7 @@ def classify_http_error(
     if status in (403, 429) and ("(Mail sending)" in message or "dailyLimitExceeded" in reasons):
         resume = _resume_time(message)
         when = (
-            f"after {datetime.fromtimestamp(resume, UTC):%Y-%m-%d %H:%M} UTC"
-            if resume
-            else "when the rolling 24-hour window frees up"
+            f"after {utc_minute(resume)}" if resume else "when the rolling 24-hour window frees up"
         )
         return QuotaDeferred(
             f"The Gmail account's daily sending limit is reached ({said}); sending can "

@@ -18,7 +18,7 @@ from slack_sdk.errors import SlackApiError
 from bot.errors import UserInputError
 from bot.handlers import policy, stats
 from bot.handlers.campaign import DAY
-from bot.handlers.recipients import parse_text
+from bot.handlers.recipient_paste import parse_text
 from bot.records import Campaign
 from bot.slack import Services, report, views
 from bot.slack.status import status_data
@@ -114,7 +114,9 @@ def _stats(services: Services, rest: str) -> tuple[str, list[dict[str, Any]]]:
     return views.delivery_report(
         stats.stats(store, days=STATS_DAYS, bounces_known=known),
         rows,
-        flagged=[s.campaign_id for s in rows if stats.bounce_alert(s)],
+        flagged=[
+            s.campaign_id for s in rows if s.campaign_id is not None and stats.bounce_alert(s)
+        ],
         note=note,
     )
 

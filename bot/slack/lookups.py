@@ -18,7 +18,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.errors import UserInputError
-from bot.handlers.recipients import MAX_CSV_BYTES
+from bot.handlers.recipient_csv import MAX_CSV_BYTES
 
 USER_CACHE_SECONDS = 600.0
 LOOKUP_THREADS = 8

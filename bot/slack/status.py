@@ -27,7 +27,7 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.handlers import campaign, stats
+from bot.handlers import resolution, stats
 from bot.handlers.campaign import Deps, Result
 from bot.records import Campaign, CampaignStatus
 from bot.runner import EXPRESS_MAX_MESSAGES
@@ -57,7 +57,7 @@ def status_data(
     """
     row = deps.store.campaigns.get(campaign_id)
     assert row is not None
-    current = campaign.counts_result(campaign_id, deps)
+    current = resolution.counts_result(campaign_id, deps)
     return views.StatusData(
         campaign_id=campaign_id,
         requested_by=row.requested_by,
@@ -72,7 +72,7 @@ def status_data(
         queued=queued,
         waiting_for=waiting_for,
         cancelled=(
-            campaign.cancelled_count(campaign_id, deps)
+            resolution.cancelled_count(campaign_id, deps)
             if current.status == CampaignStatus.CANCELLED
             else 0
         ),

@@ -30,20 +30,17 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.errors import TemplateError, UserInputError
-from bot.handlers import campaign
+from bot.handlers import preflight, resolution, send_loop, trial_send
 from bot.handlers.campaign import CampaignRequest, Plan
-from bot.handlers.recipients import (
-    MAX_CSV_BYTES,
-    enforce_limit,
-    from_slack_users,
-    parse_csv,
-    parse_text,
-    summarize,
-)
+from bot.handlers.recipient_csv import MAX_CSV_BYTES, parse_csv
+from bot.handlers.recipient_paste import parse_text
+from bot.handlers.recipients import enforce_limit, from_slack_users, summarize
 from bot.handlers.templates import SYSTEM_VARIABLES
+from bot.handlers.values import parse_name_values
 from bot.mail.pacing import estimate_duration
 from bot.models import Recipient, RecipientList, Rejected, TemplateInfo
 from bot.slack import Services, report, views
+from bot.timefmt import rough_duration
 
 log = logging.getLogger(__name__)
 
@@ -58,25 +55,6 @@ CSV_TYPES = frozenset({"csv", "text", "txt"})
 
 
 # -- compose: the quick checks ----------------------------------------------------
-
-
-def parse_variables(text: str) -> dict[str, str]:
-    """``name=value`` lines into a dict; blank lines are ignored."""
-    values: dict[str, str] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        name, sep, value = line.partition("=")
-        name = name.strip()
-        if not sep or not name.isidentifier():
-            shown = views.clip(line.strip(), 60)
-            raise UserInputError(
-                f"line {number}: {shown!r} should look like name=value, e.g. team=Mailbolt.",
-                field="variables",
-                line=number,
-            )
-        values[name] = value.strip()
-    return values
 
 
 @dataclass
@@ -141,7 +119,7 @@ def quick_check(compose: Compose, services: Services) -> Compose:
     form, settings = compose.form, services.settings
     problems = compose.problems
     try:
-        compose.common_vars = parse_variables(form.variables)
+        compose.common_vars = parse_name_values(form.variables.splitlines(), field="variables")
     except UserInputError as exc:
         problems[views.B_VARIABLES] = _words(exc)
     try:
@@ -269,7 +247,7 @@ def full_check(compose: Compose, services: Services) -> Outcome:
             status_channel=compose.channel,
             correlation_id=compose.correlation_id,
         )
-        plan = campaign.preflight(request, deps)
+        plan = preflight.preflight(request, deps)
         if not plan.to_send:
             raise UserInputError(
                 f"Nobody would get this: {summarize(plan.suppressed, 5)}.", field="recipients"
@@ -302,13 +280,13 @@ def _preview_data(
     settings, deps = services.settings, services.deps
     valid = len(plan.to_send)
     deferred = 0
-    left = campaign.daily_left(deps)
+    left = send_loop.daily_left(deps)
     if left is not None:
         deferred = max(0, valid - left)
     if settings.mail_transport == "sandbox":
         duration = "a few seconds (sandbox)"
     else:
-        duration = _duration(
+        duration = rough_duration(
             estimate_duration(valid - deferred, settings.gmail_quota_units_per_minute)
         )
     first = plan.to_send[0]
@@ -354,13 +332,6 @@ def status_destination(services: Services, channel: str) -> str:
             "(invite me there with /invite @mailbolt)"
         )
     return f"<#{channel}> if I am a member there, otherwise your direct messages"
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 60:
-        return "under a minute"
-    minutes = round(seconds / 60)
-    return f"about {minutes} min" if minutes < 90 else f"about {minutes / 60:.1f} h"
 
 
 def _pack_request(request: CampaignRequest) -> dict[str, Any]:
@@ -518,8 +489,8 @@ def register(app: App, services: Services) -> None:
             request = _unpack_request(
                 draft.data["request"], requested_by=user, idempotency_key=f"slack:{key}"
             )
-            plan = campaign.preflight(request, services.deps)
-            campaign_id, created = campaign.record(plan, services.deps)
+            plan = preflight.preflight(request, services.deps)
+            campaign_id, created = preflight.record(plan, services.deps)
         except Exception as exc:
             text = report(exc, correlation_id, "starting a campaign")
             _update_view(
@@ -620,8 +591,8 @@ def _send_test(data: dict[str, Any], key: str, user: str, services: Services) ->
             "(it needs the users:read.email scope)."
         )
     request = _unpack_request(data["request"], requested_by=user, status_channel="")
-    plan = campaign.preflight(request, services.deps)
-    trial = campaign.send_test(
+    plan = preflight.preflight(request, services.deps)
+    trial = trial_send.send_test(
         plan, services.deps, to=me.recipients[0], requested_by=user, reference=f"slack-test:{key}"
     )
     shown = f"the message to {plan.to_send[0].email}" if plan.to_send else "the message"
@@ -666,11 +637,11 @@ def _campaign_button(services: Services) -> Callable[..., None]:
                 tell(f"Campaign #{campaign_id} is still sending; try again when it has stopped.")
                 return
             if kind == views.A_RETRY_FAILED:
-                count = campaign.retry_failed(campaign_id, deps, user)
+                count = resolution.retry_failed(campaign_id, deps, user)
                 what = f"queued {count} failed message(s) again"
             else:
                 resend = kind == views.A_RESEND_UNCERTAIN
-                count = campaign.resolve_uncertain(campaign_id, deps, user, resend=resend)
+                count = resolution.resolve_uncertain(campaign_id, deps, user, resend=resend)
                 what = f"{'queued' if resend else 'skipped'} {count} uncertain message(s)"
             services.board.reply(campaign_id, f"<@{user}> {what}.")
             if deps.store.outbox.ready_messages(campaign_id):

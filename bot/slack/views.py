@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from bot.handlers.stats import BOUNCE_ALERT_RATE, DeliveryStats
 from bot.models import TemplateInfo
+from bot.timefmt import utc_minute
 
 # Block ids of the compose modal: ``response_action: errors`` is keyed by them.
 B_TEMPLATE = "template"
@@ -48,7 +48,7 @@ OPT_SKIP_INVALID = "skip_invalid"
 OPT_CONFIRMED = "confirmed"
 
 MAX_PASTE_CHARS = 3000  # Slack's plain_text_input ceiling
-MAX_SUBJECT_CHARS = 250  # bot.handlers.templates.MAX_SUBJECT_OVERRIDE
+MAX_SUBJECT_CHARS = 250  # bot.handlers.template_compile.MAX_SUBJECT_OVERRIDE
 MAX_SECTION_CHARS = 3000
 MAX_MESSAGE_TEXT = 3900  # chat.postMessage rejects text over 4,000 characters
 CONFIRM_AT = 100  # sends this large need an explicit tick in the preview
@@ -555,7 +555,7 @@ def progress_bar(done: int, total: int, width: int = PROGRESS_WIDTH) -> str:
 
 def _when(timestamp: float) -> str:
     """A Slack date token, shown in each reader's own time zone."""
-    fallback = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(timestamp))
+    fallback = utc_minute(timestamp)
     return f"<!date^{int(timestamp)}^{{date_short_pretty}} at {{time}}|{fallback}>"
 
 

@@ -1,0 +1,209 @@
+"""Preflight: render and check every message before anything is recorded or sent.
+
+This module owns the checks a campaign must pass (usable recipients, required and
+link values, marketing settings, sensitive data, every message renderable) and
+``record``, which stores a checked plan as a campaign with one row per recipient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from bot.errors import (
+    MailboltError,
+    Remedy,
+    TemplateError,
+    UserInputError,
+)
+from bot.handlers import policy, sensitive, values
+from bot.handlers.campaign import (
+    MAX_LISTED_ERRORS,
+    SKIPPED,
+    CampaignRequest,
+    Deps,
+    Plan,
+    list_unsubscribe_headers,
+    message_variables,
+)
+from bot.handlers.compose import build_message
+from bot.handlers.rendering import Renderer
+from bot.models import Recipient, RecipientList, RenderedMessage
+from bot.records import NewMessage
+
+
+def _check_required(
+    renderer: Renderer, recipients: RecipientList, common: Mapping[str, str]
+) -> None:
+    """Name a missing column once, instead of failing on every recipient."""
+    have = set(recipients.columns) | set(common) | {"name", "email", "first_name"}
+    missing = [v for v in renderer.info.required if v not in have]
+    if missing and recipients.recipients:
+        names = ", ".join(f"'{m}'" for m in missing)
+        raise TemplateError(
+            f"The template '{renderer.info.name}' needs {names}: add a CSV column or give "
+            "a value for all recipients.",
+            field="variables",
+            remedy=Remedy.SET_VARIABLE,
+            remedy_arg=missing[0],
+        )
+
+
+def _check_link_values(
+    renderer: Renderer, common: Mapping[str, str], recipients: list[Recipient]
+) -> None:
+    """Values that become links are http, https or mailto URLs; name each one that is not.
+
+    A value is a link when the template puts it where a link begins
+    (``href="{{ x }}"``) or its name says so (``start_url``, ``cta_link``).
+    """
+    used = renderer.link_variables()
+    names = set(common)
+    for recipient in recipients:
+        names.update(recipient.variables)
+    links = {n for n in names if n in used or values.is_url_name(n)} - values.SYSTEM_VARIABLES
+    if not links:
+        return
+    for name in sorted(links & set(common)):
+        problem = values.link_problem(str(common[name]))
+        if problem:
+            raise UserInputError(f"The value {name!r} {problem}.", field="variables")
+    problems: list[str] = []
+    first_line: int | None = None
+    for recipient in recipients:
+        for name in sorted(links & set(recipient.variables)):
+            problem = values.link_problem(str(recipient.variables[name]))
+            if problem:
+                problems.append(f"{recipient.label}, column {name!r}: the value {problem}")
+                first_line = first_line or recipient.line or None
+        if len(problems) >= MAX_LISTED_ERRORS:
+            break
+    if problems:
+        raise UserInputError(
+            f"{problems[0]}"
+            + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+            + ".",
+            field="csv",
+            line=first_line,
+            details=problems,
+        )
+
+
+def preflight(request: CampaignRequest, deps: Deps) -> Plan:
+    """Render and check every message; raise before anything is recorded or sent."""
+    renderer = deps.catalogue.renderer(request.template, subject_override=request.subject)
+    recipients = request.recipients
+    if recipients.rejected and not request.skip_invalid:
+        listed = [str(r) for r in recipients.rejected[:MAX_LISTED_ERRORS]]
+        more = len(recipients.rejected) - len(listed)
+        raise UserInputError(
+            f"{len(recipients.rejected)} recipient line(s) are not usable"
+            + (f" ({more} more not shown)" if more > 0 else "")
+            + ". Fix them, or skip the invalid addresses.",
+            field="recipients",
+            line=recipients.rejected[0].line,
+            details=listed,
+            remedy=Remedy.SKIP_INVALID,
+        )
+    if request.limit is not None and request.limit < 1:
+        raise UserInputError(
+            f"The limit must be 1 or more (got {request.limit}); nothing was recorded.",
+            field="limit",
+        )
+    if not recipients.recipients:
+        raise UserInputError("There are no valid recipients.", field="recipients")
+    values.check_common_names(request.common_vars)
+    values.check_column_names(recipients.columns, filename="The recipient list")
+    _check_required(renderer, recipients, request.common_vars)
+    policy.check_marketing_settings(
+        renderer.info,
+        deps.postal_address,
+        unsubscribe_base=deps.unsubscribe_base,
+        public_links=deps.public_links,
+    )
+    _check_link_values(renderer, request.common_vars, recipients.recipients)
+    category = renderer.info.category
+    to_send, suppressed = policy.suppress(deps.store, recipients.recipients, category)
+    over_limit: list[Recipient] = []
+    if request.limit is not None and len(to_send) > request.limit:
+        to_send, over_limit = to_send[: request.limit], to_send[request.limit :]
+    errors: list[str] = []
+    first: RenderedMessage | None = None
+    guard = sensitive.SensitiveGuard(common=frozenset(request.common_vars))
+    for recipient in to_send:
+        variables = message_variables(
+            deps,
+            recipient.email,
+            recipient.name,
+            recipient.variables,
+            request.common_vars,
+            0,
+            category,
+        )
+        try:
+            if first is None:  # built for real: the preview, and a check of the headers
+                rendered = renderer.render(variables, who=recipient.label)
+                build_message(
+                    deps.envelope,
+                    to_address=recipient.email,
+                    to_name=recipient.name,
+                    rendered=rendered,
+                    message_id="<preflight@mailbolt.invalid>",
+                    extra_headers=list_unsubscribe_headers(deps, variables),
+                )
+                first = rendered
+            else:
+                rendered = renderer.render(variables, who=recipient.label, check_only=True)
+        except MailboltError as exc:
+            text = str(exc)
+            errors.append(text if recipient.email in text else f"{recipient.label}: {text}")
+            if len(errors) >= MAX_LISTED_ERRORS:
+                break
+            continue
+        guard.check(rendered, variables, recipient.label)
+    if errors:
+        raise TemplateError(
+            f"The template '{renderer.info.name}' could not be rendered for every recipient; "
+            f"nothing was sent. {errors[0]}",
+            field="template",
+            details=errors,
+        )
+    guard.raise_if_found()
+    return Plan(request, renderer, to_send, suppressed, over_limit, first)
+
+
+def record(plan: Plan, deps: Deps) -> tuple[int, bool]:
+    """Store the campaign: one queued row per recipient, suppressed rows as skipped."""
+    req = plan.request
+    rows: list[NewMessage] = [
+        NewMessage(
+            email=r.email,
+            name=r.name,
+            variables=r.variables,
+            message_id=deps.envelope.new_message_id(),
+        )
+        for r in plan.to_send
+    ]
+    emails = {r.email for r in plan.to_send}
+    for s in plan.suppressed:
+        if s.text not in emails:
+            rows.append(
+                NewMessage(
+                    email=s.text,
+                    state=SKIPPED,
+                    last_error=s.reason,
+                    message_id=deps.envelope.new_message_id(),
+                )
+            )
+    return deps.store.campaigns.create(
+        requested_by=req.requested_by,
+        template=plan.renderer.info.name,
+        category=plan.category,
+        subject=req.subject or "",
+        common_vars=req.common_vars,
+        messages=rows,
+        team=req.team,
+        idempotency_key=req.idempotency_key,
+        status_channel=req.status_channel,
+        correlation_id=req.correlation_id,
+        account=deps.account,
+    )
