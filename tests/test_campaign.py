@@ -23,6 +23,7 @@ from bot.errors import (
     UserInputError,
 )
 from bot.handlers import campaign, preflight, resolution, send_loop
+from bot.handlers.resolution import RECONCILE_POLL_SECONDS
 from bot.mail.sandbox import SandboxTransport
 from bot.models import OutgoingMessage, Recipient, RecipientList, Rejected
 from bot.wiring import build_deps
@@ -476,8 +477,31 @@ def test_reconcile_waits_out_the_grace_before_trusting_not_found(deps, clock):
 
     deps.sleep = gmail_finishes
     result = send_loop.run(cid, deps, resume=True)
-    assert clock.sleeps == [pytest.approx(claimed + 30.0 - (claimed + 5))]
+    # Not found at first: it looked again after a pause instead of re-sending,
+    # and stopped waiting as soon as the message showed up.
+    assert clock.sleeps == [RECONCILE_POLL_SECONDS]
+    assert clock.now - claimed < 30.0
     assert result.counts["sent"] == 1 and transport.calls == []
+
+
+def test_reconcile_trusts_not_found_only_when_the_grace_is_over(deps, clock):
+    deps.reconcile_grace = 30.0
+    transport = use(deps, ScriptedTransport(sent_ids={}))
+    cid = start(deps, people("a@example.com"))
+    (row,) = deps.store.outbox.messages(cid)
+    deps.store.outbox.claim(row.id, "sandbox")
+    claimed = clock.now
+    clock.now += 5
+
+    def nothing_arrives(seconds):
+        clock.sleeps.append(seconds)
+        clock.now += seconds
+
+    deps.sleep = nothing_arrives
+    result = send_loop.run(cid, deps, resume=True)
+    assert sum(clock.sleeps) == pytest.approx(claimed + 30.0 - (claimed + 5))
+    assert clock.now >= claimed + 30.0
+    assert result.counts["sent"] == 1 and len(transport.calls) == 1  # re-sent once, after
 
 
 def test_a_transient_error_during_shutdown_leaves_the_message_queued(deps):

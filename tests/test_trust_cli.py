@@ -7,6 +7,7 @@ import fcntl
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,15 @@ from bot.store import Store
 from tests.conftest import ROOT
 from tests.fakes.gmail_fake import READONLY_SCOPE, SEND_SCOPE, FakeGmail
 from tests.test_cli import run, write
-from tests.test_gmail_e2e import SEND_PATH, SENDER, UNPACED, Mailbolt, kill_when, text
+from tests.test_gmail_e2e import (
+    SEND_PATH,
+    SENDER,
+    UNPACED,
+    Mailbolt,
+    kill_when,
+    text,
+    wait_until,
+)
 
 SENDING = MessageState.SENDING
 
@@ -178,6 +187,9 @@ def fake() -> Iterator[FakeGmail]:
         yield server
 
 
+LIST_PATH = "/gmail/v1/users/me/messages"
+
+
 def crash_mid_send(mailbolt: Mailbolt, fake: FakeGmail) -> None:
     """Leave one message ``sending``: the process dies while Gmail has the request."""
     mailbolt.recipients(1)
@@ -207,13 +219,28 @@ def test_resume_with_a_send_only_grant_does_not_wait_and_says_why(
 
 
 def test_resume_with_a_read_grant_says_why_it_waits(tmp_path: Path, fake: FakeGmail) -> None:
-    mailbolt = Mailbolt(tmp_path, fake, GMAIL_RECONCILE="on", GMAIL_RECONCILE_GRACE_SECONDS="2")
+    mailbolt = Mailbolt(tmp_path, fake, GMAIL_RECONCILE="on", GMAIL_RECONCILE_GRACE_SECONDS="60")
     mailbolt.grant(SEND_SCOPE, READONLY_SCOPE)
-    crash_mid_send(mailbolt, fake)
-    resumed = mailbolt.run("send", "--resume")
-    words = text(resumed)
+    # Gmail goes on working on the dead process's send until the test lets it finish.
+    fake.hold_sends = threading.Event()
+    mailbolt.recipients(1)
+    kill_when(
+        mailbolt.start("send"),
+        lambda: fake.requests_by_path[SEND_PATH] == 1,
+        "the send reached Gmail",
+    )
+    resume = mailbolt.start("send", "--resume")
+    try:
+        wait_until(lambda: fake.requests_by_path[LIST_PATH] >= 1, "the first look-up")
+        assert not fake.sent  # the look-up found nothing: the resume must wait, not re-send
+        fake.hold_sends.set()
+        assert resume.wait(60) == 0
+    finally:
+        fake.hold_sends.set()
+        if resume.poll() is None:
+            resume.kill()
+    words = " ".join((tmp_path / "sender.log").read_text().split())
     assert "Waiting up to" in words and "GMAIL_RECONCILE_GRACE_SECONDS" in words
-    assert resumed.returncode == 0, words
     assert len(fake.sent) == 1
 
 

@@ -26,6 +26,9 @@ from bot.mail.pacing import LIST_UNITS
 from bot.ports import StoreParts, Transport
 from bot.records import Campaign
 
+#: How often a resume looks again for a message that may still be on its way.
+RECONCILE_POLL_SECONDS = 2.0
+
 
 def reconcile_uncertain(
     campaign_id: int,
@@ -53,31 +56,43 @@ def reconcile_uncertain(
         )
         return 0
     rows.sort(key=lambda r: r.claimed_at or 0)
-    latest = max(r.claimed_at or 0 for r in rows) + deps.reconcile_grace - deps.clock()
-    if latest > 0:
-        say(
-            f"Waiting up to {latest:.0f} s before looking up {len(rows)} uncertain "
-            "message(s) in sent mail: a send from the stopped process may still be in "
-            "progress (GMAIL_RECONCILE_GRACE_SECONDS)."
-        )
+    told = False
     for row in rows:
-        # A request the dead process handed over may still be processed, or not
-        # yet searchable: "not found" only means "not sent" after the grace.
-        wait = (row.claimed_at or 0) + deps.reconcile_grace - deps.clock()
-        if wait > 0:
-            deps.sleep(wait)
-        deps.pacer.acquire(LIST_UNITS)
         try:
-            found = transport.find_sent(row.message_id)
+            found = _look_up(deps, transport, row.message_id)
+            # A request the dead process handed over may still be processed, or not
+            # yet searchable: "not found" only means "not sent" after the grace, so
+            # look again until the message shows up or the grace is over.
+            while not found and (left := _grace_left(deps, row.claimed_at)) > 0:
+                if not told:
+                    told = True
+                    say(
+                        f"Waiting up to {left:.0f} s for {len(rows)} uncertain message(s) "
+                        "to show up in sent mail: a send from the stopped process may still "
+                        "be in progress (GMAIL_RECONCILE_GRACE_SECONDS)."
+                    )
+                deps.sleep(min(left, RECONCILE_POLL_SECONDS))
+                found = _look_up(deps, transport, row.message_id)
         except (NotImplementedError, TransientSendError):
             return settled
-        deps.store.quota.record_units(LIST_UNITS, "messages.list", account=deps.account)
         if found:
             deps.store.outbox.mark_sent(row.id, found)
         else:
             deps.store.outbox.requeue(row.id, None, from_states=(UNCERTAIN,))
         settled += 1
     return settled
+
+
+def _grace_left(deps: Deps, claimed_at: float | None) -> float:
+    return (claimed_at or 0) + deps.reconcile_grace - deps.clock()
+
+
+def _look_up(deps: Deps, transport: Transport, message_id: str) -> str | None:
+    """One paced, logged search of sent mail for a Message-ID."""
+    deps.pacer.acquire(LIST_UNITS)
+    found = transport.find_sent(message_id)
+    deps.store.quota.record_units(LIST_UNITS, "messages.list", account=deps.account)
+    return found
 
 
 def cancelled_count(campaign_id: int, deps: Deps) -> int:

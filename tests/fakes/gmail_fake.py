@@ -217,6 +217,9 @@ class FakeGmail:
         self.max_concurrent = max_concurrent
         self.token_lifetime = token_lifetime
         self.latency_ms = latency_ms
+        #: While this is an unset Event, every send waits for it before Gmail
+        #: records it: a send "still being processed" for as long as a test wants.
+        self.hold_sends: threading.Event | None = None
         #: Seconds a keep-alive connection may sit idle before the server closes it.
         self.idle_timeout = idle_timeout
         self.clock = clock
@@ -518,6 +521,9 @@ class FakeGmail:
             self.requests_by_path[url.path] += 1
         if self.latency_ms:
             time.sleep(self.latency_ms / 1000)
+        hold = self.hold_sends
+        if hold is not None and url.path.endswith("/messages/send"):
+            hold.wait(60)
         if verb == "POST" and url.path == "/token":
             fault = self._take_fault("token")
             self._before_body(handler, fault)
