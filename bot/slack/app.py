@@ -1,5 +1,6 @@
 """The Bolt app: a client pointed at ``SLACK_API_URL``, three middlewares, and the
-listeners of ``commands``, ``submissions`` and ``home``.
+listeners of every flow (``commands``, ``compose``, ``preview``,
+``campaign_actions``, ``home``).
 
 Choices that matter:
 - ``process_before_response=True``: each acknowledgement function runs to its
@@ -37,7 +38,15 @@ from slack_sdk.http_retry.builtin_handlers import (
 from bot.config import Settings
 from bot.handlers.campaign import Deps
 from bot.runner import Runner
-from bot.slack import CHECKING_MIN_SECONDS, Services, commands, home, submissions
+from bot.slack import (
+    CHECKING_MIN_SECONDS,
+    Services,
+    campaign_actions,
+    commands,
+    compose,
+    home,
+    preview,
+)
 from bot.slack.authorize import authorize
 from bot.slack.lookups import Lookups
 from bot.slack.status import UPDATE_INTERVAL_SECONDS, StatusBoard
@@ -222,7 +231,7 @@ def bolt_app(services: Services, *, listener_executor: Executor | None = None) -
     app.use(correlate)
     app.use(authorize(services))
     app.error(log_error)
-    for module in (commands, submissions, home):
+    for module in (commands, compose, preview, campaign_actions, home):
         module.register(app, services)
     return app
 

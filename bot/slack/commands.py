@@ -21,8 +21,8 @@ from bot.handlers.campaign import DAY
 from bot.handlers.recipients import parse_text
 from bot.records import Campaign
 from bot.slack import Services, report, views
+from bot.slack.answers import answering
 from bot.slack.status import status_data
-from bot.slack.submissions import compose_metadata
 
 log = logging.getLogger(__name__)
 
@@ -168,20 +168,34 @@ def _opens_form(services: Services, word: str) -> bool:
     return word in {t.name for t in services.deps.catalogue.list()}
 
 
+def reply(services: Services, text: str, user: str, correlation_id: str) -> dict[str, Any] | None:
+    """The acknowledgement's private answer; None when the form opens instead."""
+    word, rest = parse(text)
+
+    def answered() -> tuple[str, list[dict[str, Any]]] | None:
+        return None if _opens_form(services, word) else answer(services, word, rest, user)
+
+    result = answering(
+        correlation_id, f"/sendmail {word}", answered, lambda text: (text, [views.section(text)])
+    )
+    if result is None:
+        return None
+    text, blocks = result
+    return {
+        "response_type": "ephemeral",
+        "text": views.clip(text, views.MAX_MESSAGE_TEXT),
+        "blocks": blocks,
+    }
+
+
 def register(app: App, services: Services) -> None:
+    """``/sendmail``: a private answer, or an empty one and then the compose form."""
+
     def command_ack(ack: Ack, command: dict, context: BoltContext) -> None:
-        correlation_id = context.get("correlation_id", "")
-        word, rest = parse(command.get("text", ""))
-        user = command["user_id"]
-        try:
-            if _opens_form(services, word):
-                ack()
-                return
-            text, blocks = answer(services, word, rest, user)
-        except Exception as exc:  # never a stack trace in Slack
-            text = report(exc, correlation_id, f"/sendmail {word}")
-            blocks = [views.section(text)]
-        ack(response_type="ephemeral", text=views.clip(text, views.MAX_MESSAGE_TEXT), blocks=blocks)
+        answer = reply(
+            services, command.get("text", ""), command["user_id"], context.get("correlation_id", "")
+        )
+        ack(**(answer or {}))
 
     def open_form(command: dict, client: WebClient, context: BoltContext) -> None:
         word, _ = parse(command.get("text", ""))
@@ -191,7 +205,7 @@ def register(app: App, services: Services) -> None:
         channel = command.get("channel_id", "")
         form = views.ComposeForm(template=word, channel=services.settings.status_channel or channel)
         view = views.compose_view(
-            services.deps.catalogue.list(), form=form, metadata=compose_metadata(channel)
+            services.deps.catalogue.list(), form=form, metadata=views.compose_metadata(channel)
         )
         try:
             client.views_open(trigger_id=command["trigger_id"], view=view)

@@ -142,6 +142,11 @@ def metadata_of(view: Mapping[str, Any]) -> dict[str, Any]:
 # -- the compose modal ----------------------------------------------------------
 
 
+def compose_metadata(channel: str) -> dict[str, str]:
+    """What the compose view remembers: the channel the command was typed in."""
+    return {"channel": channel}
+
+
 @dataclass
 class ComposeForm:
     """What a person entered in the compose modal (also its initial values)."""
