@@ -25,7 +25,6 @@ from bot.config import Settings, env_example, read_settings
 from bot.errors import Remedy, UserInputError
 from bot.handlers import campaign
 from bot.handlers.display import Display, NextStep, display_state
-from bot.handlers.recipients import parse_csv, parse_text
 from bot.models import RecipientList
 from bot.records import FINAL_STATES, MESSAGE_STATES, CampaignStatus, MessageState
 from bot.store import Store
@@ -50,18 +49,20 @@ def read_recipients(path: str, settings: Settings) -> RecipientList:
     file = Path(path)
     if not file.is_file():
         raise UserInputError(f"The recipients file {path} does not exist.", field="--recipients")
+    from bot.handlers import drafts  # the same gathering as the Slack form's
+
     data = file.read_bytes()
-    options = {
+    limits = {
         "check_deliverability": settings.check_deliverability,
         "max_recipients": settings.max_recipients_per_campaign,
     }
     if file.suffix.lower() == ".csv":
-        return parse_csv(data, filename=file.name, **options)
+        return drafts.gather_recipients(csv=drafts.CsvUpload(file.name, data), **limits).recipients
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise UserInputError(f"{path} is not UTF-8 text.", field="--recipients") from exc
-    return parse_text(text, **options)
+    return drafts.gather_recipients(paste=text, **limits).recipients
 
 
 def _report_input(
@@ -201,10 +202,12 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
         return _resume(deps, settings)
     if not args.template or not args.recipients:
         raise UserInputError("send needs --template and --recipients (or --resume).")
+    from bot.handlers import drafts
+
     recipients = read_recipients(args.recipients, settings)
-    request = campaign.CampaignRequest(
+    request = drafts.build_request(
+        recipients,
         template=args.template,
-        recipients=recipients,
         requested_by="cli",
         common_vars=_parse_vars(args.var),
         subject=args.subject,

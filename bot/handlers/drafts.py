@@ -141,14 +141,14 @@ def build_request(
     status_channel: str = "",
     correlation_id: str = "",
 ) -> CampaignRequest:
-    """The request ``preflight`` checks; a blank subject means the template's own."""
+    """The request ``preflight`` checks; no subject means the template's own."""
     recipients = gathered.recipients if isinstance(gathered, Gathered) else gathered
     return CampaignRequest(
         template=template,
         recipients=recipients,
         requested_by=requested_by,
         common_vars=dict(common_vars or {}),
-        subject=subject or None,
+        subject=subject,
         skip_invalid=skip_invalid,
         limit=limit,
         team=team,

@@ -248,7 +248,7 @@ def full_check(compose: Compose, services: Services) -> Outcome:
             template=form.template,
             requested_by=compose.user,
             common_vars=compose.common_vars,
-            subject=form.subject,
+            subject=form.subject or None,
             skip_invalid=True,
             team=compose.team,
             status_channel=compose.channel,
