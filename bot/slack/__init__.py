@@ -1,5 +1,5 @@
 """The Slack front-end: thin listeners that parse a payload, call one handler and
-answer with a view from ``views.py``.
+answer with a view from ``views/``.
 
 This module holds what every listener module shares: the services they are
 given, who may send, and how a failure is put into words.

@@ -19,7 +19,7 @@ from bot.errors import UserInputError
 from bot.handlers import policy, stats
 from bot.handlers.campaign import DAY
 from bot.handlers.recipients import parse_text
-from bot.records import Campaign
+from bot.records import Campaign, MessageState
 from bot.slack import Services, report, views
 from bot.slack.answers import answering
 from bot.slack.status import status_data
@@ -58,7 +58,7 @@ def campaign_lines(services: Services, limit: int = RECENT) -> list[views.Campai
             status=row.status,
             requested_by=row.requested_by,
             total=row.total,
-            sent=store.outbox.counts(row.id)["sent"],
+            sent=store.outbox.counts(row.id)[MessageState.SENT],
             created_at=row.created_at,
         )
         for row in store.campaigns.recent(limit=limit)

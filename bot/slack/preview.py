@@ -24,7 +24,7 @@ from bot.handlers import campaign, drafts
 from bot.handlers.campaign import CampaignRequest, Plan
 from bot.handlers.recipients import from_slack_users, summarize
 from bot.mail.pacing import estimate_duration
-from bot.records import Draft
+from bot.records import Draft, MessageState
 from bot.slack import Services, report, views
 from bot.slack.answers import answering, update_view
 
@@ -194,9 +194,9 @@ def send_test(draft: Draft, user: str, services: Services) -> str:
         reference=f"slack-test:{draft.key}",
     )
     shown = f"the message to {plan.to_send[0].email}" if plan.to_send else "the message"
-    if trial.state == "sent":
+    if trial.state == MessageState.SENT:
         return f"Test sent to {trial.to}: {shown}, with [TEST] in the subject."
-    if trial.state == "uncertain":
+    if trial.state == MessageState.UNCERTAIN:
         return f"The test to {trial.to} may or may not have been sent: {trial.detail}"
     return f"Test to {trial.to} not sent: {trial.detail}."
 
