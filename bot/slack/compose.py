@@ -260,8 +260,11 @@ def full_check(compose: Compose, services: Services) -> Outcome:
     return Outcome(preview=shown)
 
 
-def first_answer(compose: Compose, services: Services) -> dict[str, Any]:
+def first_answer(
+    body: Mapping[str, Any], services: Services, correlation_id: str
+) -> dict[str, Any]:
     """The acknowledgement: problems on fields, "Checking…", or the preview."""
+    compose = quick_check(compose_from(body, services, correlation_id), services)
     if compose.problems:
         return {"response_action": "errors", "errors": compose.problems}
     if compose.slow:
@@ -314,9 +317,7 @@ def register(app: App, services: Services) -> None:
         answer = answering(
             correlation_id,
             "compose submission",
-            lambda: first_answer(
-                quick_check(compose_from(body, services, correlation_id), services), services
-            ),
+            lambda: first_answer(body, services, correlation_id),
             lambda text: {"response_action": "errors", "errors": {views.B_TEMPLATE: text}},
         )
         ack(**answer)
