@@ -21,7 +21,7 @@ from bot.handlers.campaign import DAY
 from bot.handlers.recipients import parse_text
 from bot.records import Campaign, MessageState
 from bot.slack import Services, report, views
-from bot.slack.answers import answering
+from bot.slack.answers import answering, tell_privately
 from bot.slack.status import status_data
 
 log = logging.getLogger(__name__)
@@ -188,6 +188,14 @@ def reply(services: Services, text: str, user: str, correlation_id: str) -> dict
     }
 
 
+def form_view(services: Services, template: str, channel: str) -> dict[str, Any]:
+    """The compose form, starting from ``template`` if one was named."""
+    form = views.ComposeForm(template=template, channel=services.settings.status_channel or channel)
+    return views.compose_view(
+        services.deps.catalogue.list(), form=form, metadata=views.compose_metadata(channel)
+    )
+
+
 def register(app: App, services: Services) -> None:
     """``/sendmail``: a private answer, or an empty one and then the compose form."""
 
@@ -199,30 +207,20 @@ def register(app: App, services: Services) -> None:
 
     def open_form(command: dict, client: WebClient, context: BoltContext) -> None:
         word, _ = parse(command.get("text", ""))
-        user = command["user_id"]
         if not _opens_form(services, word):
             return
         channel = command.get("channel_id", "")
-        form = views.ComposeForm(template=word, channel=services.settings.status_channel or channel)
-        view = views.compose_view(
-            services.deps.catalogue.list(), form=form, metadata=views.compose_metadata(channel)
-        )
         try:
-            client.views_open(trigger_id=command["trigger_id"], view=view)
-        except SlackApiError as exc:
+            client.views_open(
+                trigger_id=command["trigger_id"], view=form_view(services, word, channel)
+            )
+        except SlackApiError as exc:  # the trigger lasts 3 s and works once
             correlation_id = context.get("correlation_id", "")
             report(exc, correlation_id, "views.open")
-            try:
-                client.chat_postEphemeral(
-                    channel=channel,
-                    user=user,
-                    text=(
-                        "Slack did not let me open the form in time "
-                        f"({exc.response.get('error')}). Please run /sendmail again. "
-                        f"(ref {correlation_id})"
-                    ),
-                )
-            except SlackApiError:
-                log.warning("[%s] could not tell %s either", correlation_id, user)
+            text = (
+                f"Slack did not let me open the form in time ({exc.response.get('error')}). "
+                f"Please run /sendmail again. (ref {correlation_id})"
+            )
+            tell_privately(client, channel, command["user_id"], text, correlation_id)
 
     app.command(COMMAND)(ack=command_ack, lazy=[open_form])
