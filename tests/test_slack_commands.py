@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -141,5 +140,5 @@ def test_a_retried_event_is_not_handled_again(fake, mailbolt):
         retry_num=1,
     )
     assert reply.status == 200 and reply.headers["x-slack-no-retry"] == "1"
-    time.sleep(0.3)  # long enough for a publish, had one been started
+    mailbolt.settle()  # a publish, had one been started, has finished
     assert not fake.calls_to("views.publish")

@@ -260,16 +260,16 @@ def test_someone_not_allowed_gets_a_private_answer_and_no_form(fake, mailbolt):
     reply, _ = fake.command("", user=STRANGER)
     assert reply.json["response_type"] == "ephemeral"
     assert "ALLOWED_SLACK_USERS" in reply.json["text"] and STRANGER in reply.json["text"]
-    time.sleep(0.3)  # the lazy listener would have opened it by now
+    mailbolt.settle()  # any listener the command started has finished
     assert not fake.calls_to("views.open")
 
 
 def test_nobody_may_send_until_the_setting_is_made(fake, settings):
-    with running_mailbolt(settings.replace(allowed_slack_users=""), fake):
+    with running_mailbolt(settings.replace(allowed_slack_users=""), fake) as running:
         reply, _ = fake.command("", user=OWNER)
         assert "Nobody may send email from Slack yet" in reply.json["text"]
         assert "ALLOWED_SLACK_USERS" in reply.json["text"]
-        time.sleep(0.3)
+        running.settle()
         assert not fake.calls_to("views.open")
 
 
@@ -282,7 +282,7 @@ def test_bad_and_stale_signatures_are_refused(fake, mailbolt):
     assert (wrong.status, stale.status) == (401, 401)
     fresh, _ = fake.command("help", user=OWNER, timestamp=int(time.time()) - 200)
     assert fresh.status == 200
-    time.sleep(0.3)
+    mailbolt.settle()
     assert not fake.calls_to("views.open")
 
 
@@ -292,7 +292,7 @@ def test_a_retried_command_does_nothing_twice(fake, mailbolt):
     retry, _ = fake.command("", user=OWNER, retry_num=1)
     assert retry.status == 200
     assert retry.headers.get("x-slack-no-retry") == "1"
-    time.sleep(0.3)
+    mailbolt.settle()
     assert len(fake.calls_to("views.open")) == 1
 
 

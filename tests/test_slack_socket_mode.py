@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ import pytest
 from bot.cli.serve_cmds import check_slack, serve, startup_problems
 from bot.config import Settings
 from bot.slack import views
-from bot.slack.app import build_client
+from bot.slack.app import ListenerExecutor, build_client
 from bot.web import WebServer
 from tests.conftest import ROOT
 from tests.fakes.slack_fake import SlackFake, compose_values, wait_for
@@ -32,8 +31,6 @@ from tests.fakes.socket_mode_fake import APP_TOKEN, ENVELOPE_HEADER, SocketModeF
 OWNER, STRANGER = "U0OWNER", "U0STRANGER"
 STATUS = "C0STATUS"
 VARS = "team=Acme\nstart_url=https://acme.example/start"
-#: Long enough for a lazy listener that should not run to have run, had it been started.
-SETTLE_SECONDS = 0.5
 
 
 # One server for the module: stopping slack_sdk's client takes about 3 s (its reader
@@ -86,6 +83,12 @@ def settings(tmp_path_factory: pytest.TempPathFactory, slack: SlackFake) -> Sett
 class Served:
     settings: Settings
     web: WebServer
+    listeners: ListenerExecutor
+
+    def settle(self, timeout: float = 30.0) -> None:
+        """Wait until every listener started so far has finished: Bolt submits a
+        request's lazy listeners before it acknowledges the envelope."""
+        assert self.listeners.wait_idle(timeout), "listeners still running after the deadline"
 
     def eml_files(self) -> list[Path]:
         return sorted(Path(self.settings.sandbox_outbox).glob("*.eml"))
@@ -100,6 +103,7 @@ def served(settings: Settings, slack: SlackFake, socket_mode: SocketModeFake) ->
     assert check_slack(client) == []
     ready: list[WebServer] = []
     started = threading.Event()
+    listeners = ListenerExecutor()
 
     def on_ready(web: WebServer) -> None:
         ready.append(web)
@@ -110,14 +114,14 @@ def served(settings: Settings, slack: SlackFake, socket_mode: SocketModeFake) ->
         thread = threading.Thread(
             target=serve,
             args=(settings, client, "127.0.0.1", 0),
-            kwargs={"ready": on_ready},
+            kwargs={"ready": on_ready, "listener_executor": listeners},
             daemon=True,
         )
         thread.start()
         assert started.wait(30), "serve() never became ready"
         socket_mode.wait_connected()
         try:
-            yield Served(settings, ready[0])
+            yield Served(settings, ready[0], listeners)
         finally:
             ready[0].stop()
             thread.join(30)
@@ -242,7 +246,7 @@ def test_someone_not_allowed_gets_a_private_refusal_and_no_form(slack, socket_mo
     _, ack = envelope_of(reply, socket_mode)
     assert ack["payload"]["response_type"] == "ephemeral"
     assert "ALLOWED_SLACK_USERS" in ack["payload"]["text"] and STRANGER in ack["payload"]["text"]
-    time.sleep(SETTLE_SECONDS)
+    served.settle()
     assert not views_opened(slack, trigger)
 
 
@@ -252,7 +256,7 @@ def test_a_retried_command_envelope_does_nothing_twice(slack, socket_mode, serve
     envelope, ack = envelope_of(retry, socket_mode)
     assert envelope["retry_attempt"] == 1
     assert ack == {"envelope_id": envelope["envelope_id"]}
-    time.sleep(SETTLE_SECONDS)
+    served.settle()
     assert not views_opened(slack, trigger)
 
 
@@ -269,5 +273,5 @@ def test_an_event_is_handled_once_though_every_event_envelope_has_a_retry_attemp
 
     retry = slack.event(opened, retry_num=1)
     assert envelope_of(retry, socket_mode)[0]["retry_attempt"] == 1
-    time.sleep(SETTLE_SECONDS)
+    served.settle()
     assert len(slack.calls_to("views.publish")) == published

@@ -24,8 +24,6 @@ from bot.config import Settings, env_example, read_settings
 from bot.errors import Remedy, UserInputError
 from bot.handlers import campaign, preflight, resolution, send_loop
 from bot.handlers.display import Display, NextStep, display_state
-from bot.handlers.recipient_csv import parse_csv
-from bot.handlers.recipient_paste import parse_text
 from bot.handlers.values import parse_name_values
 from bot.models import RecipientList
 from bot.records import FINAL_STATES, MESSAGE_STATES, CampaignStatus, MessageState
@@ -42,15 +40,22 @@ def read_recipients(path: str, settings: Settings) -> RecipientList:
     file = Path(path)
     if not file.is_file():
         raise UserInputError(f"The recipients file {path} does not exist.", field="--recipients")
+    from bot.handlers import drafts  # the same gathering as the Slack form's
+
     data = file.read_bytes()
     check, most = settings.check_deliverability, settings.max_recipients_per_campaign
     if file.suffix.lower() == ".csv":
-        return parse_csv(data, filename=file.name, check_deliverability=check, max_recipients=most)
+        csv = drafts.CsvUpload(file.name, data)
+        return drafts.gather_recipients(
+            csv=csv, check_deliverability=check, max_recipients=most
+        ).recipients
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise UserInputError(f"{path} is not UTF-8 text.", field="--recipients") from exc
-    return parse_text(text, check_deliverability=check, max_recipients=most)
+    return drafts.gather_recipients(
+        paste=text, check_deliverability=check, max_recipients=most
+    ).recipients
 
 
 def _report_input(
@@ -186,10 +191,12 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
         return _resume(deps, settings)
     if not args.template or not args.recipients:
         raise UserInputError("send needs --template and --recipients (or --resume).")
+    from bot.handlers import drafts
+
     recipients = read_recipients(args.recipients, settings)
-    request = campaign.CampaignRequest(
+    request = drafts.build_request(
+        recipients,
         template=args.template,
-        recipients=recipients,
         requested_by="cli",
         common_vars=parse_name_values(args.var, field="--var", option="--var"),
         subject=args.subject,

@@ -20,6 +20,7 @@ import logging
 import re
 import signal
 from collections.abc import Callable
+from concurrent.futures import Executor
 from types import FrameType
 
 from slack_sdk import WebClient
@@ -153,12 +154,16 @@ def serve(
     *,
     ready: Callable[[WebServer], None] | None = None,
     bounce_scan_seconds: float = BOUNCE_SCAN_SECONDS,
+    listener_executor: Executor | None = None,
 ) -> None:
-    """Build everything, resume unfinished campaigns, and serve until stopped."""
+    """Build everything, resume unfinished campaigns, and serve until stopped.
+
+    ``listener_executor`` runs the Slack listeners; tests pass one they can wait on.
+    """
     deps = build_deps(settings)
     runner = Runner(deps)
     services = build_services(settings, deps, runner, client=client)
-    app = bolt_app(services)
+    app = bolt_app(services, listener_executor=listener_executor)
     if settings.bounce_scan and settings.mail_transport == "gmail":
         from bot.mail.bounces import bounce_job  # Google's libraries only when needed
 

@@ -1,5 +1,5 @@
 """The Slack front-end: thin listeners that parse a payload, call one handler and
-answer with a view from ``views.py``.
+answer with a view from ``views/``.
 
 This module holds what every listener module shares: the services they are
 given, who may send, and how a failure is put into words.
@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Slack shows our answer's "Checking…" view when our HTTP response arrives. An
+#: update sent before that would be overwritten by it, so the result waits this long.
+CHECKING_MIN_SECONDS = 1.0
+
 
 @dataclass
 class Services:
@@ -36,6 +40,8 @@ class Services:
     board: StatusBoard
     client: WebClient
     lookups: Lookups
+    #: The "Checking…" floor; tests set 0, since the loopback fake has no such race.
+    checking_min_seconds: float = CHECKING_MIN_SECONDS
 
 
 def permission_problem(settings: Settings, user_id: str) -> str | None:

@@ -1,5 +1,6 @@
 """The Bolt app: a client pointed at ``SLACK_API_URL``, three middlewares, and the
-listeners of ``commands``, ``submissions`` and ``home``.
+listeners of every flow (``commands``, ``compose``, ``preview``,
+``campaign_actions``, ``home``).
 
 Choices that matter:
 - ``process_before_response=True``: each acknowledgement function runs to its
@@ -21,8 +22,10 @@ Choices that matter:
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any
 
 from slack_bolt import App, BoltContext, BoltRequest, BoltResponse
@@ -35,7 +38,15 @@ from slack_sdk.http_retry.builtin_handlers import (
 from bot.config import Settings
 from bot.handlers.campaign import Deps
 from bot.runner import Runner
-from bot.slack import Services, commands, home, submissions
+from bot.slack import (
+    CHECKING_MIN_SECONDS,
+    Services,
+    campaign_actions,
+    commands,
+    compose,
+    home,
+    preview,
+)
 from bot.slack.authorize import authorize
 from bot.slack.lookups import Lookups
 from bot.slack.status import UPDATE_INTERVAL_SECONDS, StatusBoard
@@ -97,6 +108,42 @@ for _name in LISTENER_METHODS:
     setattr(MailboltApp, _name, _recording(_name))
 
 
+class ListenerExecutor(ThreadPoolExecutor):
+    """Bolt's pool for lazy listeners, able to say when every one has finished.
+
+    With ``process_before_response`` Bolt submits a request's lazy listeners before
+    it answers, so once the answer is out, ``wait_idle`` returning True means
+    everything that request started has run to its end: tests wait on that
+    instead of sleeping and hoping, and a stop can let listeners finish.
+    """
+
+    def __init__(self, max_workers: int = 5):
+        super().__init__(max_workers=max_workers, thread_name_prefix="listener")
+        self._pending = 0
+        self._idle = threading.Condition()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        with self._idle:
+            self._pending += 1
+        try:
+            future = super().submit(fn, *args, **kwargs)
+        except BaseException:
+            self._done(None)
+            raise
+        future.add_done_callback(self._done)
+        return future
+
+    def _done(self, _future: Future[Any] | None) -> None:
+        with self._idle:
+            self._pending -= 1
+            self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Whether every listener submitted so far finished within ``timeout`` seconds."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._pending == 0, timeout)
+
+
 def build_client(settings: Settings) -> WebClient:
     """The Web API client every part of the app shares."""
     return WebClient(
@@ -139,6 +186,7 @@ def build_services(
     *,
     client: WebClient | None = None,
     status_interval: float = UPDATE_INTERVAL_SECONDS,
+    checking_min_seconds: float = CHECKING_MIN_SECONDS,
 ) -> Services:
     """What the listeners share, with the status board following ``runner``.
 
@@ -155,23 +203,35 @@ def build_services(
     )
     runner.add_observer(board)
     board.start()
-    return Services(settings, deps, runner, board, client, Lookups(client))
+    return Services(
+        settings,
+        deps,
+        runner,
+        board,
+        client,
+        Lookups(client),
+        checking_min_seconds=checking_min_seconds,
+    )
 
 
-def bolt_app(services: Services) -> MailboltApp:
-    """The Bolt app with its middlewares and every listener registered."""
+def bolt_app(services: Services, *, listener_executor: Executor | None = None) -> MailboltApp:
+    """The Bolt app with its middlewares and every listener registered.
+
+    ``listener_executor`` runs the lazy listeners (a ``ListenerExecutor`` by default).
+    """
     app = MailboltApp(
         name="mailbolt",
         client=services.client,
         signing_secret=services.settings.slack_signing_secret,
         process_before_response=True,
         token_verification_enabled=True,
+        listener_executor=listener_executor or ListenerExecutor(),
     )
     app.use(ignore_retries)
     app.use(correlate)
     app.use(authorize(services))
     app.error(log_error)
-    for module in (commands, submissions, home):
+    for module in (commands, compose, preview, campaign_actions, home):
         module.register(app, services)
     return app
 
@@ -183,8 +243,16 @@ def build_app(
     *,
     client: WebClient | None = None,
     status_interval: float = UPDATE_INTERVAL_SECONDS,
+    checking_min_seconds: float = CHECKING_MIN_SECONDS,
+    listener_executor: Executor | None = None,
 ) -> MailboltApp:
     """The app, its listeners, and the status board following ``runner``."""
-    return bolt_app(
-        build_services(settings, deps, runner, client=client, status_interval=status_interval)
+    services = build_services(
+        settings,
+        deps,
+        runner,
+        client=client,
+        status_interval=status_interval,
+        checking_min_seconds=checking_min_seconds,
     )
+    return bolt_app(services, listener_executor=listener_executor)

@@ -19,10 +19,10 @@ from bot.errors import UserInputError
 from bot.handlers import policy, stats
 from bot.handlers.campaign import DAY
 from bot.handlers.recipient_paste import parse_text
-from bot.records import Campaign
+from bot.records import Campaign, MessageState
 from bot.slack import Services, report, views
+from bot.slack.answers import answering, tell_privately
 from bot.slack.status import status_data
-from bot.slack.submissions import compose_metadata
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def campaign_lines(services: Services, limit: int = RECENT) -> list[views.Campai
             status=row.status,
             requested_by=row.requested_by,
             total=row.total,
-            sent=store.outbox.counts(row.id)["sent"],
+            sent=store.outbox.counts(row.id)[MessageState.SENT],
             created_at=row.created_at,
         )
         for row in store.campaigns.recent(limit=limit)
@@ -170,47 +170,59 @@ def _opens_form(services: Services, word: str) -> bool:
     return word in {t.name for t in services.deps.catalogue.list()}
 
 
+def reply(services: Services, text: str, user: str, correlation_id: str) -> dict[str, Any] | None:
+    """The acknowledgement's private answer; None when the form opens instead."""
+    word, rest = parse(text)
+
+    def answered() -> tuple[str, list[dict[str, Any]]] | None:
+        return None if _opens_form(services, word) else answer(services, word, rest, user)
+
+    result = answering(
+        correlation_id, f"/sendmail {word}", answered, lambda text: (text, [views.section(text)])
+    )
+    if result is None:
+        return None
+    text, blocks = result
+    return {
+        "response_type": "ephemeral",
+        "text": views.clip(text, views.MAX_MESSAGE_TEXT),
+        "blocks": blocks,
+    }
+
+
+def form_view(services: Services, template: str, channel: str) -> dict[str, Any]:
+    """The compose form, starting from ``template`` if one was named."""
+    form = views.ComposeForm(template=template, channel=services.settings.status_channel or channel)
+    return views.compose_view(
+        services.deps.catalogue.list(), form=form, metadata=views.compose_metadata(channel)
+    )
+
+
 def register(app: App, services: Services) -> None:
+    """``/sendmail``: a private answer, or an empty one and then the compose form."""
+
     def command_ack(ack: Ack, command: dict, context: BoltContext) -> None:
-        correlation_id = context.get("correlation_id", "")
-        word, rest = parse(command.get("text", ""))
-        user = command["user_id"]
-        try:
-            if _opens_form(services, word):
-                ack()
-                return
-            text, blocks = answer(services, word, rest, user)
-        except Exception as exc:  # never a stack trace in Slack
-            text = report(exc, correlation_id, f"/sendmail {word}")
-            blocks = [views.section(text)]
-        ack(response_type="ephemeral", text=views.clip(text, views.MAX_MESSAGE_TEXT), blocks=blocks)
+        answer = reply(
+            services, command.get("text", ""), command["user_id"], context.get("correlation_id", "")
+        )
+        ack(**(answer or {}))
 
     def open_form(command: dict, client: WebClient, context: BoltContext) -> None:
         word, _ = parse(command.get("text", ""))
-        user = command["user_id"]
         if not _opens_form(services, word):
             return
         channel = command.get("channel_id", "")
-        form = views.ComposeForm(template=word, channel=services.settings.status_channel or channel)
-        view = views.compose_view(
-            services.deps.catalogue.list(), form=form, metadata=compose_metadata(channel)
-        )
         try:
-            client.views_open(trigger_id=command["trigger_id"], view=view)
-        except SlackApiError as exc:
+            client.views_open(
+                trigger_id=command["trigger_id"], view=form_view(services, word, channel)
+            )
+        except SlackApiError as exc:  # the trigger lasts 3 s and works once
             correlation_id = context.get("correlation_id", "")
             report(exc, correlation_id, "views.open")
-            try:
-                client.chat_postEphemeral(
-                    channel=channel,
-                    user=user,
-                    text=(
-                        "Slack did not let me open the form in time "
-                        f"({exc.response.get('error')}). Please run /sendmail again. "
-                        f"(ref {correlation_id})"
-                    ),
-                )
-            except SlackApiError:
-                log.warning("[%s] could not tell %s either", correlation_id, user)
+            text = (
+                f"Slack did not let me open the form in time ({exc.response.get('error')}). "
+                f"Please run /sendmail again. (ref {correlation_id})"
+            )
+            tell_privately(client, channel, command["user_id"], text, correlation_id)
 
     app.command(COMMAND)(ack=command_ack, lazy=[open_form])

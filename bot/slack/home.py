@@ -13,7 +13,8 @@ from slack_sdk import WebClient
 from bot.config import Settings
 from bot.handlers import stats
 from bot.handlers.campaign import Deps
-from bot.slack import Services, report, views
+from bot.slack import Services, views
+from bot.slack.answers import answering
 from bot.slack.commands import STATS_DAYS, campaign_lines, quota_data
 
 
@@ -67,9 +68,13 @@ def register(app: App, services: Services) -> None:
     def publish(event: dict, client: WebClient, context: BoltContext) -> None:
         if event.get("tab", "home") != "home":
             return
-        try:
-            client.views_publish(user_id=event["user"], view=views.home_view(home_data(services)))
-        except Exception as exc:  # the tab stays as it was; the log says why
-            report(exc, context.get("correlation_id", ""), "publishing App Home")
+        answering(  # on failure the tab stays as it was; the log says why
+            context.get("correlation_id", ""),
+            "publishing App Home",
+            lambda: client.views_publish(
+                user_id=event["user"], view=views.home_view(home_data(services))
+            ),
+            lambda _words: None,
+        )
 
     app.event("app_home_opened")(ack=event_ack, lazy=[publish])

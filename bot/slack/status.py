@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from enum import StrEnum
 from typing import Any
 
 from slack_sdk import WebClient
@@ -36,7 +37,17 @@ from bot.slack import describe, views
 log = logging.getLogger(__name__)
 
 UPDATE_INTERVAL_SECONDS = 3.0
-_QUEUED, _RUNNING, _DONE = "queued", "running", "done"
+
+
+class _Run(StrEnum):
+    """Where the board last saw a campaign's run (the runner's events, not the store)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+
+
+_QUEUED, _RUNNING, _DONE = _Run.QUEUED, _Run.RUNNING, _Run.DONE
 # ``stats.bounce_alert`` names its campaign by ``DeliveryStats.scope``: "Campaign 12 …".
 
 

@@ -772,10 +772,19 @@ class Mailbolt:
     deps: Any
     runner: Any
     server: Any
+    listeners: Any = None  # the app's ListenerExecutor
     outbox: Path = field(init=False)
 
     def __post_init__(self) -> None:
         self.outbox = Path(self.settings.sandbox_outbox)
+
+    def settle(self, timeout: float = 30.0) -> None:
+        """Wait until every listener Slack's requests so far started has finished.
+
+        Bolt submits a request's lazy listeners before it answers, so after this an
+        assertion that something did not happen is not a race with a slow thread.
+        """
+        assert self.listeners.wait_idle(timeout), "listeners still running after the deadline"
 
     def eml_files(self) -> list[Path]:
         return sorted(self.outbox.glob("*.eml")) if self.outbox.is_dir() else []
@@ -790,7 +799,7 @@ def running_mailbolt(
     ``transport`` replaces the sandbox transport (a test double of the port).
     """
     from bot.runner import Runner
-    from bot.slack.app import build_app
+    from bot.slack.app import ListenerExecutor, build_app
     from bot.web import WebServer, make_wsgi_app
     from bot.wiring import build_deps
 
@@ -803,12 +812,20 @@ def running_mailbolt(
     if transport is not None:
         deps.transport = lambda: transport
     runner = Runner(deps, due_check_seconds=0.5)
-    app = build_app(settings, deps, runner, status_interval=status_interval)
+    listeners = ListenerExecutor()
+    app = build_app(
+        settings,
+        deps,
+        runner,
+        status_interval=status_interval,
+        checking_min_seconds=0.0,
+        listener_executor=listeners,
+    )
     server = WebServer(make_wsgi_app(settings, deps.store, app), "127.0.0.1", 0).start()
     fake.app_url = f"{server.url}/slack/events"
     runner.open()
     try:
-        yield Mailbolt(fake, settings, deps, runner, server)
+        yield Mailbolt(fake, settings, deps, runner, server, listeners)
     finally:
         runner.wait_idle(30)
         runner.close()

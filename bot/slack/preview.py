@@ -1,0 +1,287 @@
+"""The preview: what it shows, and its three ways out — "Send" (the submission),
+"Send me a test" and "Edit".
+
+Owns: the numbers and words of a preview (``PreviewData``), where the status
+message will really go, and starting a campaign from a draft. A preview's
+recipients can be thousands of rows, far more than a view's 3,000-character
+metadata, so they are kept as a draft (``bot.handlers.drafts``) and the view
+carries only its key. The key also makes sending idempotent: a double click or a
+resubmitted view finds the campaign already recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from typing import Any
+
+from slack_bolt import Ack, App, BoltContext
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.errors import UserInputError
+from bot.handlers import drafts, preflight, send_loop, trial_send
+from bot.handlers.campaign import CampaignRequest, Plan
+from bot.handlers.recipients import from_slack_users, summarize
+from bot.mail.pacing import estimate_duration
+from bot.records import Draft, MessageState
+from bot.slack import Services, report, views
+from bot.slack.answers import answering, update_view
+from bot.timefmt import rough_duration
+
+log = logging.getLogger(__name__)
+
+EXPIRED = "This preview has expired. Run /sendmail again to start over."
+CONFIRM = "Tick the box to confirm this large send."
+
+
+# -- building the preview --------------------------------------------------------------
+
+
+def draft_preview(
+    request: CampaignRequest,
+    gathered: drafts.Gathered,
+    form: views.ComposeForm,
+    services: Services,
+) -> dict[str, Any]:
+    """Preflight ``request``, keep it as a draft, and return the preview view.
+
+    Raises ``UserInputError`` when nobody would get the message.
+    """
+    plan = preflight.preflight(request, services.deps)
+    if not plan.to_send:
+        raise UserInputError(
+            f"Nobody would get this: {summarize(plan.suppressed, 5)}.", field="recipients"
+        )
+    data = preview_data(plan, gathered, services)
+    data.status_where = status_destination(services, request.status_channel)
+    key = drafts.save_draft(
+        services.deps.store.drafts,
+        request.requested_by,
+        request,
+        {"form": form.to_dict(), "had_csv": bool(form.files), "preview": asdict(data)},
+    )
+    return views.preview_view(data, metadata={"draft": key})
+
+
+def preview_data(plan: Plan, gathered: drafts.Gathered, services: Services) -> views.PreviewData:
+    """The preview's numbers and first message, from a plan."""
+    settings = services.settings
+    valid = len(plan.to_send)
+    left = send_loop.daily_left(services.deps)
+    deferred = max(0, valid - left) if left is not None else 0
+    first = plan.to_send[0]
+    invalid, duplicates = gathered.invalid, gathered.recipients.duplicates
+    dropped = [*invalid, *duplicates, *plan.suppressed]
+    return views.PreviewData(
+        template=plan.renderer.info.name,
+        category=plan.category,
+        valid=valid,
+        invalid=len(invalid),
+        duplicates=len(duplicates),
+        suppressed=len(plan.suppressed),
+        deferred=deferred,
+        duration=_duration(settings.mail_transport, valid - deferred, services),
+        subject=plan.first.subject if plan.first else "",
+        opening=views.clip(plan.first.text.strip(), 600) if plan.first else "",
+        first_to=f"{first.name} <{first.email}>" if first.name else first.email,
+        transport=settings.mail_transport,
+        dropped=summarize(dropped, 5) if dropped else "",
+        no_email=_no_email([r.text for r in gathered.no_email]),
+        sandbox_outbox=str(settings.sandbox_outbox),
+    )
+
+
+def _no_email(mentions: list[str]) -> str:
+    if not mentions:
+        return ""
+    more = " and more" if len(mentions) > 10 else ""
+    return (
+        f"{', '.join(mentions[:10])}{more}: "
+        "no email address visible to this app (guests may hide theirs)."
+    )
+
+
+def _duration(transport: str, count: int, services: Services) -> str:
+    if transport == "sandbox":
+        return "a few seconds (sandbox)"
+    return rough_duration(
+        estimate_duration(count, services.settings.gmail_quota_units_per_minute)
+    )
+
+
+def status_destination(services: Services, channel: str) -> str:
+    """Where the status message will really go, in words: the StatusBoard posts in
+    ``channel`` and, when the app is not in it, in the requester's DMs instead."""
+    if not channel:
+        return "your direct messages"
+    if channel.startswith(("D", "U")):
+        return "your direct messages"
+    member = services.lookups.is_member(channel)
+    if member:
+        return f"<#{channel}>"
+    if member is False:
+        return (
+            f"your direct messages, because I am not in <#{channel}> "
+            "(invite me there with /invite @mailbolt)"
+        )
+    return f"<#{channel}> if I am a member there, otherwise your direct messages"
+
+
+# -- "Send" ----------------------------------------------------------------------------
+
+
+def _draft_of(view: dict[str, Any], services: Services) -> Draft | None:
+    return services.deps.store.drafts.get(views.metadata_of(view).get("draft", ""))
+
+
+def _unconfirmed(draft: Draft, view: dict[str, Any]) -> bool:
+    """A large send whose confirmation box is not ticked."""
+    data = views.PreviewData(**draft.data["preview"])
+    return data.needs_confirmation and not views.confirmed(view["state"]["values"])
+
+
+def send_answer(draft: Draft | None, view: dict[str, Any], correlation_id: str) -> dict[str, Any]:
+    """The acknowledgement of "Send": expired, unconfirmed, or starting."""
+    if draft is None:
+        return {"response_action": "update", "view": views.notice_view("Not sent", EXPIRED)}
+    if _unconfirmed(draft, view):
+        return {"response_action": "errors", "errors": {views.B_CONFIRM: CONFIRM}}
+    channel = draft.data["request"]["status_channel"]
+    where = draft.data["preview"].get("status_where") or (
+        f"<#{channel}>" if channel else "your direct messages"
+    )
+    text = f":rocket: Starting. Progress is posted in {where}. (ref {correlation_id})"
+    return {"response_action": "update", "view": views.notice_view("Sending", text)}
+
+
+def start(draft: Draft, user: str, services: Services) -> tuple[int, bool]:
+    """Record the draft's campaign once (its key is the idempotency key)."""
+    request = drafts.load_request(draft, requested_by=user, idempotency_key=f"slack:{draft.key}")
+    plan = preflight.preflight(request, services.deps)
+    return preflight.record(plan, services.deps)
+
+
+def _run(campaign_id: int, services: Services, correlation_id: str) -> None:
+    """Post the status message, then send."""
+    try:
+        services.board.post(campaign_id)
+    except SlackApiError as exc:
+        report(exc, correlation_id, f"posting the status of campaign {campaign_id}")
+    services.runner.start(campaign_id)
+
+
+# -- "Send me a test" ------------------------------------------------------------------
+
+
+def send_test(draft: Draft, user: str, services: Services) -> str:
+    """Exactly the previewed first message, marked [TEST], to the requester's own
+    address: recorded as a test send, not as a campaign. The note to show."""
+    me = from_slack_users([services.lookups.users([user])[0]])
+    if not me.recipients:
+        return (
+            "Test not sent: your Slack profile shows no email address to this app "
+            "(it needs the users:read.email scope)."
+        )
+    request = drafts.load_request(draft, requested_by=user, status_channel="")
+    plan = preflight.preflight(request, services.deps)
+    trial = trial_send.send_test(
+        plan,
+        services.deps,
+        to=me.recipients[0],
+        requested_by=user,
+        reference=f"slack-test:{draft.key}",
+    )
+    shown = f"the message to {plan.to_send[0].email}" if plan.to_send else "the message"
+    if trial.state == MessageState.SENT:
+        return f"Test sent to {trial.to}: {shown}, with [TEST] in the subject."
+    if trial.state == MessageState.UNCERTAIN:
+        return f"The test to {trial.to} may or may not have been sent: {trial.detail}"
+    return f"Test to {trial.to} not sent: {trial.detail}."
+
+
+# -- "Edit" ----------------------------------------------------------------------------
+
+
+def edit_view(draft: Draft, services: Services) -> dict[str, Any]:
+    """The compose form again, as the draft was written."""
+    form = views.ComposeForm(**draft.data["form"])
+    notes = {views.B_CSV: "Attach the CSV file again: Slack cannot keep it."}
+    return views.compose_view(
+        services.deps.catalogue.list(),
+        form=form,
+        metadata=views.compose_metadata(form.channel),
+        notes=notes if draft.data.get("had_csv") else None,
+    )
+
+
+# -- listeners -------------------------------------------------------------------------
+
+
+def register(app: App, services: Services) -> None:
+    """The preview's submission ("Send") and its "Send me a test" and "Edit" buttons."""
+
+    def preview_ack(ack: Ack, body: dict, context: BoltContext) -> None:
+        view = body["view"]
+        ack(**send_answer(_draft_of(view, services), view, context.get("correlation_id", "")))
+
+    def preview_start(body: dict, client: WebClient, context: BoltContext) -> None:
+        correlation_id = context.get("correlation_id", "")
+        view, user = body["view"], body["user"]["id"]
+        draft = _draft_of(view, services)
+        if draft is None or _unconfirmed(draft, view):
+            return
+
+        def not_sent(text: str) -> None:
+            tell = (user, f"Your email was not sent: {text}")
+            update_view(
+                client, view["id"], views.notice_view("Not sent", text), correlation_id, tell=tell
+            )
+
+        started = answering(
+            correlation_id, "starting a campaign", lambda: start(draft, user, services), not_sent
+        )
+        if started is None:
+            return
+        campaign_id, created = started
+        if created:
+            _run(campaign_id, services, correlation_id)
+        else:
+            log.info(
+                "[%s] preview %s submitted again: campaign %s",
+                correlation_id,
+                draft.key,
+                campaign_id,
+            )
+
+    app.view(views.CB_PREVIEW)(ack=preview_ack, lazy=[preview_start])
+
+    def just_ack(ack: Ack) -> None:
+        ack()
+
+    def test_button(body: dict, client: WebClient, context: BoltContext) -> None:
+        correlation_id = context.get("correlation_id", "")
+        view, user = body["view"], body["user"]["id"]
+        draft = _draft_of(view, services)
+        if draft is None:
+            return
+        data = views.PreviewData(**draft.data["preview"])
+        data.test_note = answering(
+            correlation_id,
+            "test send",
+            lambda: send_test(draft, user, services),
+            lambda text: "Test not sent: " + text,
+        )
+        drafts.update_draft(services.deps.store.drafts, draft, preview=asdict(data))
+        shown = views.preview_view(data, metadata={"draft": draft.key})
+        update_view(client, view["id"], shown, correlation_id, tell=(user, data.test_note))
+
+    app.action(views.A_SEND_TEST)(ack=just_ack, lazy=[test_button])
+
+    def edit_button(body: dict, client: WebClient, context: BoltContext) -> None:
+        draft = _draft_of(body["view"], services)
+        if draft is not None:
+            shown = edit_view(draft, services)
+            update_view(client, body["view"]["id"], shown, context.get("correlation_id", ""))
+
+    app.action(views.A_EDIT)(ack=just_ack, lazy=[edit_button])
