@@ -25,7 +25,7 @@ from types import FrameType
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.cli.args import whole
+from bot.cli import parser
 from bot.cli.console import make_console
 from bot.config import Settings
 from bot.handlers.policy import public_url_problem
@@ -222,14 +222,5 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    serve_parser = sub.add_parser("serve", help="run the Slack app and the web server")
-    serve_parser.add_argument(
-        "--port", type=whole(0, 65535), help="HTTP port, 0 for any free one (default: PORT, 3000)"
-    )
-    serve_parser.add_argument(
-        "--host",
-        default="0.0.0.0",  # noqa: S104 - a server Slack must reach
-        help="interface to listen on (default: all)",
-    )
-    serve_parser.set_defaults(func=cmd_serve)
+#: Kept here so a parser can be built from this group alone (tests do).
+register = parser.register_serve
