@@ -30,6 +30,7 @@ from bot.errors import UserInputError
 from bot.handlers import policy, stats
 from bot.records import Unsubscribe
 from bot.store import Store
+from bot.wiring import Wiring
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 EXPORT_COLUMNS = ("email", "source", "campaign_id", "unsubscribed_at")
@@ -60,7 +61,7 @@ def export_csv(rows: Iterable[Unsubscribe]) -> str:
 
 
 def _store(settings: Settings) -> Store:
-    return Store(settings.database_path)
+    return Wiring(settings).store
 
 
 def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
@@ -117,10 +118,7 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
     store = _store(settings)
     if args.scan:
-        from bot.mail.bounces import scan_bounces
-        from bot.wiring import build_pacer
-
-        out.print(str(scan_bounces(settings, store, pacer=build_pacer(settings))))
+        out.print(str(Wiring(settings, store).scan_bounces()))
     known = settings.bounce_scan
     campaign_id = args.campaign_id if args.campaign_id is not None else args.campaign
     if campaign_id is not None:

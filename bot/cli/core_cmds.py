@@ -28,8 +28,7 @@ from bot.handlers.display import Display, NextStep, display_state
 from bot.handlers.recipients import parse_csv, parse_text
 from bot.models import RecipientList
 from bot.records import FINAL_STATES, MESSAGE_STATES, CampaignStatus, MessageState
-from bot.store import Store
-from bot.wiring import ROLE_SERVE, SenderBusy, SenderLock, build_deps, sender_active
+from bot.wiring import ROLE_SERVE, SenderBusy, SenderLock, Wiring, sender_active
 
 out = make_console()
 err = make_console(stderr=True)
@@ -196,7 +195,7 @@ def _run_with_progress(campaign_id: int, deps: campaign.Deps, *, resume: bool) -
 
 
 def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
-    deps = build_deps(settings)
+    deps = Wiring(settings).deps()
     if args.resume:
         return _resume(deps, settings)
     if not args.template or not args.recipients:
@@ -335,7 +334,7 @@ def _resume(deps: campaign.Deps, settings: Settings) -> int:
 def cmd_resolve(args: argparse.Namespace, settings: Settings) -> int:
     if sum((args.resend, args.skip, args.retry_failed)) != 1:
         raise UserInputError("Choose one of --resend, --skip or --retry-failed.")
-    deps = build_deps(settings, sending=False)
+    deps = Wiring(settings).deps(sending=False)
     if args.retry_failed:
         n = campaign.retry_failed(args.campaign, deps, "cli")
         if not n:
@@ -355,7 +354,7 @@ def cmd_resolve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    store = Store(settings.database_path)  # status needs no templates and no mail account
+    store = Wiring(settings).store  # status needs no templates and no mail account
     active = sender_active(settings.database_path)
     if args.campaign is not None:
         result = campaign.stored_result(store, args.campaign)
@@ -387,19 +386,8 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_templates(args: argparse.Namespace, settings: Settings) -> int:
-    deps = build_deps(settings, sending=False)
-    table = Table(title=f"Templates in {settings.templates_dir}/")
-    for col in ("name", "category", "description", "required variables"):
-        table.add_column(col)
-    for info in deps.catalogue.list():
-        table.add_row(info.name, info.category, info.description, ", ".join(info.required))
-    out.print(table)
-    return 0
-
-
 def cmd_preview(args: argparse.Namespace, settings: Settings) -> int:
-    deps = build_deps(settings)
+    deps = Wiring(settings).deps()
     recipients = read_recipients(args.recipients, settings)
     if not 1 <= args.row <= len(recipients.recipients):
         raise UserInputError(

@@ -89,7 +89,7 @@ def register_core(sub: argparse._SubParsersAction) -> None:
     preview.set_defaults(func=_run("core_cmds", "cmd_preview"))
 
     templates = sub.add_parser("templates", help="list the template catalogue")
-    templates.set_defaults(func=_run("core_cmds", "cmd_templates"))
+    templates.set_defaults(func=_run("template_cmds", "cmd_templates"))
 
     status = sub.add_parser("status", help="recent campaigns, or one campaign's counts")
     status.add_argument("campaign", type=CAMPAIGN_ID, nargs="?", metavar="CAMPAIGN")

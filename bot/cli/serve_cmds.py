@@ -32,7 +32,7 @@ from bot.handlers.policy import public_url_problem
 from bot.runner import Runner
 from bot.slack.app import bolt_app, build_client, build_services
 from bot.web import WebServer, make_wsgi_app
-from bot.wiring import ROLE_SERVE, SenderLock, build_deps
+from bot.wiring import ROLE_SERVE, SenderLock, Wiring
 
 log = logging.getLogger(__name__)
 err = make_console(stderr=True)
@@ -155,14 +155,13 @@ def serve(
     bounce_scan_seconds: float = BOUNCE_SCAN_SECONDS,
 ) -> None:
     """Build everything, resume unfinished campaigns, and serve until stopped."""
-    deps = build_deps(settings)
+    wiring = Wiring(settings)
+    deps = wiring.deps()
     runner = Runner(deps)
     services = build_services(settings, deps, runner, client=client)
     app = bolt_app(services)
     if settings.bounce_scan and settings.mail_transport == "gmail":
-        from bot.mail.bounces import bounce_job  # Google's libraries only when needed
-
-        job = bounce_job(settings, deps.store, services.board.alert, pacer=deps.pacer)
+        job = wiring.bounce_job(services.board.alert)  # Google's libraries only now
         runner.every(bounce_scan_seconds, job, "bounce scan")
     socket_mode = bool(settings.slack_app_token)
     handler = None

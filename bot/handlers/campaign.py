@@ -47,11 +47,11 @@ from bot.errors import (
     UncertainSendError,
     UserInputError,
 )
-from bot.handlers import policy, sensitive, values
+from bot.handlers import policy, quota, sensitive, values
 from bot.handlers.compose import Envelope, build_message
+from bot.handlers.quota import LIST_UNITS, SEND_UNITS
 from bot.handlers.templates import Renderer, TemplateCatalogue
 from bot.handlers.unsubscribe import make_token, unsubscribe_url
-from bot.mail.pacing import LIST_UNITS, SEND_UNITS
 from bot.models import OutgoingMessage, Recipient, RecipientList, Rejected, RenderedMessage
 from bot.ports import Pacer, StoreParts, Transport
 from bot.records import (
@@ -83,15 +83,41 @@ DEFERRED, FAILED, QUEUED, SENDING, SENT, SKIPPED, UNCERTAIN = (
 
 log = logging.getLogger(__name__)
 
-DAY = 24 * 3600
 #: Why the messages a cancel left unsent are skipped (told apart from suppressions).
 CANCELLED_REASON = "the campaign was cancelled"
 MAX_LISTED_ERRORS = 10
 
 
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long a transient send error is retried: bounded, jittered, exponential."""
+
+    max_attempts: int = 5
+    max_elapsed: float = 300.0
+    backoff_base: float = 1.0
+    backoff_cap: float = 60.0
+
+
+@dataclass
+class Policy:
+    """The rules a campaign is held to: numbers and texts from settings, no objects."""
+
+    postal_address: str = ""
+    unsubscribe_base: str = ""
+    public_links: bool = False
+    """Messages go to real inboxes, so links in them must work from anywhere."""
+    daily_limit: int | None = None
+    reconcile_grace: float = 0.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
 @dataclass
 class Deps:
-    """Everything the use cases need, passed in (no globals)."""
+    """The collaborators the use cases work with, and the policy they apply (no globals).
+
+    Built by ``bot.wiring.Wiring.deps``; tests replace a collaborator or a policy
+    number on the instance.
+    """
 
     store: StoreParts
     catalogue: TemplateCatalogue
@@ -101,17 +127,8 @@ class Deps:
     #: Who sends: ``SANDBOX_ACCOUNT`` or the Gmail address. Quota use and the daily
     #: limit are counted per account.
     account: str = SANDBOX_ACCOUNT
-    postal_address: str = ""
-    unsubscribe_base: str = ""
     unsubscribe_secret: bytes = b""
-    public_links: bool = False
-    """Messages go to real inboxes, so links in them must work from anywhere."""
-    daily_limit: int | None = None
-    reconcile_grace: float = 0.0
-    max_attempts: int = 5
-    max_retry_elapsed: float = 300.0
-    backoff_base: float = 1.0
-    backoff_cap: float = 60.0
+    policy: Policy = field(default_factory=Policy)
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.time
 
@@ -211,13 +228,13 @@ def message_variables(
     link = ""
     if category == "marketing":
         token = make_token(deps.unsubscribe_secret, recipient_email, campaign_id)
-        link = unsubscribe_url(deps.unsubscribe_base, token)
+        link = unsubscribe_url(deps.policy.unsubscribe_base, token)
     return {
         **common,
         **row_vars,
         "from_name": deps.envelope.from_name,
         "sender_address": deps.envelope.from_address,
-        "postal_address": deps.postal_address,
+        "postal_address": deps.policy.postal_address,
         "email": recipient_email,
         "name": name,
         "first_name": row_vars.get("first_name") or first_name_of(name),
@@ -329,9 +346,9 @@ def preflight(request: CampaignRequest, deps: Deps) -> Plan:
     _check_required(renderer, recipients, request.common_vars)
     policy.check_marketing_settings(
         renderer.info,
-        deps.postal_address,
-        unsubscribe_base=deps.unsubscribe_base,
-        public_links=deps.public_links,
+        deps.policy.postal_address,
+        unsubscribe_base=deps.policy.unsubscribe_base,
+        public_links=deps.policy.public_links,
     )
     _check_link_values(renderer, request.common_vars, recipients.recipients)
     category = renderer.info.category
@@ -425,18 +442,21 @@ def record(plan: Plan, deps: Deps) -> tuple[int, bool]:
 # -- sending -------------------------------------------------------------------
 
 
+def quota_use(deps: Deps) -> quota.QuotaUse:
+    """The sending account's quota use now, under this policy's daily limit."""
+    return quota.read(
+        deps.store, deps.account, daily_limit=deps.policy.daily_limit, now=deps.clock()
+    )
+
+
 def daily_left(deps: Deps) -> int | None:
     """Messages the sending account may still send in the rolling day (None: no limit)."""
-    if deps.daily_limit is None:
-        return None
-    return max(0, deps.daily_limit - deps.store.outbox.sent_since(deps.clock() - DAY, deps.account))
+    return quota_use(deps).left
 
 
 def daily_resume_at(deps: Deps) -> float:
     """When the account's oldest send in the rolling day ages out (a day from now if none)."""
-    now = deps.clock()
-    oldest = deps.store.outbox.oldest_sent_since(now - DAY, deps.account)
-    return (oldest if oldest is not None else now) + DAY
+    return quota_use(deps).next_free_at
 
 
 class _Budget:
@@ -513,9 +533,9 @@ def _render_raw(run: _Run, deps: Deps, row: Message) -> bytes:
     # Settings may have changed since preflight (a campaign resumed after a restart).
     policy.check_marketing_settings(
         run.renderer.info,
-        deps.postal_address,
-        unsubscribe_base=deps.unsubscribe_base,
-        public_links=deps.public_links,
+        deps.policy.postal_address,
+        unsubscribe_base=deps.policy.unsubscribe_base,
+        public_links=deps.policy.public_links,
     )
     variables = message_variables(
         deps,
@@ -552,7 +572,8 @@ class _StopWhenRunStops(stop_base):
 
 def _retrying(deps: Deps, run: _Run) -> Retrying:
     """Bounded retries of transient errors: full jitter, never sooner than Retry-After."""
-    jitter = wait_random_exponential(multiplier=deps.backoff_base, max=deps.backoff_cap)
+    retry = deps.policy.retry
+    jitter = wait_random_exponential(multiplier=retry.backoff_base, max=retry.backoff_cap)
 
     def wait(state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -561,8 +582,8 @@ def _retrying(deps: Deps, run: _Run) -> Retrying:
     return Retrying(
         retry=retry_if_exception_type(TransientSendError),
         stop=stop_any(
-            stop_after_attempt(deps.max_attempts),
-            stop_after_delay(deps.max_retry_elapsed),
+            stop_after_attempt(retry.max_attempts),
+            stop_after_delay(retry.max_elapsed),
             _StopWhenRunStops(run),
         ),
         wait=wait,
@@ -654,7 +675,7 @@ def reconcile_uncertain(
         )
         return 0
     rows.sort(key=lambda r: r.claimed_at or 0)
-    latest = max(r.claimed_at or 0 for r in rows) + deps.reconcile_grace - deps.clock()
+    latest = max(r.claimed_at or 0 for r in rows) + deps.policy.reconcile_grace - deps.clock()
     if latest > 0:
         say(
             f"Waiting up to {latest:.0f} s before looking up {len(rows)} uncertain "
@@ -664,7 +685,7 @@ def reconcile_uncertain(
     for row in rows:
         # A request the dead process handed over may still be processed, or not
         # yet searchable: "not found" only means "not sent" after the grace.
-        wait = (row.claimed_at or 0) + deps.reconcile_grace - deps.clock()
+        wait = (row.claimed_at or 0) + deps.policy.reconcile_grace - deps.clock()
         if wait > 0:
             deps.sleep(wait)
         deps.pacer.acquire(LIST_UNITS)
@@ -841,7 +862,7 @@ def send_test(
     )
     if variables["unsubscribe_url"]:
         token = make_token(deps.unsubscribe_secret, to.email, 0)
-        variables["unsubscribe_url"] = unsubscribe_url(deps.unsubscribe_base, token)
+        variables["unsubscribe_url"] = unsubscribe_url(deps.policy.unsubscribe_base, token)
     rendered = plan.renderer.render(variables, who=first.label)
     rendered = RenderedMessage(f"{TEST_MARK} {rendered.subject}", rendered.html, rendered.text)
     if daily_left(deps) == 0:
