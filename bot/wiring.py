@@ -20,7 +20,6 @@ from typing import IO, TYPE_CHECKING
 
 from bot.config import Settings
 from bot.errors import AuthError, MailboltError
-from bot.records import SANDBOX_ACCOUNT, account_key
 
 if TYPE_CHECKING:
     from bot.handlers.bounces import ScanResult
@@ -48,9 +47,15 @@ def sending_account(settings: Settings) -> str:
     """The account whose quota and daily limit a send spends: the sandbox's own, or
     the Gmail sender address. Counting per account keeps sandbox runs from using
     up Gmail's day, and is the first step toward per-person sender accounts."""
-    if settings.mail_transport != "gmail":
-        return SANDBOX_ACCOUNT
-    return account_key(sender_address(settings))
+    gmail = settings.mail_transport == "gmail"
+    return account_of(settings, sender_address(settings) if gmail else "")
+
+
+def account_of(settings: Settings, address: str) -> str:
+    """The account key of ``address`` with Gmail; the sandbox's own account otherwise."""
+    from bot.records import SANDBOX_ACCOUNT, account_key  # not needed to list templates
+
+    return account_key(address) if settings.mail_transport == "gmail" else SANDBOX_ACCOUNT
 
 
 def unsubscribe_base(settings: Settings) -> str:
@@ -136,9 +141,8 @@ class Wiring:
     @cached_property
     def account(self) -> str:
         """Whose quota and daily limit a send spends (see ``sending_account``)."""
-        if self.settings.mail_transport != "gmail":
-            return SANDBOX_ACCOUNT
-        return account_key(self.sender)
+        gmail = self.settings.mail_transport == "gmail"
+        return account_of(self.settings, self.sender if gmail else "")
 
     @cached_property
     def unsubscribe_secret(self) -> bytes:
@@ -196,19 +200,18 @@ class Wiring:
 
     def deps(self, *, sending: bool = True) -> Deps:
         """What a campaign use case needs. ``sending=False`` (``resolve``, checks
-        that only decide) tolerates a missing grant: the From address is empty and
-        the account is the sandbox's until a grant exists."""
+        that only decide) tolerates a missing grant: the From address, and so the
+        account, stay empty until a grant exists."""
         from bot.handlers.campaign import Deps
 
         envelope = self.envelope(sending=sending)
-        gmail = self.settings.mail_transport == "gmail"
         return Deps(
             store=self.store,
             catalogue=self.catalogue,
             transport=self.transport,
             pacer=self.pacer,
             envelope=envelope,
-            account=account_key(envelope.from_address) if gmail else SANDBOX_ACCOUNT,
+            account=account_of(self.settings, envelope.from_address),
             unsubscribe_secret=self.unsubscribe_secret,
             policy=self.policy,
         )
