@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def register_core(sub: argparse._SubParsersAction) -> None:
+def register_core(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     send = sub.add_parser("send", help="send a template to a list of recipients")
     send.add_argument("--template", metavar="NAME", help="catalogue name (see `templates`)")
     send.add_argument(
@@ -145,7 +145,7 @@ def register_gmail(subparsers: Any) -> None:
     quota.set_defaults(func=_run("gmail_cmds", "cmd_quota"))
 
 
-def register_compliance(sub: argparse._SubParsersAction) -> None:
+def register_compliance(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     unsub = sub.add_parser("unsubscribes", help="the marketing unsubscribe list")
     actions = unsub.add_subparsers(dest="action", required=True, metavar="ACTION")
 
@@ -184,7 +184,7 @@ def register_compliance(sub: argparse._SubParsersAction) -> None:
     report.set_defaults(func=_run("compliance_cmds", "cmd_stats"))
 
 
-def register_serve(sub: argparse._SubParsersAction) -> None:
+def register_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve_parser = sub.add_parser("serve", help="run the Slack app and the web server")
     serve_parser.add_argument(
         "--port", type=whole(0, 65535), help="HTTP port, 0 for any free one (default: PORT, 3000)"
