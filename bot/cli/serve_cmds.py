@@ -167,7 +167,11 @@ def serve(
     handler = None
     mode = "socket_mode" if socket_mode else "http"
     wsgi = make_wsgi_app(
-        settings, deps.store, None if socket_mode else app, health=lambda: {"slack": mode}
+        settings,
+        deps.store,
+        None if socket_mode else app,
+        health=lambda: {"slack": mode},
+        unsubscribe_secret=wiring.unsubscribe_secret,
     )
     web = WebServer(wsgi, host, port)
     resumed = runner.open()
