@@ -57,3 +57,10 @@ def test_help_imports_no_heavy_library(tmp_path: Path) -> None:
 def test_each_command_help_imports_no_heavy_library(tmp_path: Path) -> None:
     for command in ("send", "templates", "status", "quota", "stats", "serve", "unsubscribes"):
         assert _loaded_after([command, "--help"], tmp_path) == [], command
+
+
+def test_templates_opens_neither_slack_nor_gmail_nor_the_database(tmp_path: Path) -> None:
+    """Listing templates needs the catalogue only (Jinja may load with it)."""
+    loaded = _loaded_after(["templates"], tmp_path, MAIL_TRANSPORT="gmail")
+    assert [name for name in loaded if name != "jinja2"] == []
+    assert not (tmp_path / "data" / "sendmail.db").exists()
