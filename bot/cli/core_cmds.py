@@ -1,4 +1,6 @@
-"""``send``, ``preview``, ``templates``, ``status`` and ``config``: the core commands.
+"""``send``, ``preview``, ``status``, ``resolve`` and ``config``: the core commands.
+
+``templates`` lives in ``template_cmds`` so that listing starts fast.
 
 Output goes to stdout as tables a person reads; problems go to stderr. Exit codes:
 0 everything sent, 1 something not sent (failed, deferred, uncertain, paused),
