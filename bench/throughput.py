@@ -51,8 +51,8 @@ from rich.table import Table  # noqa: E402
 
 from bot.config import Settings  # noqa: E402
 from bot.handlers import campaign, preflight, send_loop  # noqa: E402
+from bot.handlers.quota import SEND_UNITS  # noqa: E402
 from bot.handlers.recipient_csv import parse_csv  # noqa: E402
-from bot.mail.pacing import SEND_UNITS  # noqa: E402
 from bot.wiring import build_deps  # noqa: E402
 from tests.fakes.gmail_fake import SEND_SCOPE, FakeGmail  # noqa: E402
 

@@ -1,20 +1,18 @@
 """``python -m bot``: the command line.
 
-Each command module has ``register(subparsers)``; its parsers set ``func(args,
-settings) -> exit code``. Errors become one readable message on stderr and an
-exit code here, and nowhere else.
+The parser (``bot/cli/parser.py``) is built from argparse alone; each parser's
+``func(args, settings) -> exit code`` imports its command's module when it runs,
+so ``--help`` never loads Slack, SQLite, Jinja or rich. Errors become one
+readable message on stderr and an exit code here, and nowhere else.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from collections.abc import Sequence
 
-from rich.text import Text
-
-from bot.cli import compliance_cmds, core_cmds, gmail_cmds, serve_cmds
+from bot.cli.parser import build_parser
 from bot.config import Settings
 from bot.errors import (
     AuthError,
@@ -24,22 +22,22 @@ from bot.errors import (
     describe_os_error,
 )
 
-COMMAND_MODULES = [core_cmds, gmail_cmds, compliance_cmds, serve_cmds]
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
-    parser.set_defaults(needs_settings=True)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in COMMAND_MODULES:
-        module.register(sub)
-    return parser
+__all__ = ["build_parser", "main"]
 
 
 def _say(prefix: str, exc: Exception) -> None:
     """Print an error without letting its text be read as rich markup."""
-    core_cmds.err.print(Text.assemble((prefix, "bold red"), str(exc)), soft_wrap=True)
+    from rich.text import Text
+
+    from bot.cli.core_cmds import err
+
+    err.print(Text.assemble((prefix, "bold red"), str(exc)), soft_wrap=True)
+
+
+def _note(text: str) -> None:
+    from bot.cli.core_cmds import err
+
+    err.print(text, markup=False, soft_wrap=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -54,15 +52,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args, settings)
     except ConfigError as exc:
         _say("error: ", exc)
-        core_cmds.err.print("`python -m bot config` shows every setting with the bad ones marked.")
+        _note("`python -m bot config` shows every setting with the bad ones marked.")
         return 2
     except UserInputError as exc:
+        from bot.cli.core_cmds import remedy_hint
+
         _say("error: ", exc)
         for detail in getattr(exc, "details", [])[:20]:
-            core_cmds.err.print(f"  - {detail}", markup=False, soft_wrap=True)
-        if hint := core_cmds.remedy_hint(exc):
-            core_cmds.err.print(hint, markup=False, soft_wrap=True)
-        core_cmds.err.print("Nothing was sent.")
+            _note(f"  - {detail}")
+        if hint := remedy_hint(exc):
+            _note(hint)
+        _note("Nothing was sent.")
         return 2
     except AuthError as exc:
         _say("Gmail authorization problem: ", exc)
@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say("error: ", Exception(f"cannot use{where}: {describe_os_error(exc)}."))
         return 1
     except KeyboardInterrupt:
-        core_cmds.err.print("Interrupted. Run `python -m bot send --resume` to continue.")
+        _note("Interrupted. Run `python -m bot send --resume` to continue.")
         return 130
 
 

@@ -17,8 +17,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from bot.errors import ConfigError
+from bot.handlers.quota import SEND_UNITS
 from bot.handlers.unsubscribe import MIN_SECRET_BYTES
-from bot.mail.pacing import SEND_UNITS
 
 
 def _whole(low: int, high: int) -> Callable[[str], int]:

@@ -68,6 +68,22 @@ class Pacer(Protocol):
         ...
 
 
+class BounceSource(Protocol):
+    """Where delivery-status reports come back: read only, never written.
+
+    Each method is one provider call; the caller paces it and counts its quota
+    units (``bot/handlers/bounces.py``), so the adapter only reads.
+    """
+
+    def report_page(self, days: int, page_token: str | None) -> tuple[list[str], str | None]:
+        """One page of ids of reports from the last ``days``, and the next page's token."""
+        ...
+
+    def raw(self, report_id: str) -> bytes:
+        """One whole report, as the bytes the mailer-daemon sent."""
+        ...
+
+
 class NoPacing:
     """For transports without a quota (the sandbox)."""
 

@@ -59,7 +59,9 @@ SIGNATURE_MAX_AGE = 300
 _SHAPE_ERRORS = (ValueError, RecursionError, TypeError, AttributeError, KeyError, IndexError)
 
 
-def unsubscribe_app(settings: Settings, store: StoreParts) -> WSGIApplication | None:
+def unsubscribe_app(
+    settings: Settings, store: StoreParts, secret: bytes | None = None
+) -> WSGIApplication | None:
     """The compliance endpoint's WSGI app, or None while its module is not there."""
     try:
         from bot.web_unsubscribe import make_unsubscribe_app
@@ -68,7 +70,7 @@ def unsubscribe_app(settings: Settings, store: StoreParts) -> WSGIApplication | 
             raise
         log.warning("bot/web_unsubscribe.py is missing: /unsubscribe/ answers 404")
         return None
-    return make_unsubscribe_app(settings, store)
+    return make_unsubscribe_app(settings, store, secret)
 
 
 def _reply(start_response: StartResponse, status: str, body: dict[str, Any]) -> Iterable[bytes]:
@@ -195,12 +197,16 @@ def make_wsgi_app(
     bolt_app: App | None,
     *,
     health: Callable[[], dict[str, Any]] | None = None,
+    unsubscribe_secret: bytes | None = None,
 ) -> WSGIApplication:
-    """Route the three kinds of request; ``bolt_app`` is None in Socket Mode."""
+    """Route the three kinds of request; ``bolt_app`` is None in Socket Mode.
+
+    ``unsubscribe_secret``: the key the composition root loaded (read from the
+    settings' key file when None)."""
     slack = None
     if bolt_app is not None:
         slack = SlackEndpoint(bolt_app, settings.slack_signing_secret)
-    unsubscribe = unsubscribe_app(settings, store)
+    unsubscribe = unsubscribe_app(settings, store, unsubscribe_secret)
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")

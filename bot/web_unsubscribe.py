@@ -177,11 +177,14 @@ def _plain(status: str, text: str, *extra: tuple[str, str]) -> _Response:
     return status, "text/plain; charset=utf-8", (text + "\n").encode(), extra
 
 
-def make_unsubscribe_app(settings: Settings, store: StoreParts) -> WSGIApplication:
+def make_unsubscribe_app(
+    settings: Settings, store: StoreParts, secret: bytes | None = None
+) -> WSGIApplication:
     """The WSGI app ``bot/web.py`` mounts for paths under ``/unsubscribe/``.
 
     It uses the same key as the links in sent mail (``UNSUBSCRIBE_SECRET``, or
     the key generated next to the database), so links keep working across restarts.
     """
-    secret = load_secret(settings.unsubscribe_secret, Path(settings.database_path).parent)
+    if secret is None:
+        secret = load_secret(settings.unsubscribe_secret, Path(settings.database_path).parent)
     return UnsubscribeApp(secret, store, settings.from_name)

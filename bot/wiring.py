@@ -1,26 +1,33 @@
-"""The composition root: settings → the concrete objects the use cases need.
+"""The composition root: settings → the concrete parts the use cases need.
 
-The only place that chooses a transport, so the handler layer never imports
-Google's libraries, and the Gmail modules are imported only when configured.
+Owns every choice of implementation (store, template catalogue, transport,
+pacer, bounce source, sender identity, policy) and builds each part when it is
+first asked for: ``status`` opens only the store, ``templates`` only the
+catalogue, and nothing reads the Gmail grant until a command needs the From
+address or the transport. The only place that chooses a transport, so the
+handler layer never imports Google's libraries, and the Gmail modules are
+imported only when configured. Also owns ``SenderLock``: one sender per database.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+from collections.abc import Callable
+from functools import cached_property
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from bot.config import Settings
 from bot.errors import AuthError, MailboltError
-from bot.handlers.campaign import Deps
-from bot.handlers.compose import Envelope
-from bot.handlers.templates import TemplateCatalogue
-from bot.handlers.unsubscribe import load_secret
-from bot.mail.sandbox import SandboxTransport
-from bot.ports import NoPacing, Pacer, Transport
-from bot.records import SANDBOX_ACCOUNT, account_key
-from bot.store import Store
+
+if TYPE_CHECKING:
+    from bot.handlers.bounces import ScanResult
+    from bot.handlers.campaign import Deps, Policy
+    from bot.handlers.compose import Envelope
+    from bot.handlers.templates import TemplateCatalogue
+    from bot.ports import BounceSource, Pacer, Transport
+    from bot.store import Store
 
 SANDBOX_SENDER = "sandbox@mailbolt.invalid"
 
@@ -40,9 +47,15 @@ def sending_account(settings: Settings) -> str:
     """The account whose quota and daily limit a send spends: the sandbox's own, or
     the Gmail sender address. Counting per account keeps sandbox runs from using
     up Gmail's day, and is the first step toward per-person sender accounts."""
-    if settings.mail_transport != "gmail":
-        return SANDBOX_ACCOUNT
-    return account_key(sender_address(settings))
+    gmail = settings.mail_transport == "gmail"
+    return account_of(settings, sender_address(settings) if gmail else "")
+
+
+def account_of(settings: Settings, address: str) -> str:
+    """The account key of ``address`` with Gmail; the sandbox's own account otherwise."""
+    from bot.records import SANDBOX_ACCOUNT, account_key  # not needed to list templates
+
+    return account_key(address) if settings.mail_transport == "gmail" else SANDBOX_ACCOUNT
 
 
 def unsubscribe_base(settings: Settings) -> str:
@@ -57,6 +70,8 @@ def build_transport(settings: Settings) -> Transport:
         from bot.mail.gmail import build_transport as build_gmail
 
         return build_gmail(settings)
+    from bot.mail.sandbox import SandboxTransport
+
     return SandboxTransport(settings.sandbox_outbox)
 
 
@@ -65,47 +80,146 @@ def build_pacer(settings: Settings) -> Pacer:
         from bot.mail.pacing import QuotaPacer
 
         return QuotaPacer(settings.gmail_quota_units_per_minute)
+    from bot.ports import NoPacing
+
     return NoPacing()
 
 
-def build_deps(settings: Settings, store: Store | None = None, *, sending: bool = True) -> Deps:
-    """Everything a campaign needs; the transport is created on first use.
+def build_policy(settings: Settings) -> Policy:
+    """The rules a campaign is held to, from settings alone (no file, no grant)."""
+    from bot.handlers.campaign import Policy
 
-    With ``sending=False`` (commands that only read or decide: ``status``,
-    ``templates``, ``resolve``) a missing Gmail grant is no error: the From
-    address is left empty instead of asking for an ``auth`` nobody needs yet.
-    """
-    store = store or Store(settings.database_path)
-    try:
-        address = sender_address(settings)
-    except AuthError:
-        if sending:
-            raise
-        address = ""
     gmail = settings.mail_transport == "gmail"
-    transport: list[Transport] = []
-
-    def lazy_transport() -> Transport:
-        if not transport:
-            transport.append(build_transport(settings))
-        return transport[0]
-
-    return Deps(
-        store=store,
-        catalogue=TemplateCatalogue(settings.templates_dir),
-        transport=lazy_transport,
-        pacer=build_pacer(settings),
-        envelope=Envelope(settings.from_name, address, settings.reply_to),
-        account=account_key(address) if gmail else SANDBOX_ACCOUNT,
+    return Policy(
         postal_address=settings.postal_address,
         unsubscribe_base=unsubscribe_base(settings),
         public_links=gmail,
-        unsubscribe_secret=load_secret(
-            settings.unsubscribe_secret, Path(settings.database_path).parent
-        ),
         daily_limit=settings.gmail_daily_send_limit if gmail else None,
         reconcile_grace=settings.gmail_reconcile_grace_seconds if gmail else 0.0,
     )
+
+
+class Wiring:
+    """Every part, each built on first use and then shared (one per process).
+
+    ``store`` may be passed in (tests, a server that already opened it).
+    Reading a part that needs the Gmail grant (``sender``, ``envelope``,
+    ``account``, ``transport``, ``bounce_source``) is what reads the grant.
+    """
+
+    def __init__(self, settings: Settings, store: Store | None = None):
+        self.settings = settings
+        if store is not None:
+            self.__dict__["store"] = store
+        self._transport: Transport | None = None
+
+    @cached_property
+    def store(self) -> Store:
+        from bot.store import Store
+
+        return Store(self.settings.database_path)
+
+    @cached_property
+    def catalogue(self) -> TemplateCatalogue:
+        from bot.handlers.templates import TemplateCatalogue
+
+        return TemplateCatalogue(self.settings.templates_dir)
+
+    @cached_property
+    def pacer(self) -> Pacer:
+        return build_pacer(self.settings)
+
+    @cached_property
+    def policy(self) -> Policy:
+        return build_policy(self.settings)
+
+    @cached_property
+    def sender(self) -> str:
+        """The From address; with Gmail and no ``SENDER_ADDRESS``, read from the grant."""
+        return sender_address(self.settings)
+
+    @cached_property
+    def account(self) -> str:
+        """Whose quota and daily limit a send spends (see ``sending_account``)."""
+        gmail = self.settings.mail_transport == "gmail"
+        return account_of(self.settings, self.sender if gmail else "")
+
+    @cached_property
+    def unsubscribe_secret(self) -> bytes:
+        """The key of unsubscribe links; created beside the database on first use."""
+        from bot.handlers.unsubscribe import load_secret
+
+        folder = Path(self.settings.database_path).parent
+        return load_secret(self.settings.unsubscribe_secret, folder)
+
+    def envelope(self, *, sending: bool = True) -> Envelope:
+        """From, name and Reply-To. With ``sending=False`` a missing grant leaves
+        the address empty instead of asking for an ``auth`` nobody needs yet."""
+        from bot.handlers.compose import Envelope
+
+        try:
+            address = self.sender
+        except AuthError:
+            if sending:
+                raise
+            address = ""
+        return Envelope(self.settings.from_name, address, self.settings.reply_to)
+
+    def transport(self) -> Transport:
+        """The transport, created on first call (the Gmail one reads the grant)."""
+        if self._transport is None:
+            self._transport = build_transport(self.settings)
+        return self._transport
+
+    def bounce_source(self) -> BounceSource:
+        """The Gmail mailbox, read with the saved grant (whatever ``MAIL_TRANSPORT``
+        is: bounces come back to the Gmail account)."""
+        from bot.mail.bounces import GmailBounceSource
+        from bot.mail.gmail import GmailTransport
+        from bot.mail.gmail import build_transport as build_gmail
+
+        current = self.transport() if self.settings.mail_transport == "gmail" else None
+        gmail = current if isinstance(current, GmailTransport) else build_gmail(self.settings)
+        return GmailBounceSource(gmail)
+
+    def scan_bounces(self) -> ScanResult:
+        """One bounce scan (``BOUNCE_SCAN=on`` only), its reads paced and counted
+        against the sending account's quota."""
+        from bot.handlers import bounces
+        from bot.mail.google_auth import AUTH_COMMAND
+
+        bounces.check_enabled(self.settings.bounce_scan, AUTH_COMMAND)
+        source = self.bounce_source()
+        return bounces.scan(self.store, source, pacer=self.pacer, account=self.account)
+
+    def bounce_job(self, alert: Callable[[int, str], None]) -> Callable[[], None]:
+        """The server's periodic scan, warning through ``alert`` (see ``bounces.bounce_job``)."""
+        from bot.handlers import bounces
+
+        return bounces.bounce_job(self.scan_bounces, self.store, alert)
+
+    def deps(self, *, sending: bool = True) -> Deps:
+        """What a campaign use case needs. ``sending=False`` (``resolve``, checks
+        that only decide) tolerates a missing grant: the From address, and so the
+        account, stay empty until a grant exists."""
+        from bot.handlers.campaign import Deps
+
+        envelope = self.envelope(sending=sending)
+        return Deps(
+            store=self.store,
+            catalogue=self.catalogue,
+            transport=self.transport,
+            pacer=self.pacer,
+            envelope=envelope,
+            account=account_of(self.settings, envelope.from_address),
+            unsubscribe_secret=self.unsubscribe_secret,
+            policy=self.policy,
+        )
+
+
+def build_deps(settings: Settings, store: Store | None = None, *, sending: bool = True) -> Deps:
+    """``Wiring(settings, store).deps(sending=...)``, for callers that need only Deps."""
+    return Wiring(settings, store).deps(sending=sending)
 
 
 class SenderBusy(MailboltError):

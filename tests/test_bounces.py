@@ -22,11 +22,10 @@ from bot.handlers.bounce_parse import (
     parse_dsn,
 )
 from bot.handlers.stats import bounce_alert, campaign_stats, stats
-from bot.mail.bounces import bounce_job, scan_bounces
 from bot.models import Recipient, RecipientList
 from bot.ports import NoPacing
 from bot.records import Message, MessageState
-from bot.wiring import build_deps
+from bot.wiring import Wiring, build_deps
 from tests.fakes.gmail_fake import READONLY_SCOPE, SEND_SCOPE, FakeGmail
 
 ORIGINAL_ID = "<4f1c2e0d9b8a@mailbolt.example>"
@@ -279,7 +278,7 @@ def test_scan_records_bounces_and_the_next_campaign_suppresses_hard_ones(reader,
     fake.add_message(dsn(failed("x@example.com"), message_id="<by-hand@gmail.com>"))
     fake.add_message(b"From: ann@example.com\r\nSubject: thanks!\r\n\r\nLovely news.\r\n")
 
-    result = scan_bounces(reader, store)
+    result = Wiring(reader, store).scan_bounces()
     assert (result.reports, result.new, result.hard, result.soft, result.unmatched) == (
         4,
         4,
@@ -307,14 +306,14 @@ def test_scan_records_bounces_and_the_next_campaign_suppresses_hard_ones(reader,
 def test_a_second_scan_fetches_only_new_reports(reader, store, fake):
     send_news(reader, store, PEOPLE[:2])
     fake.bounce(sent_to(fake, "bob@example.com"), "bob@example.com")
-    scan_bounces(reader, store)
+    Wiring(reader, store).scan_bounces()
 
     def gets() -> int:
         paths = fake.requests_by_path.items()
         return sum(n for p, n in paths if "/messages/" in p and not p.endswith("/send"))
 
     before = gets()
-    again = scan_bounces(reader, store)
+    again = Wiring(reader, store).scan_bounces()
     assert (again.reports, again.new) == (1, 0)
     assert gets() == before, "a known report is not downloaded again"
     assert len([r for r in store.outbox.messages(store.campaigns.recent()[0].id) if r.bounce]) == 1
@@ -329,7 +328,9 @@ def test_stats_and_the_alert_over_five_percent(reader, store, fake):
     fake.bounce(sent_to(fake, "bob@example.com"), "bob@example.com", "5.1.1")
     fake.bounce(sent_to(fake, "cy@example.com"), "cy@example.com", "4.2.2")
     alerts: list[str] = []
-    job = bounce_job(reader, store, lambda campaign, text: alerts.append(f"{campaign}|{text}"))
+    job = Wiring(reader, store).bounce_job(
+        lambda campaign, text: alerts.append(f"{campaign}|{text}")
+    )
     job()
     job()
     assert len(alerts) == 1, "one alert per campaign"
@@ -353,15 +354,15 @@ def test_stats_and_the_alert_over_five_percent(reader, store, fake):
 def test_scan_without_the_read_scope_says_what_to_do(settings, store, fake, tmp_path):
     send_only = gmail_settings(settings, fake, tmp_path, (SEND_SCOPE,))
     with pytest.raises(AuthError, match=r"gmail\.readonly.*python -m bot auth"):
-        scan_bounces(send_only, store)
+        Wiring(send_only, store).scan_bounces()
     alerts: list[str] = []
-    bounce_job(
-        send_only, store, lambda campaign, text: alerts.append(text)
+    Wiring(send_only, store).bounce_job(
+        lambda campaign, text: alerts.append(text)
     )()  # logs, never raises into the server
     assert alerts == []
 
 
 def test_scan_is_refused_while_bounce_scan_is_off(reader, store, fake):
     with pytest.raises(UserInputError, match="BOUNCE_SCAN=on"):
-        scan_bounces(reader.replace(bounce_scan=False), store)
+        Wiring(reader.replace(bounce_scan=False), store).scan_bounces()
     assert fake.requests_by_path == {}

@@ -192,7 +192,7 @@ def test_unsubscribe_during_a_campaign_is_honoured(deps):
 
 
 def test_marketing_without_postal_address_refuses(deps):
-    deps.postal_address = ""
+    deps.policy.postal_address = ""
     with pytest.raises(PolicyError, match="POSTAL_ADDRESS"):
         start(deps, people("a@example.com"), template="newsletter")
     assert deps.store.campaigns.recent() == []
@@ -271,7 +271,7 @@ def test_daily_quota_from_provider_defers_the_rest(deps, clock):
 
 
 def test_daily_limit_is_counted_across_campaigns(deps, clock):
-    deps.daily_limit = 3
+    deps.policy.daily_limit = 3
     use(deps, ScriptedTransport(max_in_flight=1))
     first = start(deps, people("a@example.com", "b@example.com"))
     assert send_loop.run(first, deps).counts["sent"] == 2
@@ -449,7 +449,7 @@ def test_halt_finishes_in_flight_and_leaves_the_rest_queued(deps):
 
 def test_a_run_with_only_future_deferrals_stays_running(deps, clock):
     use(deps, ScriptedTransport(max_in_flight=1))
-    deps.daily_limit = 1
+    deps.policy.daily_limit = 1
     cid = start(deps, people("a@example.com", "b@example.com"))
     first = send_loop.run(cid, deps)
     assert first.counts["deferred"] == 1
@@ -462,7 +462,7 @@ def test_a_run_with_only_future_deferrals_stays_running(deps, clock):
 
 def test_reconcile_waits_out_the_grace_before_trusting_not_found(deps, clock):
     """Gmail may still be processing a send the dead process handed over."""
-    deps.reconcile_grace = 30.0
+    deps.policy.reconcile_grace = 30.0
     transport = use(deps, ScriptedTransport(sent_ids={}))
     cid = start(deps, people("a@example.com"))
     (row,) = deps.store.outbox.messages(cid)
@@ -485,7 +485,7 @@ def test_reconcile_waits_out_the_grace_before_trusting_not_found(deps, clock):
 
 
 def test_reconcile_trusts_not_found_only_when_the_grace_is_over(deps, clock):
-    deps.reconcile_grace = 30.0
+    deps.policy.reconcile_grace = 30.0
     transport = use(deps, ScriptedTransport(sent_ids={}))
     cid = start(deps, people("a@example.com"))
     (row,) = deps.store.outbox.messages(cid)

@@ -10,14 +10,8 @@ import threading
 
 import pytest
 
-from bot.mail.pacing import (
-    GET_UNITS,
-    LIST_UNITS,
-    SEND_UNITS,
-    QuotaPacer,
-    estimate_duration,
-    workers_needed,
-)
+from bot.handlers.quota import GET_UNITS, LIST_UNITS, SEND_UNITS, estimate_duration
+from bot.mail.pacing import QuotaPacer, workers_needed
 
 
 class SimClock:

@@ -67,7 +67,7 @@ def recorded(deps, emails=PEOPLE, channel: str = "") -> int:
 
 
 def bounce(store: Store, campaign_id: int, email: str, kind: str) -> None:
-    """What a bounce scan records for a matched report (see ``bounce_parse.ingest``)."""
+    """What a bounce scan records for a matched report (see ``bounces.ingest``)."""
     row = next(r for r in store.outbox.messages(campaign_id) if r.email == email)
     assert store.suppressions.record_bounce(
         f"g-{row.id}", kind=kind, message_row_id=row.id, email=email

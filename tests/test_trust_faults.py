@@ -225,7 +225,7 @@ def test_a_database_locked_in_the_middle_of_a_campaign_stops_cleanly_and_resume_
         "email,name,team,start_url\r\n"
         + "".join(f"m{i}@example.com,M {i},Acme,https://a.example\r\n" for i in range(n))
     )
-    assert run(tmp_path, "templates").returncode == 0  # creates the database
+    assert run(tmp_path, "status").returncode == 0  # creates the database
     db = tmp_path / "data" / "sendmail.db"
     holder = subprocess.Popen(
         [

@@ -145,7 +145,7 @@ def test_resending_uncertain_messages_keeps_to_the_daily_limit(fake, allowed):
         allowed.sandbox_outbox, {"bob@example.com": [UncertainSendError("connection reset")]}
     )
     with running_mailbolt(allowed, fake, transport=transport) as running:
-        running.deps.daily_limit = 2  # the day holds ann and bob's uncertain attempt
+        running.deps.policy.daily_limit = 2  # the day holds ann and bob's uncertain attempt
         preview = to_preview(fake, paste="ann@example.com, bob@example.com")
         fake.submit_view(preview["id"], {}, user=OWNER)
         done = final_status(fake)

@@ -1,4 +1,6 @@
-"""``send``, ``preview``, ``templates``, ``status`` and ``config``: the core commands.
+"""``send``, ``preview``, ``status``, ``resolve`` and ``config``: the core commands.
+
+``templates`` lives in ``template_cmds`` so that listing starts fast.
 
 Output goes to stdout as tables a person reads; problems go to stderr. Exit codes:
 0 everything sent, 1 something not sent (failed, deferred, uncertain, paused),
@@ -18,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from bot.cli.args import CAMPAIGN_ID, POSITIVE
+from bot.cli import parser
 from bot.cli.console import make_console
 from bot.config import Settings, env_example, read_settings
 from bot.errors import Remedy, UserInputError
@@ -27,9 +29,8 @@ from bot.handlers.display import Display, NextStep, display_state
 from bot.handlers.values import parse_name_values
 from bot.models import RecipientList
 from bot.records import FINAL_STATES, MESSAGE_STATES, CampaignStatus, MessageState
-from bot.store import Store
 from bot.timefmt import utc_minute
-from bot.wiring import ROLE_SERVE, SenderBusy, SenderLock, build_deps, sender_active
+from bot.wiring import ROLE_SERVE, SenderBusy, SenderLock, Wiring, sender_active
 
 out = make_console()
 err = make_console(stderr=True)
@@ -186,7 +187,7 @@ def _run_with_progress(campaign_id: int, deps: campaign.Deps, *, resume: bool) -
 
 
 def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
-    deps = build_deps(settings)
+    deps = Wiring(settings).deps()
     if args.resume:
         return _resume(deps, settings)
     if not args.template or not args.recipients:
@@ -327,7 +328,7 @@ def _resume(deps: campaign.Deps, settings: Settings) -> int:
 def cmd_resolve(args: argparse.Namespace, settings: Settings) -> int:
     if sum((args.resend, args.skip, args.retry_failed)) != 1:
         raise UserInputError("Choose one of --resend, --skip or --retry-failed.")
-    deps = build_deps(settings, sending=False)
+    deps = Wiring(settings).deps(sending=False)
     if args.retry_failed:
         n = resolution.retry_failed(args.campaign, deps, "cli")
         if not n:
@@ -347,7 +348,7 @@ def cmd_resolve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    store = Store(settings.database_path)  # status needs no templates and no mail account
+    store = Wiring(settings).store  # status needs no templates and no mail account
     active = sender_active(settings.database_path)
     if args.campaign is not None:
         result = resolution.stored_result(store, args.campaign)
@@ -379,19 +380,8 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_templates(args: argparse.Namespace, settings: Settings) -> int:
-    deps = build_deps(settings, sending=False)
-    table = Table(title=f"Templates in {settings.templates_dir}/")
-    for col in ("name", "category", "description", "required variables"):
-        table.add_column(col)
-    for info in deps.catalogue.list():
-        table.add_row(info.name, info.category, info.description, ", ".join(info.required))
-    out.print(table)
-    return 0
-
-
 def cmd_preview(args: argparse.Namespace, settings: Settings) -> int:
-    deps = build_deps(settings)
+    deps = Wiring(settings).deps()
     recipients = read_recipients(args.recipients, settings)
     if not 1 <= args.row <= len(recipients.recipients):
         raise UserInputError(
@@ -453,64 +443,5 @@ def cmd_config(args: argparse.Namespace, settings: Settings | None) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    send = sub.add_parser("send", help="send a template to a list of recipients")
-    send.add_argument("--template", metavar="NAME", help="catalogue name (see `templates`)")
-    send.add_argument(
-        "--recipients", metavar="FILE", help="a .csv file, or a text file of addresses"
-    )
-    send.add_argument(
-        "--var",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="a variable for every recipient (repeatable)",
-    )
-    send.add_argument("--subject", metavar="TEXT", help="override the template's subject")
-    send.add_argument("--dry-run", action="store_true", help="render and check only")
-    send.add_argument("--limit", type=POSITIVE, metavar="N", help="send to at most N recipients")
-    send.add_argument(
-        "--skip-invalid",
-        action="store_true",
-        help="send to the valid addresses even if some lines are invalid",
-    )
-    send.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue unfinished campaigns (after a crash, pause or deferral)",
-    )
-    send.set_defaults(func=cmd_send)
-
-    preview = sub.add_parser("preview", help="write one recipient's rendered HTML and text")
-    preview.add_argument("--template", required=True, metavar="NAME")
-    preview.add_argument("--recipients", required=True, metavar="FILE")
-    preview.add_argument(
-        "--row", type=POSITIVE, default=1, metavar="N", help="1-based recipient number"
-    )
-    preview.add_argument("--var", action="append", default=[], metavar="NAME=VALUE")
-    preview.add_argument("--subject", metavar="TEXT")
-    preview.add_argument(
-        "--out", default="data/preview", metavar="DIR", help="folder for the files"
-    )
-    preview.set_defaults(func=cmd_preview)
-
-    templates = sub.add_parser("templates", help="list the template catalogue")
-    templates.set_defaults(func=cmd_templates)
-
-    status = sub.add_parser("status", help="recent campaigns, or one campaign's counts")
-    status.add_argument("campaign", type=CAMPAIGN_ID, nargs="?", metavar="CAMPAIGN")
-    status.add_argument(
-        "--last", type=POSITIVE, default=10, metavar="N", help="how many campaigns (10)"
-    )
-    status.set_defaults(func=cmd_status)
-
-    resolve = sub.add_parser("resolve", help="decide about uncertain or failed messages")
-    resolve.add_argument("campaign", type=CAMPAIGN_ID, metavar="CAMPAIGN")
-    resolve.add_argument("--resend", action="store_true", help="send uncertain ones again")
-    resolve.add_argument("--skip", action="store_true", help="give uncertain ones up")
-    resolve.add_argument("--retry-failed", action="store_true", help="queue failed ones again")
-    resolve.set_defaults(func=cmd_resolve)
-
-    config = sub.add_parser("config", help="print the effective settings, secrets masked")
-    config.add_argument("--example", action="store_true", help="print a commented .env.example")
-    config.set_defaults(func=cmd_config, needs_settings=False)
+#: Kept here so a parser can be built from this group alone (tests do).
+register = parser.register_core

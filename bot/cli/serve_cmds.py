@@ -26,14 +26,14 @@ from types import FrameType
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.cli.args import whole
+from bot.cli import parser
 from bot.cli.console import make_console
 from bot.config import Settings
 from bot.handlers.policy import public_url_problem
 from bot.runner import Runner
 from bot.slack.app import bolt_app, build_client, build_services
 from bot.web import WebServer, make_wsgi_app
-from bot.wiring import ROLE_SERVE, SenderLock, build_deps
+from bot.wiring import ROLE_SERVE, SenderLock, Wiring
 
 log = logging.getLogger(__name__)
 err = make_console(stderr=True)
@@ -160,20 +160,23 @@ def serve(
 
     ``listener_executor`` runs the Slack listeners; tests pass one they can wait on.
     """
-    deps = build_deps(settings)
+    wiring = Wiring(settings)
+    deps = wiring.deps()
     runner = Runner(deps)
     services = build_services(settings, deps, runner, client=client)
     app = bolt_app(services, listener_executor=listener_executor)
     if settings.bounce_scan and settings.mail_transport == "gmail":
-        from bot.mail.bounces import bounce_job  # Google's libraries only when needed
-
-        job = bounce_job(settings, deps.store, services.board.alert, pacer=deps.pacer)
+        job = wiring.bounce_job(services.board.alert)  # Google's libraries only now
         runner.every(bounce_scan_seconds, job, "bounce scan")
     socket_mode = bool(settings.slack_app_token)
     handler = None
     mode = "socket_mode" if socket_mode else "http"
     wsgi = make_wsgi_app(
-        settings, deps.store, None if socket_mode else app, health=lambda: {"slack": mode}
+        settings,
+        deps.store,
+        None if socket_mode else app,
+        health=lambda: {"slack": mode},
+        unsubscribe_secret=wiring.unsubscribe_secret,
     )
     web = WebServer(wsgi, host, port)
     resumed = runner.open()
@@ -227,14 +230,5 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    serve_parser = sub.add_parser("serve", help="run the Slack app and the web server")
-    serve_parser.add_argument(
-        "--port", type=whole(0, 65535), help="HTTP port, 0 for any free one (default: PORT, 3000)"
-    )
-    serve_parser.add_argument(
-        "--host",
-        default="0.0.0.0",  # noqa: S104 - a server Slack must reach
-        help="interface to listen on (default: all)",
-    )
-    serve_parser.set_defaults(func=cmd_serve)
+#: Kept here so a parser can be built from this group alone (tests do).
+register = parser.register_serve

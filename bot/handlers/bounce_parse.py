@@ -1,7 +1,8 @@
 """Bounce reports (RFC 3464 DSNs) → which of our messages bounced, and how.
 
 Pure functions over bytes, so every rule is testable without a mailbox; the
-Gmail calls that fetch the reports live in ``bot/mail/bounces.py``.
+scan that records what they find is ``bot/handlers/bounces.py``, the Gmail
+calls that fetch the reports are ``bot/mail/bounces.py``.
 
 Why these rules:
 - Only ``multipart/report; report-type=delivery-status`` is read. Free-text
@@ -25,12 +26,11 @@ import email
 import email.policy
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.message import Message
 from email.parser import HeaderParser
 from typing import Any
 
-from bot.ports import StoreParts
 from bot.records import Message as StoredMessage
 
 HARD, SOFT = "hard", "soft"
@@ -190,52 +190,3 @@ def match_bounce(
         status=failure.status,
         diagnostic=failure.diagnostic,
     )
-
-
-@dataclass
-class ScanResult:
-    """What one pass over the mailbox's bounce reports found."""
-
-    reports: int = 0
-    new: int = 0
-    hard: int = 0
-    soft: int = 0
-    unmatched: int = 0
-    campaigns: set[int] = field(default_factory=set)
-
-    def __str__(self) -> str:
-        return (
-            f"{self.reports} bounce report(s) in the mailbox, {self.new} new: "
-            f"{self.hard} hard, {self.soft} soft, {self.unmatched} not about our messages"
-        )
-
-
-def ingest(store: StoreParts, provider_id: str, raw: bytes, result: ScanResult) -> Bounce | None:
-    """Record one fetched report under its provider id (so it is never fetched again).
-
-    A matched hard bounce lands in ``bounces``, where ``policy.suppress`` finds it
-    for every later campaign.
-    """
-    report = parse_dsn(raw)
-    bounce = match_bounce(report, store.outbox.find_by_message_id) if report else None
-    if bounce is None:
-        if store.suppressions.record_bounce(provider_id, kind=UNMATCHED):
-            result.new += 1
-            result.unmatched += 1
-        return None
-    recorded = store.suppressions.record_bounce(
-        provider_id,
-        kind=bounce.kind,
-        message_row_id=bounce.message_row_id,
-        email=bounce.email,
-        status=bounce.status,
-        diagnostic=bounce.diagnostic,
-    )
-    if recorded:
-        result.new += 1
-        result.campaigns.add(bounce.campaign_id)
-        if bounce.kind == HARD:
-            result.hard += 1
-        else:
-            result.soft += 1
-    return bounce

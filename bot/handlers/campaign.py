@@ -43,15 +43,41 @@ DEFERRED, FAILED, QUEUED, SENDING, SENT, SKIPPED, UNCERTAIN = (
 )
 
 
-DAY = 24 * 3600
 #: Why the messages a cancel left unsent are skipped (told apart from suppressions).
 CANCELLED_REASON = "the campaign was cancelled"
 MAX_LISTED_ERRORS = 10
 
 
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long a transient send error is retried: bounded, jittered, exponential."""
+
+    max_attempts: int = 5
+    max_elapsed: float = 300.0
+    backoff_base: float = 1.0
+    backoff_cap: float = 60.0
+
+
+@dataclass
+class Policy:
+    """The rules a campaign is held to: numbers and texts from settings, no objects."""
+
+    postal_address: str = ""
+    unsubscribe_base: str = ""
+    public_links: bool = False
+    """Messages go to real inboxes, so links in them must work from anywhere."""
+    daily_limit: int | None = None
+    reconcile_grace: float = 0.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
 @dataclass
 class Deps:
-    """Everything the use cases need, passed in (no globals)."""
+    """The collaborators the use cases work with, and the policy they apply (no globals).
+
+    Built by ``bot.wiring.Wiring.deps``; tests replace a collaborator or a policy
+    number on the instance.
+    """
 
     store: StoreParts
     catalogue: TemplateCatalogue
@@ -61,17 +87,8 @@ class Deps:
     #: Who sends: ``SANDBOX_ACCOUNT`` or the Gmail address. Quota use and the daily
     #: limit are counted per account.
     account: str = SANDBOX_ACCOUNT
-    postal_address: str = ""
-    unsubscribe_base: str = ""
     unsubscribe_secret: bytes = b""
-    public_links: bool = False
-    """Messages go to real inboxes, so links in them must work from anywhere."""
-    daily_limit: int | None = None
-    reconcile_grace: float = 0.0
-    max_attempts: int = 5
-    max_retry_elapsed: float = 300.0
-    backoff_base: float = 1.0
-    backoff_cap: float = 60.0
+    policy: Policy = field(default_factory=Policy)
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.time
 
@@ -171,13 +188,13 @@ def message_variables(
     link = ""
     if category == "marketing":
         token = make_token(deps.unsubscribe_secret, recipient_email, campaign_id)
-        link = unsubscribe_url(deps.unsubscribe_base, token)
+        link = unsubscribe_url(deps.policy.unsubscribe_base, token)
     return {
         **common,
         **row_vars,
         "from_name": deps.envelope.from_name,
         "sender_address": deps.envelope.from_address,
-        "postal_address": deps.postal_address,
+        "postal_address": deps.policy.postal_address,
         "email": recipient_email,
         "name": name,
         "first_name": row_vars.get("first_name") or first_name_of(name),
@@ -203,7 +220,6 @@ def list_unsubscribe_headers(deps: Deps, variables: Mapping[str, Any]) -> dict[s
 
 __all__ = [
     "CANCELLED_REASON",
-    "DAY",
     "SENDING",
     "CampaignRequest",
     "Deps",

@@ -116,9 +116,9 @@ def preflight(request: CampaignRequest, deps: Deps) -> Plan:
     _check_required(renderer, recipients, request.common_vars)
     policy.check_marketing_settings(
         renderer.info,
-        deps.postal_address,
-        unsubscribe_base=deps.unsubscribe_base,
-        public_links=deps.public_links,
+        deps.policy.postal_address,
+        unsubscribe_base=deps.policy.unsubscribe_base,
+        public_links=deps.policy.public_links,
     )
     _check_link_values(renderer, request.common_vars, recipients.recipients)
     category = renderer.info.category

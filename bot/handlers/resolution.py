@@ -22,7 +22,7 @@ from bot.handlers.campaign import (
     Deps,
     Result,
 )
-from bot.mail.pacing import LIST_UNITS
+from bot.handlers.quota import LIST_UNITS
 from bot.ports import StoreParts, Transport
 from bot.records import Campaign
 
@@ -84,7 +84,7 @@ def reconcile_uncertain(
 
 
 def _grace_left(deps: Deps, claimed_at: float | None) -> float:
-    return (claimed_at or 0) + deps.reconcile_grace - deps.clock()
+    return (claimed_at or 0) + deps.policy.reconcile_grace - deps.clock()
 
 
 def _look_up(deps: Deps, transport: Transport, message_id: str) -> str | None:

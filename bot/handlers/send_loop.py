@@ -45,12 +45,11 @@ from bot.errors import (
     UncertainSendError,
     UserInputError,
 )
-from bot.handlers import policy, sensitive
+from bot.handlers import policy, quota, sensitive
 from bot.handlers.campaign import (
     CANCELLED,
     CANCELLED_REASON,
     COMPLETED,
-    DAY,
     DEFERRED,
     FAILED,
     PAUSED,
@@ -62,9 +61,9 @@ from bot.handlers.campaign import (
     message_variables,
 )
 from bot.handlers.compose import build_message
+from bot.handlers.quota import SEND_UNITS
 from bot.handlers.rendering import Renderer
 from bot.handlers.resolution import counts_result, reconcile_uncertain
-from bot.mail.pacing import SEND_UNITS
 from bot.models import OutgoingMessage
 from bot.ports import Transport
 from bot.records import CampaignChanges, CampaignStatus, Message
@@ -72,18 +71,21 @@ from bot.records import CampaignChanges, CampaignStatus, Message
 log = logging.getLogger(__name__)
 
 
+def quota_use(deps: Deps) -> quota.QuotaUse:
+    """The sending account's quota use now, under this policy's daily limit."""
+    return quota.read(
+        deps.store, deps.account, daily_limit=deps.policy.daily_limit, now=deps.clock()
+    )
+
+
 def daily_left(deps: Deps) -> int | None:
     """Messages the sending account may still send in the rolling day (None: no limit)."""
-    if deps.daily_limit is None:
-        return None
-    return max(0, deps.daily_limit - deps.store.outbox.sent_since(deps.clock() - DAY, deps.account))
+    return quota_use(deps).left
 
 
 def daily_resume_at(deps: Deps) -> float:
     """When the account's oldest send in the rolling day ages out (a day from now if none)."""
-    now = deps.clock()
-    oldest = deps.store.outbox.oldest_sent_since(now - DAY, deps.account)
-    return (oldest if oldest is not None else now) + DAY
+    return quota_use(deps).next_free_at
 
 
 class _Budget:
@@ -160,9 +162,9 @@ def _render_raw(run: _Run, deps: Deps, row: Message) -> bytes:
     # Settings may have changed since preflight (a campaign resumed after a restart).
     policy.check_marketing_settings(
         run.renderer.info,
-        deps.postal_address,
-        unsubscribe_base=deps.unsubscribe_base,
-        public_links=deps.public_links,
+        deps.policy.postal_address,
+        unsubscribe_base=deps.policy.unsubscribe_base,
+        public_links=deps.policy.public_links,
     )
     variables = message_variables(
         deps,
@@ -199,7 +201,9 @@ class _StopWhenRunStops(stop_base):
 
 def _retrying(deps: Deps, run: _Run) -> Retrying:
     """Bounded retries of transient errors: full jitter, never sooner than Retry-After."""
-    jitter = wait_random_exponential(multiplier=deps.backoff_base, max=deps.backoff_cap)
+    jitter = wait_random_exponential(
+        multiplier=deps.policy.retry.backoff_base, max=deps.policy.retry.backoff_cap
+    )
 
     def wait(state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -208,8 +212,8 @@ def _retrying(deps: Deps, run: _Run) -> Retrying:
     return Retrying(
         retry=retry_if_exception_type(TransientSendError),
         stop=stop_any(
-            stop_after_attempt(deps.max_attempts),
-            stop_after_delay(deps.max_retry_elapsed),
+            stop_after_attempt(deps.policy.retry.max_attempts),
+            stop_after_delay(deps.policy.retry.max_elapsed),
             _StopWhenRunStops(run),
         ),
         wait=wait,

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bot.handlers.quota import DAY_SECONDS
 from bot.ports import StoreParts
 
-DAY = 24 * 3600
 BOUNCE_ALERT_RATE = 0.05
 
 
@@ -75,7 +75,7 @@ def stats(
             template=campaign.template if campaign else "",
             bounces_known=bounces_known,
         )
-    counts = store.outbox.delivery_counts(since=store.clock() - days * DAY)
+    counts = store.outbox.delivery_counts(since=store.clock() - days * DAY_SECONDS)
     return DeliveryStats(
         f"Last {days} day{'s' if days != 1 else ''}",
         counts.sent,
@@ -103,7 +103,7 @@ def campaign_stats(
             template=row.template,
             bounces_known=bounces_known,
         )
-        for row in store.outbox.delivery_by_campaign(store.clock() - days * DAY)
+        for row in store.outbox.delivery_by_campaign(store.clock() - days * DAY_SECONDS)
     ]
 
 

@@ -23,9 +23,9 @@ from bot.handlers.campaign import (
     message_variables,
 )
 from bot.handlers.compose import build_message
+from bot.handlers.quota import SEND_UNITS
 from bot.handlers.send_loop import daily_left
 from bot.handlers.unsubscribe import make_token, unsubscribe_url
-from bot.mail.pacing import SEND_UNITS
 from bot.models import OutgoingMessage, Recipient, RenderedMessage
 from bot.records import MessageState
 
@@ -67,7 +67,7 @@ def send_test(
     )
     if variables["unsubscribe_url"]:
         token = make_token(deps.unsubscribe_secret, to.email, 0)
-        variables["unsubscribe_url"] = unsubscribe_url(deps.unsubscribe_base, token)
+        variables["unsubscribe_url"] = unsubscribe_url(deps.policy.unsubscribe_base, token)
     rendered = plan.renderer.render(variables, who=first.label)
     rendered = RenderedMessage(f"{TEST_MARK} {rendered.subject}", rendered.html, rendered.text)
     if daily_left(deps) == 0:

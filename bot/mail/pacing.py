@@ -1,4 +1,4 @@
-"""Gmail quota costs and a pacer that never exceeds the per-user minute quota.
+"""A pacer that never exceeds Gmail's per-user minute quota (costs: ``bot.handlers.quota``).
 
 Why it looks like this:
 - Gmail counts quota units per user over a sliding minute and answers 429 when
@@ -29,14 +29,17 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-#: Quota units per call (Gmail API quota page): the only place these numbers live.
-SEND_UNITS = 100
-LIST_UNITS = 5
-GET_UNITS = 5
-PROFILE_UNITS = 1
+from bot.handlers.quota import SEND_UNITS, WINDOW_SECONDS, estimate_duration
 
-#: Gmail's per-user quota window.
-WINDOW_SECONDS = 60.0
+#: ``estimate_duration`` is the quota module's; re-exported for existing callers.
+__all__ = [
+    "ARRIVAL_SLACK_S",
+    "SLOW_SEND_LATENCY_S",
+    "QuotaPacer",
+    "estimate_duration",
+    "workers_needed",
+]
+
 #: How much later than its slot a call may reach Gmail, relative to another, and
 #: still be counted in the right window: one TCP retransmission and then some.
 ARRIVAL_SLACK_S = 2.0
@@ -119,14 +122,3 @@ def workers_needed(units_per_minute: int, latency_s: float, units: int = SEND_UN
     calls_per_second = units_per_minute / units / WINDOW_SECONDS
     needed = math.ceil(calls_per_second * latency_s * _HEADROOM)
     return max(1, min(_MAX_WORKERS, needed))
-
-
-def estimate_duration(n_messages: int, units_per_minute: int) -> float:
-    """Seconds the pacer needs to start ``n_messages`` sends (the first one goes at once).
-
-    Only the per-minute quota is counted; the daily sending limit can defer the
-    rest of a campaign by up to a day, which callers report separately.
-    """
-    if n_messages <= 1:
-        return 0.0
-    return (n_messages - 1) * SEND_UNITS * WINDOW_SECONDS / units_per_minute

@@ -17,8 +17,8 @@ from slack_sdk.errors import SlackApiError
 
 from bot.errors import UserInputError
 from bot.handlers import policy, stats
-from bot.handlers.campaign import DAY
 from bot.handlers.recipient_paste import parse_text
+from bot.handlers.send_loop import quota_use
 from bot.records import Campaign, MessageState
 from bot.slack import Services, report, views
 from bot.slack.answers import answering, tell_privately
@@ -38,13 +38,12 @@ def parse(text: str) -> tuple[str, str]:
 
 
 def quota_data(services: Services) -> views.QuotaData:
-    deps, settings = services.deps, services.settings
-    now = deps.clock()
+    settings, use = services.settings, quota_use(services.deps)
     return views.QuotaData(
         transport=settings.mail_transport,
-        sent_24h=deps.store.outbox.sent_since(now - DAY, deps.account),
-        daily_limit=deps.daily_limit,
-        units_last_minute=deps.store.quota.units_since(now - 60, deps.account),
+        sent_24h=use.sent_in_day,
+        daily_limit=use.daily_limit,
+        units_last_minute=use.units_in_window,
         units_per_minute=settings.gmail_quota_units_per_minute,
     )
 

@@ -22,8 +22,8 @@ from slack_sdk.errors import SlackApiError
 from bot.errors import UserInputError
 from bot.handlers import drafts, preflight, send_loop, trial_send
 from bot.handlers.campaign import CampaignRequest, Plan
+from bot.handlers.quota import estimate_duration
 from bot.handlers.recipients import from_slack_users, summarize
-from bot.mail.pacing import estimate_duration
 from bot.records import Draft, MessageState
 from bot.slack import Services, report, views
 from bot.slack.answers import answering, update_view
@@ -105,9 +105,7 @@ def _no_email(mentions: list[str]) -> str:
 def _duration(transport: str, count: int, services: Services) -> str:
     if transport == "sandbox":
         return "a few seconds (sandbox)"
-    return rough_duration(
-        estimate_duration(count, services.settings.gmail_quota_units_per_minute)
-    )
+    return rough_duration(estimate_duration(count, services.settings.gmail_quota_units_per_minute))
 
 
 def status_destination(services: Services, channel: str) -> str:

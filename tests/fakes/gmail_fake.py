@@ -61,7 +61,7 @@ from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 import googleapiclient
 import trustme
 
-from bot.mail.pacing import GET_UNITS, LIST_UNITS, PROFILE_UNITS, SEND_UNITS
+from bot.handlers.quota import GET_UNITS, LIST_UNITS, PROFILE_UNITS, SEND_UNITS
 
 SEND_SCOPE = "https://www.googleapis.com/auth/gmail.send"
 READONLY_SCOPE = "https://www.googleapis.com/auth/gmail.readonly"

@@ -1,0 +1,197 @@
+"""The ``python -m bot`` parser, built from argparse and nothing heavy.
+
+Owns every command's arguments. A command's code (and Slack, SQLite, Jinja,
+rich, Google's libraries behind it) is imported only when that command runs, so
+``--help`` and quick commands start in a few tens of milliseconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from typing import Any
+
+from bot.cli.args import CAMPAIGN_ID, POSITIVE, whole
+
+DESCRIPTION = "``python -m bot``: the command line."
+
+
+class _run:
+    """``func`` of a parser: imports ``bot.cli.<module>`` on call, then runs ``name``."""
+
+    def __init__(self, module: str, name: str):
+        self.module, self.name = module, name
+
+    def __call__(self, args: argparse.Namespace, settings: Any) -> int:
+        command = getattr(importlib.import_module(f"bot.cli.{self.module}"), self.name)
+        return int(command(args, settings))
+
+    def __repr__(self) -> str:
+        return f"bot.cli.{self.module}.{self.name}"
+
+
+def _days(raw: str) -> int:
+    value = int(raw)
+    if not 1 <= value <= 3650:
+        raise argparse.ArgumentTypeError("must be between 1 and 3650")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bot", description=DESCRIPTION)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    parser.set_defaults(needs_settings=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for register in (register_core, register_gmail, register_compliance, register_serve):
+        register(sub)
+    return parser
+
+
+def register_core(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    send = sub.add_parser("send", help="send a template to a list of recipients")
+    send.add_argument("--template", metavar="NAME", help="catalogue name (see `templates`)")
+    send.add_argument(
+        "--recipients", metavar="FILE", help="a .csv file, or a text file of addresses"
+    )
+    send.add_argument(
+        "--var",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a variable for every recipient (repeatable)",
+    )
+    send.add_argument("--subject", metavar="TEXT", help="override the template's subject")
+    send.add_argument("--dry-run", action="store_true", help="render and check only")
+    send.add_argument("--limit", type=POSITIVE, metavar="N", help="send to at most N recipients")
+    send.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="send to the valid addresses even if some lines are invalid",
+    )
+    send.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue unfinished campaigns (after a crash, pause or deferral)",
+    )
+    send.set_defaults(func=_run("core_cmds", "cmd_send"))
+
+    preview = sub.add_parser("preview", help="write one recipient's rendered HTML and text")
+    preview.add_argument("--template", required=True, metavar="NAME")
+    preview.add_argument("--recipients", required=True, metavar="FILE")
+    preview.add_argument(
+        "--row", type=POSITIVE, default=1, metavar="N", help="1-based recipient number"
+    )
+    preview.add_argument("--var", action="append", default=[], metavar="NAME=VALUE")
+    preview.add_argument("--subject", metavar="TEXT")
+    preview.add_argument(
+        "--out", default="data/preview", metavar="DIR", help="folder for the files"
+    )
+    preview.set_defaults(func=_run("core_cmds", "cmd_preview"))
+
+    templates = sub.add_parser("templates", help="list the template catalogue")
+    templates.set_defaults(func=_run("template_cmds", "cmd_templates"))
+
+    status = sub.add_parser("status", help="recent campaigns, or one campaign's counts")
+    status.add_argument("campaign", type=CAMPAIGN_ID, nargs="?", metavar="CAMPAIGN")
+    status.add_argument(
+        "--last", type=POSITIVE, default=10, metavar="N", help="how many campaigns (10)"
+    )
+    status.set_defaults(func=_run("core_cmds", "cmd_status"))
+
+    resolve = sub.add_parser("resolve", help="decide about uncertain or failed messages")
+    resolve.add_argument("campaign", type=CAMPAIGN_ID, metavar="CAMPAIGN")
+    resolve.add_argument("--resend", action="store_true", help="send uncertain ones again")
+    resolve.add_argument("--skip", action="store_true", help="give uncertain ones up")
+    resolve.add_argument("--retry-failed", action="store_true", help="queue failed ones again")
+    resolve.set_defaults(func=_run("core_cmds", "cmd_resolve"))
+
+    config = sub.add_parser("config", help="print the effective settings, secrets masked")
+    config.add_argument("--example", action="store_true", help="print a commented .env.example")
+    config.set_defaults(func=_run("core_cmds", "cmd_config"), needs_settings=False)
+
+
+def register_gmail(subparsers: Any) -> None:
+    """Add ``auth`` and ``quota`` to the ``python -m bot`` parser."""
+    auth = subparsers.add_parser(
+        "auth",
+        help="authorize mailbolt to send from a Gmail account",
+        description="Sign in with Google and store the grant in GMAIL_TOKEN_FILE (mode 0600).",
+    )
+    auth.add_argument(
+        "--no-browser",
+        action="store_true",
+        help="print the sign-in URL instead of opening a browser (headless servers)",
+    )
+    auth.add_argument(
+        "--check", action="store_true", help="check that the saved grant still works, then exit"
+    )
+    auth.add_argument(
+        "--port",
+        type=whole(0, 65535),
+        default=0,
+        help="local port for Google's redirect (default: any free)",
+    )
+    auth.set_defaults(func=_run("gmail_cmds", "cmd_auth"))
+
+    quota = subparsers.add_parser(
+        "quota",
+        help="Gmail quota used in the last minute and day, and what is left",
+        description="Counts what mailbolt spent, from its own database.",
+    )
+    quota.add_argument(
+        "--campaign", type=CAMPAIGN_ID, metavar="ID", help="estimate this campaign's rest"
+    )
+    quota.add_argument("--messages", type=whole(0), metavar="N", help="estimate sending N messages")
+    quota.set_defaults(func=_run("gmail_cmds", "cmd_quota"))
+
+
+def register_compliance(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    unsub = sub.add_parser("unsubscribes", help="the marketing unsubscribe list")
+    actions = unsub.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    listing = actions.add_parser("list", help="everyone who unsubscribed")
+    listing.set_defaults(func=_run("compliance_cmds", "cmd_list"))
+
+    add = actions.add_parser("add", help="stop marketing mail to an address")
+    add.add_argument("address", metavar="ADDR")
+    add.set_defaults(func=_run("compliance_cmds", "cmd_add"))
+
+    remove = actions.add_parser(
+        "remove", help="allow marketing mail again (only at the person's request)"
+    )
+    remove.add_argument("address", metavar="ADDR")
+    remove.set_defaults(func=_run("compliance_cmds", "cmd_remove"))
+
+    export = actions.add_parser("export", help="write the list as spreadsheet-safe CSV")
+    export.add_argument("--out", metavar="FILE", help="write to FILE (mode 0600); default stdout")
+    export.set_defaults(func=_run("compliance_cmds", "cmd_export"))
+
+    report = sub.add_parser("stats", help="delivery and bounce rates")
+    report.add_argument(
+        "campaign_id",
+        type=CAMPAIGN_ID,
+        nargs="?",
+        metavar="CAMPAIGN",
+        help="one campaign, all time",
+    )
+    report.add_argument("--campaign", type=CAMPAIGN_ID, metavar="ID", help="the same, as an option")
+    report.add_argument(
+        "--days", type=_days, default=7, help="campaigns that sent in the last N days (7)"
+    )
+    report.add_argument(
+        "--scan", action="store_true", help="read new bounce reports first (BOUNCE_SCAN=on)"
+    )
+    report.set_defaults(func=_run("compliance_cmds", "cmd_stats"))
+
+
+def register_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve_parser = sub.add_parser("serve", help="run the Slack app and the web server")
+    serve_parser.add_argument(
+        "--port", type=whole(0, 65535), help="HTTP port, 0 for any free one (default: PORT, 3000)"
+    )
+    serve_parser.add_argument(
+        "--host",
+        default="0.0.0.0",  # noqa: S104 - a server Slack must reach
+        help="interface to listen on (default: all)",
+    )
+    serve_parser.set_defaults(func=_run("serve_cmds", "cmd_serve"))
