@@ -13,14 +13,16 @@ import dataclasses
 import re
 import tomllib
 from pathlib import Path
-from typing import Any
-
-import css_inline
+from typing import TYPE_CHECKING, Any
 
 from bot.errors import TemplateError
-from bot.handlers.rendering import Renderer
 from bot.handlers.values import SYSTEM_VARIABLES
 from bot.models import TemplateInfo
+
+if TYPE_CHECKING:
+    import css_inline
+
+    from bot.handlers.rendering import Renderer
 
 # SYSTEM_VARIABLES (declared in bot.handlers.values) are supplied to every render by
 # the sender; a catalogue's ``required`` lists only the rest. ``unsubscribe_url``
@@ -47,10 +49,7 @@ class TemplateCatalogue:
     def __init__(self, templates_dir: Path):
         self.templates_dir = Path(templates_dir)
         self._templates = _load_catalogue(self.templates_dir)
-        # One inliner for every message: building it per message would be wasted work.
-        # keep_at_rules keeps the @media rules (they cannot be inlined) in <head>;
-        # no remote stylesheets, so rendering never touches the network.
-        self._inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
+        self._inliner: css_inline.CSSInliner | None = None
 
     def list(self) -> builtins.list[TemplateInfo]:
         """Every template, sorted by name (for pickers and ``templates`` listings)."""
@@ -80,6 +79,17 @@ class TemplateCatalogue:
         override = (subject_override or "").strip()
         if override:
             info = dataclasses.replace(info, subject=override)
+        # Imported here: listing templates (``python -m bot templates``, pickers) needs
+        # neither Jinja nor the CSS inliner, and starts faster without them.
+        import css_inline
+
+        from bot.handlers.rendering import Renderer
+
+        if self._inliner is None:
+            # One inliner for every message: building it per message would be wasted
+            # work. keep_at_rules keeps the @media rules (they cannot be inlined) in
+            # <head>; no remote stylesheets, so rendering never touches the network.
+            self._inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
         return Renderer(info, self.templates_dir, self._inliner, user_subject=bool(override))
 
 
