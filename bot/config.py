@@ -181,6 +181,13 @@ SPECS: tuple[Spec, ...] = (
         _path,
         "SQLite file with campaigns, messages, unsubscribes and the audit log.",
     ),
+    Spec(
+        "DATABASE_BUSY_SECONDS",
+        "30",
+        _seconds(0, 600),
+        "How long to wait for a database another program has locked before giving up "
+        "with an error.",
+    ),
     Spec("SANDBOX_OUTBOX", "data/outbox", _path, "Folder the sandbox transport writes into."),
     Spec("TEMPLATES_DIR", "templates", _path, "Folder holding the template catalogue."),
     Spec("FROM_NAME", "Mailbolt", _text, "Display name on the From header."),
@@ -350,6 +357,7 @@ class Settings:
 
     mail_transport: str
     database_path: Path
+    database_busy_seconds: float
     sandbox_outbox: Path
     templates_dir: Path
     from_name: str

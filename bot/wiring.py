@@ -117,7 +117,7 @@ class Wiring:
     def store(self) -> Store:
         from bot.store import Store
 
-        return Store(self.settings.database_path)
+        return Store(self.settings.database_path, busy_seconds=self.settings.database_busy_seconds)
 
     @cached_property
     def catalogue(self) -> TemplateCatalogue:

@@ -243,6 +243,7 @@ def test_a_database_locked_in_the_middle_of_a_campaign_stops_cleanly_and_resume_
     environ = {
         "PATH": os.environ.get("PATH", ""),
         "DATABASE_PATH": str(db),
+        "DATABASE_BUSY_SECONDS": "3",  # give up on the lock after 3 s, not the default 30
         "SANDBOX_OUTBOX": str(tmp_path / "data" / "outbox"),
         "TEMPLATES_DIR": str(ROOT / "templates"),
         "SENDER_ADDRESS": "team@mailbolt.example",

@@ -38,8 +38,14 @@ from bot.store.testsends import SqliteTestSends
 class Store:
     """The SQLite database and its parts (``bot.ports.StoreParts``)."""
 
-    def __init__(self, path: Path | str, *, clock: Callable[[], float] = time.time):
-        self.database = Database(path, clock=clock)
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        clock: Callable[[], float] = time.time,
+        busy_seconds: float = 30.0,
+    ):
+        self.database = Database(path, clock=clock, busy_seconds=busy_seconds)
         self.campaigns = SqliteCampaigns(self.database)
         self.outbox = SqliteOutbox(self.database)
         self.quota = SqliteQuotaLog(self.database)

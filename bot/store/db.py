@@ -72,7 +72,13 @@ def of_account(account: str, column: str = "account") -> tuple[str, list[Any]]:
 class Database:
     """The connection, its lock, the clock, and the transaction helpers."""
 
-    def __init__(self, path: Path | str, *, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        clock: Callable[[], float] = time.time,
+        busy_seconds: float = 30.0,
+    ):
         self.path = Path(path)
         self.clock = clock
         self.lock = threading.RLock()
@@ -84,7 +90,7 @@ class Database:
             memory = str(path) == ":memory:"
             if not memory:
                 self._make_folder()
-            conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
+            conn = sqlite3.connect(str(path), check_same_thread=False, timeout=busy_seconds)
             self.db = sqlite_utils.Database(conn)
             if not memory:
                 self.db.enable_wal()
