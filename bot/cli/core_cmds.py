@@ -149,6 +149,18 @@ def _print_result(
         out.print(f"Sandbox: the messages are .eml files in [bold]{settings.sandbox_outbox}/[/]")
 
 
+def _progress_bar(label: str, todo: int) -> Progress:
+    """A bar on a terminal for a campaign worth watching; nothing otherwise."""
+    return Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=out,
+        disable=todo < 20 or not out.is_terminal,
+    )
+
+
 def _run_with_progress(campaign_id: int, deps: campaign.Deps, *, resume: bool) -> campaign.Result:
     counts = deps.store.outbox.counts(campaign_id)
     # The whole campaign is the total and the settled messages the count, so the
@@ -163,14 +175,7 @@ def _run_with_progress(campaign_id: int, deps: campaign.Deps, *, resume: bool) -
     todo = (
         counts[MessageState.QUEUED] + counts[MessageState.DEFERRED] + counts[MessageState.SENDING]
     )
-    with Progress(
-        TextColumn("sending"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=out,
-        disable=todo < 20 or not out.is_terminal,
-    ) as bar:
+    with _progress_bar("sending", todo) as bar:
         task = bar.add_task("send", total=total, completed=sum(counts[s] for s in done_states))
 
         def progress(now: dict[str, int]) -> None:
@@ -264,14 +269,7 @@ def _follow(campaign_id: int, deps: campaign.Deps, settings: Settings, lock: Sen
     done_states = (*FINAL_STATES, "deferred", "uncertain")
     start = sum(deps.store.outbox.counts(campaign_id)[s] for s in done_states)
     try:
-        with Progress(
-            TextColumn("sending (server)"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=out,
-            disable=todo < 20 or not out.is_terminal,
-        ) as bar:
+        with _progress_bar("sending (server)", todo) as bar:
             task = bar.add_task("send", total=todo)
             while not _handed_over_done(deps, campaign_id):
                 if not lock.held_by_other():
