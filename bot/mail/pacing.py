@@ -29,16 +29,9 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from bot.handlers.quota import SEND_UNITS, WINDOW_SECONDS, estimate_duration
+from bot.handlers.quota import SEND_UNITS, WINDOW_SECONDS
 
-#: ``estimate_duration`` is the quota module's; re-exported for existing callers.
-__all__ = [
-    "ARRIVAL_SLACK_S",
-    "SLOW_SEND_LATENCY_S",
-    "QuotaPacer",
-    "estimate_duration",
-    "workers_needed",
-]
+__all__ = ["ARRIVAL_SLACK_S", "SLOW_SEND_LATENCY_S", "QuotaPacer", "workers_needed"]
 
 #: How much later than its slot a call may reach Gmail, relative to another, and
 #: still be counted in the right window: one TCP retransmission and then some.

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bot.errors import AuthError, MailboltError
-from bot.handlers import policy
 
 if TYPE_CHECKING:
     from slack_sdk import WebClient
@@ -42,11 +41,6 @@ class Services:
     lookups: Lookups
     #: The "Checking…" floor; tests set 0, since the loopback fake has no such race.
     checking_min_seconds: float = CHECKING_MIN_SECONDS
-
-
-def permission_problem(settings: Settings, user_id: str) -> str | None:
-    """Why ``user_id`` may not send, in words; None when they may."""
-    return policy.permission_problem(settings.allowed_users, user_id)
 
 
 def describe(error: Exception, correlation_id: str = "") -> str:
