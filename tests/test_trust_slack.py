@@ -10,10 +10,9 @@ import email
 from email import policy
 from typing import Any
 
-import pytest
-
 from bot.errors import UncertainSendError
 from bot.slack import views
+from tests import test_slack_flow
 from tests.fakes.slack_fake import SlackFake, compose_values, running_mailbolt, wait_for
 from tests.test_slack_flow import (
     OTHER,
@@ -28,24 +27,10 @@ from tests.test_slack_flow import (
     to_preview,
 )
 
-
-@pytest.fixture
-def fake():
-    with SlackFake() as slack:
-        slack.add_user(OWNER, "owner@acme.example", "Olive Owner")
-        yield slack
-        assert slack.problems == [], "Slack would have refused something we sent"
-
-
-@pytest.fixture
-def allowed(settings):
-    return settings.replace(allowed_slack_users=f"{OWNER},{OTHER}")
-
-
-@pytest.fixture
-def mailbolt(allowed, fake):
-    with running_mailbolt(allowed, fake) as running:
-        yield running
+# The same Slack workspace, users and running app as the Slack flow tests.
+fake = test_slack_flow.fake
+allowed = test_slack_flow.allowed
+mailbolt = test_slack_flow.mailbolt
 
 
 def posted_texts(slack: SlackFake) -> list[str]:
@@ -138,6 +123,15 @@ def test_the_preview_says_the_status_goes_to_dms_when_the_app_is_not_in_the_chan
 def test_the_preview_names_the_channel_when_the_app_is_in_it(fake, mailbolt):
     preview = to_preview(fake, paste="ann@example.com")
     assert "Progress is posted in <#C0STATUS>." in block_text(preview["blocks"])
+
+
+def test_membership_is_asked_once_not_on_every_preview(fake, mailbolt):
+    """The question is asked inside Slack's 3-second answer: a second preview of the
+    same channel must not call Slack again (a rate-limited call would sleep there)."""
+    for user in (OWNER, OTHER):
+        preview = to_preview(fake, user=user, paste="ann@example.com")
+        assert "Progress is posted in <#C0STATUS>." in block_text(preview["blocks"])
+    assert len(fake.calls_to("conversations.info")) == 1
 
 
 def test_resending_uncertain_messages_keeps_to_the_daily_limit(fake, allowed):

@@ -21,6 +21,10 @@ from bot.errors import UserInputError
 from bot.handlers.recipient_csv import MAX_CSV_BYTES
 
 USER_CACHE_SECONDS = 600.0
+#: Membership is asked on the 3-second path of every compose submission; a
+#: rate-limited ``conversations.info`` (Tier 3) would sleep its Retry-After there.
+#: Membership rarely changes, and a post that fails falls back to a DM anyway.
+MEMBER_CACHE_SECONDS = 60.0
 LOOKUP_THREADS = 8
 
 
@@ -38,17 +42,28 @@ class Lookups:
         self.cache_seconds = cache_seconds
         self._clock = clock
         self._users: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._members: dict[str, tuple[float, bool | None]] = {}
 
     def is_member(self, channel: str) -> bool | None:
         """Whether the app is in ``channel`` (so it can post there); None when Slack
         will not say (the ``channels:read``/``groups:read`` scopes are missing, or
         the call failed). A private channel the app is not in is ``channel_not_found``.
+        A known answer is reused for ``MEMBER_CACHE_SECONDS``.
         """
+        now = self._clock()
+        known = self._members.get(channel)
+        if known is not None and now - known[0] <= MEMBER_CACHE_SECONDS:
+            return known[1]
         try:
-            found = self.client.conversations_info(channel=channel)["channel"]
+            member: bool | None = bool(
+                self.client.conversations_info(channel=channel)["channel"].get("is_member")
+            )
         except SlackApiError as exc:
-            return False if exc.response.get("error") == "channel_not_found" else None
-        return bool(found.get("is_member"))
+            if exc.response.get("error") != "channel_not_found":
+                return None  # unknown: ask again next time
+            member = False
+        self._members[channel] = (now, member)
+        return member
 
     def users(self, user_ids: Sequence[str]) -> list[dict[str, Any]]:
         """``users.info`` of each id, in order; several at once, reusing fresh answers."""
