@@ -402,13 +402,15 @@ def test_skip_uncertain_button(fake, allowed):
     with running_mailbolt(allowed, fake, transport=transport) as running:
         preview = to_preview(fake, paste="ann@example.com, bob@example.com")
         fake.submit_view(preview["id"], {}, user=OWNER)
-        done = final_status(fake)
+        done = final_status(fake, "needs a decision")  # not "finished": one is in doubt
+        assert "1 uncertain" in block_text(done["blocks"])
         assert "uncertain *1*" in block_text(done["blocks"])
         fake.click(views.A_SKIP_UNCERTAIN, user=OWNER, message=status_ref(fake))
         wait_for(
             lambda: "skipped *1*" in block_text(fake.messages[status_ref(fake)]["blocks"]),
             "the status to show the skip",
         )
+        final_status(fake)  # decided: now it is finished
         assert running.deps.store.outbox.counts(1)["uncertain"] == 0
 
 

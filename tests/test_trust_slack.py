@@ -142,7 +142,7 @@ def test_resending_uncertain_messages_keeps_to_the_daily_limit(fake, allowed):
         running.deps.policy.daily_limit = 2  # the day holds ann and bob's uncertain attempt
         preview = to_preview(fake, paste="ann@example.com, bob@example.com")
         fake.submit_view(preview["id"], {}, user=OWNER)
-        done = final_status(fake)
+        done = final_status(fake, "needs a decision")
         assert "uncertain *1*" in block_text(done["blocks"])
         fake.click(views.A_RESEND_UNCERTAIN, user=OWNER, message=status_ref(fake))
         wait_for(

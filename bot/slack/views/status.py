@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bot.handlers.display import display_state
 from bot.handlers.stats import DeliveryStats
 from bot.records import CampaignStatus, MessageState
 from bot.slack.views.blocks import (
@@ -91,24 +92,35 @@ def status_message(data: StatusData) -> tuple[str, list[dict[str, Any]]]:
     return clip(text, MAX_MESSAGE_TEXT), blocks
 
 
+#: How each of ``display_state``'s states reads on a status message.
+_STATE_WORDS = {
+    "cancelled": ":no_entry_sign: cancelled",
+    "paused": ":warning: paused",
+    "sending": ":arrows_counterclockwise: sending",
+    "interrupted": ":pause_button: stopped",
+    "deferred": ":hourglass: waiting for the daily limit",
+    "completed": ":white_check_mark: finished",
+}
+
+
 def state_line(data: StatusData) -> str:
-    """Where the campaign is, with its emoji: ``:white_check_mark: finished``."""
+    """Where the campaign is, with its emoji: ``:white_check_mark: finished``.
+
+    Queued and running are what the status board knows live; everything else is
+    ``display_state``'s, the same words the CLI's ``status`` uses.
+    """
     if data.queued and data.waiting_for is not None:
         return f":double_vertical_bar: waiting for campaign #{data.waiting_for} to finish"
     if data.queued:
         return ":hourglass_flowing_sand: starting"
     if data.active:
         return ":arrows_counterclockwise: sending"
-    by_status = {
-        CampaignStatus.COMPLETED: ":white_check_mark: finished",
-        CampaignStatus.CANCELLED: ":no_entry_sign: cancelled",
-        CampaignStatus.PAUSED: ":warning: paused",
-    }
-    if data.status in by_status:
-        return by_status[CampaignStatus(data.status)]
-    if data.count(MessageState.DEFERRED):
-        return ":hourglass: waiting for the daily limit"
-    return ":pause_button: stopped"
+    shown = display_state(
+        data.status, data.reason, data.counts, sender_active=False, deferred_until=data.resume_at
+    )
+    if shown.state == "needs a decision":
+        return f":grey_question: needs a decision: {shown.detail}"
+    return _STATE_WORDS.get(shown.state, f":pause_button: {shown.state}")
 
 
 def _done(data: StatusData) -> int:
