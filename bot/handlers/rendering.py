@@ -25,6 +25,7 @@ from jinja2.sandbox import SecurityError
 from markupsafe import escape
 
 from bot.errors import TemplateError
+from bot.handlers import row_check, sensitive
 from bot.handlers.template_compile import (
     LINK_ATTRIBUTES,
     NOT_ONE_LINE,
@@ -95,6 +96,7 @@ class Renderer:
         self._text_variables = undeclared(text_trees)
         self._variables = self._html_variables | self._text_variables | undeclared([subject_tree])
         self._link_variables = link_variables_in(html_trees)
+        self._trees = [subject_tree, *html_trees, *text_trees]
         # Lines of HTML already found free of bad links: most of a message is the
         # layout, the same for every recipient, and is checked once per campaign.
         # Only sound while a link's value starts on its attribute's line.
@@ -117,6 +119,46 @@ class Renderer:
         or mailto URL; preflight checks every recipient's value before rendering.
         """
         return self._link_variables
+
+    def row_checker(
+        self, sample: Mapping[str, Any], varying: frozenset[str]
+    ) -> row_check.RowChecker | None:
+        """Preflight's fast path for this template, or None where it cannot be proven.
+
+        ``sample`` is one recipient's variables; ``varying`` the names whose values
+        differ between recipients. See ``bot.handlers.row_check``.
+        """
+        if self._clean_lines is None:  # a link value may run over a line end
+            return None
+        truthy = row_check.substitution_slots(self._trees, varying)
+        if truthy is None:
+            return None
+        parts = {"subject": self._subject, "html": self._html, "text": self._text}
+
+        def render(part: str, variables: Mapping[str, Any]) -> str | None:
+            template = parts[part]
+            assert template is not None
+            try:
+                return fast_render(template, self._globals(template), variables)
+            except Exception:
+                return None
+
+        footer = None
+        if self.info.category == "marketing":
+
+            def footer(variables: Mapping[str, Any], html: str, text: str) -> None:
+                self._check_footer_rendered(variables, html, text or html, "")
+
+        checks = row_check.Checks(
+            subject=lambda subject: self._check_subject(subject, ""),
+            links=lambda html, variables: self._check_link_text(html, variables, ""),
+            footer=footer,
+            find_text=sensitive.text_has_findings,
+            find_html=sensitive.html_has_findings,
+        )
+        return row_check.build(
+            sample, varying, truthy, render, checks, has_text=self._text is not None
+        )
 
     def render(
         self, variables: Mapping[str, Any], who: str, *, check_only: bool = False

@@ -210,6 +210,16 @@ def _html_matches(markup: str) -> Iterator[tuple[str, str]]:
         yield from _password_matches(text)
 
 
+def text_has_findings(text: str) -> bool:
+    """Whether plain ``text`` holds any sensitive value (preflight's fast path)."""
+    return next(_matches(text), None) is not None
+
+
+def html_has_findings(markup: str) -> bool:
+    """Whether HTML ``markup`` holds any sensitive value, looked for as ``Scanner`` does."""
+    return next(_html_matches(markup), None) is not None
+
+
 def find_sensitive(text: str) -> list[str]:
     """The kinds of sensitive value in ``text`` (one entry per value found)."""
     return [kind for kind, _ in _matches(text)]
