@@ -21,6 +21,7 @@ from typing import Any
 import css_inline
 import html2text
 import jinja2
+from jinja2 import nodes
 from jinja2.sandbox import SecurityError
 from markupsafe import escape
 
@@ -59,6 +60,8 @@ _CELL_END = re.compile(r"</t[dh]>", re.IGNORECASE)
 _ATTRIBUTE_VALUE = re.compile(r"""=[ \t\r\n\f]*(?:"([^"]*)|'([^']*)|([^\s"'=<>`]+))""")
 _PLAIN_LINK = re.compile(r"(?:https?://|mailto:)[^&]*\Z", re.IGNORECASE)
 _LINK_NAME_BEFORE = re.compile(rf"(?<![\w:-]){LINK_ATTRIBUTES}\s*\Z", re.IGNORECASE)
+# A line break between an attribute's name and '=' or between '=' and its value.
+_SPLIT_ATTRIBUTE = re.compile(r"\n[ \t\r\f]*=|=[ \t\r\f]*\n")
 MAX_CLEAN_LINES = 50_000
 """Bound on one renderer's memory of HTML lines found free of bad links."""
 _TRAILING_SPACE = re.compile(r"[ \t]+\n")
@@ -100,7 +103,11 @@ class Renderer:
         # Lines of HTML already found free of bad links: most of a message is the
         # layout, the same for every recipient, and is checked once per campaign.
         # Only sound while a link's value starts on its attribute's line.
-        self._clean_lines: set[str] | None = None if has_multiline_links(html_trees) else set()
+        self._multiline_links = has_multiline_links(html_trees)
+        # And while an attribute's name, '=' and value start are on one line, as the
+        # lines are checked apart (a value naming the attribute must not escape).
+        split = any(_SPLIT_ATTRIBUTE.search(text) for text in _template_text(html_trees))
+        self._clean_lines: set[str] | None = None if self._multiline_links or split else set()
         if info.category == "marketing":
             self._check_footer_is_there()
 
@@ -128,7 +135,7 @@ class Renderer:
         ``sample`` is one recipient's variables; ``varying`` the names whose values
         differ between recipients. See ``bot.handlers.row_check``.
         """
-        if self._clean_lines is None:  # a link value may run over a line end
+        if self._multiline_links:  # row_check's runs of lines must start outside a value
             return None
         truthy = row_check.substitution_slots(self._trees, varying)
         if truthy is None:
@@ -377,6 +384,11 @@ def fast_render(
     context = template.new_context({**globals_, **variables}, shared=True)
     render_func = template.root_render_func
     return str(template.environment.concat(render_func(context)))
+
+
+def _template_text(trees: list[nodes.Template]) -> list[str]:
+    """The literal text of the templates, each piece as written."""
+    return [node.data for tree in trees for node in tree.find_all(nodes.TemplateData)]
 
 
 def _source_of(target: str, variables: Mapping[str, Any]) -> str:

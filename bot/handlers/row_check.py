@@ -38,9 +38,17 @@ _MARK = "\x1e{}<\x1f"
 _MARK_FOUND = re.compile("\x1e([0-9]+)(<|&lt;)\x1f")
 _HTML_SPECIAL = re.compile("[&<>'\"]")  # what markupsafe.escape replaces
 _BREAKS = re.compile("[\r\n\x0b\x0c\x1c\x1d\x1e\x1f\x85\u2028\u2029]")
-# Nodes after which output no longer follows from the template text alone:
-# calls (lipsum is random), and templates named at run time.
-_UNPROVABLE = (nodes.Call, nodes.Include, nodes.Import, nodes.FromImport, nodes.Macro)
+# Nodes after which output no longer follows from the template text alone: calls
+# (lipsum is random), a filter over a whole block, other templates brought in.
+_UNPROVABLE = (
+    nodes.Call,
+    nodes.FilterBlock,
+    nodes.Include,
+    nodes.Import,
+    nodes.FromImport,
+    nodes.Macro,
+    nodes.CallBlock,
+)
 
 
 def substitution_slots(trees: Iterable[nodes.Template], varying: frozenset[str]) -> set[str] | None:
@@ -56,9 +64,11 @@ def substitution_slots(trees: Iterable[nodes.Template], varying: frozenset[str])
     for tree in trees:
         if any(True for _ in tree.find_all(_UNPROVABLE)):
             return None
-        for node in tree.find_all(nodes.Filter):
-            if node.name == "random":
-                return None
+        if any(node.name == "random" for node in tree.find_all(nodes.Filter)):
+            return None
+        # A layout named by a variable is not among the trees looked at.
+        if any(not isinstance(n.template, nodes.Const) for n in tree.find_all(nodes.Extends)):
+            return None
         if not _uses_ok(tree, varying, truthy):
             return None
     return truthy
