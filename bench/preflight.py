@@ -72,15 +72,16 @@ def ratio_runs(n: int, reps: int, deps) -> list[tuple[float, float]]:
     data = make_csv(n)
     addresses = [f"person{i}@example{i % 97}.com" for i in range(n)]
     runs = []
+    clock = time.process_time  # CPU time: other processes' time slices are not ours
     for _ in range(reps):
-        start = time.perf_counter()
+        start = clock()
         for a in addresses:
             validate_email(a, check_deliverability=False)
-        alone = time.perf_counter() - start
-        start = time.perf_counter()
+        alone = clock() - start
+        start = clock()
         recipients = parse_csv(data, max_recipients=n)
         preflight.preflight(campaign.CampaignRequest("welcome", recipients, "bench"), deps)
-        runs.append((alone, time.perf_counter() - start))
+        runs.append((alone, clock() - start))
     return runs
 
 

@@ -31,13 +31,10 @@ from markupsafe import escape
 
 from bot.errors import MailboltError
 
-# The link check looks for an attribute's name up to 40 characters before its '='
-# (rendering._LINK_NAME_BEFORE); the sensitive scan never looks past a line end.
-_LINK_CONTEXT = 41
 _MARK = "\x1e{}<\x1f"
 _MARK_FOUND = re.compile("\x1e([0-9]+)(<|&lt;)\x1f")
 _HTML_SPECIAL = re.compile("[&<>'\"]")  # what markupsafe.escape replaces
-_BREAKS = re.compile("[\r\n\x0b\x0c\x1c\x1d\x1e\x1f\x85\u2028\u2029]")
+_BREAKS = re.compile("[\x00\r\n\x0b\x0c\x1c\x1d\x1e\x1f\x85\u2028\u2029]")
 # Nodes after which output no longer follows from the template text alone: calls
 # (lipsum is random), a filter over a whole block, other templates brought in.
 _UNPROVABLE = (
@@ -158,31 +155,39 @@ def _link_blocks(lines: list[str], formats: list[str], has_value: list[bool]) ->
     """Runs of lines around each line with a value: all the link check could relate to it.
 
     Lines start outside any attribute value (``Renderer.row_checker`` requires
-    it), so a run can be checked on its own. Before a value line, enough lines
-    that 41 characters precede any '=' (a '=' can be followed by blank lines
-    before its quoted value); after it, 41 characters, and on past lines that
-    end in '=' or are blank, to reach the value of an attribute the value names.
+    it), and an attribute's name and '=' are separated by white space only, as
+    are '=' and its value. So a line's matches depend on the line before only if
+    it starts (after white space) with '=', a quote or a value, or the line
+    before ends with '=' or a value; blank lines pass that on. Lines are taken in
+    while that holds, in both directions, so each run can be checked on its own.
     """
     spans: list[list[int]] = []
     last = len(lines) - 1
     for i, valued in enumerate(has_value):
         if not valued:
             continue
-        start, before = i, ""
-        while start > 0 and len(before.rstrip()) < _LINK_CONTEXT:
+        start = end = i
+        while start > 0 and (_opens(lines[start]) or _open_ended(lines[start - 1])):
             start -= 1
-            before = lines[start] + "\n" + before
-        end, after = i, 0
-        while end < last and (
-            after < _LINK_CONTEXT or not lines[end].strip() or lines[end].rstrip().endswith("=")
-        ):
+        while end < last and (_open_ended(lines[end]) or _opens(lines[end + 1])):
             end += 1
-            after += len(lines[end]) + 1
         if spans and start <= spans[-1][1] + 1:
-            spans[-1][1] = end
+            spans[-1][1] = max(end, spans[-1][1])
         else:
             spans.append([start, end])
     return ["\n".join(formats[a : b + 1]) for a, b in spans]
+
+
+def _opens(line: str) -> bool:
+    """Blank, or starts with what may pair with the line before: '=', a quote, a value."""
+    text = line.lstrip()
+    return not text or text[0] in "=\"'\x1e"
+
+
+def _open_ended(line: str) -> bool:
+    """Blank, or ends with what may pair with the line after: '=' or a value."""
+    text = line.rstrip()
+    return not text or text[-1] in "=\x1f"
 
 
 @dataclass
@@ -208,27 +213,33 @@ class RowChecker:
         self._get_constants = itemgetter(*self.constants) if self.constants else (lambda _: ())
         self._constant_values = self._get_constants(self.constants)
         self._truthy_at = [i for i, name in enumerate(self.names) if name in self.truthy]
-        self._links = "\n".join(self.html.links)
+        # One format call per row: subject, link runs, text lines and HTML lines,
+        # separated by NUL (a value holding one is left to the full check).
+        links = "\n".join(self.html.links)
+        self._same_lines = links == self.html.lines  # the usual case: no runs longer
+        pieces = [self.subject, links, self.text.lines if self.text else ""]
+        self._all = "\x00".join([*pieces, *([] if self._same_lines else [self.html.lines])])
 
     def clean(self, variables: Mapping[str, Any]) -> bool:
         """True only if the full render-and-check of this row would find nothing."""
         values = self._values(variables)
         if values is None:
             return False
-        subject = self.subject.format(*values).strip()
+        subject, links, text, *rest = self._all.format(*values).split("\x00")
+        subject = subject.strip()
         checks = self.checks
         try:
             checks.subject(subject)
             # The runs are checked as one text: each ends on a line that closes
             # whatever it opened (see _link_blocks), so no match spans two.
-            checks.links(self._links.format(*values), variables)
+            checks.links(links, variables)
             if checks.footer is not None:
                 whole_text = self.text.whole.format(*values) if self.text else ""
                 checks.footer(variables, self.html.whole.format(*values), whole_text)
         except MailboltError:
             return False
-        text = f"{self.text.lines.format(*values)}\n{subject}" if self.text else subject
-        return not (checks.find_text(text) or checks.find_html(self.html.lines.format(*values)))
+        text = f"{text}\n{subject}" if self.text else subject
+        return not (checks.find_text(text) or checks.find_html(rest[0] if rest else links))
 
     def _values(self, variables: Mapping[str, Any]) -> list[str] | None:
         """The row's values, raw then HTML-escaped, or None if the proof does not cover it."""
@@ -241,7 +252,7 @@ class RowChecker:
             raw = (raw,)
         if not all(type(value) is str for value in raw):
             return None
-        joined = "\x00".join(raw)
+        joined = "".join(raw)
         if _BREAKS.search(joined):
             return None
         for i in self._truthy_at:
