@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 
 import jinja2
+import jinja2.bccache
 from jinja2 import meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -89,6 +90,46 @@ def bare_environment() -> SandboxedEnvironment:
     return env
 
 
+class _SharedBytecode(jinja2.BytecodeCache):
+    """Compiled template code, shared by every environment of ``environment()`` in
+    this process and keyed by file and source checksum (Jinja checks both).
+
+    Each campaign's renderer has its own environment, so without this every
+    renderer (preflight's, the send loop's, each Slack preview's) compiled the
+    same files again. Safe to share because those environments are configured
+    identically, and an edited file has a new checksum, so it is compiled anew.
+    """
+
+    def __init__(self, limit: int = 256) -> None:
+        self._code: dict[str, bytes] = {}
+        self._limit = limit
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        code = self._code.get(bucket.key)
+        if code is not None:
+            bucket.bytecode_from_string(code)
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        if len(self._code) >= self._limit:
+            self._code.clear()
+        self._code[bucket.key] = bucket.bytecode_to_string()
+
+
+_BYTECODE = _SharedBytecode()
+_TREES: dict[tuple[str, str], nodes.Template] = {}
+"""Parsed files by (name, source): read-only after parsing, so shared like the code."""
+
+
+def _parse(env: SandboxedEnvironment, source: str, name: str) -> nodes.Template:
+    key = (name, source)
+    tree = _TREES.get(key)
+    if tree is None:
+        if len(_TREES) >= 256:
+            _TREES.clear()
+        tree = _TREES[key] = env.parse(source, name=name)
+    return tree
+
+
 def environment(templates_dir: Path) -> SandboxedEnvironment:
     """A sandboxed environment where only ``*.html.j2``-style files are HTML-escaped.
 
@@ -105,6 +146,7 @@ def environment(templates_dir: Path) -> SandboxedEnvironment:
         trim_blocks=True,
         lstrip_blocks=True,
         auto_reload=False,
+        bytecode_cache=_BYTECODE,
     )
     env.filters["paragraphs"] = paragraphs
     return env
@@ -189,7 +231,7 @@ def load_file(
         try:
             env.get_template(name)
             source, _, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
-            trees[name] = env.parse(source, name=name)
+            trees[name] = _parse(env, source, name)
         except jinja2.TemplateNotFound as exc:
             raise TemplateError(
                 f"The template {info.name!r} uses {exc.name!r}, which is not a file in "
