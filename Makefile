@@ -19,10 +19,12 @@ demo: $(STAMP)
 
 # Most tests wait on loopback servers and subprocesses, not the CPU: four
 # workers keep both cores busy. `pytest tests/test_x.py` alone runs serially.
+# Bytecode is cached even where PYTHONDONTWRITEBYTECODE is set: otherwise every
+# worker rewrites the assertions of every test module again (~2.5 s of CPU each).
 TEST_WORKERS ?= 4
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 bench: $(STAMP)
 	$(BIN)/python bench/preflight.py

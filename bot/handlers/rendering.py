@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import css_inline
-import html2text
 import jinja2
 from jinja2 import nodes
 from jinja2.sandbox import SecurityError
@@ -412,6 +411,10 @@ def _location(exc: BaseException) -> str:
 
 def _html_to_text(html: str) -> str:
     """A readable plain-text part for templates that have no ``.txt.j2`` of their own."""
+    # Imported here: every bundled template has a text part, so most runs never
+    # need it, and each ``python -m bot send`` starts faster without it.
+    import html2text
+
     converter = html2text.HTML2Text()
     converter.body_width = 0  # no hard wrapping: it would break long URLs across lines
     converter.ignore_tables = True  # the layout tables carry no data
