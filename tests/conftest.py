@@ -42,3 +42,35 @@ def gmail_fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGmail]:
         for name, value in server.env().items():
             monkeypatch.setenv(name, value)
         yield server
+
+
+# The longest tests (10–30 s of waiting on subprocesses and paced fakes). Under
+# xdist each worker is handed one contiguous block of the collection and idle
+# workers steal from the ends of the others' blocks; a long test that happens to
+# sit late in a block starts late and keeps the whole run waiting for it. Putting
+# one at the head of each block starts them all first. Speed only: order is free.
+_LONGEST = (
+    "test_gmail_e2e.py::test_sigkill_three_times",
+    "test_trust_handoff.py::test_ctrl_c_stops_following_not_sending",
+    "test_gmail_e2e.py::test_paced_at_the_quota",
+    "test_crash.py::test_sigkill_and_resume",
+    "test_trust_faults.py::test_a_database_locked_in_the_middle",
+    "test_slack_stats.py::test_serve_scans_for_bounces",
+    "test_gmail_e2e.py::test_a_revoked_grant_pauses",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    workers = getattr(config, "workerinput", {}).get("workercount")
+    if not workers or len(items) < 2 * workers:
+        return
+    longest = [i for i in items if any(name in i.nodeid for name in _LONGEST)]
+    rest = [i for i in items if i not in longest]
+    order: list[pytest.Item] = []
+    size = len(items) // workers  # xdist's first split: equal contiguous blocks
+    for block in range(workers):
+        order += longest[block::workers]
+        take = size - len(longest[block::workers]) if block < workers - 1 else len(rest)
+        order += rest[:take]
+        rest = rest[take:]
+    items[:] = order
