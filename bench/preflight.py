@@ -6,7 +6,8 @@ memory. Then the headline ratio, CSV bytes → validated, deduplicated, rendered
 and checked list, divided by email-validator alone on the same addresses: at
 10,000 and 100,000 rows, as the median of interleaved repetitions (validator,
 then the stage, then the validator again…) with the spread, because one sample
-is noise on a shared 2-core machine. Target: <= 2.0x at both sizes.
+is noise on a shared 2-core machine; both sides are measured in CPU time, which
+other processes' time slices do not inflate. Target: <= 2.0x at both sizes.
 Numbers, not assertions: run ``make bench``.
 """
 
