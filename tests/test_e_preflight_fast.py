@@ -458,3 +458,30 @@ def test_templates_not_made_of_text_and_values_get_no_fast_path(
     sample = _variables(values_deps, {"who": "Ann"})
     varying = frozenset({"who", "email", "name", "first_name", "unsubscribe_url"})
     assert renderer.row_checker(sample, varying) is None
+
+
+def test_a_marketing_template_takes_the_fast_path_with_its_footer_checked(settings) -> None:
+    """Each recipient's unsubscribe link differs; the footer check still runs per row."""
+    deps = build_deps(settings.replace(public_base_url="https://mailbolt.example"))
+    renderer = deps.catalogue.renderer("event_invitation")
+    row = {
+        "event_name": "Launch",
+        "event_date": "Friday",
+        "event_place": "Hall 2",
+        "rsvp_url": "https://events.example/rsvp",
+    }
+
+    def variables(email: str, changes: dict[str, str]) -> dict[str, Any]:
+        return campaign.message_variables(
+            deps, email, "Ann Lee", {**row, **changes}, {}, 7, "marketing"
+        )
+
+    sample = variables("a@example.com", {})
+    varying = frozenset(row) | {"email", "name", "first_name", "unsubscribe_url"}
+    checker = renderer.row_checker(sample, varying)
+    assert checker is not None
+    other = variables("b@example.com", {"event_place": "Hall 3"})
+    assert other["unsubscribe_url"] != sample["unsubscribe_url"]
+    assert checker.clean(other)
+    assert not checker.clean(variables("c@example.com", {"event_place": "pwd: hunter2"}))
+    assert not checker.clean(variables("d@example.com", {"rsvp_url": "javascript:alert(1)"}))
