@@ -233,11 +233,7 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
             raise
         # Recording needs no lock; the server notices the campaign and sends it.
         campaign_id, _ = preflight.record(plan, deps)
-        out.print(
-            f"Campaign {campaign_id} handed to the running server (pid {busy.pid}); "
-            "following its progress. Ctrl-C stops following, not the sending."
-        )
-        return _follow(campaign_id, deps, settings, lock)
+        return _follow(campaign_id, deps, settings, lock, handed_to=busy.pid)
     try:
         campaign_id, _ = preflight.record(plan, deps)
         result = _run_with_progress(campaign_id, deps, resume=False)
@@ -263,12 +259,28 @@ def _handed_over_done(deps: campaign.Deps, campaign_id: int) -> bool:
     )
 
 
-def _follow(campaign_id: int, deps: campaign.Deps, settings: Settings, lock: SenderLock) -> int:
-    """Show the server's progress on a handed-over campaign, then the usual report."""
-    todo = len(deps.store.outbox.ready_messages(campaign_id))
+def _follow(
+    campaign_id: int,
+    deps: campaign.Deps,
+    settings: Settings,
+    lock: SenderLock,
+    *,
+    handed_to: int | None,
+) -> int:
+    """Show the server's progress on a handed-over campaign, then the usual report.
+
+    The hand-off is announced inside the ``try``: a Ctrl-C any time after the
+    person reads "Ctrl-C stops following" must stop following, not print the
+    advice for an interrupted send of one's own.
+    """
     done_states = (*FINAL_STATES, "deferred", "uncertain")
-    start = sum(deps.store.outbox.counts(campaign_id)[s] for s in done_states)
     try:
+        out.print(
+            f"Campaign {campaign_id} handed to the running server (pid {handed_to}); "
+            "following its progress. Ctrl-C stops following, not the sending."
+        )
+        todo = len(deps.store.outbox.ready_messages(campaign_id))
+        start = sum(deps.store.outbox.counts(campaign_id)[s] for s in done_states)
         with _progress_bar("sending (server)", todo) as bar:
             task = bar.add_task("send", total=todo)
             while not _handed_over_done(deps, campaign_id):
