@@ -24,7 +24,7 @@ from bot.records import (
     MessageState,
     Transition,
 )
-from bot.store.db import Database, of_account
+from bot.store.sql import SqlDatabase, of_account
 
 _Q, _SG, _ST, _F, _SK, _D, _U = (
     MessageState.QUEUED,
@@ -47,6 +47,10 @@ _SENT_TIME = (
 )
 _PRIOR_TIME = "prior_claimed_at"
 _TEST_STATES = ", ".join(f"'{s.value}'" for s in sorted({_ST, *MAYBE_SENT_STATES}))
+# How many of the rows bounced hard or soft (a sum of cases: PostgreSQL sums no booleans).
+_HARD, _SOFT = (
+    f"coalesce(sum(case when bounce = '{kind}' then 1 else 0 end), 0)" for kind in ("hard", "soft")
+)
 
 
 def message_from_row(row: dict[str, Any]) -> Message:
@@ -78,14 +82,14 @@ def _optional_float(value: Any) -> float | None:
 
 
 def _delivery(row: dict[str, Any]) -> DeliveryCounts:
-    return DeliveryCounts(sent=row["sent"], hard=row["hard"], soft=row["soft"])
+    return DeliveryCounts(sent=int(row["sent"]), hard=int(row["hard"]), soft=int(row["soft"]))
 
 
 class SqliteOutbox:
-    """``bot.ports.Outbox`` on SQLite (table ``messages``; the daily limit reads
+    """``bot.ports.Outbox`` on SQL (table ``messages``; the daily limit reads
     ``test_sends`` too, since a test send spends the same day)."""
 
-    def __init__(self, database: Database):
+    def __init__(self, database: SqlDatabase):
         self._db = database
 
     # -- reading -----------------------------------------------------------
@@ -101,6 +105,8 @@ class SqliteOutbox:
         params: list[Any] = [campaign_id]
         if states is not None:
             wanted = [MessageState(s).value for s in states]
+            if not wanted:
+                return []  # ``in ()``: SQLite finds nothing, PostgreSQL calls it an error
             sql += f" and state in ({','.join('?' * len(wanted))})"
             params += wanted
         sql += " order by position"
@@ -157,8 +163,8 @@ class SqliteOutbox:
         """
         mine, params = of_account(account)
         sql = (
-            f"select coalesce(sum({_SENT_TIME} >= ?), 0) "  # noqa: S608
-            f"+ coalesce(sum({_PRIOR_TIME} >= ?), 0) n "
+            f"select coalesce(sum(case when {_SENT_TIME} >= ? then 1 else 0 end), 0) "  # noqa: S608
+            f"+ coalesce(sum(case when {_PRIOR_TIME} >= ? then 1 else 0 end), 0) n "
             f"from messages where {mine}"
         )
         messages = self._db.query(sql, [since, since, *params])[0]["n"]
@@ -196,8 +202,8 @@ class SqliteOutbox:
     ) -> DeliveryCounts:
         """``sent`` messages and how many of them bounced (``hard``, ``soft``)."""
         sql = (
-            "select count(*) sent, coalesce(sum(bounce = 'hard'), 0) hard, "
-            "coalesce(sum(bounce = 'soft'), 0) soft from messages where state = ?"
+            f"select count(*) sent, {_HARD} hard, {_SOFT} soft "  # noqa: S608
+            "from messages where state = ?"
         )
         params: list[Any] = [_ST.value]
         if campaign_id is not None:
@@ -211,11 +217,11 @@ class SqliteOutbox:
     def delivery_by_campaign(self, since: float) -> list[CampaignDelivery]:
         """Per campaign with mail sent since ``since``, newest first: counts as above."""
         rows = self._db.query(
-            "select m.campaign_id, c.template, c.created_at, count(*) sent, "
-            "coalesce(sum(m.bounce = 'hard'), 0) hard, coalesce(sum(m.bounce = 'soft'), 0) soft "
+            "select m.campaign_id, c.template, c.created_at, count(*) sent, "  # noqa: S608
+            f"{_HARD} hard, {_SOFT} soft "
             "from messages m join campaigns c on c.id = m.campaign_id "
             "where m.state = ? and m.sent_at >= ? "
-            "group by m.campaign_id order by m.campaign_id desc",
+            "group by m.campaign_id, c.template, c.created_at order by m.campaign_id desc",
             [_ST.value, since],
         )
         return [
