@@ -22,7 +22,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from functools import lru_cache
 from typing import Any
 
@@ -64,14 +64,66 @@ _FAULT_CLASSES = {
 }
 
 
+def connect(url: str, *, application_name: str, busy_seconds: float) -> psycopg.Connection:
+    """A new autocommit session with mailbolt's settings.
+
+    ``synchronous_commit = on`` whatever the server's default: a commit is on disk.
+    ``lock_timeout`` is ``DATABASE_BUSY_SECONDS``: how long a write waits for a row
+    or table another program holds before it gives up with an error.
+    """
+    conn = psycopg.connect(
+        url,
+        autocommit=True,
+        connect_timeout=max(1, round(busy_seconds)),
+        application_name=application_name,
+    )
+    conn.execute("select set_config('synchronous_commit', 'on', false)")
+    conn.execute(
+        "select set_config('lock_timeout', %s, false)", [f"{max(1, round(busy_seconds * 1000))}ms"]
+    )
+    return conn
+
+
+@contextmanager
+def faults(url: str, remember: Callable[[StorageError], None] | None = None) -> Iterator[None]:
+    """Turn the server's and the network's faults into one readable ``StorageError``.
+
+    Bugs (a wrong query, a broken constraint) stay ordinary exceptions.
+    """
+    try:
+        yield
+    except psycopg.Error as exc:
+        fault = storage_fault(exc, url)
+        if fault is None:
+            raise
+        if remember is not None:
+            remember(fault)
+        raise fault from exc
+
+
 def fault_reason(exc: psycopg.Error) -> str | None:
     """Why the database cannot be used, in words; None if ``exc`` is a bug."""
     state = exc.sqlstate
     if state is None:
         if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
-            return "the server cannot be reached, or the connection was lost"
+            return _connect_reason(str(exc))
         return None
     return _FAULT_CODES.get(state) or _FAULT_CLASSES.get(state[:2])
+
+
+# What libpq says when a connection is refused, and what it means (no SQLSTATE then).
+_CONNECT_FAULTS = (
+    (re.compile(r'database ".*" does not exist'), "the database does not exist"),
+    (re.compile(r"authentication failed|password"), _FAULT_CLASSES["28"]),
+    (re.compile(r"no pg_hba\.conf entry"), "the server does not accept this user from here"),
+)
+
+
+def _connect_reason(message: str) -> str:
+    for pattern, reason in _CONNECT_FAULTS:
+        if pattern.search(message):
+            return reason
+    return "the server cannot be reached, or the connection was lost"
 
 
 def storage_fault(exc: psycopg.Error, url: str) -> StorageError | None:
@@ -198,46 +250,20 @@ class PgDatabase:
         with self._faults(), self.lock:
             schema.migrate(self._connection())
 
-    def connect(self, application_name: str | None = None) -> psycopg.Connection:
-        """A new autocommit session with mailbolt's settings (the sender lock takes one too).
-
-        ``lock_timeout`` is ``DATABASE_BUSY_SECONDS``: how long a write waits for a
-        row or table another program holds before it gives up with an error.
-        """
-        conn = psycopg.connect(
-            self.url,
-            autocommit=True,
-            connect_timeout=max(1, round(self._busy_seconds)),
-            application_name=application_name or self._application_name,
-        )
-        conn.execute("select set_config('synchronous_commit', 'on', false)")
-        conn.execute(
-            "select set_config('lock_timeout', %s, false)",
-            [f"{max(1, round(self._busy_seconds * 1000))}ms"],
-        )
-        return conn
-
     def _connection(self) -> psycopg.Connection:
         """The shared session; a new one if the last was lost (server restart, network)."""
         if self._conn is None or self._conn.closed or self._conn.broken:
             if self._conn is not None:
                 self._conn.close()
-            self._conn = self.connect()
+            self._conn = connect(
+                self.url, application_name=self._application_name, busy_seconds=self._busy_seconds
+            )
         return self._conn
 
     # -- faults of the machine -------------------------------------------------
 
-    @contextmanager
-    def _faults(self) -> Iterator[None]:
-        """Turn the server's and the network's faults into one readable ``StorageError``."""
-        try:
-            yield
-        except psycopg.Error as exc:
-            fault = storage_fault(exc, self.url)
-            if fault is None:
-                raise
-            self._faulted.remember(fault)
-            raise fault from exc
+    def _faults(self) -> AbstractContextManager[None]:
+        return faults(self.url, self._faulted.remember)
 
     @contextmanager
     def tx(self) -> Iterator[PgTx]:

@@ -21,7 +21,6 @@ from bot.ports import StoreParts
 from bot.records import MessageState, NewMessage
 from bot.store import Store
 from bot.store_pg.store import PgStore
-from tests.pg_server import pg_server, pg_url  # noqa: F401 - fixtures the postgres backend uses
 
 START = 1_700_000_000.0
 #: The Gmail account the contract tests send as (any address would do).
