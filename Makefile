@@ -21,7 +21,10 @@ demo: $(STAMP)
 # workers keep both cores busy. `pytest tests/test_x.py` alone runs serially.
 TEST_WORKERS ?= 4
 
+# The PostgreSQL tests start their own server from the machine's PostgreSQL
+# programs: .ci/ensure-postgres installs them when it may, else says how.
 test: $(STAMP)
+	@.ci/ensure-postgres
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 bench: $(STAMP)

@@ -40,21 +40,29 @@ INSTALL_HINT = (
 USER = "mailbolt"
 
 
+#: Use the server programs in this folder only (a particular version; tests of this module).
+BINDIR_VARIABLE = "MAILBOLT_TEST_PG_BINDIR"
+
+
 def find_bindir() -> Path | None:
     """The folder with ``initdb`` and ``postgres``: ``pg_config --bindir``, then
     Debian's ``/usr/lib/postgresql/<version>/bin`` (newest first), then PATH."""
     candidates: list[Path] = []
-    if shutil.which("pg_config"):
+    chosen = os.environ.get(BINDIR_VARIABLE, "").strip()
+    if chosen:
+        candidates.append(Path(chosen))
+    elif shutil.which("pg_config"):
         found = subprocess.run(
             ["pg_config", "--bindir"], capture_output=True, text=True, check=False
         )
         candidates.append(Path(found.stdout.strip()))
     versions = glob.glob("/usr/lib/postgresql/*/bin")
-    candidates += [Path(p) for p in sorted(versions, key=_version, reverse=True)]
-    candidates += [Path("/usr/local/pgsql/bin")]
     initdb = shutil.which("initdb")
-    if initdb:
-        candidates.append(Path(initdb).resolve().parent)
+    if not chosen:
+        candidates += [Path(p) for p in sorted(versions, key=_version, reverse=True)]
+        candidates += [Path("/usr/local/pgsql/bin")]
+        if initdb:
+            candidates.append(Path(initdb).resolve().parent)
     for folder in candidates:
         if (folder / "initdb").is_file() and (folder / "postgres").is_file():
             return folder
