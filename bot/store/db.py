@@ -152,6 +152,10 @@ class Database:
         """Lower-cased ``emails`` present in ``table`` (chunked under SQLite's 999 vars)."""
         return among_emails(self.query, table, condition, emails)
 
+    def skip_locked(self, alias: str) -> str:
+        """Nothing: SQLite runs one write transaction at a time."""
+        return ""
+
     @property
     def schema_version(self) -> int:
         with self._faults(), self.lock:

@@ -19,6 +19,7 @@ from bot.records import (
     MESSAGE_STATES,
     TRANSITIONS,
     CampaignDelivery,
+    CampaignStatus,
     DeliveryCounts,
     Message,
     MessageState,
@@ -341,3 +342,63 @@ class SqliteOutbox:
             sql += " and campaign_id = ?"
             params.append(campaign_id)
         return self._db.update(sql, params)
+
+    # -- many workers --------------------------------------------------------
+
+    def claim_ready(
+        self, account: str, limit: int, campaign_id: int | None = None
+    ) -> list[Message]:
+        """Claim up to ``limit`` ready messages of ``account`` at once (→ ``sending``).
+
+        Ready: queued, or deferred and due, in a running campaign; oldest campaign
+        and list position first. One statement picks and moves them, so each
+        message goes to one claimer only: PostgreSQL's ``skip locked`` lets
+        concurrent claimers pass over rows another is taking, and the outer
+        ``state in`` check re-reads each row after any wait. A claim counts the
+        attempt and stamps ``claimed_at``, as ``claim`` does.
+        """
+        now = self._db.clock()
+        starts = sorted(s.value for s in TRANSITIONS[_SG])
+        marks = ",".join("?" * len(starts))
+        only = " and m.campaign_id = ?" if campaign_id is not None else ""
+        pick = (
+            "select m.id from messages m join campaigns c on c.id = m.campaign_id "  # noqa: S608
+            f"where c.status = ? and m.account = ?{only} and (m.state = ? or "
+            "(m.state = ? and coalesce(m.not_before, 0) <= ?)) "
+            f"order by m.campaign_id, m.position limit ?{self._db.skip_locked('m')}"
+        )
+        picked: list[Any] = [CampaignStatus.RUNNING.value, account]
+        picked += [campaign_id] if campaign_id is not None else []
+        picked += [_Q.value, _D.value, now, limit]
+        with self._db.tx() as db:
+            cursor = db.execute(
+                "update messages set state = ?, updated_at = ?, claimed_at = ?, "  # noqa: S608
+                f"attempts = attempts + 1 where id in ({pick}) and state in ({marks}) "
+                "returning *",
+                [_SG.value, now, now, *picked, *starts],
+            )
+            names = [d[0] for d in cursor.description]
+            rows = [message_from_row(dict(zip(names, r, strict=True))) for r in cursor.fetchall()]
+        return sorted(rows, key=lambda m: (m.campaign_id, m.position))
+
+    def recover_expired(self, lease_seconds: float) -> int:
+        """``sending`` messages claimed over ``lease_seconds`` ago become ``uncertain``.
+
+        A claim is a lease: the worker that took it settles it (sent, failed,
+        deferred, uncertain) well within the lease, or it died (SIGKILL, a lost
+        machine). Its messages then go the way of a crash, through ``uncertain``
+        and reconciliation, while the other workers keep sending; fresher claims
+        are left alone. The lease must outlast one send with its retries.
+        """
+        now = self._db.clock()
+        return self._db.update(
+            "update messages set state = ?, updated_at = ?, last_error = ? "
+            "where state = ? and coalesce(claimed_at, updated_at) < ?",
+            [
+                _U.value,
+                now,
+                "the worker sending this message stopped (its claim expired)",
+                _SG.value,
+                now - lease_seconds,
+            ],
+        )

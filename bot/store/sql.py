@@ -29,12 +29,18 @@ from bot.records import LEGACY_ACCOUNT, SANDBOX_ACCOUNT
 
 
 class Cursor(Protocol):
-    """What a write reports back: rows changed, and a row it selected."""
+    """What a statement reports back: rows changed, and the rows it selected or
+    returned (tuples, named by ``description``)."""
 
     @property
     def rowcount(self) -> int: ...
 
+    @property
+    def description(self) -> Any: ...
+
     def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
 
 
 class Inserted(Protocol):
@@ -76,6 +82,12 @@ class SqlDatabase(Protocol):
     def update(self, sql: str, params: Iterable[Any]) -> int: ...
 
     def among(self, table: str, condition: str, emails: Iterable[str]) -> set[str]: ...
+
+    def skip_locked(self, alias: str) -> str:
+        """What a ``select`` appends so concurrent claimers pass over each other's
+        rows (PostgreSQL's ``for update of … skip locked``; nothing in SQLite,
+        where one writer at a time makes the claim atomic anyway)."""
+        ...
 
     @property
     def schema_version(self) -> int:

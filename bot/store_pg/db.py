@@ -292,6 +292,10 @@ class PgDatabase:
         """Lower-cased ``emails`` present in ``table``."""
         return among_emails(self.query, table, condition, emails)
 
+    def skip_locked(self, alias: str) -> str:
+        """Lock the claimed rows of ``alias`` only, passing over rows others hold."""
+        return f" for update of {alias} skip locked"
+
     @property
     def schema_version(self) -> int:
         with self._faults(), self.lock:

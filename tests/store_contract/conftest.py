@@ -48,6 +48,8 @@ class Backend:
     open: Callable[[pytest.FixtureRequest, Path, Clock], StoreParts]
     #: What a broken uniqueness constraint raises (a duplicate Message-ID).
     integrity_error: type[Exception]
+    #: Open the same database again: another process or worker, its own connection.
+    reopen: Callable[[StoreParts, Clock], StoreParts]
 
 
 def _sqlite(request: pytest.FixtureRequest, folder: Path, clock: Clock) -> StoreParts:
@@ -58,9 +60,19 @@ def _postgres(request: pytest.FixtureRequest, folder: Path, clock: Clock) -> Sto
     return PgStore(request.getfixturevalue("pg_url"), clock=clock)
 
 
+def _sqlite_again(store: StoreParts, clock: Clock) -> StoreParts:
+    assert isinstance(store, Store)
+    return Store(store.path, clock=clock)
+
+
+def _postgres_again(store: StoreParts, clock: Clock) -> StoreParts:
+    assert isinstance(store, PgStore)
+    return PgStore(store.database.url, clock=clock)
+
+
 BACKENDS = [
-    Backend("sqlite", _sqlite, sqlite3.IntegrityError),
-    Backend("postgres", _postgres, psycopg.IntegrityError),
+    Backend("sqlite", _sqlite, sqlite3.IntegrityError, _sqlite_again),
+    Backend("postgres", _postgres, psycopg.IntegrityError, _postgres_again),
 ]
 
 
