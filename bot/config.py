@@ -83,11 +83,11 @@ def _url(raw: str) -> str:
 
 def _database_url(raw: str) -> str:
     """Empty (SQLite at DATABASE_PATH), or a PostgreSQL URL."""
-    from bot.store_pg.url import is_postgres_url  # stdlib only: no psycopg here
-
     value = _text(raw)
     if not value:
         return ""
+    from bot.store_pg.url import is_postgres_url  # stdlib only: no psycopg here
+
     allowed = (
         "must be a PostgreSQL URL such as postgresql://mailbolt:secret@db.example.com:5432/"
         "mailbolt, or empty to use the SQLite file DATABASE_PATH"
