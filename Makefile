@@ -23,7 +23,10 @@ demo: $(STAMP)
 # worker rewrites the assertions of every test module again (~2.5 s of CPU each).
 TEST_WORKERS ?= 4
 
+# The PostgreSQL tests start their own server from the machine's PostgreSQL
+# programs: .ci/ensure-postgres installs them when it may, else says how.
 test: $(STAMP)
+	@.ci/ensure-postgres
 	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 bench: $(STAMP)

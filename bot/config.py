@@ -81,6 +81,33 @@ def _url(raw: str) -> str:
     return value
 
 
+def _database_url(raw: str) -> str:
+    """Empty (SQLite at DATABASE_PATH), or a PostgreSQL URL."""
+    value = _text(raw)
+    if not value:
+        return ""
+    from bot.store_pg.url import is_postgres_url  # stdlib only: no psycopg here
+
+    allowed = (
+        "must be a PostgreSQL URL such as postgresql://mailbolt:secret@db.example.com:5432/"
+        "mailbolt, or empty to use the SQLite file DATABASE_PATH"
+    )
+    try:
+        parsed = urlparse(value)
+        parsed.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise ValueError(allowed) from None
+    if not is_postgres_url(value):
+        raise ValueError(allowed)
+    return value
+
+
+def _redact_url(text: str) -> str:
+    from bot.store_pg.url import redact_url
+
+    return redact_url(text)
+
+
 def _address(raw: str) -> str:
     """Empty, or one plain address such as team@example.com."""
     value = _text(raw)
@@ -144,6 +171,7 @@ _ALLOWED = {
     "_text": "one line",
     "_path": "a path",
     "_secret_key": f"empty, or at least {MIN_SECRET_BYTES} bytes",
+    "_database_url": "`postgresql://…` URL, or empty (SQLite)",
 }
 
 
@@ -156,6 +184,15 @@ class Spec:
     parse: Callable[[str], Any]
     help: str
     secret: bool = False
+    #: How a value is shown when it is not secret as a whole but holds a secret
+    #: (a database URL's password): ``config``, errors and logs show this instead.
+    redact: Callable[[str], str] | None = None
+
+    def show(self, text: str) -> str:
+        """``text`` as a person may see it: masked if secret, redacted if it holds one."""
+        if self.secret and text:
+            return mask(text)
+        return self.redact(text) if self.redact and text else text
 
     @property
     def allowed(self) -> str:
@@ -187,6 +224,15 @@ SPECS: tuple[Spec, ...] = (
         _seconds(0, 600),
         "How long to wait for a database another program has locked before giving up "
         "with an error.",
+    ),
+    Spec(
+        "DATABASE_URL",
+        "",
+        _database_url,
+        "PostgreSQL instead of SQLite (postgresql://user:password@host:5432/database), so "
+        "several processes and machines can share one store. Empty: the SQLite file "
+        "DATABASE_PATH. Shown without its password.",
+        redact=_redact_url,
     ),
     Spec("SANDBOX_OUTBOX", "data/outbox", _path, "Folder the sandbox transport writes into."),
     Spec("TEMPLATES_DIR", "templates", _path, "Folder holding the template catalogue."),
@@ -321,12 +367,12 @@ class Reading:
             text = "on" if self.value else "off"
         else:
             text = str(self.value)
-        return mask(text) if self.spec.secret and text else text
+        return self.spec.show(text)
 
     @property
     def problem_line(self) -> str:
         """``NAME='value': what is allowed`` (a secret's value is never echoed)."""
-        shown = "(hidden)" if self.spec.secret else repr(self.raw)
+        shown = "(hidden)" if self.spec.secret else repr(self.spec.show(self.raw))
         return f"{self.spec.env}={shown}: {self.problem}"
 
 
@@ -358,6 +404,7 @@ class Settings:
     mail_transport: str
     database_path: Path
     database_busy_seconds: float
+    database_url: str
     sandbox_outbox: Path
     templates_dir: Path
     from_name: str
@@ -420,8 +467,7 @@ class Settings:
             shown = str(value)
             if isinstance(value, bool):
                 shown = "on" if value else "off"
-            if spec.secret and shown:
-                shown = mask(shown)
+            shown = spec.show(shown)
             is_default = shown == str(spec.parse(spec.default)) or (
                 isinstance(value, bool) and value == spec.parse(spec.default)
             )

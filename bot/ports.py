@@ -220,6 +220,19 @@ class Outbox(Protocol):
         """Every ``sending`` message becomes ``uncertain``; only with the sender lock held."""
         ...
 
+    def claim_ready(
+        self, account: str, limit: int, campaign_id: int | None = None
+    ) -> list[Message]:
+        """Up to ``limit`` ready messages of ``account``'s running campaigns, oldest
+        campaign first, moved to ``sending`` at once: many workers may call this
+        together and no message is handed to two of them."""
+        ...
+
+    def recover_expired(self, lease_seconds: float) -> int:
+        """``sending`` messages claimed more than ``lease_seconds`` ago become
+        ``uncertain`` (their worker died): safe while other workers send."""
+        ...
+
 
 class QuotaLog(Protocol):
     """API units spent, for pacing and the quota report."""

@@ -6,13 +6,18 @@ first asked for: ``status`` opens only the store, ``templates`` only the
 catalogue, and nothing reads the Gmail grant until a command needs the From
 address or the transport. The only place that chooses a transport, so the
 handler layer never imports Google's libraries, and the Gmail modules are
-imported only when configured. Also owns ``SenderLock``: one sender per database.
+imported only when configured. Chooses the store too: PostgreSQL when
+``DATABASE_URL`` is set, else the SQLite file. Also owns the sender lock
+(``sender_lock``): one sender per database, a file lock beside SQLite or an
+advisory lock in PostgreSQL.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import socket
+import time
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
@@ -27,7 +32,7 @@ if TYPE_CHECKING:
     from bot.handlers.compose import Envelope
     from bot.handlers.templates import TemplateCatalogue
     from bot.ports import BounceSource, Pacer, Transport
-    from bot.store import Store
+    from bot.store import SqlStore
 
 SANDBOX_SENDER = "sandbox@mailbolt.invalid"
 
@@ -85,6 +90,17 @@ def build_pacer(settings: Settings) -> Pacer:
     return NoPacing()
 
 
+def open_store(settings: Settings) -> SqlStore:
+    """PostgreSQL when ``DATABASE_URL`` is set, else the SQLite file ``DATABASE_PATH``."""
+    if settings.database_url:
+        from bot.store_pg.store import PgStore
+
+        return PgStore(settings.database_url, busy_seconds=settings.database_busy_seconds)
+    from bot.store import Store
+
+    return Store(settings.database_path, busy_seconds=settings.database_busy_seconds)
+
+
 def build_policy(settings: Settings) -> Policy:
     """The rules a campaign is held to, from settings alone (no file, no grant)."""
     from bot.handlers.campaign import Policy
@@ -107,17 +123,15 @@ class Wiring:
     ``account``, ``transport``, ``bounce_source``) is what reads the grant.
     """
 
-    def __init__(self, settings: Settings, store: Store | None = None):
+    def __init__(self, settings: Settings, store: SqlStore | None = None):
         self.settings = settings
         if store is not None:
             self.__dict__["store"] = store
         self._transport: Transport | None = None
 
     @cached_property
-    def store(self) -> Store:
-        from bot.store import Store
-
-        return Store(self.settings.database_path, busy_seconds=self.settings.database_busy_seconds)
+    def store(self) -> SqlStore:
+        return open_store(self.settings)
 
     @cached_property
     def catalogue(self) -> TemplateCatalogue:
@@ -217,7 +231,7 @@ class Wiring:
         )
 
 
-def build_deps(settings: Settings, store: Store | None = None, *, sending: bool = True) -> Deps:
+def build_deps(settings: Settings, store: SqlStore | None = None, *, sending: bool = True) -> Deps:
     """``Wiring(settings, store).deps(sending=...)``, for callers that need only Deps."""
     return Wiring(settings, store).deps(sending=sending)
 
@@ -236,14 +250,25 @@ class SenderBusy(MailboltError):
 ROLE_SERVE, ROLE_SEND = "serve", "send"
 
 
-def sender_active(database_path: Path) -> bool:
+def sender_active(settings: Settings | Path) -> bool:
     """Whether some process holds the sender lock of this database right now.
 
     A campaign "running" in the database with nobody holding the lock was
     interrupted. Tested without taking the lock, so a status check never keeps a
-    sender from starting.
+    sender from starting. (A bare path means a SQLite database.)
     """
-    return SenderLock(database_path).held_by_other()
+    lock = SenderLock(settings) if isinstance(settings, Path) else sender_lock(settings)
+    try:
+        return lock.held_by_other()
+    finally:
+        lock.release()
+
+
+def sender_lock(settings: Settings, role: str = ROLE_SEND) -> AnySenderLock:
+    """The lock that makes this process the one sender of its database."""
+    if settings.database_url:
+        return PgSenderLock(settings, role)
+    return SenderLock(settings.database_path, role)
 
 
 class SenderLock:
@@ -314,3 +339,88 @@ class SenderLock:
             fcntl.flock(self._fh, fcntl.LOCK_UN)
             self._fh.close()
             self._fh = None
+
+
+def _holder_name(role: str) -> str:
+    """Who holds a PostgreSQL sender lock, as its session's ``application_name``."""
+    return f"mailbolt {role} {os.getpid()}@{socket.gethostname()}"[:63]
+
+
+def _parse_holder(name: str) -> tuple[int | None, str, str]:
+    """``(pid, role, host)`` from a holder's ``application_name``."""
+    words = name.split()
+    if len(words) < 3 or words[0] != "mailbolt":
+        return None, ROLE_SEND, ""
+    pid, _, host = words[2].partition("@")
+    return (int(pid) if pid.isdigit() else None), words[1], host
+
+
+def _alive_here(pid: int | None, host: str) -> bool | None:
+    """Whether ``pid`` on ``host`` is alive: None when that cannot be told from here."""
+    if pid is None or host != socket.gethostname()[: len(host)]:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class PgSenderLock:
+    """``SenderLock`` on PostgreSQL: a session advisory lock in the shared database.
+
+    The same promise as the file lock: one sending process per database, released
+    by the server the moment the holder's session ends (a crash, a SIGKILL: the
+    connection closes; a lost machine: when TCP keepalives give up). The holder's
+    session is named ``mailbolt <role> <pid>@<host>`` so a second process can say
+    who has it, and a CLI send can hand its campaign to a running server.
+
+    A SIGKILLed holder's session ends a moment after the process does; a process on
+    the same machine that finds the lock held by a dead pid waits for that (up to
+    ``DEAD_HOLDER_WAIT`` seconds) instead of refusing.
+    """
+
+    DEAD_HOLDER_WAIT = 15.0
+
+    def __init__(self, settings: Settings, role: str = ROLE_SEND):
+        from bot.store_pg.lock import AdvisoryLock
+
+        self.role = role
+        self._lock = AdvisoryLock(
+            settings.database_url,
+            application_name=_holder_name(role),
+            busy_seconds=settings.database_busy_seconds,
+        )
+
+    def acquire(self) -> None:
+        """Take the lock, or raise ``SenderBusy`` naming the process that has it."""
+        deadline = time.monotonic() + self.DEAD_HOLDER_WAIT
+        while not self._lock.try_acquire():
+            holder = self._lock.holder()
+            if holder is None:
+                continue  # released between the two questions: try again
+            pid, role, host = _parse_holder(holder)
+            if _alive_here(pid, host) is False and time.monotonic() < deadline:
+                time.sleep(0.05)  # its session is still closing
+                continue
+            where = f"pid {pid or 'unknown'}" + (f" on {host}" if host else "")
+            raise SenderBusy(
+                f"Another mailbolt process (`python -m bot {role}`, {where}) is sending "
+                f"from this database ({self._lock.name}). Wait for it to finish or stop it "
+                "first.",
+                pid=pid,
+                role=role,
+            )
+
+    def held_by_other(self) -> bool:
+        """Whether some other session holds the lock now (e.g. the server is still up)."""
+        return not self._lock.held and self._lock.holder() is not None
+
+    def release(self) -> None:
+        self._lock.release()
+
+
+#: Either sender lock (what ``sender_lock`` returns).
+AnySenderLock = SenderLock | PgSenderLock

@@ -13,6 +13,9 @@ from tests.fakes.gmail_fake import FakeGmail
 
 ROOT = Path(__file__).resolve().parent.parent
 
+#: ``pg_server`` and ``pg_url``: a real PostgreSQL for the tests that need one.
+pytest_plugins = ["tests.pg_server"]
+
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:

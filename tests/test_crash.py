@@ -3,6 +3,7 @@
 Every recipient must end with exactly one message in the outbox (or be reported
 ``uncertain``): none lost, none duplicated. The sandbox can find a message by its
 Message-ID, so here every uncertain message is settled and the result is exact.
+The same run on PostgreSQL (``DATABASE_URL``) keeps the same promise.
 """
 
 from __future__ import annotations
@@ -18,14 +19,24 @@ from email.parser import BytesHeaderParser
 from email.utils import parseaddr
 from pathlib import Path
 
+import pytest
+
 from bot.store import Store
+from bot.store_pg.store import PgStore
 from tests.conftest import ROOT
 
 N = 600
 
 
-def _env(tmp_path: Path) -> dict[str, str]:
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """'' for SQLite, else a fresh PostgreSQL schema every process of the test uses."""
+    return request.getfixturevalue("pg_url") if request.param == "postgres" else ""
+
+
+def _env(tmp_path: Path, database_url: str) -> dict[str, str]:
     return {
+        "DATABASE_URL": database_url,
         "PATH": os.environ.get("PATH", ""),
         "PYTHONPATH": str(ROOT),
         "DATABASE_PATH": str(tmp_path / "data" / "sendmail.db"),
@@ -39,11 +50,11 @@ def _outbox(tmp_path: Path) -> list[Path]:
     return list((tmp_path / "data" / "outbox").glob("*.eml"))
 
 
-def _start(tmp_path: Path, *args: str) -> subprocess.Popen:
+def _start(tmp_path: Path, database_url: str, *args: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "bot", "send", *args],
         cwd=tmp_path,
-        env=_env(tmp_path),
+        env=_env(tmp_path, database_url),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -67,20 +78,20 @@ def _kill_after(proc: subprocess.Popen, tmp_path: Path, more_than: int) -> None:
     proc.wait()
 
 
-def test_sigkill_and_resume_never_loses_or_duplicates(tmp_path):
+def test_sigkill_and_resume_never_loses_or_duplicates(tmp_path, database_url):
     rows = "".join(f"p{i:04d}@example.com,P{i},Acme,https://x.example\r\n" for i in range(N))
     (tmp_path / "r.csv").write_text("email,name,team,start_url\r\n" + rows)
-    first = _start(tmp_path, "--template", "welcome", "--recipients", "r.csv")
+    first = _start(tmp_path, database_url, "--template", "welcome", "--recipients", "r.csv")
     _kill_after(first, tmp_path, 50)
     kills = 1
     for target in (200, 350, 500):
-        resume = _start(tmp_path, "--resume")
+        resume = _start(tmp_path, database_url, "--resume")
         _kill_after(resume, tmp_path, target)
         kills += 1
     final = subprocess.run(
         [sys.executable, "-m", "bot", "send", "--resume"],
         cwd=tmp_path,
-        env=_env(tmp_path),
+        env=_env(tmp_path, database_url),
         capture_output=True,
         text=True,
         timeout=120,
@@ -91,7 +102,7 @@ def test_sigkill_and_resume_never_loses_or_duplicates(tmp_path):
     for path in _outbox(tmp_path):
         with path.open("rb") as fp:
             delivered[parseaddr(headers.parse(fp)["To"])[1]] += 1
-    store = Store(tmp_path / "data" / "sendmail.db")
+    store = PgStore(database_url) if database_url else Store(tmp_path / "data" / "sendmail.db")
     counts = store.outbox.counts(1)
     assert kills == 4
     assert counts["sent"] == N and counts["uncertain"] == 0

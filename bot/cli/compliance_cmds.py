@@ -28,7 +28,7 @@ from bot.config import Settings
 from bot.errors import UserInputError
 from bot.handlers import policy, stats
 from bot.records import Unsubscribe
-from bot.store import Store
+from bot.store import SqlStore
 from bot.timefmt import utc_iso
 from bot.wiring import Wiring
 
@@ -54,7 +54,7 @@ def export_csv(rows: Iterable[Unsubscribe]) -> str:
     return buffer.getvalue()
 
 
-def _store(settings: Settings) -> Store:
+def _store(settings: Settings) -> SqlStore:
     return Wiring(settings).store
 
 

@@ -30,7 +30,7 @@ from bot.handlers.values import parse_name_values
 from bot.models import RecipientList
 from bot.records import FINAL_STATES, MESSAGE_STATES, CampaignStatus, MessageState
 from bot.timefmt import utc_minute
-from bot.wiring import ROLE_SERVE, SenderBusy, SenderLock, Wiring, sender_active
+from bot.wiring import ROLE_SERVE, AnySenderLock, SenderBusy, Wiring, sender_active, sender_lock
 
 out = make_console()
 err = make_console(stderr=True)
@@ -225,7 +225,7 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
         if plan.first:
             out.print(f"First subject: {plan.first.subject}")
         return 0
-    lock = SenderLock(settings.database_path)
+    lock = sender_lock(settings)
     try:
         lock.acquire()
     except SenderBusy as busy:
@@ -263,7 +263,7 @@ def _follow(
     campaign_id: int,
     deps: campaign.Deps,
     settings: Settings,
-    lock: SenderLock,
+    lock: AnySenderLock,
     *,
     handed_to: int | None,
 ) -> int:
@@ -308,7 +308,7 @@ def _follow(
 
 
 def _resume(deps: campaign.Deps, settings: Settings) -> int:
-    lock = SenderLock(settings.database_path)
+    lock = sender_lock(settings)
     try:
         lock.acquire()
     except SenderBusy as busy:
@@ -359,7 +359,7 @@ def cmd_resolve(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     store = Wiring(settings).store  # status needs no templates and no mail account
-    active = sender_active(settings.database_path)
+    active = sender_active(settings)
     if args.campaign is not None:
         result = resolution.stored_result(store, args.campaign)
         _print_result(result, settings, sender_active=active)

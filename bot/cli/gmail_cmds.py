@@ -21,7 +21,7 @@ from bot.errors import AuthError, UserInputError
 from bot.handlers import quota
 from bot.handlers.quota import SEND_UNITS, estimate_duration
 from bot.records import LEGACY_ACCOUNT, MessageState
-from bot.store import Store
+from bot.store import SqlStore
 from bot.timefmt import duration, utc_minute
 from bot.wiring import Wiring
 
@@ -72,7 +72,7 @@ def cmd_auth(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _remaining(store: Store, campaign_id: int) -> int:
+def _remaining(store: SqlStore, campaign_id: int) -> int:
     if store.campaigns.get(campaign_id) is None:
         raise UserInputError(f"There is no campaign {campaign_id}.", field="--campaign")
     counts = store.outbox.counts(campaign_id)

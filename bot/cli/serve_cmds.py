@@ -33,7 +33,7 @@ from bot.handlers.policy import public_url_problem
 from bot.runner import Runner
 from bot.slack.app import bolt_app, build_client, build_services
 from bot.web import WebServer, make_wsgi_app
-from bot.wiring import ROLE_SERVE, SenderLock, Wiring
+from bot.wiring import ROLE_SERVE, Wiring, sender_lock
 
 log = logging.getLogger(__name__)
 err = make_console(stderr=True)
@@ -218,7 +218,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             err.print(f"[red]error:[/] {line}", soft_wrap=True)
         err.print("mailbolt did not start.")
         return 2
-    lock = SenderLock(settings.database_path, role=ROLE_SERVE)
+    lock = sender_lock(settings, role=ROLE_SERVE)
     lock.acquire()
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:

@@ -1,10 +1,12 @@
-"""The SQLite store: the only package that touches SQLite.
+"""The SQL store: the only package that touches SQLite, and the parts that the
+PostgreSQL store (``bot.store_pg``) shares.
 
 One module per thing it keeps, each implementing one interface of
 ``bot/ports.py`` and returning the typed records of ``bot/records.py``:
 
-- ``db``           the shared connection, lock, clock and transactions (the "why")
-- ``schema``       every migration, in order, in one place
+- ``sql``          the seam: what a part needs from a database, either one
+- ``db``           the shared SQLite connection, lock, clock and transactions (the "why")
+- ``schema``       every SQLite migration, in order, in one place
 - ``campaigns``    campaigns (created atomically with their messages)
 - ``outbox``       messages and their state moves (``records.TRANSITIONS``)
 - ``quota``        API units spent
@@ -13,8 +15,8 @@ One module per thing it keeps, each implementing one interface of
 - ``drafts``       Slack drafts
 - ``testsends``    test sends (one message to the person previewing)
 
-``Store`` opens the database and hands out the parts; a PostgreSQL store will be
-a second class with the same attributes, passing the same contract tests
+``Store`` opens the SQLite database and hands out the parts; ``bot.store_pg.PgStore``
+is the same ``SqlStore`` on PostgreSQL, passing the same contract tests
 (``tests/store_contract/``).
 """
 
@@ -31,32 +33,23 @@ from bot.store.drafts import SqliteDrafts
 from bot.store.outbox import SqliteOutbox
 from bot.store.quota import SqliteQuotaLog
 from bot.store.schema import MIGRATIONS
+from bot.store.sql import SqlDatabase
 from bot.store.suppressions import SqliteSuppressions
 from bot.store.testsends import SqliteTestSends
 
 
-class Store:
-    """The SQLite database and its parts (``bot.ports.StoreParts``)."""
+class SqlStore:
+    """A database and its parts (``bot.ports.StoreParts``), whichever SQL it speaks."""
 
-    def __init__(
-        self,
-        path: Path | str,
-        *,
-        clock: Callable[[], float] = time.time,
-        busy_seconds: float = 30.0,
-    ):
-        self.database = Database(path, clock=clock, busy_seconds=busy_seconds)
-        self.campaigns = SqliteCampaigns(self.database)
-        self.outbox = SqliteOutbox(self.database)
-        self.quota = SqliteQuotaLog(self.database)
-        self.suppressions = SqliteSuppressions(self.database)
-        self.audit = SqliteAudit(self.database)
-        self.drafts = SqliteDrafts(self.database)
-        self.test_sends = SqliteTestSends(self.database)
-
-    @property
-    def path(self) -> Path:
-        return self.database.path
+    def __init__(self, database: SqlDatabase):
+        self.database = database
+        self.campaigns = SqliteCampaigns(database)
+        self.outbox = SqliteOutbox(database)
+        self.quota = SqliteQuotaLog(database)
+        self.suppressions = SqliteSuppressions(database)
+        self.audit = SqliteAudit(database)
+        self.drafts = SqliteDrafts(database)
+        self.test_sends = SqliteTestSends(database)
 
     @property
     def clock(self) -> Callable[[], float]:
@@ -76,4 +69,23 @@ class Store:
         self.database.close()
 
 
-__all__ = ["MIGRATIONS", "Store"]
+class Store(SqlStore):
+    """The SQLite database and its parts (``bot.ports.StoreParts``)."""
+
+    database: Database
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        clock: Callable[[], float] = time.time,
+        busy_seconds: float = 30.0,
+    ):
+        super().__init__(Database(path, clock=clock, busy_seconds=busy_seconds))
+
+    @property
+    def path(self) -> Path:
+        return self.database.path
+
+
+__all__ = ["MIGRATIONS", "SqlStore", "Store"]

@@ -6,14 +6,12 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import sqlite_utils
-
 from bot.records import AuditEntry
-from bot.store.db import Database
+from bot.store.sql import SqlDatabase, Tx
 
 
 def write(
-    db: sqlite_utils.Database,
+    db: Tx,
     clock: Callable[[], float],
     actor: str,
     action: str,
@@ -31,9 +29,9 @@ def write(
 
 
 class SqliteAudit:
-    """``bot.ports.Audit`` on SQLite."""
+    """``bot.ports.Audit`` on SQL (SQLite or PostgreSQL)."""
 
-    def __init__(self, database: Database):
+    def __init__(self, database: SqlDatabase):
         self._db = database
 
     def record(self, actor: str, action: str, **detail: Any) -> None:

@@ -16,7 +16,7 @@ from bot.records import (
     NewMessage,
 )
 from bot.store import audit
-from bot.store.db import Database
+from bot.store.sql import SqlDatabase
 
 
 def campaign_from_row(row: dict[str, Any]) -> Campaign:
@@ -43,9 +43,9 @@ def campaign_from_row(row: dict[str, Any]) -> Campaign:
 
 
 class SqliteCampaigns:
-    """``bot.ports.Campaigns`` on SQLite."""
+    """``bot.ports.Campaigns`` on SQL (SQLite or PostgreSQL)."""
 
-    def __init__(self, database: Database):
+    def __init__(self, database: SqlDatabase):
         self._db = database
 
     def create(

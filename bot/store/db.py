@@ -25,8 +25,12 @@ from typing import Any
 import sqlite_utils
 
 from bot.errors import StorageError, describe_os_error
-from bot.records import LEGACY_ACCOUNT, SANDBOX_ACCOUNT
 from bot.store import schema
+from bot.store.sql import (
+    FaultMemory,
+    of_account,  # noqa: F401 - where the parts used to find it
+)
+from bot.store.sql import among as among_emails
 
 DATABASE_REMEDY = (
     "Fix that (free space, permissions, or stop the other program), then run the command "
@@ -58,19 +62,9 @@ def storage_fault(exc: sqlite3.Error, path: Path) -> StorageError | None:
     )
 
 
-def of_account(account: str, column: str = "account") -> tuple[str, list[Any]]:
-    """The condition selecting ``account``'s rows, and its parameters.
-
-    Legacy rows (written before accounts were recorded) count against every Gmail
-    account, to be safe, but never against the sandbox.
-    """
-    if account == SANDBOX_ACCOUNT:
-        return f"{column} = ?", [account]
-    return f"{column} in (?, ?)", [account, LEGACY_ACCOUNT]
-
-
 class Database:
-    """The connection, its lock, the clock, and the transaction helpers."""
+    """The connection, its lock, the clock, and the transaction helpers
+    (``bot.store.sql.SqlDatabase`` on SQLite)."""
 
     def __init__(
         self,
@@ -82,7 +76,7 @@ class Database:
         self.path = Path(path)
         self.clock = clock
         self.lock = threading.RLock()
-        self._last_fault: tuple[float, StorageError] | None = None
+        self._faulted = FaultMemory()
         # Opening: everything that can fail because of the file (read-only, locked,
         # disk full, not a database) happens here, so it all becomes one readable
         # ``StorageError``; so does every fault of the machine in ``tx``/``query``.
@@ -123,7 +117,7 @@ class Database:
             fault = storage_fault(exc, self.path)
             if fault is None:
                 raise
-            self._last_fault = (time.monotonic(), fault)
+            self._faulted.remember(fault)
             raise fault from exc
 
     def _fail_if_faulted_since(self, started: float) -> None:
@@ -132,9 +126,7 @@ class Database:
         Worker threads share one connection, so each would otherwise sit out its
         own 30-second busy wait on a locked database, one after another.
         """
-        if self._last_fault is not None and self._last_fault[0] >= started:
-            fault = self._last_fault[1]
-            raise StorageError(str(fault), path=fault.path)
+        self._faulted.fail_if_faulted_since(started)
 
     @contextmanager
     def tx(self) -> Iterator[sqlite_utils.Database]:
@@ -158,17 +150,11 @@ class Database:
 
     def among(self, table: str, condition: str, emails: Iterable[str]) -> set[str]:
         """Lower-cased ``emails`` present in ``table`` (chunked under SQLite's 999 vars)."""
-        wanted = sorted({e.lower() for e in emails})
-        found: set[str] = set()
-        for i in range(0, len(wanted), 900):
-            chunk = wanted[i : i + 900]
-            rows = self.query(
-                f"select distinct email from {table} where email in "  # noqa: S608
-                f"({','.join('?' * len(chunk))}){condition}",
-                chunk,
-            )
-            found.update(r["email"] for r in rows)
-        return found
+        return among_emails(self.query, table, condition, emails)
+
+    def skip_locked(self, alias: str) -> str:
+        """Nothing: SQLite runs one write transaction at a time."""
+        return ""
 
     @property
     def schema_version(self) -> int:

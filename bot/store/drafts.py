@@ -10,17 +10,18 @@ import json
 from typing import Any
 
 from bot.records import Draft
-from bot.store.db import Database
+from bot.store.sql import SqlDatabase
 
 DRAFT_TTL_SECONDS = 7 * 24 * 3600
 
 
 class SqliteDrafts:
-    """``bot.ports.Drafts`` on SQLite (table ``slack_drafts``, migration 3)."""
+    """``bot.ports.Drafts`` on SQL (table ``slack_drafts``, migration 3; ``"user"`` is
+    quoted, a reserved word in PostgreSQL)."""
 
     ttl_seconds = DRAFT_TTL_SECONDS
 
-    def __init__(self, database: Database):
+    def __init__(self, database: SqlDatabase):
         self._db = database
 
     def save(self, key: str, user: str, data: dict[str, Any]) -> None:
@@ -32,18 +33,17 @@ class SqliteDrafts:
         with self._db.tx() as db:
             db.execute("delete from slack_drafts where created_at < ?", [now - self.ttl_seconds])
             db.execute(
-                "insert into slack_drafts (key, user, created_at, data) values (?, ?, ?, ?) "
+                'insert into slack_drafts (key, "user", created_at, data) values (?, ?, ?, ?) '
                 "on conflict(key) do update set data = excluded.data",
                 [key, user, now, json.dumps(data, ensure_ascii=False)],
             )
 
     def get(self, key: str) -> Draft | None:
         """The draft saved under ``key``; None if unknown or expired."""
-        with self._db.lock:
-            row = self._db.db.execute(
-                "select user, data from slack_drafts where key = ? and created_at >= ?",
-                [key, self._db.clock() - self.ttl_seconds],
-            ).fetchone()
-        if row is None:
+        rows = self._db.query(
+            'select "user", data from slack_drafts where key = ? and created_at >= ?',
+            [key, self._db.clock() - self.ttl_seconds],
+        )
+        if not rows:
             return None
-        return Draft(key=key, user=row[0], data=json.loads(row[1]))
+        return Draft(key=key, user=rows[0]["user"], data=json.loads(rows[0]["data"]))

@@ -19,12 +19,13 @@ from bot.records import (
     MESSAGE_STATES,
     TRANSITIONS,
     CampaignDelivery,
+    CampaignStatus,
     DeliveryCounts,
     Message,
     MessageState,
     Transition,
 )
-from bot.store.db import Database, of_account
+from bot.store.sql import SqlDatabase, of_account
 
 _Q, _SG, _ST, _F, _SK, _D, _U = (
     MessageState.QUEUED,
@@ -47,6 +48,10 @@ _SENT_TIME = (
 )
 _PRIOR_TIME = "prior_claimed_at"
 _TEST_STATES = ", ".join(f"'{s.value}'" for s in sorted({_ST, *MAYBE_SENT_STATES}))
+# How many of the rows bounced hard or soft (a sum of cases: PostgreSQL sums no booleans).
+_HARD, _SOFT = (
+    f"coalesce(sum(case when bounce = '{kind}' then 1 else 0 end), 0)" for kind in ("hard", "soft")
+)
 
 
 def message_from_row(row: dict[str, Any]) -> Message:
@@ -78,14 +83,14 @@ def _optional_float(value: Any) -> float | None:
 
 
 def _delivery(row: dict[str, Any]) -> DeliveryCounts:
-    return DeliveryCounts(sent=row["sent"], hard=row["hard"], soft=row["soft"])
+    return DeliveryCounts(sent=int(row["sent"]), hard=int(row["hard"]), soft=int(row["soft"]))
 
 
 class SqliteOutbox:
-    """``bot.ports.Outbox`` on SQLite (table ``messages``; the daily limit reads
+    """``bot.ports.Outbox`` on SQL (table ``messages``; the daily limit reads
     ``test_sends`` too, since a test send spends the same day)."""
 
-    def __init__(self, database: Database):
+    def __init__(self, database: SqlDatabase):
         self._db = database
 
     # -- reading -----------------------------------------------------------
@@ -101,6 +106,8 @@ class SqliteOutbox:
         params: list[Any] = [campaign_id]
         if states is not None:
             wanted = [MessageState(s).value for s in states]
+            if not wanted:
+                return []  # ``in ()``: SQLite finds nothing, PostgreSQL calls it an error
             sql += f" and state in ({','.join('?' * len(wanted))})"
             params += wanted
         sql += " order by position"
@@ -157,8 +164,8 @@ class SqliteOutbox:
         """
         mine, params = of_account(account)
         sql = (
-            f"select coalesce(sum({_SENT_TIME} >= ?), 0) "  # noqa: S608
-            f"+ coalesce(sum({_PRIOR_TIME} >= ?), 0) n "
+            f"select coalesce(sum(case when {_SENT_TIME} >= ? then 1 else 0 end), 0) "  # noqa: S608
+            f"+ coalesce(sum(case when {_PRIOR_TIME} >= ? then 1 else 0 end), 0) n "
             f"from messages where {mine}"
         )
         messages = self._db.query(sql, [since, since, *params])[0]["n"]
@@ -196,8 +203,8 @@ class SqliteOutbox:
     ) -> DeliveryCounts:
         """``sent`` messages and how many of them bounced (``hard``, ``soft``)."""
         sql = (
-            "select count(*) sent, coalesce(sum(bounce = 'hard'), 0) hard, "
-            "coalesce(sum(bounce = 'soft'), 0) soft from messages where state = ?"
+            f"select count(*) sent, {_HARD} hard, {_SOFT} soft "  # noqa: S608
+            "from messages where state = ?"
         )
         params: list[Any] = [_ST.value]
         if campaign_id is not None:
@@ -211,11 +218,11 @@ class SqliteOutbox:
     def delivery_by_campaign(self, since: float) -> list[CampaignDelivery]:
         """Per campaign with mail sent since ``since``, newest first: counts as above."""
         rows = self._db.query(
-            "select m.campaign_id, c.template, c.created_at, count(*) sent, "
-            "coalesce(sum(m.bounce = 'hard'), 0) hard, coalesce(sum(m.bounce = 'soft'), 0) soft "
+            "select m.campaign_id, c.template, c.created_at, count(*) sent, "  # noqa: S608
+            f"{_HARD} hard, {_SOFT} soft "
             "from messages m join campaigns c on c.id = m.campaign_id "
             "where m.state = ? and m.sent_at >= ? "
-            "group by m.campaign_id order by m.campaign_id desc",
+            "group by m.campaign_id, c.template, c.created_at order by m.campaign_id desc",
             [_ST.value, since],
         )
         return [
@@ -335,3 +342,63 @@ class SqliteOutbox:
             sql += " and campaign_id = ?"
             params.append(campaign_id)
         return self._db.update(sql, params)
+
+    # -- many workers --------------------------------------------------------
+
+    def claim_ready(
+        self, account: str, limit: int, campaign_id: int | None = None
+    ) -> list[Message]:
+        """Claim up to ``limit`` ready messages of ``account`` at once (→ ``sending``).
+
+        Ready: queued, or deferred and due, in a running campaign; oldest campaign
+        and list position first. One statement picks and moves them, so each
+        message goes to one claimer only: PostgreSQL's ``skip locked`` lets
+        concurrent claimers pass over rows another is taking, and the outer
+        ``state in`` check re-reads each row after any wait. A claim counts the
+        attempt and stamps ``claimed_at``, as ``claim`` does.
+        """
+        now = self._db.clock()
+        starts = sorted(s.value for s in TRANSITIONS[_SG])
+        marks = ",".join("?" * len(starts))
+        only = " and m.campaign_id = ?" if campaign_id is not None else ""
+        pick = (
+            "select m.id from messages m join campaigns c on c.id = m.campaign_id "  # noqa: S608
+            f"where c.status = ? and m.account = ?{only} and (m.state = ? or "
+            "(m.state = ? and coalesce(m.not_before, 0) <= ?)) "
+            f"order by m.campaign_id, m.position limit ?{self._db.skip_locked('m')}"
+        )
+        picked: list[Any] = [CampaignStatus.RUNNING.value, account]
+        picked += [campaign_id] if campaign_id is not None else []
+        picked += [_Q.value, _D.value, now, limit]
+        with self._db.tx() as db:
+            cursor = db.execute(
+                "update messages set state = ?, updated_at = ?, claimed_at = ?, "  # noqa: S608
+                f"attempts = attempts + 1 where id in ({pick}) and state in ({marks}) "
+                "returning *",
+                [_SG.value, now, now, *picked, *starts],
+            )
+            names = [d[0] for d in cursor.description]
+            rows = [message_from_row(dict(zip(names, r, strict=True))) for r in cursor.fetchall()]
+        return sorted(rows, key=lambda m: (m.campaign_id, m.position))
+
+    def recover_expired(self, lease_seconds: float) -> int:
+        """``sending`` messages claimed over ``lease_seconds`` ago become ``uncertain``.
+
+        A claim is a lease: the worker that took it settles it (sent, failed,
+        deferred, uncertain) well within the lease, or it died (SIGKILL, a lost
+        machine). Its messages then go the way of a crash, through ``uncertain``
+        and reconciliation, while the other workers keep sending; fresher claims
+        are left alone. The lease must outlast one send with its retries.
+        """
+        now = self._db.clock()
+        return self._db.update(
+            "update messages set state = ?, updated_at = ?, last_error = ? "
+            "where state = ? and coalesce(claimed_at, updated_at) < ?",
+            [
+                _U.value,
+                now,
+                "the worker sending this message stopped (its claim expired)",
+                _SG.value,
+                now - lease_seconds,
+            ],
+        )

@@ -6,13 +6,13 @@ so one account's use never paces another.
 
 from __future__ import annotations
 
-from bot.store.db import Database, of_account
+from bot.store.sql import SqlDatabase, of_account
 
 
 class SqliteQuotaLog:
-    """``bot.ports.QuotaLog`` on SQLite."""
+    """``bot.ports.QuotaLog`` on SQL (SQLite or PostgreSQL)."""
 
-    def __init__(self, database: Database):
+    def __init__(self, database: SqlDatabase):
         self._db = database
 
     def record_units(

@@ -5,8 +5,15 @@ it runs the ones after that, each in its own transaction with the version bump,
 so a crash mid-migration leaves the previous version intact.
 
 Append new migrations; never edit or renumber one that has shipped: databases in
-the field have run it already. A PostgreSQL store keeps its own schema, but the
-numbering tells both apart by the same features.
+the field have run it already.
+
+PostgreSQL (``bot.store_pg.schema``) runs the same numbered steps in its own SQL
+and records them in ``schema_migrations``. A new migration N here gets its twin
+there: append a tuple of statements to that ``MIGRATIONS`` creating the same
+tables and columns (``add_column(name, str)`` is ``alter table … add column name
+text``; ``float`` is ``double precision``; ``int`` is ``bigint``).
+``tests/test_pg_schema.py`` fails until both back-ends have the same migrations
+and columns, and the store contract tests run every part on both.
 """
 
 from __future__ import annotations
@@ -171,7 +178,8 @@ def _migration_4(db: sqlite_utils.Database) -> None:
     db.table("test_sends").create_index(["account", "at"])
 
 
-# Append new migrations here (the next is number 5); never edit one that has shipped.
+# Append new migrations here (the next is number 5), and its twin to
+# bot/store_pg/schema.py; never edit one that has shipped.
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _migration_1,
     _migration_2,

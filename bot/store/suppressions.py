@@ -6,13 +6,13 @@ from collections.abc import Iterable
 
 from bot.records import Unsubscribe
 from bot.store import audit
-from bot.store.db import Database
+from bot.store.sql import SqlDatabase
 
 
 class SqliteSuppressions:
-    """``bot.ports.Suppressions`` on SQLite (tables ``unsubscribes`` and ``bounces``)."""
+    """``bot.ports.Suppressions`` on SQL (tables ``unsubscribes`` and ``bounces``)."""
 
-    def __init__(self, database: Database):
+    def __init__(self, database: SqlDatabase):
         self._db = database
 
     # -- unsubscribes ------------------------------------------------------

@@ -10,7 +10,7 @@ from typing import Any
 
 from bot.records import MessageState, TestSend
 from bot.store import audit
-from bot.store.db import Database
+from bot.store.sql import SqlDatabase
 
 
 def record_from_row(row: dict[str, Any]) -> TestSend:
@@ -31,9 +31,9 @@ def record_from_row(row: dict[str, Any]) -> TestSend:
 
 
 class SqliteTestSends:
-    """``bot.ports.TestSends`` on SQLite (table ``test_sends``)."""
+    """``bot.ports.TestSends`` on SQL (table ``test_sends``)."""
 
-    def __init__(self, database: Database):
+    def __init__(self, database: SqlDatabase):
         self._db = database
 
     def start(
