@@ -21,6 +21,9 @@ from bot.records import (
     Message,
     MessageState,
     NewMessage,
+    OAuthState,
+    SenderAccount,
+    SenderStatus,
     TestSend,
     Transition,
     Unsubscribe,
@@ -319,6 +322,67 @@ class TestSends(Protocol):
         ...
 
 
+class SenderAccounts(Protocol):
+    """Gmail accounts mail is sent from, who may use each, and started OAuth flows.
+
+    Grants arrive and leave sealed (encrypted by the caller); every change that a
+    person makes is audited in the same transaction, with ``actor`` and ``action``.
+    Addresses are account keys (``records.account_key``).
+    """
+
+    def save(self, account: SenderAccount, *, actor: str, action: str) -> None:
+        """Insert or replace (by address) the account and its access lists;
+        ``created_at`` of an existing one is kept."""
+        ...
+
+    def get(self, address: str) -> SenderAccount | None: ...
+
+    def find(self, name_or_address: str) -> SenderAccount | None:
+        """By address, else by name (case-insensitive)."""
+        ...
+
+    def all(self) -> list[SenderAccount]:
+        """Every account, oldest first."""
+        ...
+
+    def set_status(
+        self, address: str, status: SenderStatus, reason: str = "", *, actor: str
+    ) -> bool:
+        """False if there is no such account or it already had ``status``."""
+        ...
+
+    def set_access(
+        self,
+        address: str,
+        *,
+        everyone: bool,
+        users: frozenset[str],
+        groups: frozenset[str],
+        actor: str,
+    ) -> bool:
+        """Replace who may use a shared account; False if there is none."""
+        ...
+
+    def remove(self, address: str, *, actor: str, action: str) -> bool:
+        """Forget the account and its grant; False if there was none."""
+        ...
+
+    def add_state(self, state: OAuthState) -> None: ...
+
+    def bind_state(self, state: str, browser: str) -> bool:
+        """Tie a state to the browser that opened its link, once; False if already tied
+        (or unknown)."""
+        ...
+
+    def take_state(self, state: str) -> OAuthState | None:
+        """The state, deleted in the same step: a second take finds nothing."""
+        ...
+
+    def drop_states_before(self, when: float) -> int:
+        """Forget flows started before ``when`` (never finished); how many."""
+        ...
+
+
 class StoreParts(Protocol):
     """A whole store: its parts and the clock it stamps rows with."""
 
@@ -342,6 +406,9 @@ class StoreParts(Protocol):
 
     @property
     def test_sends(self) -> TestSends: ...
+
+    @property
+    def senders(self) -> SenderAccounts: ...
 
     @property
     def clock(self) -> Callable[[], float]: ...

@@ -12,6 +12,7 @@ One module per thing it keeps, each implementing one interface of
 - ``audit``        who did what
 - ``drafts``       Slack drafts
 - ``testsends``    test sends (one message to the person previewing)
+- ``senders``      sender accounts (sealed grants), who may use them, OAuth flows
 
 ``Store`` opens the database and hands out the parts; a PostgreSQL store will be
 a second class with the same attributes, passing the same contract tests
@@ -31,6 +32,7 @@ from bot.store.drafts import SqliteDrafts
 from bot.store.outbox import SqliteOutbox
 from bot.store.quota import SqliteQuotaLog
 from bot.store.schema import MIGRATIONS
+from bot.store.senders import SqliteSenderAccounts
 from bot.store.suppressions import SqliteSuppressions
 from bot.store.testsends import SqliteTestSends
 
@@ -53,6 +55,7 @@ class Store:
         self.audit = SqliteAudit(self.database)
         self.drafts = SqliteDrafts(self.database)
         self.test_sends = SqliteTestSends(self.database)
+        self.senders = SqliteSenderAccounts(self.database)
 
     @property
     def path(self) -> Path:
