@@ -7,6 +7,7 @@ with no Google or Slack library imported.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass, field
 from typing import Any, Protocol, Unpack
 
 from bot.models import OutgoingMessage
@@ -84,6 +85,39 @@ class BounceSource(Protocol):
 
     def raw(self, report_id: str) -> bytes:
         """One whole report, as the bytes the mailer-daemon sent."""
+        ...
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What Google granted at the end of a consent: a secret and what it allows."""
+
+    address: str
+    refresh_token: str = field(repr=False)
+    scopes: frozenset[str]
+
+
+class GrantFlow(Protocol):
+    """Google's web-server OAuth flow with PKCE (``bot/mail/google_web_flow.py``).
+
+    Raises ``AuthError`` with words for the person when Google refuses, or when
+    fewer permissions than sending needs were granted.
+    """
+
+    def authorization_url(self, state: str, code_verifier: str) -> str: ...
+
+    def exchange(self, code: str, code_verifier: str) -> Grant: ...
+
+    def revoke(self, refresh_token: str) -> None: ...
+
+
+class Sealer(Protocol):
+    """Encrypts grants before the store keeps them (``bot/mail/grant_seal.py``)."""
+
+    def seal(self, secret: str) -> str: ...
+
+    def open(self, sealed: str) -> str:
+        """The secret; ``AuthError`` if it was sealed with another key or tampered with."""
         ...
 
 
@@ -369,9 +403,9 @@ class SenderAccounts(Protocol):
 
     def add_state(self, state: OAuthState) -> None: ...
 
-    def bind_state(self, state: str, browser: str) -> bool:
-        """Tie a state to the browser that opened its link, once; False if already tied
-        (or unknown)."""
+    def bind_state(self, state: str, browser: str) -> OAuthState | None:
+        """Tie a state to the browser that opened its link, once; None if it was
+        already tied to a browser, or is unknown."""
         ...
 
     def take_state(self, state: str) -> OAuthState | None:

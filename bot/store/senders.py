@@ -20,6 +20,21 @@ from bot.store.audit import write as audit
 from bot.store.db import Database
 
 _USER, _GROUP = "user", "group"
+_STATE_SQL = (
+    "select state, user, team, sealed_verifier, browser, created_at "
+    "from oauth_states where state = ?"
+)
+
+
+def _state(row: Any) -> OAuthState:
+    return OAuthState(
+        state=row[0],
+        user=row[1],
+        team=row[2],
+        sealed_verifier=row[3],
+        browser=row[4],
+        created_at=row[5],
+    )
 
 
 class SqliteSenderAccounts:
@@ -142,32 +157,22 @@ class SqliteSenderAccounts:
             ],
         )
 
-    def bind_state(self, state: str, browser: str) -> bool:
-        return bool(
-            self._db.update(
+    def bind_state(self, state: str, browser: str) -> OAuthState | None:
+        with self._db.tx() as db:
+            bound = db.execute(
                 "update oauth_states set browser = ? where state = ? and browser = ''",
                 [browser, state],
-            )
-        )
+            ).rowcount
+            row = db.execute(_STATE_SQL, [state]).fetchone() if bound else None
+        return _state(row) if row else None
 
     def take_state(self, state: str) -> OAuthState | None:
         with self._db.tx() as db:
-            row = db.execute(
-                "select state, user, team, sealed_verifier, browser, created_at "
-                "from oauth_states where state = ?",
-                [state],
-            ).fetchone()
+            row = db.execute(_STATE_SQL, [state]).fetchone()
             if row is None:
                 return None
             db.execute("delete from oauth_states where state = ?", [state])
-        return OAuthState(
-            state=row[0],
-            user=row[1],
-            team=row[2],
-            sealed_verifier=row[3],
-            browser=row[4],
-            created_at=row[5],
-        )
+        return _state(row)
 
     def drop_states_before(self, when: float) -> int:
         return self._db.update("delete from oauth_states where created_at < ?", [when])

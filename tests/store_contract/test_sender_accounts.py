@@ -49,9 +49,7 @@ def test_found_by_address_or_by_name(store: StoreParts):
     assert store.senders.find("design") is None
 
 
-def test_saving_again_replaces_grant_and_access_but_keeps_creation(
-    store: StoreParts, clock: Clock
-):
+def test_saving_again_replaces_grant_and_access_but_keeps_creation(store: StoreParts, clock: Clock):
     store.senders.save(TEAM, actor="cli", action="account.linked")
     clock.advance(60)
     store.senders.save(
@@ -97,9 +95,9 @@ def test_removed_accounts_are_gone_with_their_access(store: StoreParts):
 def test_an_oauth_state_is_bound_once_and_taken_once(store: StoreParts, clock: Clock):
     state = OAuthState("s1", "U0ALICE", "T0TEAM", "sealed-v", START)
     store.senders.add_state(state)
-    assert store.senders.bind_state("s1", "browser-hash")
-    assert not store.senders.bind_state("s1", "other-browser")
-    assert not store.senders.bind_state("unknown", "browser-hash")
+    assert store.senders.bind_state("s1", "browser-hash") == replace(state, browser="browser-hash")
+    assert store.senders.bind_state("s1", "other-browser") is None
+    assert store.senders.bind_state("unknown", "browser-hash") is None
     taken = store.senders.take_state("s1")
     assert taken == replace(state, browser="browser-hash")
     assert store.senders.take_state("s1") is None
