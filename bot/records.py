@@ -285,7 +285,7 @@ class GrantClient(StrEnum):
     #: ``GOOGLE_CLIENT_SECRETS_FILE`` (``python -m bot accounts link`` on the CLI).
     INSTALLED = "installed"
     #: The grant stays in ``GMAIL_TOKEN_FILE`` (the account of ``python -m bot auth``).
-    TOKEN_FILE = "token_file"
+    TOKEN_FILE = "token_file"  # noqa: S105 - a kind of client, not a secret
 
 
 @dataclass(frozen=True)
