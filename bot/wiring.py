@@ -278,6 +278,12 @@ class Wiring:
         )
         self.store.senders.save(account, actor=SYSTEM_ACTOR, action="account.migrated")
 
+    def use_default_deps(self, deps: Deps) -> None:
+        """Share ``deps`` (the one the runner and the app already use) as the default
+        account's, so there is one transport and one pacer for it."""
+        with self._lock:
+            self._account_deps.setdefault("", deps)
+
     def default_deps(self) -> Deps:
         """The Deps of the default account (built once)."""
         with self._lock:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from bot.runner import Runner
     from bot.slack.lookups import Lookups
     from bot.slack.status import StatusBoard
+    from bot.wiring import Wiring
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,9 @@ class Services:
     board: StatusBoard
     client: WebClient
     lookups: Lookups
+    #: Sender accounts: the store's list, grant sealing, Google's flow, each
+    #: account's Deps (``bot.slack.accounts`` uses it).
+    wiring: Wiring
     #: The "Checking…" floor; tests set 0, since the loopback fake has no such race.
     checking_min_seconds: float = CHECKING_MIN_SECONDS
 

@@ -13,7 +13,7 @@ from slack_sdk import WebClient
 from bot.config import Settings
 from bot.handlers import stats
 from bot.handlers.campaign import Deps
-from bot.slack import Services, views
+from bot.slack import Services, accounts, views
 from bot.slack.answers import answering
 from bot.slack.commands import STATS_DAYS, campaign_lines, quota_data
 
@@ -48,8 +48,10 @@ def health(settings: Settings, deps: Deps) -> list[tuple[bool, str]]:
     return lines
 
 
-def home_data(services: Services) -> views.HomeData:
+def home_data(services: Services, user: str = "", team: str = "", note: str = "") -> views.HomeData:
     return views.HomeData(
+        accounts=accounts.home_accounts(services, user, team) if user else None,
+        note=note,
         campaigns=campaign_lines(services),
         quota=quota_data(services),
         delivery=stats.stats(
@@ -61,6 +63,21 @@ def home_data(services: Services) -> views.HomeData:
     )
 
 
+def publish_home(
+    services: Services, client: WebClient, user: str, team: str, note: str = ""
+) -> None:
+    """Draw ``user``'s Home tab (with ``note`` on top); on failure it stays as it was
+    and the log says why."""
+    answering(
+        "",
+        "publishing App Home",
+        lambda: client.views_publish(
+            user_id=user, view=views.home_view(home_data(services, user, team, note))
+        ),
+        lambda _words: None,
+    )
+
+
 def register(app: App, services: Services) -> None:
     def event_ack(ack: Ack) -> None:
         ack()
@@ -68,13 +85,6 @@ def register(app: App, services: Services) -> None:
     def publish(event: dict, client: WebClient, context: BoltContext) -> None:
         if event.get("tab", "home") != "home":
             return
-        answering(  # on failure the tab stays as it was; the log says why
-            context.get("correlation_id", ""),
-            "publishing App Home",
-            lambda: client.views_publish(
-                user_id=event["user"], view=views.home_view(home_data(services))
-            ),
-            lambda _words: None,
-        )
+        publish_home(services, client, event["user"], context.team_id or "")
 
     app.event("app_home_opened")(ack=event_ack, lazy=[publish])
