@@ -217,6 +217,17 @@ class Runner:
                     lane.begin()
             return lane
 
+    def resume_paused(self, account: str) -> list[int]:
+        """Start again the paused campaigns of one sender account (its grant works
+        again); other accounts' campaigns are left alone."""
+        ids = []
+        for campaign_id in self.deps.store.campaigns.unfinished():
+            row = self.deps.store.campaigns.get(campaign_id)
+            if row and row.account == account and row.status == CampaignStatus.PAUSED:
+                self.start(campaign_id)
+                ids.append(campaign_id)
+        return ids
+
     def cancel(self, campaign_id: int) -> bool:
         """Ask a campaign to stop; what has not been sent yet is skipped.
 

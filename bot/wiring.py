@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 from bot.config import Settings
 from bot.errors import AuthError, MailboltError
@@ -277,6 +277,18 @@ class Wiring:
             everyone=True,
         )
         self.store.senders.save(account, actor=SYSTEM_ACTOR, action="account.migrated")
+
+    def oauth_pages(self, on_connected: Callable[[SenderAccount], None] | None = None) -> Any:
+        """The "Connect your Gmail" pages the web server serves (``bot.web_oauth``)."""
+        from bot.web_oauth import OAuthPages
+
+        return OAuthPages(
+            lambda: self.senders,
+            lambda: self.grant_flow,
+            lambda: self.seal,
+            secure_cookie=self.settings.public_base_url.startswith("https://"),
+            on_connected=on_connected,
+        )
 
     def use_default_deps(self, deps: Deps) -> None:
         """Share ``deps`` (the one the runner and the app already use) as the default

@@ -112,8 +112,12 @@ class GoogleWebFlow:
         try:
             with _quiet(_TOKEN_LOGGING_LIBRARIES):
                 token = flow.fetch_token(code=code)
-        except Warning as exc:  # oauthlib: fewer scopes granted than asked for
-            raise _not_allowed_to_send() from exc
+        except Warning as exc:  # oauthlib: other scopes granted than asked for
+            granted = set(getattr(exc, "new_scope", ()) or ())
+            token = getattr(exc, "token", None)
+            if SEND_SCOPE not in granted or token is None:
+                raise _not_allowed_to_send() from exc
+            token = dict(token)  # sending is allowed; an extra or missing read scope is fine
         except OAuth2Error as exc:
             raise AuthError(
                 f"Google did not accept the sign-in ({exc.error}). Nothing was connected; "
@@ -123,7 +127,8 @@ class GoogleWebFlow:
             raise AuthError(
                 f"Could not reach Google to finish the sign-in ({exc}). Try again."
             ) from exc
-        scopes = frozenset(str(token.get("scope", "")).split())
+        scope = token.get("scope") or ()
+        scopes = frozenset(scope.split() if isinstance(scope, str) else scope)
         if SEND_SCOPE not in scopes:
             refresh = str(token.get("refresh_token") or "")
             if refresh:
