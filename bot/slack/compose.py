@@ -86,7 +86,7 @@ def compose_from(body: Mapping[str, Any], services: Services, correlation_id: st
         channel=channel,
         correlation_id=correlation_id,
         check_dns=services.settings.check_deliverability,
-        has_from=views.B_FROM in view["state"]["values"],
+        has_from=any(b.get("block_id") == views.B_FROM for b in view.get("blocks", [])),
     )
 
 
