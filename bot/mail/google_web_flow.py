@@ -113,11 +113,9 @@ class GoogleWebFlow:
             with _quiet(_TOKEN_LOGGING_LIBRARIES):
                 token = flow.fetch_token(code=code)
         except Warning as exc:  # oauthlib: other scopes granted than asked for
-            granted = set(getattr(exc, "new_scope", ()) or ())
-            token = getattr(exc, "token", None)
-            if SEND_SCOPE not in granted or token is None:
+            if getattr(exc, "token", None) is None:
                 raise _not_allowed_to_send() from exc
-            token = dict(token)  # sending is allowed; an extra or missing read scope is fine
+            token = dict(exc.token)  # checked below: sending must be among them
         except OAuth2Error as exc:
             raise AuthError(
                 f"Google did not accept the sign-in ({exc.error}). Nothing was connected; "

@@ -677,10 +677,15 @@ class SlackFake:
         user: str,
         view_id: str | None = None,
         message: tuple[str, str] | None = None,
+        home: bool = False,
     ) -> Reply:
-        """Press the button ``action_id`` in an open view or in a message."""
+        """Press the button ``action_id`` in an open view, in a message, or (``home``)
+        on the user's App Home tab."""
         with self.lock:
-            if view_id is not None:
+            if home:
+                view_id = f"VH{user}"
+                container = json.loads(json.dumps(self.home[user]))
+            elif view_id is not None:
                 container = json.loads(json.dumps(self.views[view_id]))
             else:
                 assert message is not None
@@ -713,7 +718,10 @@ class SlackFake:
                 }
             ],
         }
-        if view_id is not None:
+        if home:
+            payload["container"] = {"type": "view", "view_id": view_id}
+            payload["view"] = {**container, "id": view_id}
+        elif view_id is not None:
             payload["container"] = {"type": "view", "view_id": view_id}
             payload["view"] = self._public(container)
         else:

@@ -97,4 +97,3 @@ def test_the_default_account_still_sends_for_everyone_allowed(gmail_settings, sl
         wait_for(lambda: len(gmail_fake.sent) == 1, "the message")
         account = running.deps.store.senders.get(TEAM_MAIL)
         assert (account.kind, account.everyone, account.sealed_grant) == ("shared", True, "")
-
