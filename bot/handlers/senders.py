@@ -126,20 +126,26 @@ def cli_account(senders: SenderAccounts, address: str) -> SenderAccount:
     return account
 
 
+#: How every sentence saying how to reconnect an account starts (the Slack layer
+#: shows it instead of its generic advice).
+RECONNECT = "To reconnect it"
+
+
 def reconnect_hint(account: SenderAccount) -> str:
     """What to do when ``account``'s grant stops working, in one sentence."""
     if account.client == GrantClient.WEB:
         return (
-            f"{_owner(account)} reconnects it: open mailbolt's App Home in Slack and click "
-            "'Connect your Gmail' (signing in as " + account.address + ")."
+            f"{RECONNECT}, {_owner(account)} opens mailbolt's App Home in Slack and clicks "
+            f"'Connect your Gmail', signing in as {account.address}."
         )
     if account.client == GrantClient.INSTALLED:
-        return f"An admin runs `python -m bot accounts link {account.name or account.address}`."
-    return "An admin runs `python -m bot auth`."
+        name = account.name or account.address
+        return f"{RECONNECT}, an admin runs `python -m bot accounts link {name}`."
+    return f"{RECONNECT}, an admin runs `python -m bot auth`."
 
 
 def _owner(account: SenderAccount) -> str:
-    return f"<@{account.owner}>" if account.owner else "Its owner"
+    return f"<@{account.owner}>" if account.owner else "its owner"
 
 
 # -- connecting one's own Gmail ----------------------------------------------------------

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bot.errors import AuthError, MailboltError
+from bot.handlers.senders import RECONNECT
 
 if TYPE_CHECKING:
     from slack_sdk import WebClient
@@ -49,6 +50,8 @@ class Services:
 
 def describe(error: Exception, correlation_id: str = "") -> str:
     """A failure as a person reads it; unexpected ones point to the log line."""
+    if isinstance(error, AuthError) and RECONNECT in str(error):
+        return str(error)  # a sender account's own words: who reconnects it, and how
     if isinstance(error, AuthError):
         return (
             f"Gmail refused our authorization: {error} An admin must run "

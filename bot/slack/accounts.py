@@ -112,7 +112,21 @@ def accounts_text(services: Services, user: str) -> str:
         "Connect your own Gmail from mailbolt's App Home; an admin gives access to "
         "shared accounts (`python -m bot accounts allow`)."
     )
-    return "\n".join([head, *lines, tail])
+    text = [head, *lines, tail]
+    if senders.may_administer(services.settings.admin_users, user):
+        text += ["", "*Every account* (you are an admin, ADMIN_SLACK_USERS):"]
+        text += [f"• {views.escape(_admin_line(a))}" for a in services.wiring.senders.all()]
+    return "\n".join(text)
+
+
+def _admin_line(account: SenderAccount) -> str:
+    """One account for an admin: kind, state, and who may use it."""
+    if account.kind == SenderKind.PERSONAL:
+        who = f"owner {account.owner}"
+    else:
+        names = (["everyone"] if account.everyone else []) + sorted(account.users | account.groups)
+        who = "used by " + (", ".join(names) or "nobody yet")
+    return f"{account.label}: {account.kind}, {account.status}, {who}"
 
 
 # -- App Home ----------------------------------------------------------------------------

@@ -97,3 +97,28 @@ def test_the_default_account_still_sends_for_everyone_allowed(gmail_settings, sl
         wait_for(lambda: len(gmail_fake.sent) == 1, "the message")
         account = running.deps.store.senders.get(TEAM_MAIL)
         assert (account.kind, account.everyone, account.sealed_grant) == ("shared", True, "")
+
+
+def test_sendmail_accounts_lists_what_one_may_use_and_admins_see_all(
+    gmail_settings, slack, gmail_fake
+):
+    settings, port = gmail_settings
+    write_token_file(settings, gmail_fake)
+    settings = settings.replace(admin_slack_users=BOB)
+    assert (
+        run_cli(
+            ["accounts", "allow", "default", "--only", "--not-everyone", "--user", ALICE], settings
+        )
+        == 0
+    )
+    with running_mailbolt(settings, slack, port=port):
+        alice, _ = slack.command("accounts", user=ALICE)
+        text = alice.json["text"]
+        assert "You may send from" in text and TEAM_MAIL in text and "500 left today" in text
+        assert "Every account" not in text
+        bob, _ = slack.command("accounts", user=BOB)
+        text = bob.json["text"]
+        assert "You have no account to send from yet" in text
+        assert f"default <{TEAM_MAIL}>: shared, active, used by U0ALICE" in text.replace(
+            "&lt;", "<"
+        ).replace("&gt;", ">")
