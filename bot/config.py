@@ -319,8 +319,8 @@ SPECS: tuple[Spec, ...] = (
         "ADMIN_SLACK_USERS",
         "",
         _user_ids,
-        "Comma-separated Slack user IDs who may link and remove shared sender accounts "
-        "and see the audit in App Home.",
+        "Comma-separated Slack user IDs of mailbolt's admins: they see every sender "
+        "account (and who may use it) in `/sendmail accounts`.",
     ),
 )
 
