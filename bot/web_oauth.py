@@ -64,7 +64,7 @@ class OAuthPages:
         seal: Callable[[], Sealer],
         *,
         secure_cookie: bool,
-        on_connected: Callable[[SenderAccount], None] | None = None,
+        on_connected: Callable[[SenderAccount], object] | None = None,
         clock: Callable[[], float] = time.time,
     ):
         self._senders = senders_of

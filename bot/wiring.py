@@ -278,7 +278,7 @@ class Wiring:
         )
         self.store.senders.save(account, actor=SYSTEM_ACTOR, action="account.migrated")
 
-    def oauth_pages(self, on_connected: Callable[[SenderAccount], None] | None = None) -> Any:
+    def oauth_pages(self, on_connected: Callable[[SenderAccount], object] | None = None) -> Any:
         """The "Connect your Gmail" pages the web server serves (``bot.web_oauth``)."""
         from bot.web_oauth import OAuthPages
 

@@ -115,7 +115,7 @@ class GoogleWebFlow:
         except Warning as exc:  # oauthlib: other scopes granted than asked for
             if getattr(exc, "token", None) is None:
                 raise _not_allowed_to_send() from exc
-            token = dict(exc.token)  # checked below: sending must be among them
+            token = dict(exc.token)  # type: ignore[attr-defined]  # checked below: sending too
         except OAuth2Error as exc:
             raise AuthError(
                 f"Google did not accept the sign-in ({exc.error}). Nothing was connected; "

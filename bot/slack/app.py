@@ -206,7 +206,7 @@ def build_services(
     )
     runner.add_observer(board)
     board.start()
-    wiring = wiring or Wiring(settings, deps.store)
+    wiring = wiring or Wiring(settings, deps.store)  # type: ignore[arg-type]  # any StoreParts
     wiring.use_default_deps(deps)
     return Services(
         settings,
