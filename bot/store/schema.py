@@ -178,9 +178,11 @@ def _migration_5(db: sqlite_utils.Database) -> None:
     ``sealed_grant`` holds the refresh token encrypted by the caller; the key is
     never in the database. Access rows name Slack users (``user``) and user groups
     (``group``); ``everyone`` opens a shared account to all who may send.
+    ``if not exists``: new tables only, so running it on a database rewound to an
+    older version (a test, a restored backup's meta) finds them and goes on.
     """
     db.execute(
-        "create table sender_accounts ("
+        "create table if not exists sender_accounts ("
         "address text primary key, kind text not null, client text not null, "
         "name text not null default '', owner text not null default '', "
         "team text not null default '', scopes text not null default '', "
@@ -189,12 +191,12 @@ def _migration_5(db: sqlite_utils.Database) -> None:
         "created_at float not null, updated_at float not null)"
     )
     db.execute(
-        "create table sender_access ("
+        "create table if not exists sender_access ("
         "address text not null references sender_accounts(address) on delete cascade, "
         "kind text not null, slack_id text not null, primary key (address, kind, slack_id))"
     )
     db.execute(
-        "create table oauth_states ("
+        "create table if not exists oauth_states ("
         "state text primary key, user text not null, team text not null, "
         "sealed_verifier text not null, browser text not null default '', "
         "created_at float not null)"
