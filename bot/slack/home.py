@@ -18,14 +18,17 @@ from bot.slack.answers import answering
 from bot.slack.commands import STATS_DAYS, campaign_lines, quota_data
 
 
-def health(settings: Settings, deps: Deps) -> list[tuple[bool, str]]:
-    """(fine, what) lines for the setup panel, each saying what to change."""
+def health(settings: Settings, deps: Deps, accounts: int = 0) -> list[tuple[bool, str]]:
+    """(fine, what) lines for the setup panel, each saying what to change.
+    ``accounts``: how many sender accounts are connected or linked."""
     lines: list[tuple[bool, str]] = []
     account = deps.envelope.from_address
     if settings.mail_transport == "sandbox":
         lines.append((True, f"Transport: sandbox (From: {account})."))
     elif settings.gmail_token_file.is_file():
-        lines.append((True, f"Transport: Gmail, sending as {account}."))
+        lines.append((True, f"Transport: Gmail, sending as {account} by default."))
+    elif accounts:
+        lines.append((True, f"Transport: Gmail, {accounts} sender account(s) connected."))
     else:
         lines.append(
             (False, "Transport: Gmail, but not authorized yet: an admin runs `python -m bot auth`.")
@@ -58,7 +61,13 @@ def home_data(services: Services, user: str = "", team: str = "", note: str = ""
             services.deps.store, days=STATS_DAYS, bounces_known=services.settings.bounce_scan
         ),
         templates=services.deps.catalogue.list(),
-        health=health(services.settings, services.deps),
+        health=health(
+            services.settings,
+            services.deps,
+            len(services.wiring.senders.all())
+            if services.settings.mail_transport == "gmail"
+            else 0,
+        ),
         sandbox_outbox=str(services.settings.sandbox_outbox),
     )
 
