@@ -51,8 +51,9 @@ def test_two_people_send_from_their_own_gmail_at_once(slack, gmail_fake, mailbol
     gmail_fake.revoke(email=BOB_MAIL)
 
     mailbolt.runner.wait_idle(60)
-    alice_id, bob_id = (c.id for c in sorted(store.campaigns.recent(), key=lambda c: c.id))
-    alice, bob = store.campaigns.get(alice_id), store.campaigns.get(bob_id)
+    by_sender = {c.requested_by: c for c in store.campaigns.recent()}
+    alice, bob = by_sender[ALICE], by_sender[BOB]
+    alice_id, bob_id = alice.id, bob.id
     assert (alice.account, bob.account) == (ALICE_MAIL, BOB_MAIL)
     assert alice.status == "completed" and store.outbox.counts(alice_id)["sent"] == 20
     assert bob.status == "paused" and "App Home" in (bob.paused_reason or "")
