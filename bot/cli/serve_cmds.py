@@ -111,13 +111,6 @@ def startup_problems(settings: Settings) -> tuple[list[str], list[str]]:
         link_problem = public_url_problem(settings.public_base_url)
         if link_problem:
             warnings.append(f"Marketing templates will be refused: {link_problem}")
-        if settings.public_base_url and not settings.google_web_client_secrets_file.is_file():
-            warnings.append(
-                f"'Connect your Gmail' in App Home will fail: no OAuth client at "
-                f"{settings.google_web_client_secrets_file} (GOOGLE_WEB_CLIENT_SECRETS_FILE). "
-                "In Google Cloud, create an OAuth client of type Web application with the "
-                f"redirect URI {settings.public_base_url.rstrip('/')}/oauth/google/callback."
-            )
     if settings.bounce_scan and settings.mail_transport != "gmail":
         warnings.append(
             f"BOUNCE_SCAN=on does nothing with MAIL_TRANSPORT={settings.mail_transport}: "

@@ -166,6 +166,15 @@ def home_accounts(services: Services, user: str, team: str) -> HomeAccounts | No
         return HomeAccounts(
             usable, revoked, note="An admin sets PUBLIC_BASE_URL to let people connect their Gmail."
         )
+    if not settings.google_web_client_secrets_file.is_file():
+        return HomeAccounts(
+            usable,
+            revoked,
+            note="To let people connect their own Gmail, an admin creates an OAuth client of "
+            "type Web application with the redirect URI "
+            f"{settings.public_base_url.rstrip('/')}/oauth/google/callback and saves it as "
+            f"{settings.google_web_client_secrets_file} (GOOGLE_WEB_CLIENT_SECRETS_FILE).",
+        )
     state = senders.begin_connect(wiring.senders, wiring.seal, user, team, time.time())
     url = settings.public_base_url.rstrip("/") + START_PATH + "?" + urlencode({"state": state})
     return HomeAccounts(usable, revoked, connect_url=url)

@@ -120,20 +120,3 @@ def test_the_auth_account_becomes_the_first_shared_one(cli_settings, gmail_fake,
     assert "token.json" in row
     refused = run(tmp_path, "accounts", "remove", "default", env=env)
     assert refused.returncode == 2 and "python -m bot auth" in refused.stderr
-
-
-def test_serve_warns_when_people_cannot_connect_their_gmail(settings, tmp_path):
-    from bot.cli.serve_cmds import startup_problems
-
-    gmail = settings.replace(
-        mail_transport="gmail",
-        public_base_url="https://mail.acme.example",
-        google_web_client_secrets_file=tmp_path / "missing.json",
-    )
-    _, warnings = startup_problems(gmail)
-    assert any(
-        "Connect your Gmail" in w and "https://mail.acme.example/oauth/google/callback" in w
-        for w in warnings
-    )
-    (tmp_path / "missing.json").write_text("{}")
-    assert not any("Connect your Gmail" in w for w in startup_problems(gmail)[1])

@@ -126,3 +126,11 @@ def test_disconnect_on_app_home_revokes_at_google(slack, gmail_fake, mailbolt):
     assert f"Disconnected {ALICE_MAIL}" in home and "revoked" in home
     actions = [e.action for e in mailbolt.deps.store.audit.recent()]
     assert actions[:2] == ["account.disconnected", "account.connected"]
+
+
+def test_without_a_web_client_app_home_says_what_the_admin_sets_up(slack, mailbolt):
+    Path(mailbolt.settings.google_web_client_secrets_file).unlink()
+    slack.event({"type": "app_home_opened", "user": ALICE, "channel": "DU0ALICE", "tab": "home"})
+    home = json.dumps(wait_for(lambda: slack.home.get(ALICE), "the Home tab"))
+    assert views.A_CONNECT_GMAIL not in home
+    assert "Web application" in home and "/oauth/google/callback" in home
