@@ -236,7 +236,7 @@ def finish_connect(
     address = account_key(grant.address)
     old = senders.get(address)
     if old is not None and (old.kind != SenderKind.PERSONAL or old.owner != taken.user):
-        flow.revoke(grant.refresh_token)
+        # Not revoked: at Google that would end the grant the account already has.
         who = "a shared account" if old.kind == SenderKind.SHARED else "another person's account"
         raise UserInputError(
             f"{address} is already connected as {who}. Nothing was changed; sign in with "

@@ -14,7 +14,9 @@ Why it looks like this (facts: /work/shared/reference, section H):
 - The redirect URI is ``PUBLIC_BASE_URL/oauth/google/callback`` exactly: Google
   compares it character for character with the one registered for the client.
 - Revoking posts the refresh token to the revoke endpoint next to the token
-  endpoint (``…/token`` → ``…/revoke``), which also revokes its access tokens.
+  endpoint (``…/token`` → ``…/revoke``). Google then ends mailbolt's whole
+  authorization for that Google account, so a grant that is merely not kept
+  (refused after the exchange) is not revoked: that would end another one.
 - Token values never reach a log line (the token libraries are quietened).
 """
 
@@ -128,9 +130,9 @@ class GoogleWebFlow:
         scope = token.get("scope") or ()
         scopes = frozenset(scope.split() if isinstance(scope, str) else scope)
         if SEND_SCOPE not in scopes:
-            refresh = str(token.get("refresh_token") or "")
-            if refresh:
-                self.revoke(refresh)
+            # Not revoked: Google revokes the app's whole authorization for that
+            # account, which would also end a grant connected earlier. A token that
+            # cannot send is kept nowhere and is harmless.
             raise _not_allowed_to_send()
         refresh_token = str(token.get("refresh_token") or "")
         if not refresh_token:
