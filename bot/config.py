@@ -345,6 +345,29 @@ SPECS: tuple[Spec, ...] = (
         _on_off,
         "Poll the mailbox for bounces (asks for the gmail.readonly scope).",
     ),
+    # Sender accounts
+    Spec(
+        "GOOGLE_WEB_CLIENT_SECRETS_FILE",
+        "data/web_client.json",
+        _path,
+        'OAuth client (Web application) for "Connect your Gmail" in Slack; its '
+        "authorized redirect URI is PUBLIC_BASE_URL/oauth/google/callback.",
+    ),
+    Spec(
+        "GRANT_KEY",
+        "",
+        _secret_key,
+        "Key that encrypts the Gmail grants kept in the database; generated into "
+        "data/grant.key when empty. Losing it means everyone reconnects.",
+        secret=True,
+    ),
+    Spec(
+        "ADMIN_SLACK_USERS",
+        "",
+        _user_ids,
+        "Comma-separated Slack user IDs of mailbolt's admins: they see every sender "
+        "account (and who may use it) in `/sendmail accounts`.",
+    ),
 )
 
 
@@ -431,6 +454,9 @@ class Settings:
     public_base_url: str
     unsubscribe_secret: str
     bounce_scan: bool
+    google_web_client_secrets_file: Path
+    grant_key: str
+    admin_slack_users: str
 
     @classmethod
     def load(
@@ -458,6 +484,11 @@ class Settings:
     def allowed_users(self) -> frozenset[str]:
         """Slack user IDs allowed to send; ``{'*'}`` means everyone."""
         return frozenset(u.strip() for u in self.allowed_slack_users.split(",") if u.strip())
+
+    @property
+    def admin_users(self) -> frozenset[str]:
+        """Slack user IDs who administer shared sender accounts (``*``: everyone)."""
+        return frozenset(u.strip() for u in self.admin_slack_users.split(",") if u.strip())
 
     def masked(self) -> list[tuple[str, str, bool]]:
         """(name, shown value, is_default) for every setting, secrets masked."""

@@ -7,6 +7,7 @@ with no Google or Slack library imported.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass, field
 from typing import Any, Protocol, Unpack
 
 from bot.models import OutgoingMessage
@@ -21,6 +22,9 @@ from bot.records import (
     Message,
     MessageState,
     NewMessage,
+    OAuthState,
+    SenderAccount,
+    SenderStatus,
     TestSend,
     Transition,
     Unsubscribe,
@@ -81,6 +85,39 @@ class BounceSource(Protocol):
 
     def raw(self, report_id: str) -> bytes:
         """One whole report, as the bytes the mailer-daemon sent."""
+        ...
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What Google granted at the end of a consent: a secret and what it allows."""
+
+    address: str
+    refresh_token: str = field(repr=False)
+    scopes: frozenset[str]
+
+
+class GrantFlow(Protocol):
+    """Google's web-server OAuth flow with PKCE (``bot/mail/google_web_flow.py``).
+
+    Raises ``AuthError`` with words for the person when Google refuses, or when
+    fewer permissions than sending needs were granted.
+    """
+
+    def authorization_url(self, state: str, code_verifier: str) -> str: ...
+
+    def exchange(self, code: str, code_verifier: str) -> Grant: ...
+
+    def revoke(self, refresh_token: str) -> None: ...
+
+
+class Sealer(Protocol):
+    """Encrypts grants before the store keeps them (``bot/mail/grant_seal.py``)."""
+
+    def seal(self, secret: str) -> str: ...
+
+    def open(self, sealed: str) -> str:
+        """The secret; ``AuthError`` if it was sealed with another key or tampered with."""
         ...
 
 
@@ -332,6 +369,67 @@ class TestSends(Protocol):
         ...
 
 
+class SenderAccounts(Protocol):
+    """Gmail accounts mail is sent from, who may use each, and started OAuth flows.
+
+    Grants arrive and leave sealed (encrypted by the caller); every change that a
+    person makes is audited in the same transaction, with ``actor`` and ``action``.
+    Addresses are account keys (``records.account_key``).
+    """
+
+    def save(self, account: SenderAccount, *, actor: str, action: str) -> None:
+        """Insert or replace (by address) the account and its access lists;
+        ``created_at`` of an existing one is kept."""
+        ...
+
+    def get(self, address: str) -> SenderAccount | None: ...
+
+    def find(self, name_or_address: str) -> SenderAccount | None:
+        """By address, else by name (case-insensitive)."""
+        ...
+
+    def all(self) -> list[SenderAccount]:
+        """Every account, oldest first."""
+        ...
+
+    def set_status(
+        self, address: str, status: SenderStatus, reason: str = "", *, actor: str
+    ) -> bool:
+        """False if there is no such account or it already had ``status``."""
+        ...
+
+    def set_access(
+        self,
+        address: str,
+        *,
+        everyone: bool,
+        users: frozenset[str],
+        groups: frozenset[str],
+        actor: str,
+    ) -> bool:
+        """Replace who may use a shared account; False if there is none."""
+        ...
+
+    def remove(self, address: str, *, actor: str, action: str) -> bool:
+        """Forget the account and its grant; False if there was none."""
+        ...
+
+    def add_state(self, state: OAuthState) -> None: ...
+
+    def bind_state(self, state: str, browser: str) -> OAuthState | None:
+        """Tie a state to the browser that opened its link, once; None if it was
+        already tied to a browser, or is unknown."""
+        ...
+
+    def take_state(self, state: str) -> OAuthState | None:
+        """The state, deleted in the same step: a second take finds nothing."""
+        ...
+
+    def drop_states_before(self, when: float) -> int:
+        """Forget flows started before ``when`` (never finished); how many."""
+        ...
+
+
 class StoreParts(Protocol):
     """A whole store: its parts and the clock it stamps rows with."""
 
@@ -355,6 +453,9 @@ class StoreParts(Protocol):
 
     @property
     def test_sends(self) -> TestSends: ...
+
+    @property
+    def senders(self) -> SenderAccounts: ...
 
     @property
     def clock(self) -> Callable[[], float]: ...

@@ -260,3 +260,76 @@ class TestSend:
     provider_id: str | None = None
     last_error: str | None = None
     reference: str = ""
+
+
+class SenderKind(StrEnum):
+    """Whose account it is: one person's own, or a team address several may use."""
+
+    PERSONAL = "personal"
+    SHARED = "shared"
+
+
+class SenderStatus(StrEnum):
+    """Whether the account's grant is believed to work."""
+
+    ACTIVE = "active"
+    #: Google refused the grant (revoked, expired): its campaigns pause until reconnected.
+    REVOKED = "revoked"
+
+
+class GrantClient(StrEnum):
+    """Which OAuth client issued the grant: a refresh must use the same one."""
+
+    #: ``GOOGLE_WEB_CLIENT_SECRETS_FILE`` ("Connect your Gmail" from Slack).
+    WEB = "web"
+    #: ``GOOGLE_CLIENT_SECRETS_FILE`` (``python -m bot accounts link`` on the CLI).
+    INSTALLED = "installed"
+    #: The grant stays in ``GMAIL_TOKEN_FILE`` (the account of ``python -m bot auth``).
+    TOKEN_FILE = "token_file"  # noqa: S105 - a kind of client, not a secret
+
+
+@dataclass(frozen=True)
+class SenderAccount:
+    """A Gmail account mail can be sent from, and who may use it.
+
+    ``sealed_grant`` is the refresh token *encrypted* (``bot.mail.grant_seal``):
+    the store never sees a grant in the clear, so a copy of the database alone
+    reveals none. Empty for the ``TOKEN_FILE`` account, whose grant stays in its
+    0600 file.
+    """
+
+    address: str
+    kind: SenderKind
+    client: GrantClient
+    name: str = ""
+    #: The Slack user who connected it (personal) or linked it ("" from the CLI).
+    owner: str = ""
+    team: str = ""
+    scopes: frozenset[str] = frozenset()
+    status: SenderStatus = SenderStatus.ACTIVE
+    status_reason: str = ""
+    #: Shared accounts: anyone allowed to send may use it (today's single account).
+    everyone: bool = False
+    users: frozenset[str] = frozenset()
+    groups: frozenset[str] = frozenset()
+    sealed_grant: str = field(default="", repr=False)
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+    @property
+    def label(self) -> str:
+        """How a person sees it in a list: ``Team <team@x.com>`` or the address."""
+        return f"{self.name} <{self.address}>" if self.name else self.address
+
+
+@dataclass(frozen=True)
+class OAuthState:
+    """One started "Connect your Gmail": whose it is, and its PKCE verifier (sealed)."""
+
+    state: str
+    user: str
+    team: str
+    sealed_verifier: str = field(repr=False)
+    created_at: float
+    #: A hash of the browser cookie set when the link was opened ("" until then).
+    browser: str = ""

@@ -4,12 +4,16 @@ Why it looks like this:
 - Its own threads, not Bolt's five listener threads: a campaign paced at one send
   a second runs for minutes or hours, and every thread it held would be one
   fewer for answering Slack within its 3-second limit.
-- One campaign at a time. The per-minute quota and the daily limit belong to the
-  mail account, not to a campaign: two campaigns at once would not send faster,
-  and each would work out its share of the daily limit from the same starting
-  count, so together they would overshoot it. One-message campaigns get a lane of
-  their own, so they do not wait behind a long send. (A "send a test to me" is
-  no campaign at all: ``trial_send.send_test`` sends it at once.)
+- One campaign at a time *per sender account*. The per-minute quota and the
+  daily limit belong to the mail account, not to a campaign: two campaigns of one
+  account at once would not send faster, and each would work out its share of
+  the daily limit from the same starting count, so together they would overshoot
+  it. Two accounts, though, each have their own quota: each account gets its own
+  lane (and, through ``deps_for``, its own transport and pacer), so two people
+  sending from their own Gmail at once each get their account's full rate.
+  One-message campaigns get a lane of their own, so they do not wait behind a
+  long send. (A "send a test to me" is no campaign at all:
+  ``trial_send.send_test`` sends it at once.)
 - A cancel ``Event`` per campaign, set by whoever presses Cancel; the send loop
   checks it between messages.
 - At start, unfinished campaigns resume with ``send_loop.run(resume=True)``, which
@@ -97,6 +101,11 @@ class _Lane:
         self._execute = execute
         self.thread = threading.Thread(target=self._loop, name=name, daemon=True)
 
+    def begin(self) -> None:
+        """Start the thread unless it already was (lanes may appear while opening)."""
+        if self.thread.ident is None:
+            self.thread.start()
+
     def _loop(self) -> None:
         while (handle := self.queue.get()) is not None:
             self._execute(handle)
@@ -109,11 +118,15 @@ class Runner:
         self,
         deps: Deps,
         *,
+        deps_for: Callable[[str], Deps] | None = None,
         due_check_seconds: float = DUE_CHECK_SECONDS,
         new_campaign_check_seconds: float = NEW_CAMPAIGN_CHECK_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.deps = deps
+        #: The Deps of a campaign's sender account (``Wiring.deps_for``); one account only
+        #: when not given.
+        self._deps_for = deps_for or (lambda account: deps)
         self._clock = clock
         self._lock = threading.Lock()
         self._handles: dict[int, Handle] = {}
@@ -122,7 +135,7 @@ class Runner:
         self._periodic: list[_Periodic] = []
         self._stop = threading.Event()
         self._idle = threading.Condition(self._lock)
-        self._main = _Lane("campaigns", self._execute)
+        self._lanes: dict[str, _Lane] = {}
         self._express = _Lane("campaigns-express", self._execute)
         self._scheduler = threading.Thread(target=self._schedule, name="periodic", daemon=True)
         self._opened = False
@@ -147,7 +160,9 @@ class Runner:
         if not self._opened:
             self._opened = True
             self._newest_seen = self.deps.store.campaigns.newest_id()
-            self._main.thread.start()
+            with self._lock:
+                for lane in self._lanes.values():
+                    lane.begin()
             self._express.thread.start()
             self._scheduler.start()
         if not resume:
@@ -165,9 +180,10 @@ class Runner:
         Returns False in that case, so the caller can say so.
         """
         self._stop.set()
-        self._main.queue.put(None)
-        self._express.queue.put(None)
-        lanes = (self._main, self._express)
+        with self._lock:
+            lanes = (*self._lanes.values(), self._express)
+        for lane in lanes:
+            lane.queue.put(None)
         for lane in lanes:
             if lane.thread.is_alive():
                 lane.thread.join(timeout)
@@ -185,9 +201,32 @@ class Runner:
             self._handles[campaign_id] = handle
         row = self.deps.store.campaigns.get(campaign_id)
         small = row is not None and row.total <= EXPRESS_MAX_MESSAGES
-        (self._express if small else self._main).queue.put(handle)
+        lane = self._express if small else self._lane(row.account if row else "")
+        lane.queue.put(handle)
         self._notify("queued", campaign_id)
         return handle
+
+    def _lane(self, account: str) -> _Lane:
+        """The lane of one sender account, started on first use."""
+        with self._lock:
+            lane = self._lanes.get(account)
+            if lane is None:
+                name = f"campaigns-{account}" if account else "campaigns"
+                lane = self._lanes[account] = _Lane(name, self._execute)
+                if self._opened:
+                    lane.begin()
+            return lane
+
+    def resume_paused(self, account: str) -> list[int]:
+        """Start again the paused campaigns of one sender account (its grant works
+        again); other accounts' campaigns are left alone."""
+        ids = []
+        for campaign_id in self.deps.store.campaigns.unfinished():
+            row = self.deps.store.campaigns.get(campaign_id)
+            if row and row.account == account and row.status == CampaignStatus.PAUSED:
+                self.start(campaign_id)
+                ids.append(campaign_id)
+        return ids
 
     def cancel(self, campaign_id: int) -> bool:
         """Ask a campaign to stop; what has not been sent yet is skipped.
@@ -255,9 +294,10 @@ class Runner:
                 handle.result = resolution.counts_result(campaign_id, self.deps)
             else:
                 self._notify("started", campaign_id)
+                row = self.deps.store.campaigns.get(campaign_id)
                 handle.result = send_loop.run(
                     campaign_id,
-                    self.deps,
+                    self._deps_for(row.account if row else ""),
                     progress=lambda counts: self._notify("progress", campaign_id, counts),
                     cancel=handle.cancel,
                     resume=handle.resume,

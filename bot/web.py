@@ -5,6 +5,8 @@ Routes:
   handed to Bolt only once the body is known to be small, signed and parsable
   (``SlackEndpoint``).
 - ``GET /healthz``: a small JSON answer for load balancers and uptime checks.
+- ``GET /oauth/google/start`` and ``/oauth/google/callback``: "Connect your
+  Gmail" (``bot.web_oauth``), when the server was given its pages.
 - ``/unsubscribe/...``: the one-click unsubscribe endpoint, handed on untouched
   (full path) to ``bot.web_unsubscribe.make_unsubscribe_app`` when that module
   is installed.
@@ -48,6 +50,7 @@ log = logging.getLogger(__name__)
 SLACK_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
 UNSUBSCRIBE_PREFIX = "/unsubscribe/"
+OAUTH_PATHS = ("/oauth/google/start", "/oauth/google/callback")
 LOOP_TIMEOUT = 0.2  # seconds: how quickly stop() is noticed
 #: The largest body any route accepts. Slack's largest is a view submission: the
 #: whole view (at most 250 kB of JSON) plus its state, URL-encoded (up to 3x).
@@ -198,6 +201,7 @@ def make_wsgi_app(
     *,
     health: Callable[[], dict[str, Any]] | None = None,
     unsubscribe_secret: bytes | None = None,
+    oauth: WSGIApplication | None = None,
 ) -> WSGIApplication:
     """Route the three kinds of request; ``bolt_app`` is None in Socket Mode.
 
@@ -222,6 +226,8 @@ def make_wsgi_app(
                 **(health() if health else {}),
             }
             return _reply(start_response, "200 OK", body)
+        if path in OAUTH_PATHS and oauth is not None:
+            return oauth(environ, start_response)
         if path.startswith(UNSUBSCRIBE_PREFIX) and unsubscribe is not None:
             return unsubscribe(environ, start_response)
         return _reply(start_response, "404 Not Found", {"error": "not found"})

@@ -14,14 +14,17 @@ advisory lock in PostgreSQL.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
+import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 from bot.config import Settings
 from bot.errors import AuthError, MailboltError
@@ -31,10 +34,16 @@ if TYPE_CHECKING:
     from bot.handlers.campaign import Deps, Policy
     from bot.handlers.compose import Envelope
     from bot.handlers.templates import TemplateCatalogue
-    from bot.ports import BounceSource, Pacer, Transport
+    from bot.models import OutgoingMessage
+    from bot.ports import BounceSource, GrantFlow, Pacer, Sealer, SenderAccounts, Transport
+    from bot.records import SenderAccount
     from bot.store import SqlStore
 
+log = logging.getLogger(__name__)
+
 SANDBOX_SENDER = "sandbox@mailbolt.invalid"
+#: Who the audit log names for what mailbolt does by itself.
+SYSTEM_ACTOR = "mailbolt"
 
 
 def sender_address(settings: Settings) -> str:
@@ -128,6 +137,10 @@ class Wiring:
         if store is not None:
             self.__dict__["store"] = store
         self._transport: Transport | None = None
+        self._lock = threading.RLock()
+        self._senders_ready = False
+        self._account_deps: dict[str, Deps] = {}
+        self._account_transports: dict[tuple[str, str], Transport] = {}
 
     @cached_property
     def store(self) -> SqlStore:
@@ -229,6 +242,188 @@ class Wiring:
             unsubscribe_secret=self.unsubscribe_secret,
             policy=self.policy,
         )
+
+    # -- sender accounts ---------------------------------------------------------
+
+    @cached_property
+    def seal(self) -> Sealer:
+        """Encrypts grants for the store: ``GRANT_KEY``, else a key file beside the database."""
+        from bot.mail.grant_seal import load_seal
+
+        return load_seal(self.settings.grant_key, Path(self.settings.database_path).parent)
+
+    @cached_property
+    def grant_flow(self) -> GrantFlow:
+        """Google's web-server flow ("Connect your Gmail")."""
+        from bot.mail.google_web_flow import GoogleWebFlow
+
+        return GoogleWebFlow(self.settings)
+
+    @property
+    def senders(self) -> SenderAccounts:
+        """The store's sender accounts, with today's ``python -m bot auth`` account
+        registered as the first (shared, open to everyone who may send) on first use:
+        no new consent, and its grant stays in its 0600 token file."""
+        with self._lock:
+            if not self._senders_ready:
+                self._senders_ready = True
+                self._register_token_file_account()
+        return self.store.senders
+
+    def _register_token_file_account(self) -> None:
+        from bot.records import GrantClient, SenderAccount, SenderKind, account_key
+
+        settings = self.settings
+        if settings.mail_transport != "gmail" or not Path(settings.gmail_token_file).is_file():
+            return
+        try:
+            address = account_key(self.sender)
+        except AuthError as exc:
+            log.warning("the token file's account is not listed: %s", exc)
+            return
+        if self.store.senders.get(address) is not None:
+            return
+        account = SenderAccount(
+            address=address,
+            kind=SenderKind.SHARED,
+            client=GrantClient.TOKEN_FILE,
+            name="default",
+            everyone=True,
+        )
+        self.store.senders.save(account, actor=SYSTEM_ACTOR, action="account.migrated")
+
+    def oauth_pages(self, on_connected: Callable[[SenderAccount], object] | None = None) -> Any:
+        """The "Connect your Gmail" pages the web server serves (``bot.web_oauth``)."""
+        from bot.web_oauth import OAuthPages
+
+        return OAuthPages(
+            lambda: self.senders,
+            lambda: self.grant_flow,
+            lambda: self.seal,
+            secure_cookie=self.settings.public_base_url.startswith("https://"),
+            on_connected=on_connected,
+        )
+
+    def use_default_deps(self, deps: Deps) -> None:
+        """Share ``deps`` (the one the runner and the app already use) as the default
+        account's, so there is one transport and one pacer for it."""
+        with self._lock:
+            self._account_deps.setdefault("", deps)
+
+    def default_deps(self) -> Deps:
+        """The Deps of the default account (built once)."""
+        with self._lock:
+            if "" not in self._account_deps:
+                self._account_deps[""] = self.deps()
+            return self._account_deps[""]
+
+    def deps_for(self, account: str) -> Deps:
+        """What a campaign sending as ``account`` needs: its From, its transport and
+        its own pacer (two accounts send side by side, each at its own full rate;
+        campaigns of one account share its pacer). The default account, legacy
+        campaigns and the sandbox get ``default_deps``."""
+        from bot.records import LEGACY_ACCOUNT, SANDBOX_ACCOUNT, GrantClient
+
+        default = self.default_deps()
+        if (
+            self.settings.mail_transport != "gmail"
+            or account in (LEGACY_ACCOUNT, SANDBOX_ACCOUNT, default.account)
+            or not account
+        ):
+            return default
+        with self._lock:
+            if account in self._account_deps:
+                return self._account_deps[account]
+            record = self.senders.get(account)
+            if record is None or record.client == GrantClient.TOKEN_FILE:
+                return default
+            from bot.handlers.compose import Envelope
+
+            deps = dataclasses.replace(
+                default,
+                envelope=Envelope(
+                    record.name or self.settings.from_name, record.address, self.settings.reply_to
+                ),
+                account=account,
+                transport=lambda: self.account_transport(account),
+                pacer=build_pacer(self.settings),
+            )
+            self._account_deps[account] = deps
+            return deps
+
+    def account_transport(self, account: str) -> Transport:
+        """The Gmail transport of a stored account, rebuilt when its grant changes.
+
+        An account that lost its grant raises ``AuthError`` saying who reconnects
+        it and how; so does its transport when Google refuses the grant mid-send,
+        and the account is then marked revoked (only its campaigns pause).
+        """
+        from bot.handlers.senders import reconnect_hint
+        from bot.records import GrantClient, SenderStatus
+
+        record = self.store.senders.get(account)
+        if record is None:
+            raise AuthError(f"The sender account {account} was removed. Send from another account.")
+        if record.status != SenderStatus.ACTIVE:
+            raise AuthError(
+                f"The Gmail authorization of {account} no longer works "
+                f"({record.status_reason or 'revoked'}). {reconnect_hint(record)}"
+            )
+        key = (account, record.sealed_grant)
+        with self._lock:
+            transport = self._account_transports.get(key)
+            if transport is None:
+                from bot.mail.gmail import build_account_transport
+
+                inner = build_account_transport(
+                    self.settings,
+                    address=record.address,
+                    refresh_token=self.seal.open(record.sealed_grant),
+                    scopes=record.scopes,
+                    web=record.client == GrantClient.WEB,
+                )
+                transport = _AccountTransport(inner, record, self)
+                self._account_transports[key] = transport
+        return transport
+
+    def grant_refused(self, record: SenderAccount, error: AuthError) -> AuthError:
+        """Mark ``record`` revoked and say who reconnects it and how."""
+        from bot.handlers.senders import reconnect_hint
+        from bot.records import SenderStatus
+
+        reason = str(error).split(". ")[0][:300]
+        self.store.senders.set_status(
+            record.address, SenderStatus.REVOKED, reason, actor=SYSTEM_ACTOR
+        )
+        return AuthError(
+            f"Gmail refused the authorization of {record.address} ({reason}). "
+            f"{reconnect_hint(record)}"
+        )
+
+
+class _AccountTransport:
+    """A stored account's transport: an ``AuthError`` marks the account revoked and
+    says how to reconnect it (``Wiring.grant_refused``); everything else passes."""
+
+    def __init__(self, inner: Transport, record: SenderAccount, wiring: Wiring):
+        self._inner = inner
+        self._record = record
+        self._wiring = wiring
+        self.name = inner.name
+        self.max_in_flight = inner.max_in_flight
+        self.can_read = getattr(inner, "can_read", True)
+
+    def send(self, message: OutgoingMessage) -> str:
+        try:
+            return self._inner.send(message)
+        except AuthError as exc:
+            raise self._wiring.grant_refused(self._record, exc) from exc
+
+    def find_sent(self, message_id: str) -> str | None:
+        try:
+            return self._inner.find_sent(message_id)
+        except AuthError as exc:
+            raise self._wiring.grant_refused(self._record, exc) from exc
 
 
 def build_deps(settings: Settings, store: SqlStore | None = None, *, sending: bool = True) -> Deps:

@@ -13,6 +13,7 @@ import argparse
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.markup import escape
@@ -191,10 +192,21 @@ def _run_with_progress(campaign_id: int, deps: campaign.Deps, *, resume: bool) -
         )
 
 
+def _sending_deps(wiring: Wiring, sender: str) -> campaign.Deps:
+    """``--from``: the named sender account (it must exist and be active), else the
+    default one. CLI users administer the machine, so no per-person check."""
+    if not sender:
+        return wiring.default_deps()
+    from bot.handlers.senders import cli_account
+
+    return wiring.deps_for(cli_account(wiring.senders, sender).address)
+
+
 def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
-    deps = Wiring(settings).deps()
+    wiring = Wiring(settings)
     if args.resume:
-        return _resume(deps, settings)
+        return _resume(wiring.default_deps(), settings, wiring.deps_for)
+    deps = _sending_deps(wiring, getattr(args, "sender", ""))
     if not args.template or not args.recipients:
         raise UserInputError("send needs --template and --recipients (or --resume).")
     from bot.handlers import drafts
@@ -307,7 +319,11 @@ def _follow(
     return result.exit_code
 
 
-def _resume(deps: campaign.Deps, settings: Settings) -> int:
+def _resume(
+    deps: campaign.Deps,
+    settings: Settings,
+    deps_for: Callable[[str], campaign.Deps] | None = None,
+) -> int:
     lock = sender_lock(settings)
     try:
         lock.acquire()
@@ -327,7 +343,9 @@ def _resume(deps: campaign.Deps, settings: Settings) -> int:
             return 0
         code = 0
         for campaign_id in ids:
-            result = _run_with_progress(campaign_id, deps, resume=True)
+            row = deps.store.campaigns.get(campaign_id)
+            own = deps_for(row.account) if deps_for and row else deps  # its own account
+            result = _run_with_progress(campaign_id, own, resume=True)
             _print_result(result, settings)
             code = max(code, result.exit_code)
         return code

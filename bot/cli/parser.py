@@ -42,7 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
     parser.set_defaults(needs_settings=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for register in (register_core, register_gmail, register_compliance, register_serve):
+    for register in (
+        register_core,
+        register_gmail,
+        register_compliance,
+        register_serve,
+        register_accounts,
+    ):
         register(sub)
     return parser
 
@@ -72,6 +78,13 @@ def register_core(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--resume",
         action="store_true",
         help="continue unfinished campaigns (after a crash, pause or deferral)",
+    )
+    send.add_argument(
+        "--from",
+        dest="sender",
+        metavar="ADDRESS",
+        default="",
+        help="the sender account to send from (see `accounts list`; default: the `auth` one)",
     )
     send.set_defaults(func=_run("core_cmds", "cmd_send"))
 
@@ -195,3 +208,55 @@ def register_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         help="interface to listen on (default: all)",
     )
     serve_parser.set_defaults(func=_run("serve_cmds", "cmd_serve"))
+
+
+def register_accounts(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    accounts = sub.add_parser("accounts", help="sender accounts: list, link, allow, remove")
+    actions = accounts.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    listing = actions.add_parser("list", help="every sender account and who may use it")
+    listing.set_defaults(func=_run("accounts_cmds", "cmd_list"))
+
+    link = actions.add_parser(
+        "link",
+        help="link a shared team address (sign in with Google as that address)",
+        description="Sign in as the team address; its grant is kept encrypted in the database.",
+    )
+    link.add_argument("name", metavar="NAME", help="a short name for it, e.g. team")
+    link.add_argument("--no-browser", action="store_true", help="print the sign-in URL instead")
+    link.add_argument("--port", type=whole(0, 65535), default=0, help="local port for Google")
+    _access_options(link)
+    link.set_defaults(func=_run("accounts_cmds", "cmd_link"))
+
+    allow = actions.add_parser("allow", help="say who may send from a shared account")
+    allow.add_argument("name", metavar="NAME", help="its name or address")
+    _access_options(allow)
+    allow.add_argument(
+        "--only", action="store_true", help="replace the lists instead of adding to them"
+    )
+    allow.add_argument(
+        "--not-everyone",
+        action="store_true",
+        help="close it to everyone but the users and groups listed",
+    )
+    allow.set_defaults(func=_run("accounts_cmds", "cmd_allow"))
+
+    remove = actions.add_parser("remove", help="revoke a sender account's grant and forget it")
+    remove.add_argument("name", metavar="NAME", help="its name or address")
+    remove.set_defaults(func=_run("accounts_cmds", "cmd_remove"))
+
+
+def _access_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--user", action="append", default=[], metavar="U…", help="a Slack user id (repeatable)"
+    )
+    parser.add_argument(
+        "--group",
+        action="append",
+        default=[],
+        metavar="S…",
+        help="a Slack user group id (repeatable)",
+    )
+    parser.add_argument(
+        "--everyone", action="store_true", help="everyone allowed to send may use it"
+    )

@@ -161,9 +161,9 @@ def serve(
     ``listener_executor`` runs the Slack listeners; tests pass one they can wait on.
     """
     wiring = Wiring(settings)
-    deps = wiring.deps()
-    runner = Runner(deps)
-    services = build_services(settings, deps, runner, client=client)
+    deps = wiring.default_deps()
+    runner = Runner(deps, deps_for=wiring.deps_for)
+    services = build_services(settings, deps, runner, client=client, wiring=wiring)
     app = bolt_app(services, listener_executor=listener_executor)
     if settings.bounce_scan and settings.mail_transport == "gmail":
         job = wiring.bounce_job(services.board.alert)  # Google's libraries only now
@@ -177,6 +177,7 @@ def serve(
         None if socket_mode else app,
         health=lambda: {"slack": mode},
         unsubscribe_secret=wiring.unsubscribe_secret,
+        oauth=wiring.oauth_pages(lambda account: runner.resume_paused(account.address)),
     )
     web = WebServer(wsgi, host, port)
     resumed = runner.open()

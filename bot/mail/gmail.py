@@ -455,3 +455,34 @@ def build_transport(settings: Settings) -> GmailTransport:
         sender=settings.sender_address,
         max_in_flight=workers_needed(settings.gmail_quota_units_per_minute, SLOW_SEND_LATENCY_S),
     )
+
+
+def build_account_transport(
+    settings: Settings, *, address: str, refresh_token: str, scopes: frozenset[str], web: bool
+) -> GmailTransport:
+    """The Gmail transport of one sender account, from its (unsealed) refresh token.
+
+    The access token lives in memory only; nothing is written back, because the
+    refresh token (the only lasting secret) does not change on a refresh.
+    ``web``: the grant came from the web client ("Connect your Gmail"), else
+    from the Desktop client (``accounts link``); a refresh must use that client.
+    """
+    from bot.mail.google_web_flow import client_config
+
+    path = settings.google_web_client_secrets_file if web else settings.google_client_secrets_file
+    config = client_config(settings, path, "web" if web else "installed")
+    credentials = Credentials(
+        token=None,
+        refresh_token=refresh_token,
+        token_uri=config["token_uri"],
+        client_id=config["client_id"],
+        client_secret=config["client_secret"],
+        scopes=sorted(scopes),
+        account=address,
+    )
+    return GmailTransport(
+        credentials,
+        api_url=settings.gmail_api_url,
+        sender=address,
+        max_in_flight=workers_needed(settings.gmail_quota_units_per_minute, SLOW_SEND_LATENCY_S),
+    )

@@ -41,6 +41,7 @@ from google.oauth2.credentials import Credentials
 
 from bot.config import Settings
 from bot.errors import AuthError, TransientSendError
+from bot.ports import Grant
 from bot.private_files import write_private
 
 log = logging.getLogger(__name__)
@@ -225,6 +226,30 @@ def run_auth_flow(settings: Settings, *, open_browser: bool, port: int = 0) -> d
     Uses the loopback redirect (``run_local_server``): the out-of-band console
     flow was removed from google-auth-oauthlib 1.0 after Google blocked it.
     """
+    credentials = consent(settings, open_browser=open_browser, port=port)
+    account = email_from_id_token(credentials.id_token)
+    save_credentials(Path(settings.gmail_token_file), credentials, account=account)
+    log.info("Saved the Gmail authorization for %s to %s.", account, settings.gmail_token_file)
+    return summary(settings, credentials)
+
+
+def link_grant(settings: Settings, *, open_browser: bool, port: int = 0) -> Grant:
+    """``accounts link``: the same consent as ``auth``, for a shared account whose
+    grant the database keeps (sealed) instead of a token file."""
+    credentials = consent(settings, open_browser=open_browser, port=port)
+    address = email_from_id_token(credentials.id_token)
+    if not address:
+        raise AuthError("Google did not say which address signed in; run the command again.")
+    return Grant(
+        address=address,
+        refresh_token=str(credentials.refresh_token),
+        scopes=granted_scopes(credentials),
+    )
+
+
+def consent(settings: Settings, *, open_browser: bool, port: int = 0) -> Credentials:
+    """The installed-app consent in a browser, checked: every scope asked for, and a
+    refresh token. Nothing is stored here."""
     from google_auth_oauthlib.flow import InstalledAppFlow, WSGITimeoutError
     from oauthlib.oauth2.rfc6749.errors import OAuth2Error
 
@@ -278,10 +303,7 @@ def run_auth_flow(settings: Settings, *, open_browser: bool, port: int = 0) -> d
             f"Google returned no refresh token. Remove mailbolt at "
             f"https://myaccount.google.com/permissions and run `{AUTH_COMMAND}` again."
         )
-    account = email_from_id_token(credentials.id_token)
-    save_credentials(Path(settings.gmail_token_file), credentials, account=account)
-    log.info("Saved the Gmail authorization for %s to %s.", account, settings.gmail_token_file)
-    return summary(settings, credentials)
+    return credentials
 
 
 @contextlib.contextmanager

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bot.errors import AuthError, MailboltError
+from bot.handlers.senders import RECONNECT
 
 if TYPE_CHECKING:
     from slack_sdk import WebClient
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from bot.runner import Runner
     from bot.slack.lookups import Lookups
     from bot.slack.status import StatusBoard
+    from bot.wiring import Wiring
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +41,17 @@ class Services:
     board: StatusBoard
     client: WebClient
     lookups: Lookups
+    #: Sender accounts: the store's list, grant sealing, Google's flow, each
+    #: account's Deps (``bot.slack.accounts`` uses it).
+    wiring: Wiring
     #: The "Checking…" floor; tests set 0, since the loopback fake has no such race.
     checking_min_seconds: float = CHECKING_MIN_SECONDS
 
 
 def describe(error: Exception, correlation_id: str = "") -> str:
     """A failure as a person reads it; unexpected ones point to the log line."""
+    if isinstance(error, AuthError) and RECONNECT in str(error):
+        return str(error)  # a sender account's own words: who reconnects it, and how
     if isinstance(error, AuthError):
         return (
             f"Gmail refused our authorization: {error} An admin must run "

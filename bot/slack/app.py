@@ -41,6 +41,7 @@ from bot.runner import Runner
 from bot.slack import (
     CHECKING_MIN_SECONDS,
     Services,
+    accounts,
     campaign_actions,
     commands,
     compose,
@@ -50,6 +51,7 @@ from bot.slack import (
 from bot.slack.authorize import authorize
 from bot.slack.lookups import Lookups
 from bot.slack.status import UPDATE_INTERVAL_SECONDS, StatusBoard
+from bot.wiring import Wiring
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +189,7 @@ def build_services(
     client: WebClient | None = None,
     status_interval: float = UPDATE_INTERVAL_SECONDS,
     checking_min_seconds: float = CHECKING_MIN_SECONDS,
+    wiring: Wiring | None = None,
 ) -> Services:
     """What the listeners share, with the status board following ``runner``.
 
@@ -203,6 +206,8 @@ def build_services(
     )
     runner.add_observer(board)
     board.start()
+    wiring = wiring or Wiring(settings, deps.store)  # type: ignore[arg-type]  # any StoreParts
+    wiring.use_default_deps(deps)
     return Services(
         settings,
         deps,
@@ -210,6 +215,7 @@ def build_services(
         board,
         client,
         Lookups(client),
+        wiring,
         checking_min_seconds=checking_min_seconds,
     )
 
@@ -231,7 +237,7 @@ def bolt_app(services: Services, *, listener_executor: Executor | None = None) -
     app.use(correlate)
     app.use(authorize(services))
     app.error(log_error)
-    for module in (commands, compose, preview, campaign_actions, home):
+    for module in (commands, compose, preview, campaign_actions, home, accounts):
         module.register(app, services)
     return app
 
@@ -245,6 +251,7 @@ def build_app(
     status_interval: float = UPDATE_INTERVAL_SECONDS,
     checking_min_seconds: float = CHECKING_MIN_SECONDS,
     listener_executor: Executor | None = None,
+    wiring: Wiring | None = None,
 ) -> MailboltApp:
     """The app, its listeners, and the status board following ``runner``."""
     services = build_services(
@@ -254,5 +261,6 @@ def build_app(
         client=client,
         status_interval=status_interval,
         checking_min_seconds=checking_min_seconds,
+        wiring=wiring,
     )
     return bolt_app(services, listener_executor=listener_executor)

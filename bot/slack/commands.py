@@ -20,7 +20,7 @@ from bot.handlers import policy, stats
 from bot.handlers.recipient_paste import parse_text
 from bot.handlers.send_loop import quota_use
 from bot.records import Campaign, MessageState
-from bot.slack import Services, report, views
+from bot.slack import Services, accounts, report, views
 from bot.slack.answers import answering, tell_privately
 from bot.slack.status import status_data
 
@@ -139,6 +139,9 @@ def answer(services: Services, word: str, rest: str, user: str) -> tuple[str, li
     if word == "quota":
         text = views.quota_text(quota_data(services))
         return text, [views.section(text)]
+    if word == "accounts":
+        text = accounts_answer(services, user)
+        return text, [views.section(text)]
     if word == "templates":
         blocks = views.templates_blocks(services.deps.catalogue.list())
         return "Templates", blocks
@@ -160,6 +163,10 @@ def answer(services: Services, word: str, rest: str, user: str) -> tuple[str, li
         return text, [views.section(text)]
     text = f"I don't know `/sendmail {views.escape(word)}`.\n\n{views.HELP}"
     return text, [views.section(text)]
+
+
+def accounts_answer(services: Services, user: str) -> str:
+    return accounts.accounts_text(services, user)
 
 
 def _opens_form(services: Services, word: str) -> bool:
@@ -189,11 +196,15 @@ def reply(services: Services, text: str, user: str, correlation_id: str) -> dict
     }
 
 
-def form_view(services: Services, template: str, channel: str) -> dict[str, Any]:
-    """The compose form, starting from ``template`` if one was named."""
+def form_view(services: Services, template: str, channel: str, user: str = "") -> dict[str, Any]:
+    """The compose form, starting from ``template`` if one was named; its From menu
+    lists the accounts ``user`` may send from."""
     form = views.ComposeForm(template=template, channel=services.settings.status_channel or channel)
     return views.compose_view(
-        services.deps.catalogue.list(), form=form, metadata=views.compose_metadata(channel)
+        services.deps.catalogue.list(),
+        form=form,
+        metadata=views.compose_metadata(channel),
+        senders=accounts.menu(services, user) if user else (),
     )
 
 
@@ -213,7 +224,8 @@ def register(app: App, services: Services) -> None:
         channel = command.get("channel_id", "")
         try:
             client.views_open(
-                trigger_id=command["trigger_id"], view=form_view(services, word, channel)
+                trigger_id=command["trigger_id"],
+                view=form_view(services, word, channel, command["user_id"]),
             )
         except SlackApiError as exc:  # the trigger lasts 3 s and works once
             correlation_id = context.get("correlation_id", "")

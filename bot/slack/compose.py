@@ -28,12 +28,13 @@ from slack_sdk import WebClient
 
 from bot.errors import Remedy, TemplateError, UserInputError
 from bot.handlers import drafts
+from bot.handlers.campaign import Deps
 from bot.handlers.recipient_csv import MAX_CSV_BYTES
 from bot.handlers.recipient_paste import parse_text
 from bot.handlers.templates import SYSTEM_VARIABLES
 from bot.handlers.values import parse_name_values
 from bot.models import RecipientList, TemplateInfo
-from bot.slack import Services, preview, views
+from bot.slack import Services, accounts, preview, views
 from bot.slack.answers import answering, update_view
 
 #: Lists up to this size (and needing nothing from Slack) are fully checked before
@@ -57,6 +58,10 @@ class Compose:
     common_vars: dict[str, str] = field(default_factory=dict)
     pasted: RecipientList = field(default_factory=RecipientList)
     problems: dict[str, str] = field(default_factory=dict)
+    #: Whether the form had a From menu (its problems are shown there).
+    has_from: bool = False
+    #: The Deps of the account to send from, once the server checked the choice.
+    deps: Deps | None = None
 
     @property
     def slow(self) -> bool:
@@ -81,6 +86,7 @@ def compose_from(body: Mapping[str, Any], services: Services, correlation_id: st
         channel=channel,
         correlation_id=correlation_id,
         check_dns=services.settings.check_deliverability,
+        has_from=any(b.get("block_id") == views.B_FROM for b in view.get("blocks", [])),
     )
 
 
@@ -134,6 +140,7 @@ def quick_check(compose: Compose, services: Services) -> Compose:
     except UserInputError as exc:
         problems[views.B_RECIPIENTS] = words(exc)
     _check_files(form, problems)
+    _check_sender(compose, services)
     if not (compose.pasted.recipients or compose.pasted.rejected or form.people or form.files):
         problems.setdefault(
             views.B_RECIPIENTS,
@@ -141,6 +148,16 @@ def quick_check(compose: Compose, services: Services) -> Compose:
         )
     _check_variables(compose, _template_info(compose, services))
     return compose
+
+
+def _check_sender(compose: Compose, services: Services) -> None:
+    """The From choice, checked on the server: an account this person may not use
+    is refused even when the payload was edited to name it."""
+    try:
+        compose.deps = accounts.deps_for_choice(services, compose.user, compose.form.sender)
+    except UserInputError as exc:
+        where = views.B_FROM if compose.has_from else views.B_TEMPLATE
+        compose.problems[where] = words(exc)
 
 
 def _check_variables(compose: Compose, info: TemplateInfo | None) -> None:
@@ -237,7 +254,7 @@ def full_check(compose: Compose, services: Services) -> Outcome:
             status_channel=compose.channel,
             correlation_id=compose.correlation_id,
         )
-        shown = preview.draft_preview(request, gathered, form, services)
+        shown = preview.draft_preview(request, gathered, form, services, deps=compose.deps)
     except UserInputError as exc:
         return Outcome(problems={block_for(exc, form): words(exc)})
     return Outcome(preview=shown)
@@ -276,6 +293,7 @@ def later_answer(body: Mapping[str, Any], services: Services, correlation_id: st
         metadata=views.metadata_of(body["view"]),
         problems=outcome.problems,
         notes=notes,
+        senders=accounts.menu(services, compose.user),
     )
 
 

@@ -13,19 +13,22 @@ from slack_sdk import WebClient
 from bot.config import Settings
 from bot.handlers import stats
 from bot.handlers.campaign import Deps
-from bot.slack import Services, views
+from bot.slack import Services, accounts, views
 from bot.slack.answers import answering
 from bot.slack.commands import STATS_DAYS, campaign_lines, quota_data
 
 
-def health(settings: Settings, deps: Deps) -> list[tuple[bool, str]]:
-    """(fine, what) lines for the setup panel, each saying what to change."""
+def health(settings: Settings, deps: Deps, accounts: int = 0) -> list[tuple[bool, str]]:
+    """(fine, what) lines for the setup panel, each saying what to change.
+    ``accounts``: how many sender accounts are connected or linked."""
     lines: list[tuple[bool, str]] = []
     account = deps.envelope.from_address
     if settings.mail_transport == "sandbox":
         lines.append((True, f"Transport: sandbox (From: {account})."))
     elif settings.gmail_token_file.is_file():
-        lines.append((True, f"Transport: Gmail, sending as {account}."))
+        lines.append((True, f"Transport: Gmail, sending as {account} by default."))
+    elif accounts:
+        lines.append((True, f"Transport: Gmail, {accounts} sender account(s) connected."))
     else:
         lines.append(
             (False, "Transport: Gmail, but not authorized yet: an admin runs `python -m bot auth`.")
@@ -48,16 +51,39 @@ def health(settings: Settings, deps: Deps) -> list[tuple[bool, str]]:
     return lines
 
 
-def home_data(services: Services) -> views.HomeData:
+def home_data(services: Services, user: str = "", team: str = "", note: str = "") -> views.HomeData:
     return views.HomeData(
+        accounts=accounts.home_accounts(services, user, team) if user else None,
+        note=note,
         campaigns=campaign_lines(services),
         quota=quota_data(services),
         delivery=stats.stats(
             services.deps.store, days=STATS_DAYS, bounces_known=services.settings.bounce_scan
         ),
         templates=services.deps.catalogue.list(),
-        health=health(services.settings, services.deps),
+        health=health(
+            services.settings,
+            services.deps,
+            len(services.wiring.senders.all())
+            if services.settings.mail_transport == "gmail"
+            else 0,
+        ),
         sandbox_outbox=str(services.settings.sandbox_outbox),
+    )
+
+
+def publish_home(
+    services: Services, client: WebClient, user: str, team: str, note: str = ""
+) -> None:
+    """Draw ``user``'s Home tab (with ``note`` on top); on failure it stays as it was
+    and the log says why."""
+    answering(
+        "",
+        "publishing App Home",
+        lambda: client.views_publish(
+            user_id=user, view=views.home_view(home_data(services, user, team, note))
+        ),
+        lambda _words: None,
     )
 
 
@@ -68,13 +94,6 @@ def register(app: App, services: Services) -> None:
     def publish(event: dict, client: WebClient, context: BoltContext) -> None:
         if event.get("tab", "home") != "home":
             return
-        answering(  # on failure the tab stays as it was; the log says why
-            context.get("correlation_id", ""),
-            "publishing App Home",
-            lambda: client.views_publish(
-                user_id=event["user"], view=views.home_view(home_data(services))
-            ),
-            lambda _words: None,
-        )
+        publish_home(services, client, event["user"], context.team_id or "")
 
     app.event("app_home_opened")(ack=event_ack, lazy=[publish])

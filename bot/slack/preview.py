@@ -21,11 +21,11 @@ from slack_sdk.errors import SlackApiError
 
 from bot.errors import UserInputError
 from bot.handlers import drafts, preflight, send_loop, trial_send
-from bot.handlers.campaign import CampaignRequest, Plan
+from bot.handlers.campaign import CampaignRequest, Deps, Plan
 from bot.handlers.quota import estimate_duration
 from bot.handlers.recipients import from_slack_users, summarize
 from bot.records import Draft, MessageState
-from bot.slack import Services, report, views
+from bot.slack import Services, accounts, report, views
 from bot.slack.answers import answering, update_view
 from bot.timefmt import rough_duration
 
@@ -43,17 +43,20 @@ def draft_preview(
     gathered: drafts.Gathered,
     form: views.ComposeForm,
     services: Services,
+    deps: Deps | None = None,
 ) -> dict[str, Any]:
-    """Preflight ``request``, keep it as a draft, and return the preview view.
+    """Preflight ``request`` as the chosen account (``deps``), keep it as a draft,
+    and return the preview view.
 
     Raises ``UserInputError`` when nobody would get the message.
     """
-    plan = preflight.preflight(request, services.deps)
+    deps = deps or services.deps
+    plan = preflight.preflight(request, deps)
     if not plan.to_send:
         raise UserInputError(
             f"Nobody would get this: {summarize(plan.suppressed, 5)}.", field="recipients"
         )
-    data = preview_data(plan, gathered, services)
+    data = preview_data(plan, gathered, services, deps)
     data.status_where = status_destination(services, request.status_channel)
     key = drafts.save_draft(
         services.deps.store.drafts,
@@ -64,11 +67,15 @@ def draft_preview(
     return views.preview_view(data, metadata={"draft": key})
 
 
-def preview_data(plan: Plan, gathered: drafts.Gathered, services: Services) -> views.PreviewData:
-    """The preview's numbers and first message, from a plan."""
+def preview_data(
+    plan: Plan, gathered: drafts.Gathered, services: Services, deps: Deps | None = None
+) -> views.PreviewData:
+    """The preview's numbers and first message, from a plan; From and its daily
+    budget are those of the account sending (``deps``)."""
     settings = services.settings
+    deps = deps or services.deps
     valid = len(plan.to_send)
-    left = send_loop.daily_left(services.deps)
+    left = send_loop.daily_left(deps)
     deferred = max(0, valid - left) if left is not None else 0
     first = plan.to_send[0]
     invalid, duplicates = gathered.invalid, gathered.recipients.duplicates
@@ -89,6 +96,8 @@ def preview_data(plan: Plan, gathered: drafts.Gathered, services: Services) -> v
         dropped=summarize(dropped, 5) if dropped else "",
         no_email=_no_email([r.text for r in gathered.no_email]),
         sandbox_outbox=str(settings.sandbox_outbox),
+        sender=deps.envelope.from_address,
+        sender_budget=accounts.budget_words(deps),
     )
 
 
@@ -153,11 +162,17 @@ def send_answer(draft: Draft | None, view: dict[str, Any], correlation_id: str) 
     return {"response_action": "update", "view": views.notice_view("Sending", text)}
 
 
+def _sender_deps(draft: Draft, user: str, services: Services) -> Deps:
+    """The draft's account, checked again for ``user`` (access may have changed)."""
+    return accounts.deps_for_choice(services, user, draft.data["form"].get("sender", ""))
+
+
 def start(draft: Draft, user: str, services: Services) -> tuple[int, bool]:
     """Record the draft's campaign once (its key is the idempotency key)."""
+    deps = _sender_deps(draft, user, services)
     request = drafts.load_request(draft, requested_by=user, idempotency_key=f"slack:{draft.key}")
-    plan = preflight.preflight(request, services.deps)
-    return preflight.record(plan, services.deps)
+    plan = preflight.preflight(request, deps)
+    return preflight.record(plan, deps)
 
 
 def _run(campaign_id: int, services: Services, correlation_id: str) -> None:
@@ -181,11 +196,12 @@ def send_test(draft: Draft, user: str, services: Services) -> str:
             "Test not sent: your Slack profile shows no email address to this app "
             "(it needs the users:read.email scope)."
         )
+    deps = _sender_deps(draft, user, services)
     request = drafts.load_request(draft, requested_by=user, status_channel="")
-    plan = preflight.preflight(request, services.deps)
+    plan = preflight.preflight(request, deps)
     trial = trial_send.send_test(
         plan,
-        services.deps,
+        deps,
         to=me.recipients[0],
         requested_by=user,
         reference=f"slack-test:{draft.key}",
@@ -210,6 +226,7 @@ def edit_view(draft: Draft, services: Services) -> dict[str, Any]:
         form=form,
         metadata=views.compose_metadata(form.channel),
         notes=notes if draft.data.get("had_csv") else None,
+        senders=accounts.menu(services, draft.user),
     )
 
 

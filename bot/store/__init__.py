@@ -14,6 +14,7 @@ One module per thing it keeps, each implementing one interface of
 - ``audit``        who did what
 - ``drafts``       Slack drafts
 - ``testsends``    test sends (one message to the person previewing)
+- ``senders``      sender accounts (sealed grants), who may use them, OAuth flows
 
 ``Store`` opens the SQLite database and hands out the parts; ``bot.store_pg.PgStore``
 is the same ``SqlStore`` on PostgreSQL, passing the same contract tests
@@ -33,6 +34,7 @@ from bot.store.drafts import SqliteDrafts
 from bot.store.outbox import SqliteOutbox
 from bot.store.quota import SqliteQuotaLog
 from bot.store.schema import MIGRATIONS
+from bot.store.senders import SqliteSenderAccounts
 from bot.store.sql import SqlDatabase
 from bot.store.suppressions import SqliteSuppressions
 from bot.store.testsends import SqliteTestSends
@@ -50,6 +52,7 @@ class SqlStore:
         self.audit = SqliteAudit(database)
         self.drafts = SqliteDrafts(database)
         self.test_sends = SqliteTestSends(database)
+        self.senders = SqliteSenderAccounts(database)
 
     @property
     def clock(self) -> Callable[[], float]:

@@ -178,13 +178,46 @@ def _migration_4(db: sqlite_utils.Database) -> None:
     db.table("test_sends").create_index(["account", "at"])
 
 
-# Append new migrations here (the next is number 5), and its twin to
+def _migration_5(db: sqlite_utils.Database) -> None:
+    """Sender accounts: the Gmail accounts mail goes out from, who may use each, and
+    the "Connect your Gmail" flows under way.
+
+    ``sealed_grant`` holds the refresh token encrypted by the caller; the key is
+    never in the database. Access rows name Slack users (``user``) and user groups
+    (``group``); ``everyone`` opens a shared account to all who may send.
+    ``if not exists``: new tables only, so running it on a database rewound to an
+    older version (a test, a restored backup's meta) finds them and goes on.
+    """
+    db.execute(
+        "create table if not exists sender_accounts ("
+        "address text primary key, kind text not null, client text not null, "
+        "name text not null default '', owner text not null default '', "
+        "team text not null default '', scopes text not null default '', "
+        "status text not null, status_reason text not null default '', "
+        "everyone integer not null default 0, sealed_grant text not null default '', "
+        "created_at float not null, updated_at float not null)"
+    )
+    db.execute(
+        "create table if not exists sender_access ("
+        "address text not null references sender_accounts(address) on delete cascade, "
+        "kind text not null, slack_id text not null, primary key (address, kind, slack_id))"
+    )
+    db.execute(
+        "create table if not exists oauth_states ("
+        "state text primary key, user text not null, team text not null, "
+        "sealed_verifier text not null, browser text not null default '', "
+        "created_at float not null)"
+    )
+
+
+# Append new migrations here (the next is number 6), and its twin to
 # bot/store_pg/schema.py; never edit one that has shipped.
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _migration_1,
     _migration_2,
     _migration_3,
     _migration_4,
+    _migration_5,
 )
 
 

@@ -84,8 +84,30 @@ _MIGRATION_4 = (
     "create index idx_test_sends_account_at on test_sends (account, at)",
 )
 
-# Append new migrations here (the next is number 5); never edit one that has shipped.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_MIGRATION_1, _MIGRATION_2, _MIGRATION_3, _MIGRATION_4)
+_MIGRATION_5 = (
+    """create table if not exists sender_accounts (address text primary key,
+        kind text not null, client text not null, name text not null default '',
+        owner text not null default '', team text not null default '',
+        scopes text not null default '', status text not null,
+        status_reason text not null default '', everyone bigint not null default 0,
+        sealed_grant text not null default '', created_at double precision not null,
+        updated_at double precision not null)""",
+    """create table if not exists sender_access (address text not null
+        references sender_accounts (address) on delete cascade, kind text not null,
+        slack_id text not null, primary key (address, kind, slack_id))""",
+    """create table if not exists oauth_states (state text primary key,
+        "user" text not null, team text not null, sealed_verifier text not null,
+        browser text not null default '', created_at double precision not null)""",
+)
+
+# Append new migrations here (the next is number 6); never edit one that has shipped.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    _MIGRATION_1,
+    _MIGRATION_2,
+    _MIGRATION_3,
+    _MIGRATION_4,
+    _MIGRATION_5,
+)
 
 _LOCK = "select pg_advisory_xact_lock(%s, hashtext(current_schema()))"
 

@@ -21,7 +21,13 @@ How it is wired:
 - Quota: units per user over a sliding minute (429 ``rateLimitExceeded`` with
   ``Retry-After``), a rolling-24-hour sending cap answered like Gmail's
   (429 "User-rate limit exceeded.  Retry after <time> (Mail sending)"), and an
-  optional concurrency cap.
+  optional concurrency cap. Each Google account (the ``email`` of its grants)
+  has its own quota and day, as at Google; ``user_units_per_minute`` gives one
+  user another ceiling.
+- Several people: the consent screen signs in as ``login_hint`` (else
+  ``email_address``), so two Slack users can each connect their own account.
+  The web-server flow is served too: any redirect URI in ``web_redirect_uris``,
+  PKCE checked at the token exchange, and ``POST /revoke``.
 - Faults are queued per method (``send``, ``list``, ``get``, ``profile``,
   ``token`` or ``any``) and consumed one per request; ``chaos()`` adds seeded
   random faults to sends. "Accepted then response lost" records the message and
@@ -144,6 +150,8 @@ class StoredMessage:
     message: EmailMessage
     label_ids: list[str]
     internal_date: int  # milliseconds since the epoch, like Gmail
+    #: The Google account whose grant sent it ("" for injected messages).
+    account: str = ""
 
     @property
     def message_id(self) -> str:
@@ -177,6 +185,7 @@ class Fault:
 class _Grant:
     refresh_token: str
     scopes: frozenset[str]
+    email: str = ""
     revoked: bool = False
 
 
@@ -226,6 +235,13 @@ class FakeGmail:
         #: Scopes the simulated user ticks on the consent screen (None: all asked).
         self.consent_scopes: set[str] | None = None
         self.deny_consent = False
+        #: Redirect URIs registered for the web client ("Connect your Gmail").
+        self.web_redirect_uris: set[str] = set()
+        #: Per-user ceilings that differ from ``units_per_minute``.
+        self.user_units_per_minute: dict[str, int] = {}
+        #: Refresh tokens revoked through ``POST /revoke``.
+        self.revoked_by_request: list[str] = []
+        self.too_many_by_user: Counter[str] = Counter()
 
         self.messages: dict[str, StoredMessage] = {}
         self.sent: list[StoredMessage] = []
@@ -244,8 +260,8 @@ class FakeGmail:
         self._connection_resets = 0
         self._chaos: list[tuple[str, float]] = []
         self._rng = random.Random(0)
-        self._units: deque[tuple[float, int]] = deque()
-        self._sends: deque[float] = deque()
+        self._units: dict[str, deque[tuple[float, int]]] = {}
+        self._sends: dict[str, deque[float]] = {}
         self._in_flight = 0
         self._history = 1000
         self._connections: set[socket.socket] = set()
@@ -325,11 +341,15 @@ class FakeGmail:
     # -- grants and tokens -------------------------------------------------
 
     def grant(
-        self, scopes: Iterable[str] = (SEND_SCOPE,), *, expires_in: float | None = None
+        self,
+        scopes: Iterable[str] = (SEND_SCOPE,),
+        *,
+        expires_in: float | None = None,
+        email: str | None = None,
     ) -> dict[str, Any]:
         """A fresh grant as authorized-user info (the content of a token file)."""
         with self._lock:
-            grant = self._new_grant(frozenset(scopes))
+            grant = self._new_grant(frozenset(scopes), email or self.email_address)
             token, expires_at = self._issue(grant, expires_in)
         expiry = datetime.fromtimestamp(expires_at, UTC).replace(tzinfo=None)
         return {
@@ -340,15 +360,24 @@ class FakeGmail:
             "client_secret": self.client_secret,
             "scopes": sorted(grant.scopes),
             "expiry": expiry.isoformat() + "Z",
-            "account": self.email_address,
+            "account": grant.email,
         }
 
-    def revoke(self, refresh_token: str | None = None) -> None:
-        """Revoke one grant (or all): refreshes then get ``invalid_grant``."""
+    def revoke(self, refresh_token: str | None = None, *, email: str | None = None) -> None:
+        """Revoke one grant, every grant of ``email``, or all: refreshes then get
+        ``invalid_grant`` and access tokens stop working."""
         with self._lock:
             for grant in self._grants.values():
-                if refresh_token in (None, grant.refresh_token):
+                if email is not None:
+                    if grant.email == email:
+                        grant.revoked = True
+                elif refresh_token in (None, grant.refresh_token):
                     grant.revoked = True
+
+    def sent_by(self, email: str) -> list[StoredMessage]:
+        """The messages sent with ``email``'s grants."""
+        with self._lock:
+            return [m for m in self.sent if m.account == email]
 
     def expire_access_tokens(self) -> None:
         """Make every issued access token invalid server-side (the client won't know)."""
@@ -360,8 +389,8 @@ class FakeGmail:
         with self._lock:
             return list(self._issued)
 
-    def _new_grant(self, scopes: frozenset[str]) -> _Grant:
-        grant = _Grant("1//fake-refresh-" + secrets.token_urlsafe(24), scopes)
+    def _new_grant(self, scopes: frozenset[str], email: str) -> _Grant:
+        grant = _Grant("1//fake-refresh-" + secrets.token_urlsafe(24), scopes, email)
         self._grants[grant.refresh_token] = grant
         self._issued.append(grant.refresh_token)
         return grant
@@ -373,13 +402,13 @@ class FakeGmail:
         self._access[token] = (grant, expires_at)
         return token, expires_at
 
-    def _id_token(self) -> str:
+    def _id_token(self, email: str) -> str:
         now = int(self.clock())
         claims = {
             "iss": "https://accounts.google.com",
             "aud": self.client_id,
-            "sub": "10769150350006150715113082367",
-            "email": self.email_address,
+            "sub": str(int(hashlib.sha256(email.encode()).hexdigest()[:15], 16)),
+            "email": email,
             "email_verified": True,
             "iat": now,
             "exp": now + 3600,
@@ -503,11 +532,13 @@ class FakeGmail:
         )
         return self.add_message(dsn.encode())
 
-    def _store(self, raw: bytes, label_ids: list[str], at: float) -> StoredMessage:
+    def _store(
+        self, raw: bytes, label_ids: list[str], at: float, account: str = ""
+    ) -> StoredMessage:
         parsed = BytesParser(policy=email.policy.default).parsebytes(raw)
         assert isinstance(parsed, EmailMessage)
         msg_id = secrets.token_hex(8)
-        stored = StoredMessage(msg_id, msg_id, raw, parsed, label_ids, int(at * 1000))
+        stored = StoredMessage(msg_id, msg_id, raw, parsed, label_ids, int(at * 1000), account)
         self.messages[msg_id] = stored
         self._history += 1
         return stored
@@ -532,6 +563,9 @@ class FakeGmail:
         if verb == "GET" and url.path == "/o/oauth2/auth":
             self._authorize(handler, query)
             return
+        if verb == "POST" and url.path == "/revoke":
+            self._revoke_request(handler)
+            return
         match = _API_PATH.match(url.path)
         method, item = self._route(verb, match)
         if method is None or match is None:
@@ -542,6 +576,9 @@ class FakeGmail:
         self._before_body(handler, fault)
         body = handler.read_body()
         status, payload, headers = self._api(handler, method, item, match, query, body, fault)
+        if status == 429:
+            with self._lock:
+                self.too_many_by_user[self._user_of(handler)] += 1
         if fault is not None and fault.kind == "drop":
             handler.abort(rst=fault.rst)
         handler.send_json(status, payload, headers)
@@ -583,7 +620,7 @@ class FakeGmail:
             grant, expires_at = self._access.get(token, (None, 0.0))
             if grant is None or grant.revoked or expires_at <= self.clock():
                 return self._unauthorized()
-            if unquote(match["user"]) not in ("me", self.email_address):
+            if unquote(match["user"]) not in ("me", grant.email):
                 return (
                     403,
                     google_error(403, "forbidden", f"Delegation denied for {match['user']}"),
@@ -599,13 +636,13 @@ class FakeGmail:
                 return self._too_many(
                     google_error(429, "rateLimitExceeded", "Too many concurrent requests for user.")
                 )
-            limited = self._charge(method)
+            limited = self._charge(method, grant.email)
             if limited is not None:
                 return limited
             self._in_flight += 1
         try:
             if method == "send":
-                answer = self._send(handler, match, query, body)
+                answer = self._send(handler, match, query, body, grant.email)
             elif method == "list":
                 answer = self._list(query, metadata_only)
             elif method == "get":
@@ -660,26 +697,30 @@ class FakeGmail:
         }
         return 403, body, headers
 
-    def _charge(self, method: str) -> tuple[int, dict[str, Any], dict[str, str]] | None:
-        """Spend quota units (and a daily send) or say why not. Caller holds the lock."""
+    def _charge(self, method: str, user: str) -> tuple[int, dict[str, Any], dict[str, str]] | None:
+        """Spend ``user``'s quota units (and a daily send) or say why not. Caller holds
+        the lock."""
         now = self.clock()
+        sends = self._sends.setdefault(user, deque())
+        units = self._units.setdefault(user, deque())
+        ceiling = self.user_units_per_minute.get(user, self.units_per_minute)
         if method == "send" and self.daily_send_limit is not None:
-            while self._sends and self._sends[0] <= now - DAY:
-                self._sends.popleft()
-            if len(self._sends) >= self.daily_send_limit:
-                resume = datetime.fromtimestamp(self._sends[0] + DAY, UTC)
+            while sends and sends[0] <= now - DAY:
+                sends.popleft()
+            if len(sends) >= self.daily_send_limit:
+                resume = datetime.fromtimestamp(sends[0] + DAY, UTC)
                 when = resume.strftime("%Y-%m-%dT%H:%M:%S.") + f"{resume.microsecond // 1000:03d}Z"
                 message = f"User-rate limit exceeded.  Retry after {when} (Mail sending)"
                 return self._too_many(google_error(429, "rateLimitExceeded", message))
         cost = METHOD_UNITS[method]
-        while self._units and self._units[0][0] < now - MINUTE:
-            self._units.popleft()
-        used = sum(units for _, units in self._units)
-        if used + cost > self.units_per_minute:
+        while units and units[0][0] < now - MINUTE:
+            units.popleft()
+        used = sum(spent for _, spent in units)
+        if used + cost > ceiling:
             freed, wait = 0, 1.0
-            for at, units in self._units:
-                freed += units
-                if used - freed + cost <= self.units_per_minute:
+            for at, spent in units:
+                freed += spent
+                if used - freed + cost <= ceiling:
                     wait = max(1.0, at + MINUTE - now)
                     break
             message = (
@@ -690,9 +731,9 @@ class FakeGmail:
                 google_error(429, "rateLimitExceeded", message),
                 {"Retry-After": str(int(wait + 0.999))},
             )
-        self._units.append((now, cost))
+        units.append((now, cost))
         if method == "send":
-            self._sends.append(now)
+            sends.append(now)
         return None
 
     def _send(
@@ -701,6 +742,7 @@ class FakeGmail:
         match: re.Match[str],
         query: dict[str, list[str]],
         body: bytes,
+        user: str = "",
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
         try:
             raw = self._raw_from_request(handler, bool(match["upload"]), query, body)
@@ -716,7 +758,7 @@ class FakeGmail:
         ):
             return 400, google_error(400, "invalidArgument", "Invalid To header"), {}
         with self._lock:
-            stored = self._store(raw, ["SENT"], self.clock())
+            stored = self._store(raw, ["SENT"], self.clock(), user)
             self.sent.append(stored)
             self.accepted_by_message_id[stored.message_id] += 1
         return 200, {"id": stored.id, "threadId": stored.thread_id, "labelIds": ["SENT"]}, {}
@@ -823,8 +865,9 @@ class FakeGmail:
         """The consent screen, already clicked through: redirect back with a code."""
         arg = {k: v[0] for k, v in query.items()}
         redirect = arg.get("redirect_uri", "")
-        if arg.get("client_id") != self.client_id or not redirect.startswith(
-            ("http://localhost", "http://127.0.0.1")
+        loopback = redirect.startswith(("http://localhost", "http://127.0.0.1"))
+        if arg.get("client_id") != self.client_id or not (
+            loopback or redirect in self.web_redirect_uris
         ):
             handler.send_json(400, {"error": "invalid_request"})
             return
@@ -837,7 +880,9 @@ class FakeGmail:
             with self._lock:
                 code = "4/fake-code-" + secrets.token_urlsafe(16)
                 self._issued.append(code)
-                grant = self._new_grant(frozenset(granted))
+                grant = self._new_grant(
+                    frozenset(granted), arg.get("login_hint") or self.email_address
+                )
                 self._codes[code] = _Code(grant, redirect, arg.get("code_challenge"))
             back.update(code=code, scope=" ".join(sorted(granted)))
         handler.send_response(302)
@@ -909,8 +954,26 @@ class FakeGmail:
         if with_refresh:
             payload["refresh_token"] = grant.refresh_token
         if "openid" in grant.scopes:
-            payload["id_token"] = self._id_token()
+            payload["id_token"] = self._id_token(grant.email)
         return payload
+
+    def _revoke_request(self, handler: _Handler) -> None:
+        """``POST /revoke`` with ``token=`` (a refresh or an access token)."""
+        form = {k: v[0] for k, v in parse_qs(handler.read_body().decode()).items()}
+        token = form.get("token", "")
+        with self._lock:
+            grant = self._grants.get(token) or self._access.get(token, (None, 0.0))[0]
+            if grant is None:
+                handler.send_json(400, {"error": "invalid_token"})
+                return
+            grant.revoked = True
+            self.revoked_by_request.append(grant.refresh_token)
+        handler.send_json(200, {})
+
+    def _user_of(self, handler: _Handler) -> str:
+        auth = handler.headers.get("Authorization", "")
+        grant = self._access.get(auth.removeprefix("Bearer ").strip(), (None, 0.0))[0]
+        return grant.email if grant is not None else ""
 
     # -- connection bookkeeping -------------------------------------------
 

@@ -677,10 +677,15 @@ class SlackFake:
         user: str,
         view_id: str | None = None,
         message: tuple[str, str] | None = None,
+        home: bool = False,
     ) -> Reply:
-        """Press the button ``action_id`` in an open view or in a message."""
+        """Press the button ``action_id`` in an open view, in a message, or (``home``)
+        on the user's App Home tab."""
         with self.lock:
-            if view_id is not None:
+            if home:
+                view_id = f"VH{user}"
+                container = json.loads(json.dumps(self.home[user]))
+            elif view_id is not None:
                 container = json.loads(json.dumps(self.views[view_id]))
             else:
                 assert message is not None
@@ -713,7 +718,10 @@ class SlackFake:
                 }
             ],
         }
-        if view_id is not None:
+        if home:
+            payload["container"] = {"type": "view", "view_id": view_id}
+            payload["view"] = {**container, "id": view_id}
+        elif view_id is not None:
             payload["container"] = {"type": "view", "view_id": view_id}
             payload["view"] = self._public(container)
         else:
@@ -773,6 +781,7 @@ class Mailbolt:
     runner: Any
     server: Any
     listeners: Any = None  # the app's ListenerExecutor
+    wiring: Any = None  # the composition root (sender accounts)
     outbox: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -792,7 +801,12 @@ class Mailbolt:
 
 @contextmanager
 def running_mailbolt(
-    settings: Any, fake: SlackFake, *, status_interval: float = 0.2, transport: Any = None
+    settings: Any,
+    fake: SlackFake,
+    *,
+    status_interval: float = 0.2,
+    transport: Any = None,
+    port: int = 0,
 ) -> Iterator[Mailbolt]:
     """The real app (Bolt, WebClient, waitress) on a free port, talking to ``fake``.
 
@@ -801,17 +815,18 @@ def running_mailbolt(
     from bot.runner import Runner
     from bot.slack.app import ListenerExecutor, build_app
     from bot.web import WebServer, make_wsgi_app
-    from bot.wiring import build_deps
+    from bot.wiring import Wiring
 
     settings = settings.replace(
         slack_bot_token=fake.bot_token,
         slack_signing_secret=fake.signing_secret,
         slack_api_url=fake.api_url,
     )
-    deps = build_deps(settings)
+    wiring = Wiring(settings)
+    deps = wiring.default_deps()
     if transport is not None:
         deps.transport = lambda: transport
-    runner = Runner(deps, due_check_seconds=0.5)
+    runner = Runner(deps, deps_for=wiring.deps_for, due_check_seconds=0.5)
     listeners = ListenerExecutor()
     app = build_app(
         settings,
@@ -820,12 +835,15 @@ def running_mailbolt(
         status_interval=status_interval,
         checking_min_seconds=0.0,
         listener_executor=listeners,
+        wiring=wiring,
     )
-    server = WebServer(make_wsgi_app(settings, deps.store, app), "127.0.0.1", 0).start()
+    oauth = wiring.oauth_pages(lambda account: runner.resume_paused(account.address))
+    server = WebServer(make_wsgi_app(settings, deps.store, app, oauth=oauth), "127.0.0.1", port)
+    server.start()
     fake.app_url = f"{server.url}/slack/events"
     runner.open()
     try:
-        yield Mailbolt(fake, settings, deps, runner, server, listeners)
+        yield Mailbolt(fake, settings, deps, runner, server, listeners, wiring)
     finally:
         runner.wait_idle(30)
         runner.close()
@@ -842,8 +860,10 @@ def compose_values(
     variables: str = "",
     channel: str = "",
     skip_invalid: bool = False,
+    sender: str | None = None,
 ) -> dict[str, Any]:
-    """The compose modal's ``state.values`` as Slack sends them on submit."""
+    """The compose modal's ``state.values`` as Slack sends them on submit
+    (``sender``: the From menu's choice, when the form has one)."""
     from bot.slack import views
 
     def field(block: str, value: dict[str, Any]) -> dict[str, Any]:
@@ -870,6 +890,9 @@ def compose_values(
     )
     skip = [{"value": views.OPT_SKIP_INVALID}] if skip_invalid else []
     values |= field(views.B_OPTIONS, {"type": "checkboxes", "selected_options": skip})
+    if sender is not None:
+        chosen = {"value": sender, "text": {"type": "plain_text", "text": sender}}
+        values |= field(views.B_FROM, {"type": "static_select", "selected_option": chosen})
     return values
 
 

@@ -15,6 +15,8 @@ server, and listeners never assemble JSON by hand. Listeners use them as
 
 from bot.slack.views.blocks import (
     A_CANCEL,
+    A_CONNECT_GMAIL,
+    A_DISCONNECT_GMAIL,
     A_EDIT,
     A_RESEND_UNCERTAIN,
     A_RETRY_FAILED,
@@ -24,6 +26,7 @@ from bot.slack.views.blocks import (
     B_CHANNEL,
     B_CONFIRM,
     B_CSV,
+    B_FROM,
     B_OPTIONS,
     B_PEOPLE,
     B_RECIPIENTS,
@@ -97,6 +100,8 @@ from bot.slack.views.status import (
 __all__ = [
     "ACTION",
     "A_CANCEL",
+    "A_CONNECT_GMAIL",
+    "A_DISCONNECT_GMAIL",
     "A_EDIT",
     "A_RESEND_UNCERTAIN",
     "A_RETRY_FAILED",
@@ -105,6 +110,7 @@ __all__ = [
     "B_CHANNEL",
     "B_CONFIRM",
     "B_CSV",
+    "B_FROM",
     "B_OPTIONS",
     "B_PEOPLE",
     "B_RECIPIENTS",

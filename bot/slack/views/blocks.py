@@ -26,6 +26,7 @@ B_VARIABLES = "variables"
 B_CHANNEL = "channel"
 B_OPTIONS = "options"
 B_CONFIRM = "confirm"
+B_FROM = "sender"  # the account the campaign is sent from
 ACTION = "value"  # every input element uses this action_id; the block_id tells them apart
 
 # Callback ids and button action ids.
@@ -37,6 +38,8 @@ A_CANCEL = "campaign_cancel"
 A_RETRY_FAILED = "campaign_retry_failed"
 A_RESEND_UNCERTAIN = "campaign_resend_uncertain"
 A_SKIP_UNCERTAIN = "campaign_skip_uncertain"
+A_CONNECT_GMAIL = "connect_gmail"
+A_DISCONNECT_GMAIL = "disconnect_gmail"
 
 OPT_SKIP_INVALID = "skip_invalid"
 OPT_CONFIRMED = "confirmed"

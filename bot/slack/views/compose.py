@@ -15,6 +15,7 @@ from bot.models import TemplateInfo
 from bot.slack.views.blocks import (
     B_CHANNEL,
     B_CSV,
+    B_FROM,
     B_OPTIONS,
     B_PEOPLE,
     B_RECIPIENTS,
@@ -53,6 +54,8 @@ class ComposeForm:
     variables: str = ""
     channel: str = ""
     skip_invalid: bool = False
+    #: The address of the sender account chosen ("" when the form offers none).
+    sender: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """Everything but the uploaded files, which Slack cannot pre-fill again."""
@@ -64,6 +67,7 @@ class ComposeForm:
             "variables": self.variables,
             "channel": self.channel,
             "skip_invalid": self.skip_invalid,
+            "sender": self.sender,
         }
 
 
@@ -80,6 +84,7 @@ def read_compose(values: Mapping[str, Any]) -> ComposeForm:
         variables=value_of(values, B_VARIABLES).get("value") or "",
         channel=value_of(values, B_CHANNEL).get("selected_conversation") or "",
         skip_invalid=any(o.get("value") == OPT_SKIP_INVALID for o in options),
+        sender=(value_of(values, B_FROM).get("selected_option") or {}).get("value") or "",
     )
 
 
@@ -98,8 +103,13 @@ def compose_view(
     metadata: Mapping[str, Any],
     problems: Mapping[str, str] | None = None,
     notes: Mapping[str, str] | None = None,
+    senders: Sequence[tuple[str, str]] = (),
 ) -> dict[str, Any]:
     """The form a person fills in after ``/sendmail``.
+
+    ``senders``: (address, label) of the accounts this person may send from, their
+    own first; the From menu is shown when there are any (the server checks the
+    choice again on submission, whatever the menu offered).
 
     ``form`` pre-fills it (a channel default, or what they typed before when
     sending them back to fix something). ``problems`` maps block ids to problems
@@ -117,7 +127,10 @@ def compose_view(
                 "The notes are under each field."
             )
         )
-    for field_block in _fields(templates[:100], form):  # static_select: at most 100 options
+    fields = _fields(templates[:100], form)  # static_select: at most 100 options
+    if senders:
+        fields.insert(0, _from_field(senders[:100], form))
+    for field_block in fields:
         blocks.append(field_block)
         blocks += _notes_under(field_block["block_id"], problems, notes)
     blocks.append(input_block(B_OPTIONS, "Options", _options(form)))
@@ -220,6 +233,20 @@ def _template_field(templates: Sequence[TemplateInfo], form: ComposeForm) -> dic
         select,
         optional=False,
         hint=f"Variables each template needs. {needs}",
+    )
+
+
+def _from_field(senders: Sequence[tuple[str, str]], form: ComposeForm) -> dict[str, Any]:
+    """The accounts this person may send from; their own (the first) by default."""
+    options = [{"text": plain(label, 75), "value": address} for address, label in senders]
+    chosen = next((o for o in options if o["value"] == form.sender), options[0])
+    select = {"type": "static_select", "options": options, "initial_option": chosen}
+    return input_block(
+        B_FROM,
+        "From",
+        select,
+        optional=False,
+        hint="Each account sends at its own Gmail rate and daily limit.",
     )
 
 

@@ -12,7 +12,13 @@ from typing import Any
 
 from bot.handlers.stats import DeliveryStats
 from bot.models import TemplateInfo
-from bot.slack.views.blocks import context, escape, header, section
+from bot.slack.views.blocks import (
+    A_CONNECT_GMAIL,
+    context,
+    escape,
+    header,
+    section,
+)
 from bot.slack.views.notices import (
     CampaignLine,
     QuotaData,
@@ -32,10 +38,16 @@ class HomeData:
     templates: Sequence[TemplateInfo]
     health: Sequence[tuple[bool, str]]
     sandbox_outbox: str = ""
+    #: The person's sender accounts (``bot.slack.accounts.HomeAccounts``); None: sandbox.
+    accounts: Any = None
+    #: What just happened (a disconnect), shown on top.
+    note: str = ""
 
 
 def home_view(data: HomeData) -> dict[str, Any]:
     blocks: list[dict[str, Any]] = [header("Mailbolt")]
+    if data.note:
+        blocks.append(section(f":information_source: {escape(data.note)}"))
     if data.quota.transport == "sandbox":
         blocks.append(
             section(
@@ -47,6 +59,7 @@ def home_view(data: HomeData) -> dict[str, Any]:
     blocks += [
         section("Type `/sendmail` in any channel to send a template; `/sendmail help` for more."),
         {"type": "divider"},
+        *accounts_blocks(data.accounts),
         section("*Recent campaigns*\n" + campaign_lines(data.campaigns)),
         {"type": "divider"},
         section("*Today's sending*\n" + quota_text(data.quota)),
@@ -63,3 +76,37 @@ def home_view(data: HomeData) -> dict[str, Any]:
         ),
     ]
     return {"type": "home", "blocks": blocks[:100]}
+
+
+def accounts_blocks(panel: Any) -> list[dict[str, Any]]:
+    """Your sender accounts: what you may send from, Disconnect for your own, and
+    "Connect your Gmail" (a link to this server, which sends you on to Google)."""
+    if panel is None:
+        return []
+    from bot.slack.views.blocks import A_DISCONNECT_GMAIL, button
+
+    lines = [
+        f"• {escape(label)}: {escape(budget)}" for _address, label, budget, _mine in panel.usable
+    ] or ["• none yet"]
+    lines += [
+        f"• :warning: {escape(address)}: Google no longer accepts its authorization; "
+        "connect it again."
+        for address in panel.revoked
+    ]
+    blocks: list[dict[str, Any]] = [section("*Your sender accounts*\n" + "\n".join(lines))]
+    elements: list[dict[str, Any]] = []
+    if panel.connect_url:
+        connect = button("Connect your Gmail", A_CONNECT_GMAIL, "connect", "primary")
+        connect["url"] = panel.connect_url
+        elements.append(connect)
+    for address, _label, _budget, mine in panel.usable:
+        if mine and len(elements) < 5:
+            elements.append(
+                button(f"Disconnect {address}"[:75], A_DISCONNECT_GMAIL, address, "danger")
+            )
+    if elements:
+        blocks.append({"type": "actions", "block_id": "sender_accounts", "elements": elements})
+    if panel.note:
+        blocks.append(context(escape(panel.note)))
+    blocks.append({"type": "divider"})
+    return blocks

@@ -26,6 +26,7 @@ HELP = (
     "*`/sendmail status [id]`* recent campaigns, or one campaign's counts\n"
     "*`/sendmail quota`* how much of today's sending limit is used\n"
     "*`/sendmail templates`* the templates you can choose from\n"
+    "*`/sendmail accounts`* the Gmail accounts you may send from\n"
     "*`/sendmail stats [id]`* delivery and bounce rates: the last 7 days, or one campaign\n"
     "*`/sendmail unsubscribe ADDRESS`* stop marketing mail to an address\n"
     "*`/sendmail resubscribe ADDRESS`* undo that, when the person asked for it\n"

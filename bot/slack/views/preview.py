@@ -60,6 +60,9 @@ class PreviewData:
     #: Where the status message will really go, in words (a channel the app is in,
     #: or the requester's direct messages and why).
     status_where: str = ""
+    #: The account it is sent from, and that account's remaining daily budget.
+    sender: str = ""
+    sender_budget: str = ""
 
     @property
     def needs_confirmation(self) -> bool:
@@ -93,6 +96,8 @@ def _summary(data: PreviewData) -> list[dict[str, Any]]:
         f"*Deferred by the daily limit:* {data.deferred:,}",
         f"*Estimated time:* {data.duration}",
     ]
+    if data.sender:
+        counts.insert(0, f"*From:* {escape(data.sender)} ({escape(data.sender_budget)})")
     return [
         header(f"{data.template} ({data.category})"),
         {"type": "section", "fields": [mrkdwn(c, 2000) for c in counts]},

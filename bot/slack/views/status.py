@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.handlers.display import display_state
+from bot.handlers.senders import RECONNECT
 from bot.handlers.stats import DeliveryStats
 from bot.records import CampaignStatus, MessageState
 from bot.slack.views.blocks import (
@@ -148,7 +149,9 @@ def _notes(data: StatusData) -> list[dict[str, Any]]:
     notes: list[dict[str, Any]] = []
     if data.reason and data.status != CampaignStatus.COMPLETED:
         notes.append(section(f":information_source: {escape(data.reason)}"))
-    if data.status == CampaignStatus.PAUSED and not data.active:
+    # A sender account's refusal already says who reconnects it and how (its reason).
+    says_how = RECONNECT in data.reason
+    if data.status == CampaignStatus.PAUSED and not data.active and not says_how:
         notes.append(
             section(
                 "Sending is paused because Gmail refused our authorization: an admin must run "
