@@ -14,6 +14,7 @@ import pytest
 from bot.config import Settings
 from bot.errors import ConfigError
 from bot.records import CampaignStatus
+from bot.store_pg.schema import MIGRATIONS as PG_MIGRATIONS
 from bot.store_pg.store import PgStore
 from bot.wiring import ROLE_SERVE, PgSenderLock, SenderBusy, sender_active
 from tests.conftest import ROOT
@@ -69,7 +70,7 @@ def test_send_status_and_quota_read_the_campaign_back_from_postgres(tmp_path, pg
         campaign = store.campaigns.get(1)
         assert campaign is not None and campaign.status == CampaignStatus.COMPLETED
         assert store.outbox.counts(1)["sent"] == 7
-        assert store.schema_version == 4
+        assert store.schema_version == len(PG_MIGRATIONS)
     finally:
         store.close()
 
