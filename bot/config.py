@@ -109,6 +109,14 @@ def _user_ids(raw: str) -> str:
     return value
 
 
+def _admin_ids(raw: str) -> str:
+    """Comma-separated Slack user IDs; ``*`` is refused: admins are named one by one."""
+    value = _user_ids(raw)
+    if value.strip() == "*":
+        raise ValueError("must name admins by their Slack user IDs; '*' is not allowed here")
+    return value
+
+
 def _text(raw: str) -> str:
     value = raw.strip()
     if "\r" in value or "\n" in value:
@@ -278,6 +286,13 @@ SPECS: tuple[Spec, ...] = (
         _user_ids,
         "Comma-separated Slack user IDs allowed to send, or '*'. Empty: nobody.",
     ),
+    Spec(
+        "ADMIN_SLACK_USERS",
+        "",
+        _admin_ids,
+        "Comma-separated Slack user IDs of admins: they see the audit log in App Home "
+        "and may export any campaign. Empty: nobody.",
+    ),
     # Compliance
     Spec(
         "PUBLIC_BASE_URL",
@@ -381,6 +396,7 @@ class Settings:
     port: int
     status_channel: str
     allowed_slack_users: str
+    admin_slack_users: str
     public_base_url: str
     unsubscribe_secret: str
     bounce_scan: bool
@@ -411,6 +427,11 @@ class Settings:
     def allowed_users(self) -> frozenset[str]:
         """Slack user IDs allowed to send; ``{'*'}`` means everyone."""
         return frozenset(u.strip() for u in self.allowed_slack_users.split(",") if u.strip())
+
+    @property
+    def admin_users(self) -> frozenset[str]:
+        """Slack user IDs of admins (the audit log in App Home, any campaign's export)."""
+        return frozenset(u.strip() for u in self.admin_slack_users.split(",") if u.strip())
 
     def masked(self) -> list[tuple[str, str, bool]]:
         """(name, shown value, is_default) for every setting, secrets masked."""

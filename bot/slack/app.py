@@ -1,6 +1,6 @@
 """The Bolt app: a client pointed at ``SLACK_API_URL``, three middlewares, and the
 listeners of every flow (``commands``, ``compose``, ``preview``,
-``campaign_actions``, ``home``).
+``campaign_actions``, ``home``, ``audiences``).
 
 Choices that matter:
 - ``process_before_response=True``: each acknowledgement function runs to its
@@ -41,6 +41,7 @@ from bot.runner import Runner
 from bot.slack import (
     CHECKING_MIN_SECONDS,
     Services,
+    audiences,
     campaign_actions,
     commands,
     compose,
@@ -231,7 +232,7 @@ def bolt_app(services: Services, *, listener_executor: Executor | None = None) -
     app.use(correlate)
     app.use(authorize(services))
     app.error(log_error)
-    for module in (commands, compose, preview, campaign_actions, home):
+    for module in (commands, compose, preview, campaign_actions, home, audiences):
         module.register(app, services)
     return app
 
