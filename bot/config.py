@@ -149,6 +149,7 @@ _ALLOWED = {
     "_url": "http(s) URL, or empty",
     "_address": "an email address, or empty",
     "_user_ids": "Slack user IDs (U…), comma-separated, or `*`",
+    "_admin_ids": "Slack user IDs (U…), comma-separated, or empty",
     "_text": "one line",
     "_path": "a path",
     "_secret_key": f"empty, or at least {MIN_SECRET_BYTES} bytes",

@@ -11,7 +11,7 @@ from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
 from bot.config import Settings
-from bot.handlers import stats
+from bot.handlers import audit_log, stats
 from bot.handlers.campaign import Deps
 from bot.slack import Services, views
 from bot.slack.answers import answering
@@ -48,7 +48,18 @@ def health(settings: Settings, deps: Deps) -> list[tuple[bool, str]]:
     return lines
 
 
-def home_data(services: Services) -> views.HomeData:
+#: Audit entries shown to admins on the Home tab (the CLI shows any number).
+HOME_AUDIT_ENTRIES = 15
+
+
+def home_data(services: Services, user: str = "") -> views.HomeData:
+    """What the tab shows ``user``; the audit section only if they are an admin."""
+    admin = bool(user) and user in services.settings.admin_users
+    audit = (
+        audit_log.audit_lines(services.deps.store.audit, limit=HOME_AUDIT_ENTRIES)
+        if admin
+        else None
+    )
     return views.HomeData(
         campaigns=campaign_lines(services),
         quota=quota_data(services),
@@ -58,6 +69,7 @@ def home_data(services: Services) -> views.HomeData:
         templates=services.deps.catalogue.list(),
         health=health(services.settings, services.deps),
         sandbox_outbox=str(services.settings.sandbox_outbox),
+        audit=audit,
     )
 
 
@@ -72,7 +84,7 @@ def register(app: App, services: Services) -> None:
             context.get("correlation_id", ""),
             "publishing App Home",
             lambda: client.views_publish(
-                user_id=event["user"], view=views.home_view(home_data(services))
+                user_id=event["user"], view=views.home_view(home_data(services, event["user"]))
             ),
             lambda _words: None,
         )
