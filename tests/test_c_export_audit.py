@@ -177,6 +177,7 @@ def test_the_audit_lists_every_action_of_the_flow(fake, mailbolt, configured):
     wait_for(lambda: fake.shared_files, "the file")
     fake.command("unsubscribe carl@example.com", user=OTHER)
     assert cli(configured, "resolve", str(campaign_id), "--retry-failed").returncode == 0
+    assert cli(configured, "unsubscribes", "export").returncode == 0
 
     listed = cli(configured, "audit")
     assert listed.returncode == 0, listed.stderr
@@ -188,6 +189,7 @@ def test_the_audit_lists_every_action_of_the_flow(fake, mailbolt, configured):
         f"exported the results of campaign #{campaign_id} (3 row(s))",
         "unsubscribed carl@example.com",
         f"retried 0 failed message(s) of campaign #{campaign_id}",
+        "exported the unsubscribe list (1 row(s))",
     ):
         assert words in text, words
     assert OWNER in text and "slack:U0OTHER" in text
@@ -197,7 +199,7 @@ def test_the_audit_lists_every_action_of_the_flow(fake, mailbolt, configured):
     assert "No audit entries match." in cli(configured, "audit", "--since", "2999-01-01").stdout
     assert "exported" in cli(configured, "audit", "--since", "1h").stdout
     newest = cli(configured, "audit", "--limit", "1").stdout
-    assert "retried" in newest and "exported" not in newest
+    assert "unsubscribe list" in newest and "retried" not in newest
     bad = cli(configured, "audit", "--since", "yesterday-ish")
     assert bad.returncode == 2 and "is not a time" in bad.stderr
 
@@ -218,3 +220,18 @@ def test_app_home_shows_the_audit_to_admins_only(fake, mailbolt):
         shown = home_text(fake, user)
         assert "Recent campaigns" in shown
         assert "Audit" not in shown and "started campaign" not in shown
+
+
+def test_admin_slack_users_takes_user_ids_only():
+    from bot.config import Settings
+    from bot.errors import ConfigError
+
+    assert Settings.load(
+        environ={"ADMIN_SLACK_USERS": "U1AB, W2CD"}, env_file=None
+    ).admin_users == {
+        "U1AB",
+        "W2CD",
+    }
+    for bad in ("*", "alice", "C0CHANNEL"):
+        with pytest.raises(ConfigError, match="ADMIN_SLACK_USERS"):
+            Settings.load(environ={"ADMIN_SLACK_USERS": bad}, env_file=None)

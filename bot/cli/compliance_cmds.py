@@ -82,8 +82,10 @@ def cmd_remove(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
-    rows = _store(settings).suppressions.unsubscribes()
+    store = _store(settings)
+    rows = store.suppressions.unsubscribes()
     text = export_csv(rows)
+    store.audit.record("cli", "unsubscribes.exported", rows=len(rows))
     if args.out is None:
         sys.stdout.write(text)
         return 0

@@ -66,6 +66,9 @@ _WORDS: dict[str, Callable[[Mapping[str, Any]], str]] = {
         f"test #{d.get('test_send', '?')}: {d.get('state', '?')}"
         + (f" ({d['error']})" if d.get("error") else "")
     ),
+    "unsubscribes.exported": lambda d: (
+        f"exported the unsubscribe list ({_count(d, 'rows')} row(s))"
+    ),
     "unsubscribe.added": lambda d: f"unsubscribed {d.get('email', '?')}",
     "unsubscribe.removed": lambda d: f"resubscribed {d.get('email', '?')}",
     "bounce.recorded": lambda d: f"{d.get('kind', '?')} bounce from {d.get('email', '?')}",
