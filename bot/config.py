@@ -136,6 +136,14 @@ def _user_ids(raw: str) -> str:
     return value
 
 
+def _admin_ids(raw: str) -> str:
+    """Comma-separated Slack user IDs; ``*`` is refused: admins are named one by one."""
+    value = _user_ids(raw)
+    if value.strip() == "*":
+        raise ValueError("must name admins by their Slack user IDs; '*' is not allowed here")
+    return value
+
+
 def _text(raw: str) -> str:
     value = raw.strip()
     if "\r" in value or "\n" in value:
@@ -168,6 +176,7 @@ _ALLOWED = {
     "_url": "http(s) URL, or empty",
     "_address": "an email address, or empty",
     "_user_ids": "Slack user IDs (U…), comma-separated, or `*`",
+    "_admin_ids": "Slack user IDs (U…), comma-separated, or empty",
     "_text": "one line",
     "_path": "a path",
     "_secret_key": f"empty, or at least {MIN_SECRET_BYTES} bytes",
@@ -324,6 +333,14 @@ SPECS: tuple[Spec, ...] = (
         _user_ids,
         "Comma-separated Slack user IDs allowed to send, or '*'. Empty: nobody.",
     ),
+    Spec(
+        "ADMIN_SLACK_USERS",
+        "",
+        _admin_ids,
+        "Comma-separated Slack user IDs of admins: they see the audit log in App Home, "
+        "may export any campaign, and manage every sender account (`/sendmail "
+        "accounts`). Empty: nobody.",
+    ),
     # Compliance
     Spec(
         "PUBLIC_BASE_URL",
@@ -360,13 +377,6 @@ SPECS: tuple[Spec, ...] = (
         "Key that encrypts the Gmail grants kept in the database; generated into "
         "data/grant.key when empty. Losing it means everyone reconnects.",
         secret=True,
-    ),
-    Spec(
-        "ADMIN_SLACK_USERS",
-        "",
-        _user_ids,
-        "Comma-separated Slack user IDs of mailbolt's admins: they see every sender "
-        "account (and who may use it) in `/sendmail accounts`.",
     ),
 )
 
@@ -451,12 +461,12 @@ class Settings:
     port: int
     status_channel: str
     allowed_slack_users: str
+    admin_slack_users: str
     public_base_url: str
     unsubscribe_secret: str
     bounce_scan: bool
     google_web_client_secrets_file: Path
     grant_key: str
-    admin_slack_users: str
 
     @classmethod
     def load(
@@ -487,7 +497,7 @@ class Settings:
 
     @property
     def admin_users(self) -> frozenset[str]:
-        """Slack user IDs who administer shared sender accounts (``*``: everyone)."""
+        """Slack user IDs of admins (audit log, any campaign's export, shared accounts)."""
         return frozenset(u.strip() for u in self.admin_slack_users.split(",") if u.strip())
 
     def masked(self) -> list[tuple[str, str, bool]]:

@@ -6,7 +6,7 @@ with no Google or Slack library imported.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Unpack
 
@@ -118,6 +118,27 @@ class Sealer(Protocol):
 
     def open(self, sealed: str) -> str:
         """The secret; ``AuthError`` if it was sealed with another key or tampered with."""
+        ...
+
+
+class Directory(Protocol):
+    """The workspace's people and audiences (Slack, for the compose form).
+
+    People are plain Slack user objects (``users.info``'s ``user``), so the rules
+    about who can be mailed stay in the handlers. A problem reading an audience is
+    a ``UserInputError`` on the field it came from.
+    """
+
+    def users(self, user_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The profile of each id, in order."""
+        ...
+
+    def group_members(self, group_id: str) -> list[str]:
+        """The user ids of a user group."""
+        ...
+
+    def channel_members(self, channel_id: str) -> list[str]:
+        """The user ids of a channel's members, every page of them."""
         ...
 
 
@@ -322,8 +343,11 @@ class Audit(Protocol):
 
     def record(self, actor: str, action: str, **detail: Any) -> None: ...
 
-    def recent(self, limit: int = 50) -> list[AuditEntry]:
-        """Newest first."""
+    def recent(
+        self, limit: int = 50, *, campaign_id: int | None = None, since: float | None = None
+    ) -> list[AuditEntry]:
+        """Newest first; only one campaign's entries (``detail["campaign_id"]``) and
+        only those at or after ``since`` when given."""
         ...
 
 

@@ -14,9 +14,10 @@ import stat
 import pytest
 
 from bot.cli import compliance_cmds
-from bot.cli.compliance_cmds import export_csv, safe_cell
+from bot.cli.compliance_cmds import export_csv
 from bot.errors import UserInputError
 from bot.handlers import campaign, preflight, send_loop
+from bot.handlers.export import safe_cell
 from bot.models import Recipient, RecipientList
 from bot.store import Store
 from bot.wiring import build_deps

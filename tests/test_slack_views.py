@@ -47,6 +47,9 @@ def test_compose_view_is_valid_and_reads_back(templates):
         views.B_VARIABLES,
         views.B_CHANNEL,
         views.B_OPTIONS,
+        views.B_GROUPS,
+        views.B_CHANNELS,
+        views.B_GUESTS,
     }
     paste = next(b for b in view["blocks"] if b.get("block_id") == views.B_RECIPIENTS)
     assert paste["element"]["max_length"] == 3000

@@ -3,7 +3,8 @@
 ``unsubscribes export`` writes a CSV that is safe to open in a spreadsheet: an
 address or source starting with ``=``, ``+``, ``-``, ``@``, tab or CR would
 otherwise run as a formula (CSV injection, OWASP), so such a cell gets a leading
-``'``. Addresses added by hand are validated first; the file holds personal
+``'`` (``bot.handlers.export.safe_cell``, shared with the campaign results
+export). Addresses added by hand are validated first; the file holds personal
 data, so it is written with mode 0600. Adding and removing go through
 ``policy.unsubscribe``/``policy.resubscribe``, the same calls Slack makes.
 """
@@ -11,13 +12,10 @@ data, so it is written with mode 0600. Adding and removing go through
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 from rich.markup import escape
 from rich.table import Table
@@ -27,31 +25,21 @@ from bot.cli.core_cmds import out
 from bot.config import Settings
 from bot.errors import UserInputError
 from bot.handlers import policy, stats
+from bot.handlers.export import csv_text
 from bot.records import Unsubscribe
 from bot.store import SqlStore
 from bot.timefmt import utc_iso
 from bot.wiring import Wiring
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 EXPORT_COLUMNS = ("email", "source", "campaign_id", "unsubscribed_at")
-
-
-def safe_cell(value: Any) -> str:
-    """A cell a spreadsheet shows as text, never evaluates as a formula."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
 
 
 def export_csv(rows: Iterable[Unsubscribe]) -> str:
     """The unsubscribe list as CSV text, every cell quoted and formula-safe."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, quoting=csv.QUOTE_ALL, lineterminator="\r\n")
-    writer.writerow(EXPORT_COLUMNS)
-    for row in rows:
-        writer.writerow(
-            safe_cell(v) for v in (row.email, row.source, row.campaign_id, utc_iso(row.created_at))
-        )
-    return buffer.getvalue()
+    return csv_text(
+        EXPORT_COLUMNS,
+        ((row.email, row.source, row.campaign_id, utc_iso(row.created_at)) for row in rows),
+    )
 
 
 def _store(settings: Settings) -> SqlStore:
@@ -94,8 +82,10 @@ def cmd_remove(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
-    rows = _store(settings).suppressions.unsubscribes()
+    store = _store(settings)
+    rows = store.suppressions.unsubscribes()
     text = export_csv(rows)
+    store.audit.record("cli", "unsubscribes.exported", rows=len(rows))
     if args.out is None:
         sys.stdout.write(text)
         return 0

@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         register_core,
         register_gmail,
         register_compliance,
+        register_results,
         register_serve,
         register_accounts,
     ):
@@ -195,6 +196,29 @@ def register_compliance(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         "--scan", action="store_true", help="read new bounce reports first (BOUNCE_SCAN=on)"
     )
     report.set_defaults(func=_run("compliance_cmds", "cmd_stats"))
+
+
+def register_results(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    export = sub.add_parser(
+        "export",
+        help="a campaign's per-recipient results as spreadsheet-safe CSV",
+        description="Columns: address, name, state, time (UTC), gmail_message_id, error.",
+    )
+    export.add_argument("campaign", type=CAMPAIGN_ID, metavar="CAMPAIGN")
+    export.add_argument(
+        "--output", metavar="FILE", help="write to FILE (mode 0600); default stdout"
+    )
+    export.set_defaults(func=_run("results_cmds", "cmd_export"))
+
+    audit = sub.add_parser("audit", help="who sent, cancelled, retried, resolved or exported what")
+    audit.add_argument("--campaign", type=CAMPAIGN_ID, metavar="ID", help="one campaign only")
+    audit.add_argument(
+        "--limit", type=whole(1, 10_000), default=50, metavar="N", help="newest N entries (50)"
+    )
+    audit.add_argument(
+        "--since", metavar="WHEN", help="from a date/time (UTC) or a span back: 24h, 7d"
+    )
+    audit.set_defaults(func=_run("results_cmds", "cmd_audit"))
 
 
 def register_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

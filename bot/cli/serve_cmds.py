@@ -47,6 +47,8 @@ REQUIRED_SCOPES = (
     "files:read",
     "channels:read",
     "groups:read",
+    "usergroups:read",
+    "files:write",
 )
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,}\Z")
 _CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,}\Z")

@@ -1,8 +1,10 @@
 """Drafts: a campaign's recipients gathered from every source, the request built
 from them, and the draft that keeps it between a preview and its "Send".
 
-Owns: merging pasted text, an uploaded CSV's bytes and Slack people (already
-looked up, as plain ``users.info`` objects) into one list; the campaign-wide
+Owns: merging pasted text, an uploaded CSV's bytes, Slack people and Slack
+audiences (user groups, channel members, read through the ``Directory`` port)
+into one list; who from an audience is left out and why (bots, deactivated
+accounts, guests unless the sender includes them, no visible email), counted; the campaign-wide
 limit on that list; refusing unusable rows or an empty list; building the
 ``CampaignRequest``; and packing a request into a draft and out again.
 
@@ -14,6 +16,7 @@ for a way out: errors carry a ``Remedy`` each edge phrases for itself.
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +27,7 @@ from bot.handlers.recipient_csv import parse_csv
 from bot.handlers.recipient_paste import parse_text
 from bot.handlers.recipients import enforce_limit, from_slack_users, summarize
 from bot.models import Recipient, RecipientList, Rejected
-from bot.ports import Drafts
+from bot.ports import Directory, Drafts
 from bot.records import Draft
 
 
@@ -34,6 +37,41 @@ class CsvUpload:
 
     name: str
     data: bytes
+
+
+#: Why someone in a Slack audience gets no email, in the order the preview lists them.
+BOT, DEACTIVATED, GUEST, NO_EMAIL = "bot", "deactivated", "guest", "no visible email"
+LEFT_OUT_REASONS = (BOT, DEACTIVATED, GUEST, NO_EMAIL)
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Slack people picked one by one, user groups and channels, as ids.
+
+    Guests (``is_restricted``/``is_ultra_restricted``) in a group or channel are
+    left out unless ``include_guests``; a guest picked by name is meant.
+    """
+
+    people: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    channels: tuple[str, ...] = ()
+    include_guests: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(self.people or self.groups or self.channels)
+
+
+def left_out_reason(user: Mapping[str, Any], *, include_guests: bool) -> str | None:
+    """Why this Slack user gets no email (one of ``LEFT_OUT_REASONS``), or None."""
+    if user.get("deleted"):
+        return DEACTIVATED
+    if user.get("is_bot") or user.get("is_app_user") or user.get("id") == "USLACKBOT":
+        return BOT
+    if not include_guests and (user.get("is_restricted") or user.get("is_ultra_restricted")):
+        return GUEST
+    if not ((user.get("profile") or {}).get("email") or "").strip():
+        return NO_EMAIL
+    return None
 
 
 @dataclass
@@ -49,6 +87,8 @@ class Gathered:
     recipients: RecipientList
     csv_rejected: list[Rejected] = field(default_factory=list)
     no_email: list[Rejected] = field(default_factory=list)
+    #: Everyone from Slack left out, by reason (``LEFT_OUT_REASONS``).
+    left_out: Counter[str] = field(default_factory=Counter)
 
     @property
     def invalid(self) -> list[Rejected]:
@@ -61,6 +101,8 @@ def gather_recipients(
     paste: str = "",
     csv: CsvUpload | None = None,
     people: Sequence[Mapping[str, Any]] = (),
+    audience: Audience | None = None,
+    directory: Directory | None = None,
     max_recipients: int,
     check_deliverability: bool = False,
     pasted: RecipientList | None = None,
@@ -68,6 +110,10 @@ def gather_recipients(
     """Parse and merge every source, first one first, and hold the merged list to
     ``max_recipients`` (each source is also held to it while parsing, so a huge
     file stops early).
+
+    ``people`` are Slack profiles already looked up; ``audience`` names people,
+    groups and channels by id, read through ``directory``. Someone in several
+    sources is one recipient.
 
     ``pasted`` is the paste already parsed without DNS checks (the Slack form's
     quick check); it is parsed again only when deliverability is checked.
@@ -93,12 +139,59 @@ def gather_recipients(
         csv_rejected = list(from_csv.rejected)
         merged = merged.extend(from_csv)
     no_email: list[Rejected] = []
+    left_out: Counter[str] = Counter()
+    if audience and directory is not None:
+        people, left_out = slack_people(audience, directory)
     if people:
         found = from_slack_users([dict(p) for p in people])
         no_email = found.rejected
         merged = merged.extend(RecipientList(found.recipients, [], found.duplicates))
     enforce_limit(merged, max_recipients, what="The campaign", field="recipients")
-    return Gathered(merged, csv_rejected, no_email)
+    return Gathered(merged, csv_rejected, no_email, left_out)
+
+
+def slack_people(
+    audience: Audience, directory: Directory
+) -> tuple[list[dict[str, Any]], Counter[str]]:
+    """The profiles of everyone in ``audience`` who can be mailed (each id once,
+    people picked by name first), and how many were left out, by reason.
+
+    People picked by name who cannot be mailed are kept in the list, so
+    ``from_slack_users`` names them in the preview; they are counted too.
+    """
+    members: dict[str, None] = {}
+    for group in audience.groups:
+        members.update(dict.fromkeys(directory.group_members(group)))
+    for channel in audience.channels:
+        members.update(dict.fromkeys(directory.channel_members(channel)))
+    picked = list(dict.fromkeys(audience.people))
+    from_audiences = [m for m in members if m not in set(picked)]
+    profiles = directory.users([*picked, *from_audiences])
+    kept: list[dict[str, Any]] = []
+    left_out: Counter[str] = Counter()
+    for index, user in enumerate(profiles):
+        by_name = index < len(picked)
+        reason = left_out_reason(user, include_guests=audience.include_guests or by_name)
+        if reason:
+            left_out[reason] += 1
+        if reason is None or by_name:
+            kept.append(user)
+    return kept, left_out
+
+
+_REASON_WORDS = {
+    BOT: "bot(s)",
+    DEACTIVATED: "deactivated account(s)",
+    GUEST: "guest(s)",
+    NO_EMAIL: "without a visible email address",
+}
+
+
+def describe_left_out(left_out: Mapping[str, int]) -> str:
+    """``3 bot(s), 40 guest(s), 2 without a visible email address``; empty if nobody."""
+    return ", ".join(
+        f"{left_out[r]:,} {_REASON_WORDS[r]}" for r in LEFT_OUT_REASONS if left_out.get(r)
+    )
 
 
 def refuse_invalid(rejected: Sequence[Rejected], where: str, *, field: str) -> None:
@@ -118,6 +211,8 @@ def require_recipients(gathered: Gathered, *, pasted_any: bool) -> None:
         return
     no_email = bool(gathered.no_email)
     reason = ": none of the people picked has a visible email address" if no_email else ""
+    if gathered.left_out and not no_email:
+        reason = f": everyone from Slack was left out ({describe_left_out(gathered.left_out)})"
     raise UserInputError(
         f"There are no valid recipients{reason}.",
         field="people" if no_email and not pasted_any else "recipients",

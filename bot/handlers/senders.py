@@ -325,4 +325,4 @@ def _shared(senders: SenderAccounts, name: str) -> SenderAccount:
 
 def may_administer(admins: frozenset[str], user: str) -> bool:
     """Whether a Slack user administers shared accounts (``ADMIN_SLACK_USERS``)."""
-    return "*" in admins or user in admins
+    return user in admins

@@ -1,6 +1,6 @@
 """The Bolt app: a client pointed at ``SLACK_API_URL``, three middlewares, and the
 listeners of every flow (``commands``, ``compose``, ``preview``,
-``campaign_actions``, ``home``).
+``campaign_actions``, ``home``, ``audiences``).
 
 Choices that matter:
 - ``process_before_response=True``: each acknowledgement function runs to its
@@ -42,6 +42,7 @@ from bot.slack import (
     CHECKING_MIN_SECONDS,
     Services,
     accounts,
+    audiences,
     campaign_actions,
     commands,
     compose,
@@ -237,7 +238,7 @@ def bolt_app(services: Services, *, listener_executor: Executor | None = None) -
     app.use(correlate)
     app.use(authorize(services))
     app.error(log_error)
-    for module in (commands, compose, preview, campaign_actions, home, accounts):
+    for module in (commands, compose, preview, campaign_actions, home, accounts, audiences):
         module.register(app, services)
     return app
 

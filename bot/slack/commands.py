@@ -3,7 +3,9 @@
 The bare command answers Slack at once (an empty acknowledgement) and opens the
 compose modal from a lazy listener with the ``trigger_id``, which expires after 3
 seconds and works once. The subcommands only read or write the local store, so
-they are answered in the acknowledgement itself, privately (ephemeral).
+they are answered in the acknowledgement itself, privately (ephemeral), except
+``export``: its acknowledgement says the file is coming (or why not), and a lazy
+listener uploads it (three Web API calls, too slow for the 3 seconds).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.errors import UserInputError
-from bot.handlers import policy, stats
+from bot.handlers import export, policy, stats
 from bot.handlers.recipient_paste import parse_text
 from bot.handlers.send_loop import quota_use
 from bot.records import Campaign, MessageState
@@ -127,6 +129,55 @@ def _address(rest: str, verb: str) -> str:
     return found.recipients[0].email
 
 
+def _export_answer(services: Services, rest: str, user: str) -> tuple[str, list[dict[str, Any]]]:
+    """Whether the export may go ahead: the campaign exists and is this person's
+    (or they are an admin). The file itself follows from ``share_export``."""
+    campaign_id = _campaign_id(rest, "export")
+    row = _campaign_row(services, campaign_id)
+    if not export.may_export(row, user, services.settings.admin_users):
+        raise UserInputError(
+            f"Only <@{row.requested_by}>, who started campaign #{campaign_id}, and the "
+            "admins may export its results: they list people's addresses."
+        )
+    text = (
+        f"Preparing the results of campaign #{campaign_id} as a CSV file; "
+        "it appears in this conversation in a moment."
+    )
+    return text, [views.section(text)]
+
+
+def share_export(
+    services: Services, client: WebClient, command: dict[str, Any], correlation_id: str
+) -> None:
+    """Upload the results CSV into the conversation the command was typed in."""
+    user, channel = command["user_id"], command.get("channel_id", "")
+    _, rest = parse(command.get("text", ""))
+    try:
+        campaign_id = _campaign_id(rest, "export")
+        result = export.export_campaign(
+            services.deps.store, campaign_id, actor=user, admins=services.settings.admin_users
+        )
+    except UserInputError:
+        return  # the acknowledgement already said why
+    try:
+        client.files_upload_v2(
+            channel=channel,
+            filename=result.filename,
+            content=result.data,
+            title=f"Campaign #{campaign_id} results",
+            initial_comment=f"Results of campaign #{campaign_id}: {result.rows:,} recipient(s), "
+            f"exported by <@{user}>.",
+        )
+    except SlackApiError as exc:
+        report(exc, correlation_id, "uploading an export")
+        text = (
+            f"Slack did not take the file ({exc.response.get('error')}). Invite me to this "
+            "channel (/invite @mailbolt) or run the command in a direct message with me, "
+            f"or run `python -m bot export {campaign_id}`. (ref {correlation_id})"
+        )
+        tell_privately(client, channel, user, text, correlation_id)
+
+
 def answer(services: Services, word: str, rest: str, user: str) -> tuple[str, list[dict]]:
     """The private answer to a subcommand, as (text, blocks)."""
     if word == "help":
@@ -136,6 +187,8 @@ def answer(services: Services, word: str, rest: str, user: str) -> tuple[str, li
         return _status(services, rest)
     if word == "stats":
         return _stats(services, rest)
+    if word == "export":
+        return _export_answer(services, rest, user)
     if word == "quota":
         text = views.quota_text(quota_data(services))
         return text, [views.section(text)]
@@ -236,4 +289,8 @@ def register(app: App, services: Services) -> None:
             )
             tell_privately(client, channel, command["user_id"], text, correlation_id)
 
-    app.command(COMMAND)(ack=command_ack, lazy=[open_form])
+    def export_file(command: dict, client: WebClient, context: BoltContext) -> None:
+        if parse(command.get("text", ""))[0] == "export":
+            share_export(services, client, command, context.get("correlation_id", ""))
+
+    app.command(COMMAND)(ack=command_ack, lazy=[open_form, export_file])

@@ -68,6 +68,7 @@ class Compose:
         """Whether the full check needs Slack, the network, or a lot of rendering."""
         return (
             bool(self.form.people or self.form.files)
+            or bool(self.form.groups or self.form.channels)
             or self.check_dns
             or len(self.pasted.recipients) > SYNC_MAX_RECIPIENTS
         )
@@ -101,6 +102,8 @@ def block_for(error: UserInputError, form: views.ComposeForm) -> str:
         "variables": views.B_VARIABLES,
         "csv": views.B_CSV,
         "people": views.B_PEOPLE,
+        "groups": views.B_GROUPS,
+        "channels": views.B_CHANNELS,
     }
     if error.field in by_field:
         return by_field[error.field]
@@ -141,10 +144,12 @@ def quick_check(compose: Compose, services: Services) -> Compose:
         problems[views.B_RECIPIENTS] = words(exc)
     _check_files(form, problems)
     _check_sender(compose, services)
-    if not (compose.pasted.recipients or compose.pasted.rejected or form.people or form.files):
+    picked = form.people or form.files or form.groups or form.channels
+    if not (compose.pasted.recipients or compose.pasted.rejected or picked):
         problems.setdefault(
             views.B_RECIPIENTS,
-            "Add recipients: paste addresses, pick Slack people, or upload a CSV.",
+            "Add recipients: paste addresses, pick Slack people, user groups or "
+            "channels, or upload a CSV.",
         )
     _check_variables(compose, _template_info(compose, services))
     return compose
@@ -235,7 +240,13 @@ def full_check(compose: Compose, services: Services) -> Outcome:
         gathered = drafts.gather_recipients(
             paste=form.paste,
             csv=upload,
-            people=services.lookups.users(form.people) if form.people else (),
+            audience=drafts.Audience(
+                people=tuple(form.people),
+                groups=form.group_ids,
+                channels=tuple(form.channels),
+                include_guests=form.include_guests,
+            ),
+            directory=services.lookups,
             max_recipients=settings.max_recipients_per_campaign,
             check_deliverability=compose.check_dns,
             pasted=compose.pasted,
@@ -303,6 +314,9 @@ def _checking_what(compose: Compose) -> str:
         parts.append(f"reading {compose.form.files[0].get('name') or 'the CSV file'}")
     if compose.form.people:
         parts.append(f"looking up {len(compose.form.people)} Slack people")
+    audiences = len(compose.form.groups) + len(compose.form.channels)
+    if audiences:
+        parts.append(f"reading the members of {audiences} group(s) and channel(s)")
     parts.append("rendering every message")
     return ", ".join(parts) + "."
 

@@ -11,7 +11,7 @@ from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
 from bot.config import Settings
-from bot.handlers import stats
+from bot.handlers import audit_log, stats
 from bot.handlers.campaign import Deps
 from bot.slack import Services, accounts, views
 from bot.slack.answers import answering
@@ -51,7 +51,18 @@ def health(settings: Settings, deps: Deps, accounts: int = 0) -> list[tuple[bool
     return lines
 
 
+#: Audit entries shown to admins on the Home tab (the CLI shows any number).
+HOME_AUDIT_ENTRIES = 15
+
+
 def home_data(services: Services, user: str = "", team: str = "", note: str = "") -> views.HomeData:
+    """What the tab shows ``user``; the audit section only if they are an admin."""
+    admin = bool(user) and user in services.settings.admin_users
+    audit = (
+        audit_log.audit_lines(services.deps.store.audit, limit=HOME_AUDIT_ENTRIES)
+        if admin
+        else None
+    )
     return views.HomeData(
         accounts=accounts.home_accounts(services, user, team) if user else None,
         note=note,
@@ -69,6 +80,7 @@ def home_data(services: Services, user: str = "", team: str = "", note: str = ""
             else 0,
         ),
         sandbox_outbox=str(services.settings.sandbox_outbox),
+        audit=audit,
     )
 
 

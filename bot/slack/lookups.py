@@ -1,7 +1,10 @@
 """People's profiles and uploaded files, fetched from Slack for the compose form.
 
 Profiles are cached briefly and fetched several at a time, because a form can
-name 200 people and ``users.info`` is one call each. A file is downloaded with
+name 200 people and ``users.info`` is one call each (Tier 4). A channel of
+thousands would blow that tier, so past ``BULK_AT`` unknown people the whole
+directory is paged once with ``users.list`` (Tier 2, ``USERS_PAGE`` a page) and
+cached instead. A file is downloaded with
 the bot token only from Slack's own hosts, and never across a redirect.
 """
 
@@ -26,10 +29,23 @@ USER_CACHE_SECONDS = 600.0
 #: Membership rarely changes, and a post that fails falls back to a DM anyway.
 MEMBER_CACHE_SECONDS = 60.0
 LOOKUP_THREADS = 8
+#: More unknown profiles than this are read with ``users.list`` pages, not one by one.
+BULK_AT = 50
+#: ``users.list`` page size: Slack recommends no more than 200.
+USERS_PAGE = 200
+
+
+#: User groups change rarely and ``usergroups.list`` is Tier 2, while the form's
+#: group menu asks on every keystroke: the list is reused this long.
+GROUPS_CACHE_SECONDS = 300.0
+#: ``conversations.members`` page size (Tier 4; Slack recommends no more than 200,
+#: and a page may hold fewer while more remain, so the cursor decides the end).
+MEMBERS_PAGE = 200
 
 
 class Lookups:
-    """People's profiles (cached briefly) and uploaded files, fetched from Slack."""
+    """People's profiles (cached briefly), user groups, channel members and uploaded
+    files, fetched from Slack: ``bot.ports.Directory`` for the compose form."""
 
     def __init__(
         self,
@@ -43,6 +59,7 @@ class Lookups:
         self._clock = clock
         self._users: dict[str, tuple[float, dict[str, Any]]] = {}
         self._members: dict[str, tuple[float, bool | None]] = {}
+        self._groups: tuple[float, list[dict[str, Any]]] | None = None
 
     def is_member(self, channel: str) -> bool | None:
         """Whether the app is in ``channel`` (so it can post there); None when Slack
@@ -73,11 +90,28 @@ class Lookups:
             for u in dict.fromkeys(user_ids)
             if u not in self._users or now - self._users[u][0] > self.cache_seconds
         ]
+        if len(missing) > BULK_AT:
+            self._load_directory(now)
+            missing = [u for u in missing if u not in self._users]
         if missing:
             with ThreadPoolExecutor(max_workers=min(LOOKUP_THREADS, len(missing))) as pool:
                 for user_id, user in zip(missing, pool.map(self._user, missing), strict=True):
                     self._users[user_id] = (now, user)
         return [self._users[u][1] for u in user_ids]
+
+    def _load_directory(self, now: float) -> None:
+        """Every profile of the workspace, page by page, into the cache."""
+        try:
+            for page in self.client.users_list(limit=USERS_PAGE):
+                for user in page.get("members") or []:
+                    self._users[user["id"]] = (now, user)
+        except SlackApiError as exc:
+            raise UserInputError(
+                f"Slack did not list the workspace's people ({exc.response.get('error')}). "
+                "If the error is missing_scope, an admin adds users:read and "
+                "users:read.email to the app and reinstalls it.",
+                field="people",
+            ) from exc
 
     def _user(self, user_id: str) -> dict[str, Any]:
         try:
@@ -92,6 +126,39 @@ class Lookups:
                 "and reinstalls it.",
                 field="people",
             ) from exc
+
+    def usergroups(self) -> list[dict[str, Any]]:
+        """The workspace's enabled user groups (``usergroups.list``), reused briefly."""
+        now = self._clock()
+        if self._groups is not None and now - self._groups[0] <= GROUPS_CACHE_SECONDS:
+            return self._groups[1]
+        try:
+            groups = list(self.client.usergroups_list(include_count=True)["usergroups"] or [])
+        except SlackApiError as exc:
+            raise UserInputError(_audience_error("user groups", exc), field="groups") from exc
+        self._groups = (now, groups)
+        return groups
+
+    def group_members(self, group_id: str) -> list[str]:
+        """The user ids in a user group (``usergroups.users.list``, one call, no paging)."""
+        try:
+            return list(self.client.usergroups_users_list(usergroup=group_id)["users"] or [])
+        except SlackApiError as exc:
+            raise UserInputError(
+                _audience_error(f"the members of user group {group_id}", exc), field="groups"
+            ) from exc
+
+    def channel_members(self, channel_id: str) -> list[str]:
+        """Every member of a channel, following ``next_cursor`` page by page."""
+        members: list[str] = []
+        try:
+            for page in self.client.conversations_members(channel=channel_id, limit=MEMBERS_PAGE):
+                members += page.get("members") or []
+        except SlackApiError as exc:
+            raise UserInputError(
+                _audience_error(f"the members of <#{channel_id}>", exc), field="channels"
+            ) from exc
+        return members
 
     def download(self, file: Mapping[str, Any]) -> tuple[str, bytes]:
         """The name and bytes of an uploaded file, fetched with the bot token."""
@@ -136,3 +203,19 @@ class Lookups:
         if target.scheme != api.scheme or not target.hostname or not api.hostname:
             return False
         return target.netloc == api.netloc or target.hostname == f"files.{api.hostname}"
+
+
+def _audience_error(what: str, exc: SlackApiError) -> str:
+    """Why Slack did not show an audience, and what a person can do about it."""
+    error = exc.response.get("error", "")
+    fixes = {
+        "missing_scope": "an admin adds the usergroups:read, channels:read and groups:read "
+        "scopes to the app and reinstalls it",
+        "plan_upgrade_required": "user groups need a paid Slack plan; pick people or a "
+        "channel instead",
+        "channel_not_found": "for a private channel, invite me first (/invite @mailbolt)",
+        "no_such_subteam": "the group may have been deleted; pick it again",
+        "ratelimited": "Slack is busy; try again in a minute",
+    }
+    fix = fixes.get(error, "try again, or pick the people another way")
+    return f"Slack did not show {what} ({error}): {fix}."

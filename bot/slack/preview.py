@@ -95,6 +95,7 @@ def preview_data(
         transport=settings.mail_transport,
         dropped=summarize(dropped, 5) if dropped else "",
         no_email=_no_email([r.text for r in gathered.no_email]),
+        left_out=drafts.describe_left_out(gathered.left_out),
         sandbox_outbox=str(settings.sandbox_outbox),
         sender=deps.envelope.from_address,
         sender_budget=accounts.budget_words(deps),

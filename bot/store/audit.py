@@ -39,9 +39,23 @@ class SqliteAudit:
         with self._db.tx() as db:
             write(db, self._db.clock, actor, action, detail)
 
-    def recent(self, limit: int = 50) -> list[AuditEntry]:
-        """The newest ``limit`` entries, newest first."""
-        rows = self._db.query("select * from audit order by id desc limit ?", [limit])
+    def recent(
+        self, limit: int = 50, *, campaign_id: int | None = None, since: float | None = None
+    ) -> list[AuditEntry]:
+        """The newest ``limit`` entries, newest first, optionally of one campaign
+        (its id in the entry's detail) and from ``since`` on."""
+        where: list[str] = ["1 = 1"]
+        params: list[Any] = []
+        if campaign_id is not None:
+            where.append(f"{self._db.json_text('detail', 'campaign_id')} = ?")
+            params.append(str(campaign_id))
+        if since is not None:
+            where.append("at >= ?")
+            params.append(since)
+        rows = self._db.query(
+            f"select * from audit where {' and '.join(where)} order by id desc limit ?",  # noqa: S608 (fixed clauses)
+            [*params, limit],
+        )
         return [
             AuditEntry(
                 id=r["id"],

@@ -127,7 +127,13 @@ class SqliteCampaigns:
                 self._db.clock,
                 requested_by,
                 "campaign.created",
-                {"campaign_id": campaign_id, "template": template, "total": total, "team": team},
+                {
+                    "campaign_id": campaign_id,
+                    "template": template,
+                    "total": total,
+                    "team": team,
+                    "account": account,
+                },
             )
         return campaign_id, True
 

@@ -156,6 +156,10 @@ class Database:
         """Nothing: SQLite runs one write transaction at a time."""
         return ""
 
+    def json_text(self, column: str, key: str) -> str:
+        """SQL for ``column``'s JSON member ``key``, as text (SQLite's JSON1)."""
+        return f"cast(json_extract({column}, '$.{key}') as text)"
+
     @property
     def schema_version(self) -> int:
         with self._faults(), self.lock:

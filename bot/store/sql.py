@@ -89,6 +89,11 @@ class SqlDatabase(Protocol):
         where one writer at a time makes the claim atomic anyway)."""
         ...
 
+    def json_text(self, column: str, key: str) -> str:
+        """SQL for the member ``key`` of the JSON object in ``column``, as text
+        (``key`` and ``column`` are fixed names, never input)."""
+        ...
+
     @property
     def schema_version(self) -> int:
         """How many of its numbered migrations the database has run."""

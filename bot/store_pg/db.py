@@ -296,6 +296,10 @@ class PgDatabase:
         """Lock the claimed rows of ``alias`` only, passing over rows others hold."""
         return f" for update of {alias} skip locked"
 
+    def json_text(self, column: str, key: str) -> str:
+        """SQL for ``column``'s JSON member ``key``, as text (the column holds JSON text)."""
+        return f"(nullif({column}, '')::jsonb ->> '{key}')"
+
     @property
     def schema_version(self) -> int:
         with self._faults(), self.lock:

@@ -14,6 +14,17 @@ through ``SLACK_API_URL`` and every request goes through the real client code:
   A bad one is refused the way Slack refuses it (``invalid_arguments``,
   ``invalid_blocks``, ``msg_too_long``) and noted in ``problems``.
 - ``fail_next`` makes a method answer 429 with ``Retry-After`` (or an error code).
+- Audiences: ``usergroups.list``/``usergroups.users.list`` (``usergroups:read``),
+  ``conversations.members`` and ``users.list`` paged with ``cursor``/``limit``
+  (a page of ``conversations.members`` may hold fewer than ``limit``, as Slack's
+  may); ``add_group``, ``add_channel`` set them up.
+- The file upload of today (``files.upload`` is retired): ``files.getUploadURLExternal``,
+  a POST of the bytes to the URL it gives, ``files.completeUploadExternal``
+  (``files:write``), kept in ``shared_files``.
+- ``rate_tiers=True`` answers 429 past each method's tier per minute (Tier 2: 20,
+  Tier 3: 50, Tier 4: 100), so a test can show a flow stays within Slack's limits.
+- ``gate(method, event)`` holds a method's answers until ``event`` is set, so a
+  test can show an acknowledgement came before slow work finished.
 
 It also plays the Slack platform: ``command``, ``submit_view``, ``click`` and
 ``event`` sign their requests with the signing secret and POST them to the app's
@@ -52,8 +63,20 @@ SIGNING_SECRET = "fake-signing-secret"
 TEAM = "T0FAKE"
 BOT_USER = "U0BOT"
 DEFAULT_SCOPES = (
-    "commands,chat:write,users:read,users:read.email,files:read,channels:read,groups:read"
+    "commands,chat:write,users:read,users:read.email,files:read,channels:read,groups:read,"
+    "usergroups:read,files:write"
 )
+#: Calls a minute each method is allowed (https://api.slack.com/docs/rate-limits),
+#: for the methods this fake serves; unnamed ones are Tier 4 here.
+TIERS = {
+    "users.list": 20,
+    "usergroups.list": 20,
+    "usergroups.users.list": 20,
+    "conversations.info": 50,
+    "chat.update": 50,
+    "users.lookupByEmail": 50,
+}
+TIER_4 = 100
 TRIGGER_SECONDS = 3.0
 MAX_VIEW_BYTES = 250_000
 MAX_MESSAGE_BLOCKS = 50
@@ -151,6 +174,7 @@ class SlackFake:
         bot_token: str = BOT_TOKEN,
         signing_secret: str = SIGNING_SECRET,
         scopes: str = DEFAULT_SCOPES,
+        rate_tiers: bool = False,
     ):
         self.bot_token = bot_token
         self.signing_secret = signing_secret
@@ -167,6 +191,14 @@ class SlackFake:
         self.home: dict[str, dict[str, Any]] = {}
         self.files: dict[str, tuple[dict[str, Any], bytes]] = {}
         self.non_member: set[str] = set()
+        self.rate_tiers = rate_tiers
+        self.groups: dict[str, dict[str, Any]] = {}
+        self.group_members: dict[str, list[str]] = {}
+        self.channel_members: dict[str, list[str]] = {}
+        self.shared_files: list[dict[str, Any]] = []
+        self._uploads: dict[str, dict[str, Any]] = {}
+        self._gates: dict[str, threading.Event] = {}
+        self._minute: dict[str, list[float]] = {}
         self._triggers: dict[str, tuple[float, str]] = {}
         self._failures: dict[str, list[_Failure]] = {}
         self._ids = itertools.count(1)
@@ -235,6 +267,28 @@ class SlackFake:
             self.files[file_id] = (meta, content)
         return dict(meta)
 
+    def add_group(self, group_id: str, handle: str, members: list[str], name: str = "") -> None:
+        """A user group (``@handle``) with these members."""
+        with self.lock:
+            self.groups[group_id] = {
+                "id": group_id,
+                "team_id": TEAM,
+                "handle": handle,
+                "name": name or handle,
+                "user_count": len(members),
+                "date_delete": 0,
+            }
+            self.group_members[group_id] = list(members)
+
+    def add_channel(self, channel_id: str, members: list[str]) -> None:
+        with self.lock:
+            self.channel_members[channel_id] = list(members)
+
+    def gate(self, method: str, event: threading.Event) -> None:
+        """Hold every answer of ``method`` until ``event`` is set."""
+        with self.lock:
+            self._gates[method] = event
+
     def fail_next(self, method: str, *, error: str = "", retry_after: int = 1, times: int = 1):
         """The next ``times`` calls of ``method`` fail: with ``{"ok": false, "error":
         error}`` if ``error`` is given, else with HTTP 429 and ``Retry-After``."""
@@ -289,6 +343,8 @@ class SlackFake:
                 token = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
                 if url.path.startswith("/files-pri/"):
                     status, headers, body = fake._download(url.path, token)
+                elif url.path.startswith("/upload/"):
+                    status, headers, body = fake._upload(url.path, raw)
                 elif url.path.startswith("/api/"):
                     args = {k: v[0] for k, v in parse_qs(url.query).items()}
                     kind = self.headers.get("Content-Type") or ""
@@ -319,8 +375,38 @@ class SlackFake:
         meta, content = found
         return 200, {"Content-Type": meta["mimetype"]}, content
 
+    def _upload(self, path: str, raw: bytes) -> tuple[int, dict[str, str], bytes]:
+        """The bytes of a file, POSTed to the URL ``files.getUploadURLExternal`` gave."""
+        file_id = path.rsplit("/", 1)[-1]
+        with self.lock:
+            self.calls.append(Call("file.upload", {"file": file_id}, 200))
+            pending = self._uploads.get(file_id)
+            if pending is None:
+                return 404, {}, b"unknown upload"
+            pending["content"] = raw
+        return 200, {"Content-Type": "text/plain"}, b"OK - " + str(len(raw)).encode()
+
+    def _over_tier(self, method: str) -> bool:
+        """Whether one more call of ``method`` goes past its tier this minute."""
+        now = time.monotonic()
+        with self.lock:
+            recent = [t for t in self._minute.get(method, []) if now - t < 60]
+            over = len(recent) >= TIERS.get(method, TIER_4)
+            if not over:
+                recent.append(now)
+            self._minute[method] = recent
+        return over
+
     def _api(self, method: str, args: dict[str, Any], token: str) -> tuple[int, dict, bytes]:
         headers = {"Content-Type": "application/json; charset=utf-8"}
+        with self.lock:
+            gate = self._gates.get(method)
+        if gate is not None:
+            gate.wait(30)
+        if self.rate_tiers and self._over_tier(method):
+            self._record(method, args, 429, "ratelimited")
+            headers["Retry-After"] = "1"
+            return 429, headers, json.dumps({"ok": False, "error": "ratelimited"}).encode()
         with self.lock:
             queue = self._failures.get(method) or []
             failure = queue[0] if queue else None
@@ -374,10 +460,7 @@ class SlackFake:
             user = self.users.get(args.get("user", ""))
         if user is None:
             raise SlackRefusal("user_not_found")
-        visible = json.loads(json.dumps(user))
-        if "users:read.email" not in self.scopes.split(","):
-            visible["profile"].pop("email", None)
-        return {"user": visible}
+        return {"user": self._visible(user)}
 
     def _m_files_info(self, args: dict) -> dict:
         if "files:read" not in self.scopes.split(","):
@@ -400,6 +483,102 @@ class SlackFake:
         if private and not member:
             raise SlackRefusal("channel_not_found")
         return {"channel": {"id": channel, "is_channel": not private, "is_member": member}}
+
+    # -- audiences ---------------------------------------------------------------------------
+
+    def _needs(self, scope: str) -> None:
+        if scope not in self.scopes.split(","):
+            raise SlackRefusal("missing_scope")
+
+    @staticmethod
+    def _page(items: list[Any], args: dict, *, short: bool = False) -> tuple[list[Any], str]:
+        """One page of ``items`` from ``cursor`` (an offset here) and ``limit``; with
+        ``short`` a page holds one fewer than asked, as Slack's pages sometimes do."""
+        try:
+            start = int(args.get("cursor") or 0)
+            limit = int(args.get("limit") or 100)
+        except ValueError:
+            raise SlackRefusal("invalid_cursor") from None
+        if not 1 <= limit <= 1000:
+            raise SlackRefusal("invalid_limit")
+        end = start + (limit - 1 if short and limit > 1 else limit)
+        return items[start:end], str(end) if end < len(items) else ""
+
+    def _m_usergroups_list(self, args: dict) -> dict:
+        self._needs("usergroups:read")
+        with self.lock:
+            return {"usergroups": [dict(g) for g in self.groups.values()]}
+
+    def _m_usergroups_users_list(self, args: dict) -> dict:
+        self._needs("usergroups:read")
+        with self.lock:
+            members = self.group_members.get(args.get("usergroup", ""))
+        if members is None:
+            raise SlackRefusal("no_such_subteam")
+        return {"users": list(members)}
+
+    def _m_conversations_members(self, args: dict) -> dict:
+        channel = args.get("channel", "")
+        self._needs("groups:read" if channel.startswith("G") else "channels:read")
+        with self.lock:
+            members = self.channel_members.get(channel)
+        if members is None:
+            raise SlackRefusal("channel_not_found")
+        page, cursor = self._page(members, args, short=True)
+        return {"members": page, "response_metadata": {"next_cursor": cursor}}
+
+    def _m_users_list(self, args: dict) -> dict:
+        self._needs("users:read")
+        if not args.get("limit"):
+            raise SlackRefusal("limit_required")
+        with self.lock:
+            everyone = [self._visible(u) for u in self.users.values()]
+        page, cursor = self._page(everyone, args)
+        return {"members": page, "response_metadata": {"next_cursor": cursor}}
+
+    def _visible(self, user: dict[str, Any]) -> dict[str, Any]:
+        visible = json.loads(json.dumps(user))
+        if "users:read.email" not in self.scopes.split(","):
+            visible["profile"].pop("email", None)
+        return visible
+
+    # -- uploading a file ------------------------------------------------------------------
+
+    def _m_files_getUploadURLExternal(self, args: dict) -> dict:
+        self._needs("files:write")
+        if not args.get("filename") or not str(args.get("length", "")).isdigit():
+            raise SlackRefusal("invalid_arguments")
+        file_id = f"F{next(self._ids):08d}"
+        with self.lock:
+            self._uploads[file_id] = {"filename": args["filename"], "length": int(args["length"])}
+        return {"upload_url": f"{self.base_url}/upload/{file_id}", "file_id": file_id}
+
+    def _m_files_completeUploadExternal(self, args: dict) -> dict:
+        self._needs("files:write")
+        files = args.get("files")
+        files = json.loads(files) if isinstance(files, str) else files or []
+        channel = args.get("channel_id", "")
+        if channel and channel in self.non_member:
+            raise SlackRefusal("not_in_channel")
+        done = []
+        with self.lock:
+            for item in files:
+                pending = self._uploads.get(item.get("id", ""))
+                if pending is None or "content" not in pending:
+                    raise SlackRefusal("file_not_found")
+                if len(pending["content"]) != pending["length"]:
+                    raise SlackRefusal("file_upload_size_mismatch")
+                shared = {
+                    "id": item["id"],
+                    "title": item.get("title") or pending["filename"],
+                    "name": pending["filename"],
+                    "channel": channel,
+                    "initial_comment": args.get("initial_comment", ""),
+                    "content": pending["content"],
+                }
+                self.shared_files.append(shared)
+                done.append({"id": item["id"], "title": shared["title"]})
+        return {"files": done}
 
     def _take_trigger(self, trigger: str) -> str:
         with self.lock:
@@ -732,6 +911,24 @@ class SlackFake:
             payload["response_url"] = f"{self.base_url}/actions/{TEAM}/response"
         return self._interaction(payload)
 
+    def suggest(self, action_id: str, value: str, *, user: str, view_id: str = "") -> Reply:
+        """Typing ``value`` into an external select: Slack asks the app for options."""
+        payload: dict[str, Any] = {
+            "type": "block_suggestion",
+            "team": {"id": TEAM, "domain": "fake"},
+            "user": self._user(user),
+            "api_app_id": "A0FAKE",
+            "token": "legacy-verification-token",
+            "action_id": action_id,
+            "block_id": action_id,
+            "value": value,
+            "container": {"type": "view", "view_id": view_id},
+        }
+        if view_id:
+            with self.lock:
+                payload["view"] = self._public(json.loads(json.dumps(self.views[view_id])))
+        return self._interaction(payload)
+
     def event(self, event: dict[str, Any], *, retry_num: int | None = None) -> Reply:
         body = {
             "token": "legacy-verification-token",
@@ -861,9 +1058,13 @@ def compose_values(
     channel: str = "",
     skip_invalid: bool = False,
     sender: str | None = None,
+    groups: list[tuple[str, str]] | None = None,
+    channels: list[str] | None = None,
+    include_guests: bool = False,
 ) -> dict[str, Any]:
     """The compose modal's ``state.values`` as Slack sends them on submit
-    (``sender``: the From menu's choice, when the form has one)."""
+    (``sender``: the From menu's choice, when the form has one; ``groups`` as
+    (id, label) pairs)."""
     from bot.slack import views
 
     def field(block: str, value: dict[str, Any]) -> dict[str, Any]:
@@ -893,6 +1094,21 @@ def compose_values(
     if sender is not None:
         chosen = {"value": sender, "text": {"type": "plain_text", "text": sender}}
         values |= field(views.B_FROM, {"type": "static_select", "selected_option": chosen})
+    values[views.B_GROUPS] = {
+        views.A_GROUPS: {
+            "type": "multi_external_select",
+            "selected_options": [
+                {"value": g, "text": {"type": "plain_text", "text": label}}
+                for g, label in groups or []
+            ],
+        }
+    }
+    values |= field(
+        views.B_CHANNELS,
+        {"type": "multi_conversations_select", "selected_conversations": channels or []},
+    )
+    guests = [{"value": views.OPT_INCLUDE_GUESTS}] if include_guests else []
+    values |= field(views.B_GUESTS, {"type": "checkboxes", "selected_options": guests})
     return values
 
 

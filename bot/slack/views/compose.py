@@ -36,6 +36,17 @@ from bot.slack.views.blocks import (
     value_of,
 )
 
+#: The audience blocks: user groups (options loaded from ``usergroups.list`` by
+#: ``bot.slack.audiences``; Bolt matches option requests by action_id, so this
+#: element has its own), channels whose members get it, and guests in or out.
+B_GROUPS = "audience_groups"
+B_CHANNELS = "audience_channels"
+B_GUESTS = "audience_guests"
+A_GROUPS = "usergroups"
+OPT_INCLUDE_GUESTS = "include_guests"
+#: Picking more audiences than this in one form is refused by Slack's element.
+MAX_AUDIENCES = 10
+
 
 def compose_metadata(channel: str) -> dict[str, str]:
     """What the compose view remembers: the channel the command was typed in."""
@@ -56,6 +67,14 @@ class ComposeForm:
     skip_invalid: bool = False
     #: The address of the sender account chosen ("" when the form offers none).
     sender: str = ""
+    #: User groups as picked: ``{"value": id, "text": "@handle (name)"}`` each.
+    groups: list[dict[str, str]] = field(default_factory=list)
+    channels: list[str] = field(default_factory=list)
+    include_guests: bool = False
+
+    @property
+    def group_ids(self) -> tuple[str, ...]:
+        return tuple(g["value"] for g in self.groups)
 
     def to_dict(self) -> dict[str, Any]:
         """Everything but the uploaded files, which Slack cannot pre-fill again."""
@@ -68,6 +87,9 @@ class ComposeForm:
             "channel": self.channel,
             "skip_invalid": self.skip_invalid,
             "sender": self.sender,
+            "groups": [dict(g) for g in self.groups],
+            "channels": list(self.channels),
+            "include_guests": self.include_guests,
         }
 
 
@@ -85,7 +107,23 @@ def read_compose(values: Mapping[str, Any]) -> ComposeForm:
         channel=value_of(values, B_CHANNEL).get("selected_conversation") or "",
         skip_invalid=any(o.get("value") == OPT_SKIP_INVALID for o in options),
         sender=(value_of(values, B_FROM).get("selected_option") or {}).get("value") or "",
+        **_read_audiences(values),
     )
+
+
+def _read_audiences(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The audience blocks' values (absent blocks read as nothing picked)."""
+    groups = (values.get(B_GROUPS) or {}).get(A_GROUPS) or {}
+    guests = value_of(values, B_GUESTS).get("selected_options") or []
+    return {
+        "groups": [
+            {"value": o["value"], "text": (o.get("text") or {}).get("text") or o["value"]}
+            for o in groups.get("selected_options") or []
+            if o.get("value")
+        ],
+        "channels": list(value_of(values, B_CHANNELS).get("selected_conversations") or []),
+        "include_guests": any(o.get("value") == OPT_INCLUDE_GUESTS for o in guests),
+    }
 
 
 def _template_option(info: TemplateInfo) -> dict[str, Any]:
@@ -178,6 +216,7 @@ def _fields(templates: Sequence[TemplateInfo], form: ComposeForm) -> list[dict[s
             _people(form),
             hint="Their email addresses come from their Slack profiles.",
         ),
+        *audience_fields(form),
         input_block(
             B_CSV,
             "CSV file",
@@ -255,6 +294,57 @@ def _people(form: ComposeForm) -> dict[str, Any]:
     if form.people:
         people["initial_users"] = list(form.people)
     return people
+
+
+def audience_fields(form: ComposeForm) -> list[dict[str, Any]]:
+    """User groups, channels' members, and whether guests among them are included."""
+    groups: dict[str, Any] = {
+        "type": "multi_external_select",
+        "action_id": A_GROUPS,
+        "placeholder": plain("Type to find a user group"),
+        "min_query_length": 0,
+        "max_selected_items": MAX_AUDIENCES,
+    }
+    if form.groups:
+        groups["initial_options"] = [
+            {"text": plain(g["text"], 75), "value": g["value"]} for g in form.groups
+        ]
+    channels: dict[str, Any] = {
+        "type": "multi_conversations_select",
+        "placeholder": plain("Pick channels"),
+        "filter": {"include": ["public", "private"], "exclude_bot_users": True},
+        "max_selected_items": MAX_AUDIENCES,
+    }
+    if form.channels:
+        channels["initial_conversations"] = list(form.channels)
+    guests: dict[str, Any] = {
+        "type": "checkboxes",
+        "options": [
+            {
+                "text": plain("Include guests from these groups and channels"),
+                "value": OPT_INCLUDE_GUESTS,
+            }
+        ],
+    }
+    if form.include_guests:
+        guests["initial_options"] = guests["options"]
+    return [
+        input_block(
+            B_GROUPS,
+            "Slack user groups",
+            groups,
+            hint="Everyone in the group, e.g. @design-team.",
+        ),
+        input_block(
+            B_CHANNELS,
+            "Members of channels",
+            channels,
+            hint="Everyone in the channel. For a private channel, invite me first. "
+            "Bots, deactivated accounts and people without a visible email are left "
+            "out and counted in the preview.",
+        ),
+        input_block(B_GUESTS, "Guests", guests),
+    ]
 
 
 def _channel(form: ComposeForm) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 the setup's health, as one ``home`` view.
 
 Owns: the Home tab's layout; its parts are the same answers as ``/sendmail``'s.
+The audit section is drawn only when ``HomeData.audit`` is given, which the
+listener does for admins alone (``ADMIN_SLACK_USERS``).
 """
 
 from __future__ import annotations
@@ -10,14 +12,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bot.handlers.audit_log import AuditLine
 from bot.handlers.stats import DeliveryStats
 from bot.models import TemplateInfo
 from bot.slack.views.blocks import (
     A_CONNECT_GMAIL,
+    MAX_SECTION_CHARS,
+    clip,
     context,
     escape,
     header,
     section,
+    when,
+    who,
 )
 from bot.slack.views.notices import (
     CampaignLine,
@@ -42,6 +49,8 @@ class HomeData:
     accounts: Any = None
     #: What just happened (a disconnect), shown on top.
     note: str = ""
+    #: The newest audit entries; None for everyone but admins (the section is not drawn).
+    audit: Sequence[AuditLine] | None = None
 
 
 def home_view(data: HomeData) -> dict[str, Any]:
@@ -75,6 +84,8 @@ def home_view(data: HomeData) -> dict[str, Any]:
             )
         ),
     ]
+    if data.audit is not None:
+        blocks += [{"type": "divider"}, *audit_blocks(data.audit)]
     return {"type": "home", "blocks": blocks[:100]}
 
 
@@ -110,3 +121,16 @@ def accounts_blocks(panel: Any) -> list[dict[str, Any]]:
         blocks.append(context(escape(panel.note)))
     blocks.append({"type": "divider"})
     return blocks
+
+
+def audit_blocks(lines: Sequence[AuditLine]) -> list[dict[str, Any]]:
+    """The admins' audit section: who did what, newest first."""
+    shown = [
+        f"• {when(line.at)} {who(line.actor.removeprefix('slack:'))}: {escape(line.what)}"
+        for line in lines
+    ]
+    text = "*Audit (admins only)*\n" + ("\n".join(shown) or "_nothing yet_")
+    return [
+        section(clip(text, MAX_SECTION_CHARS)),
+        context("All of it, filtered by campaign or time: `python -m bot audit --help`."),
+    ]

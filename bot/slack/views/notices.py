@@ -28,6 +28,7 @@ HELP = (
     "*`/sendmail templates`* the templates you can choose from\n"
     "*`/sendmail accounts`* the Gmail accounts you may send from\n"
     "*`/sendmail stats [id]`* delivery and bounce rates: the last 7 days, or one campaign\n"
+    "*`/sendmail export id`* a campaign's results as a CSV file, posted here\n"
     "*`/sendmail unsubscribe ADDRESS`* stop marketing mail to an address\n"
     "*`/sendmail resubscribe ADDRESS`* undo that, when the person asked for it\n"
     "*`/sendmail help`* this message"

@@ -63,6 +63,8 @@ class PreviewData:
     #: The account it is sent from, and that account's remaining daily budget.
     sender: str = ""
     sender_budget: str = ""
+    #: People from Slack left out, counted by reason ("3 bot(s), 40 guest(s)").
+    left_out: str = ""
 
     @property
     def needs_confirmation(self) -> bool:
@@ -124,6 +126,10 @@ def _notices(data: PreviewData) -> list[dict[str, Any]]:
         )
     if data.status_where:
         blocks.append(context(f":satellite_antenna: Progress is posted in {data.status_where}."))
+    if data.left_out:
+        blocks.append(
+            section(f":busts_in_silhouette: *From Slack, left out:* {escape(data.left_out)}.")
+        )
     if data.no_email:
         blocks.append(section(f":bust_in_silhouette: Not included: {data.no_email}"))
     if data.dropped:
