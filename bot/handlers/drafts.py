@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.errors import Remedy, UserInputError
+from bot.handlers.attachments import AttachmentSet
 from bot.handlers.campaign import CampaignRequest
 from bot.handlers.recipient_csv import parse_csv
 from bot.handlers.recipient_paste import parse_text
@@ -136,6 +137,7 @@ def build_request(
     team: str = "",
     status_channel: str = "",
     correlation_id: str = "",
+    attachments: AttachmentSet | None = None,
 ) -> CampaignRequest:
     """The request ``preflight`` checks; no subject means the template's own."""
     recipients = gathered.recipients if isinstance(gathered, Gathered) else gathered
@@ -150,6 +152,7 @@ def build_request(
         team=team,
         status_channel=status_channel,
         correlation_id=correlation_id,
+        attachments=attachments,
     )
 
 

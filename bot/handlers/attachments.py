@@ -1,0 +1,560 @@
+"""Attachments: which files go with a campaign, who gets which, and what Gmail would refuse.
+
+This module owns the rules for files that travel with a campaign:
+
+- **Who gets what.** Files given for the campaign (the CLI's ``--attach``, the
+  files uploaded in the Slack form) go to every recipient, except a file that
+  the CSV's ``attachments`` column names: that one goes only to the rows that
+  name it. The column lists names separated by ``;``. From the CLI those are
+  paths relative to the CSV's folder (so ``--attach`` is always "everyone" and
+  the column always "these rows"); from Slack they are names of uploaded files.
+- **What Gmail refuses, refused before anything is recorded:** a message over
+  35 MiB after base64 encoding (measured on the real message), a blocked type
+  (``.exe``, ``.js``, … by name, inside a ZIP too, and programs by their content),
+  a name whose extension lies about the content, a name the column gives that
+  was not attached, and sensitive data in a text-like file (txt, csv, html, md).
+- **Safe names.** A name is the last part of a path; controls, invisible
+  characters, quotes and backslashes are refused; compose writes non-ASCII names
+  as RFC 2231 parameters.
+- **Kept with the campaign.** The bytes are stored by content before the
+  campaign is recorded; the manifest (names, keys, types, who gets them) is
+  stored with the campaign, in its values under the reserved name
+  ``attachments``, in the same transaction as its messages. A resumed campaign
+  sends exactly what was checked. Files are removed once every message of the
+  campaign is sent or skipped (nothing is left that a person could retry).
+
+Content types come from the content (a short table of magic numbers, no
+library): the extension only picks among types the content allows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import mimetypes
+import posixpath
+import zipfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from bot.errors import PolicyError, UserInputError
+from bot.handlers import sensitive
+from bot.handlers.compose import encode_attachment
+from bot.handlers.values import ATTACHMENTS_COLUMN, describe_invisible, invisible_character
+from bot.models import Recipient
+from bot.ports import MAX_MESSAGE_BYTES, AttachmentFiles, StoreParts
+
+#: Gmail's blocked file types (support.google.com/mail/answer/6590, the English and
+#: the newer French list together); Gmail refuses them inside archives too.
+BLOCKED_EXTENSIONS = frozenset(
+    [
+        ".ade",
+        ".adp",
+        ".apk",
+        ".appx",
+        ".appxbundle",
+        ".bat",
+        ".cab",
+        ".chm",
+        ".cmd",
+        ".com",
+        ".cpl",
+        ".diagcab",
+        ".diagcfg",
+        ".diagpkg",
+        ".dll",
+        ".dmg",
+        ".ex",
+        ".ex_",
+        ".exe",
+        ".hta",
+        ".img",
+        ".ins",
+        ".iso",
+        ".isp",
+        ".jar",
+        ".jnlp",
+        ".js",
+        ".jse",
+        ".lib",
+        ".lnk",
+        ".mde",
+        ".mjs",
+        ".msc",
+        ".msi",
+        ".msix",
+        ".msixbundle",
+        ".msp",
+        ".mst",
+        ".nsh",
+        ".pif",
+        ".ps1",
+        ".scr",
+        ".sct",
+        ".shb",
+        ".sys",
+        ".vb",
+        ".vbe",
+        ".vbs",
+        ".vhd",
+        ".vxd",
+        ".wsc",
+        ".wsf",
+        ".wsh",
+        ".xll",
+    ]
+)
+#: Files the sensitive-data scan reads as text.
+TEXT_LIKE = frozenset({".txt", ".csv", ".html", ".htm", ".md"})
+MAX_NAME_CHARS = 150
+_SNIFF_BYTES = 8192
+
+# (leading bytes, content type, how a person calls it). Programs are refused
+# whatever their name; everything else must agree with its extension.
+_PROGRAM = "program"
+_MAGIC: tuple[tuple[bytes, str, str], ...] = (
+    (b"%PDF-", "application/pdf", "a PDF document"),
+    (b"\x89PNG\r\n\x1a\n", "image/png", "a PNG image"),
+    (b"\xff\xd8\xff", "image/jpeg", "a JPEG image"),
+    (b"GIF87a", "image/gif", "a GIF image"),
+    (b"GIF89a", "image/gif", "a GIF image"),
+    (b"PK\x03\x04", "application/zip", "a ZIP archive"),
+    (b"PK\x05\x06", "application/zip", "a ZIP archive"),
+    (b"\x1f\x8b", "application/gzip", "a gzip archive"),
+    (b"7z\xbc\xaf\x27\x1c", "application/x-7z-compressed", "a 7-Zip archive"),
+    (b"Rar!\x1a\x07", "application/vnd.rar", "a RAR archive"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "application/x-ole-storage", "an Office 97-2003 file"),
+    (b"\x7fELF", _PROGRAM, "a Linux program"),
+    (b"\xcf\xfa\xed\xfe", _PROGRAM, "a macOS program"),
+    (b"\xce\xfa\xed\xfe", _PROGRAM, "a macOS program"),
+    (b"\xca\xfe\xba\xbe", _PROGRAM, "a macOS or Java program"),
+    (b"MZ", _PROGRAM, "a Windows program"),
+)
+_TEXT = "text/plain"
+_BINARY = "application/octet-stream"
+_ZIP, _OLE = "application/zip", "application/x-ole-storage"
+#: What content each common extension may hold (anything else is a lie).
+_EXPECTED: dict[str, frozenset[str]] = {
+    ".pdf": frozenset({"application/pdf"}),
+    ".png": frozenset({"image/png"}),
+    ".jpg": frozenset({"image/jpeg"}),
+    ".jpeg": frozenset({"image/jpeg"}),
+    ".gif": frozenset({"image/gif"}),
+    ".gz": frozenset({"application/gzip"}),
+    ".tgz": frozenset({"application/gzip"}),
+    ".7z": frozenset({"application/x-7z-compressed"}),
+    ".rar": frozenset({"application/vnd.rar"}),
+    **{ext: frozenset({_ZIP}) for ext in (".zip", ".docx", ".xlsx", ".pptx", ".odt", ".ods")},
+    **{ext: frozenset({_OLE}) for ext in (".doc", ".xls", ".ppt")},
+    **{ext: frozenset({_TEXT}) for ext in (*TEXT_LIKE, ".json", ".xml", ".ics", ".vcf")},
+}
+_KIND_NAMES = {mime: kind for _, mime, kind in _MAGIC} | {_TEXT: "text", _BINARY: "binary data"}
+
+
+def extension(name: str) -> str:
+    return posixpath.splitext(name.lower())[1]
+
+
+def safe_name(raw: str, *, what: str = "An attachment") -> str:
+    """The name a file is attached under: the last part of ``raw``, checked.
+
+    Refused rather than cleaned: a name with a line break, quote, backslash or
+    invisible character is more likely an attack than a typo, and silently
+    changing a name the CSV refers to would break the match.
+    """
+    name = raw.strip().rsplit("/", 1)[-1].strip()
+    problem = None
+    if not name or name in (".", ".."):
+        problem = "has no file name"
+    elif any(c in name for c in '\\"') or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        problem = "contains a backslash, a quote or a control character"
+    elif (code := invisible_character(name)) is not None:
+        problem = f"contains the invisible character {describe_invisible(code)}"
+    elif len(name) > MAX_NAME_CHARS:
+        problem = f"is longer than {MAX_NAME_CHARS} characters"
+    if problem:
+        raise UserInputError(f"{what} name {raw!r} {problem}.", field="attachments")
+    return name
+
+
+def sniff(data: bytes) -> tuple[str, str]:
+    """``(content type, description)`` read from the bytes themselves."""
+    for magic, mime, kind in _MAGIC:
+        if data.startswith(magic):
+            if magic == b"MZ" and b"\x00" not in data[:_SNIFF_BYTES]:
+                break  # text that happens to start with "MZ"
+            return mime, kind
+    if b"\x00" in data[:_SNIFF_BYTES]:
+        return _BINARY, "binary data"
+    return _TEXT, "text"
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """One checked file: its safe name, bytes, content type and who gets it."""
+
+    name: str
+    data: bytes = field(repr=False)
+    content_type: str
+    everyone: bool = True
+
+    @cached_property
+    def key(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    @cached_property
+    def part(self) -> bytes:
+        """The encoded MIME part, built once for every message that carries it."""
+        return encode_attachment(self.name, self.content_type, self.data)
+
+    @property
+    def text_like(self) -> bool:
+        return extension(self.name) in TEXT_LIKE
+
+
+def check_file(name: str, data: bytes) -> str:
+    """Refuse what Gmail would refuse about one file; its content type otherwise."""
+    ext = extension(name)
+    if ext in BLOCKED_EXTENSIONS:
+        raise PolicyError(
+            f"{name} is a {ext} file; Gmail blocks that type, so it cannot be attached. "
+            "Put it somewhere people can download it and link to it instead.",
+            field="attachments",
+        )
+    mime, kind = sniff(data)
+    if mime == _PROGRAM:
+        raise PolicyError(
+            f"{name} is {kind} (read from its content, whatever its name says); Gmail "
+            "blocks programs, so it cannot be attached.",
+            field="attachments",
+        )
+    expected = _EXPECTED.get(ext)
+    if expected is not None and mime not in expected:
+        wanted = _KIND_NAMES.get(next(iter(expected)), ext)
+        raise PolicyError(
+            f"{name} is named like {wanted} but its content is {kind}. Attach the real "
+            "file, or give it the name that matches what it is.",
+            field="attachments",
+        )
+    if mime == _ZIP:
+        _check_archive(name, data)
+    if expected is not None or mime == _TEXT:
+        guessed = mimetypes.guess_type(name, strict=False)[0]
+        if guessed and (mime != _TEXT or guessed.startswith("text/")):
+            return guessed
+    return mime if mime != _OLE else _BINARY
+
+
+def _check_archive(name: str, data: bytes, depth: int = 0) -> None:
+    """Gmail looks inside archives: refuse one holding a blocked type (one level of
+    archives inside it is opened as well)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = archive.infolist()
+            for member in members:
+                inner = extension(member.filename)
+                if inner in BLOCKED_EXTENSIONS:
+                    raise PolicyError(
+                        f"{name} contains {member.filename}, a {inner} file; Gmail blocks that "
+                        "type even inside an archive, so it cannot be attached.",
+                        field="attachments",
+                    )
+                if inner == ".zip" and depth == 0 and member.file_size <= MAX_MESSAGE_BYTES:
+                    _check_archive(f"{name} ({member.filename})", archive.read(member), depth + 1)
+    except (zipfile.BadZipFile, RuntimeError, NotImplementedError) as exc:
+        if extension(name) == ".zip":
+            raise PolicyError(
+                f"{name} cannot be opened as a ZIP archive ({exc}); Gmail refuses archives "
+                "it cannot look into.",
+                field="attachments",
+            ) from None
+
+
+def attachment(name: str, data: bytes, *, everyone: bool = True) -> Attachment:
+    """A checked ``Attachment`` from a name and its bytes."""
+    safe = safe_name(name)
+    return Attachment(safe, data, check_file(safe, data), everyone)
+
+
+# -- the campaign's set and each row's selection ------------------------------------
+
+
+def row_names(value: str) -> list[str]:
+    """The entries of one ``attachments`` cell, in order, blanks and repeats dropped."""
+    names: list[str] = []
+    for entry in value.split(";"):
+        if entry.strip() and entry.strip() not in names:
+            names.append(entry.strip())
+    return names
+
+
+@dataclass
+class AttachmentSet:
+    """Every file of one campaign, by name; who gets each is in ``Attachment.everyone``
+    and in each row's ``attachments`` value."""
+
+    files: dict[str, Attachment] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.files)
+
+    def add(self, item: Attachment) -> None:
+        """Add a file; the same name twice must be the same bytes."""
+        known = self.files.get(item.name)
+        if known is not None and known.key != item.key:
+            raise UserInputError(
+                f"Two different files are both named {item.name}; a recipient could not "
+                "tell them apart. Rename one of them.",
+                field="attachments",
+            )
+        if known is None or (item.everyone and not known.everyone):
+            self.files[item.name] = item
+
+    def for_row(self, variables: Mapping[str, Any]) -> list[Attachment]:
+        """What one recipient gets: the files for everyone, then the row's own."""
+        chosen = row_names(str(variables.get(ATTACHMENTS_COLUMN, "")))
+        found = [a for a in self.files.values() if a.everyone]
+        found += [self.files[n] for n in chosen if n in self.files and self.files[n] not in found]
+        return found
+
+    def missing(self, variables: Mapping[str, Any]) -> list[str]:
+        chosen = row_names(str(variables.get(ATTACHMENTS_COLUMN, "")))
+        return [n for n in chosen if n not in self.files]
+
+
+def from_uploads(
+    uploads: Iterable[tuple[str, bytes]], recipients: Sequence[Recipient]
+) -> AttachmentSet:
+    """Files uploaded in the Slack form: for everyone unless a row of the CSV names them."""
+    named = {n for r in recipients for n in row_names(r.variables.get(ATTACHMENTS_COLUMN, ""))}
+    files = AttachmentSet()
+    for name, data in uploads:
+        safe = safe_name(name)
+        files.add(attachment(safe, data, everyone=safe not in named))
+    return files
+
+
+def from_paths(
+    paths: Sequence[Path], recipients: Sequence[Recipient], csv_folder: Path | None
+) -> tuple[AttachmentSet, list[Recipient]]:
+    """The CLI's files: every ``--attach`` file for everyone, and each path the CSV's
+    ``attachments`` column gives, read relative to ``csv_folder``, for its rows.
+
+    Returns the set and the recipients with their column rewritten to file names.
+    A path that is absolute or leads out of the CSV's folder (``..``, a symbolic
+    link) is refused: a CSV from someone else must not attach this machine's files.
+    """
+    files = AttachmentSet()
+    for path in paths:
+        files.add(attachment(path.name, _read(path, f"--attach {path}")))
+    rewritten: list[Recipient] = []
+    problems: list[str] = []
+    for recipient in recipients:
+        entries = row_names(recipient.variables.get(ATTACHMENTS_COLUMN, ""))
+        if not entries:
+            rewritten.append(recipient)
+            continue
+        names: list[str] = []
+        for entry in entries:
+            try:
+                path = _inside(entry, csv_folder)
+                files.add(attachment(path.name, _read(path, entry), everyone=False))
+                names.append(safe_name(path.name))
+            except UserInputError as exc:
+                problems.append(f"{recipient.label}: {exc}")
+        variables = {**recipient.variables, ATTACHMENTS_COLUMN: ";".join(names)}
+        rewritten.append(
+            Recipient(recipient.email, recipient.name, variables, recipient.line, recipient.source)
+        )
+    if problems:
+        raise UserInputError(
+            f"{len(problems)} attachment(s) in the CSV cannot be used: {problems[0]}",
+            field="attachments",
+            details=problems,
+        )
+    return files, rewritten
+
+
+def _inside(entry: str, folder: Path | None) -> Path:
+    """``entry`` as a file inside ``folder``, or a UserInputError saying why not."""
+    if folder is None:
+        raise UserInputError(
+            f"the attachments column names {entry!r}, but the recipients are not read from "
+            "a CSV file whose folder it could be in.",
+            field="attachments",
+        )
+    candidate = Path(entry)
+    if candidate.is_absolute() or entry.startswith(("/", "\\")) or ":" in entry[:3]:
+        raise UserInputError(
+            f"{entry!r} is an absolute path; attachments in the CSV must be paths relative "
+            "to the CSV's folder.",
+            field="attachments",
+        )
+    base = folder.resolve()
+    resolved = (base / candidate).resolve()
+    if not resolved.is_relative_to(base):
+        raise UserInputError(
+            f"{entry!r} leads out of the CSV's folder ({base}); attachments must be inside it.",
+            field="attachments",
+        )
+    return resolved
+
+
+def _read(path: Path, shown: str) -> bytes:
+    try:
+        size = path.stat().st_size
+        if size > MAX_MESSAGE_BYTES:
+            raise UserInputError(
+                f"{shown}: the file is {size / 1_048_576:.1f} MiB; Gmail takes at most 35 MiB "
+                "per message, attachments included.",
+                field="attachments",
+            )
+        return path.read_bytes()
+    except IsADirectoryError:
+        raise UserInputError(f"{shown} is a folder, not a file.", field="attachments") from None
+    except FileNotFoundError:
+        raise UserInputError(f"{shown}: no such file.", field="attachments") from None
+    except OSError as exc:
+        raise UserInputError(
+            f"{shown} cannot be read: {exc.strerror}.", field="attachments"
+        ) from None
+
+
+# -- preflight ---------------------------------------------------------------------
+
+
+def check_selection(files: AttachmentSet | None, recipients: Sequence[Recipient]) -> None:
+    """Refuse rows naming a file that was not attached or uploaded, naming each row."""
+    problems: list[str] = []
+    for recipient in recipients:
+        missing = (
+            files.missing(recipient.variables)
+            if files
+            else row_names(recipient.variables.get(ATTACHMENTS_COLUMN, ""))
+        )
+        if missing:
+            names = ", ".join(missing)
+            problems.append(f"{recipient.label}: {names} (not attached)")
+    if problems:
+        raise UserInputError(
+            f"The attachments column names {len(problems)} file(s) that were not attached "
+            f"or uploaded: {problems[0]}"
+            + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+            + ". Attach them, or correct the names.",
+            field="attachments",
+            details=problems[:10],
+        )
+
+
+def check_sensitive(files: AttachmentSet, recipients: Sequence[Recipient]) -> None:
+    """Scan every text-like file once; name the file and who would receive it."""
+    details: list[str] = []
+    for item in files.files.values():
+        if not item.text_like:
+            continue
+        text = item.data.decode("utf-8", errors="replace")
+        if extension(item.name) in (".html", ".htm"):
+            kinds = sensitive.find_sensitive_html(text)
+        else:
+            kinds = sensitive.find_sensitive(text)
+        if not kinds:
+            continue
+        who = [r.label for r in recipients if item in files.for_row(r.variables)]
+        shown = ", ".join(who[:3]) + (f" and {len(who) - 3} more" if len(who) > 3 else "")
+        found = ", ".join(dict.fromkeys(kinds))
+        details.append(f"{item.name} (for {shown or 'nobody'}) contains {found}")
+    if details:
+        raise PolicyError(
+            f"An attachment would carry sensitive data, so nothing was sent: {details[0]}"
+            + (f" (and {len(details) - 1} more)" if len(details) > 1 else "")
+            + ". Remove it from the file and attach it again; payment card numbers, "
+            "passwords, API keys, private keys and social security numbers must never be "
+            "sent by email.",
+            field="attachments",
+            details=details,
+        )
+
+
+def refuse_too_large(oversize: Sequence[tuple[str, int, Sequence[str]]]) -> None:
+    """``(recipient label, message bytes, file names)`` of messages over Gmail's limit."""
+    if not oversize:
+        return
+    who, size, names = oversize[0]
+    details = [f"{w}: {s / 1_048_576:.1f} MiB with {', '.join(n)}" for w, s, n in oversize]
+    raise PolicyError(
+        f"{len(oversize)} message(s) would be larger than Gmail accepts "
+        f"({MAX_MESSAGE_BYTES / 1_048_576:.0f} MiB after encoding, attachments included): "
+        f"the message to {who} would be {size / 1_048_576:.1f} MiB with "
+        f"{', '.join(names)}. Send fewer or smaller files, or link to them instead.",
+        field="attachments",
+        details=details[:10],
+    )
+
+
+# -- kept with the campaign --------------------------------------------------------
+
+
+def manifest(files: AttachmentSet, store: AttachmentFiles) -> str:
+    """Store every file's bytes and return the manifest kept with the campaign."""
+    entries = []
+    for item in files.files.values():
+        key = store.put(item.data)
+        entries.append(
+            {"name": item.name, "key": key, "type": item.content_type, "everyone": item.everyone}
+        )
+    return json.dumps(entries, ensure_ascii=False)
+
+
+def load(common_vars: Mapping[str, str], store: AttachmentFiles | None) -> AttachmentSet:
+    """The files a recorded campaign was checked with, read back from ``store``."""
+    packed = common_vars.get(ATTACHMENTS_COLUMN)
+    files = AttachmentSet()
+    if not packed:
+        return files
+    if store is None:
+        raise UserInputError("This campaign has attachments but no attachment store is set up.")
+    for entry in json.loads(packed):
+        try:
+            data = store.get(entry["key"])
+        except FileNotFoundError:
+            raise UserInputError(
+                f"The attachment {entry['name']} of this campaign is no longer stored, so its "
+                "messages cannot be sent as they were checked."
+            ) from None
+        files.files[entry["name"]] = Attachment(
+            entry["name"], data, entry["type"], bool(entry["everyone"])
+        )
+    return files
+
+
+def keys_of(common_vars: Mapping[str, str]) -> set[str]:
+    packed = common_vars.get(ATTACHMENTS_COLUMN)
+    return {entry["key"] for entry in json.loads(packed)} if packed else set()
+
+
+def release(campaign_id: int, store: StoreParts, files: AttachmentFiles | None) -> bool:
+    """Remove a campaign's files once nothing of it can be sent any more.
+
+    Kept while any message is queued, deferred, in flight, uncertain or failed (a
+    person may retry a failed one), and while another unfinished campaign uses
+    the same bytes. Returns whether anything was removed.
+    """
+    campaign = store.campaigns.get(campaign_id)
+    if files is None or campaign is None:
+        return False
+    keys = keys_of(campaign.common_vars)
+    if not keys:
+        return False
+    counts = store.outbox.counts(campaign_id)
+    if any(counts[s] for s in ("queued", "deferred", "sending", "uncertain", "failed")):
+        return False
+    for other in store.campaigns.unfinished():
+        if other != campaign_id and (row := store.campaigns.get(other)) is not None:
+            keys -= keys_of(row.common_vars)
+    for key in keys:
+        files.remove(key)
+    return bool(keys)
