@@ -212,6 +212,14 @@ def _parameter(key: str, value: str) -> str:
     return "".join(f";{CRLF} {key}*{n}*={piece}" for n, piece in enumerate(pieces))
 
 
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def encode_attachment(filename: str, content_type: str, data: bytes) -> bytes:
     """One attachment as a MIME body part (its headers, a blank line, base64 lines).
 
@@ -222,8 +230,11 @@ def encode_attachment(filename: str, content_type: str, data: bytes) -> bytes:
     check_header_text("attachment name", filename)
     if not re.fullmatch(r"[a-z0-9.+-]+/[a-z0-9.+-]+", content_type):
         raise UserInputError(f"{content_type!r} is not a content type.", field="attachments")
+    charset = ""
+    if content_type.startswith("text/") and _is_utf8(data):
+        charset = '; charset="utf-8"'  # else mail programs would read it as ASCII
     head = (
-        f"Content-Type: {content_type}{_parameter('name', filename)}{CRLF}"
+        f"Content-Type: {content_type}{charset}{_parameter('name', filename)}{CRLF}"
         f"Content-Disposition: attachment{_parameter('filename', filename)}{CRLF}"
         f"Content-Transfer-Encoding: base64{CRLF}{CRLF}"
     )
