@@ -41,7 +41,8 @@ class AttachmentFiles(Protocol):
     """
 
     def put(self, data: bytes) -> str:
-        """Store ``data`` durably (written in full before it can be found); its key."""
+        """Store ``data`` durably (written in full before it can be found); its key,
+        which is the SHA-256 of ``data`` in hex."""
         ...
 
     def get(self, key: str) -> bytes:

@@ -274,6 +274,14 @@ def _check_archive(name: str, data: bytes, depth: int = 0) -> None:
             ) from None
 
 
+def check_name(name: str) -> str:
+    """What the name alone tells (before a download): a safe name, not a blocked type."""
+    safe = safe_name(name)
+    if extension(safe) in BLOCKED_EXTENSIONS:
+        check_file(safe, b"")
+    return safe
+
+
 def attachment(name: str, data: bytes, *, everyone: bool = True) -> Attachment:
     """A checked ``Attachment`` from a name and its bytes."""
     safe = safe_name(name)
@@ -498,20 +506,30 @@ def refuse_too_large(oversize: Sequence[tuple[str, int, Sequence[str]]]) -> None
 # -- kept with the campaign --------------------------------------------------------
 
 
+def describe(files: AttachmentSet | None) -> str:
+    """The manifest of ``files`` (names, keys, types, who gets them), without bytes."""
+    entries = [
+        {"name": f.name, "key": f.key, "type": f.content_type, "everyone": f.everyone}
+        for f in (files.files.values() if files else ())
+    ]
+    return json.dumps(entries, ensure_ascii=False) if entries else ""
+
+
 def manifest(files: AttachmentSet, store: AttachmentFiles) -> str:
-    """Store every file's bytes and return the manifest kept with the campaign."""
-    entries = []
+    """Store every file's bytes (flushed to disk); the manifest to keep with them."""
     for item in files.files.values():
-        key = store.put(item.data)
-        entries.append(
-            {"name": item.name, "key": key, "type": item.content_type, "everyone": item.everyone}
-        )
-    return json.dumps(entries, ensure_ascii=False)
+        if store.put(item.data) != item.key:
+            raise ValueError("the attachment store must key files by their SHA-256")
+    return describe(files)
 
 
 def load(common_vars: Mapping[str, str], store: AttachmentFiles | None) -> AttachmentSet:
     """The files a recorded campaign was checked with, read back from ``store``."""
-    packed = common_vars.get(ATTACHMENTS_COLUMN)
+    return load_manifest(common_vars.get(ATTACHMENTS_COLUMN), store)
+
+
+def load_manifest(packed: str | None, store: AttachmentFiles | None) -> AttachmentSet:
+    """``describe`` undone: the files read back from ``store`` by their keys."""
     files = AttachmentSet()
     if not packed:
         return files

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 EXPIRED = "This preview has expired. Run /sendmail again to start over."
 CONFIRM = "Tick the box to confirm this large send."
+ATTACH_FILES_AGAIN = "Attach the files again: Slack cannot keep them in the form."
 
 
 # -- building the preview --------------------------------------------------------------
@@ -59,7 +60,12 @@ def draft_preview(
         services.deps.store.drafts,
         request.requested_by,
         request,
-        {"form": form.to_dict(), "had_csv": bool(form.files), "preview": asdict(data)},
+        {
+            "form": form.to_dict(),
+            "had_csv": bool(form.files),
+            "had_attachments": bool(form.attachments),
+            "preview": asdict(data),
+        },
     )
     return views.preview_view(data, metadata={"draft": key})
 
@@ -155,7 +161,12 @@ def send_answer(draft: Draft | None, view: dict[str, Any], correlation_id: str) 
 
 def start(draft: Draft, user: str, services: Services) -> tuple[int, bool]:
     """Record the draft's campaign once (its key is the idempotency key)."""
-    request = drafts.load_request(draft, requested_by=user, idempotency_key=f"slack:{draft.key}")
+    request = drafts.load_request(
+        draft,
+        services.deps.attachment_files,
+        requested_by=user,
+        idempotency_key=f"slack:{draft.key}",
+    )
     plan = preflight.preflight(request, services.deps)
     return preflight.record(plan, services.deps)
 
@@ -181,7 +192,9 @@ def send_test(draft: Draft, user: str, services: Services) -> str:
             "Test not sent: your Slack profile shows no email address to this app "
             "(it needs the users:read.email scope)."
         )
-    request = drafts.load_request(draft, requested_by=user, status_channel="")
+    request = drafts.load_request(
+        draft, services.deps.attachment_files, requested_by=user, status_channel=""
+    )
     plan = preflight.preflight(request, services.deps)
     trial = trial_send.send_test(
         plan,
@@ -204,12 +217,16 @@ def send_test(draft: Draft, user: str, services: Services) -> str:
 def edit_view(draft: Draft, services: Services) -> dict[str, Any]:
     """The compose form again, as the draft was written."""
     form = views.ComposeForm(**draft.data["form"])
-    notes = {views.B_CSV: "Attach the CSV file again: Slack cannot keep it."}
+    notes = {}
+    if draft.data.get("had_csv"):
+        notes[views.B_CSV] = "Attach the CSV file again: Slack cannot keep it."
+    if draft.data.get("had_attachments"):
+        notes[views.B_ATTACHMENTS] = ATTACH_FILES_AGAIN
     return views.compose_view(
         services.deps.catalogue.list(),
         form=form,
         metadata=views.compose_metadata(form.channel),
-        notes=notes if draft.data.get("had_csv") else None,
+        notes=notes or None,
     )
 
 
