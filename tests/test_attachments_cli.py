@@ -270,3 +270,61 @@ def test_a_paused_campaign_resumes_with_its_stored_attachments(
     assert files_of(got["ann@example.com"]) == {"report.pdf": report}
     assert files_of(got["bob@example.com"]) == {}
     assert list(stored.iterdir()) == []  # every message sent: the copy is removed
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["two\nlines.pdf", 'say "hi".pdf', "back\\slash.pdf", "rtl\u202efdp.exe.pdf"],
+    ids=["newline", "quote", "backslash", "bidi-override"],
+)
+def test_a_file_name_that_could_break_a_header_is_refused(
+    mailbolt: Mailbolt, fake: FakeGmail, name: str
+) -> None:
+    (mailbolt.folder / name).write_bytes(pdf("x"))
+    write_csv(mailbolt.folder, [("ann@example.com", "")])
+
+    result = send(mailbolt, "--attach", name)
+
+    assert result.returncode == 2, text(result)
+    assert "An attachment name" in text(result)
+    assert fake.sent == []
+
+
+def test_a_long_non_ascii_name_keeps_every_header_line_within_78(
+    mailbolt: Mailbolt, fake: FakeGmail
+) -> None:
+    name = "Überweisungsbestätigung für das Geschäftsjahr 2026 — Zusammenfassung (endgültig).pdf"
+    (mailbolt.folder / name).write_bytes(pdf("long"))
+    write_csv(mailbolt.folder, [("ann@example.com", "")])
+
+    result = send(mailbolt, "--attach", name)
+
+    assert result.returncode == 0, text(result)
+    (sent,) = fake.sent
+    assert all(len(line) <= 78 for line in sent.raw.split(b"\r\n")), "a line over 78"
+    assert files_of(received(fake)["ann@example.com"]) == {name: pdf("long")}
+
+
+def test_a_file_shared_with_a_campaign_that_can_still_retry_is_kept(
+    mailbolt: Mailbolt, fake: FakeGmail
+) -> None:
+    report = pdf("report")
+    (mailbolt.folder / "report.pdf").write_bytes(report)
+    stored = mailbolt.folder / "data" / "attachments"
+    write_csv(mailbolt.folder, [("ann@example.com", "")])
+    fake.fail_next(400, reason="invalidArgument", message="Injected permanent failure.")
+    first = send(mailbolt, "--attach", "report.pdf")
+    assert first.returncode == 1, text(first)  # campaign 1: ann failed, may be retried
+    write_csv(mailbolt.folder, [("bob@example.com", "")])
+    second = send(mailbolt, "--attach", "report.pdf")
+    assert second.returncode == 0, text(second)  # campaign 2 is done with the same file
+
+    assert len(list(stored.iterdir())) == 1  # still needed by campaign 1's retry
+    (mailbolt.folder / "report.pdf").unlink()
+    retried = mailbolt.run("resolve", "1", "--retry-failed")
+    assert retried.returncode == 0, text(retried)
+    resumed = mailbolt.run("send", "--resume")
+
+    assert resumed.returncode == 0, text(resumed)
+    assert files_of(received(fake)["ann@example.com"]) == {"report.pdf": report}
+    assert list(stored.iterdir()) == []

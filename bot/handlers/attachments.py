@@ -554,25 +554,38 @@ def keys_of(common_vars: Mapping[str, str]) -> set[str]:
     return {entry["key"] for entry in json.loads(packed)} if packed else set()
 
 
+#: States in which a message may still be sent, by the loop or by a person's retry.
+_NEEDS_FILES = ("queued", "deferred", "sending", "uncertain", "failed")
+#: How many recent campaigns ``release`` looks through for one still using a file.
+RECENT_CAMPAIGNS_CHECKED = 1000
+
+
+def _needs_files(store: StoreParts, campaign_id: int) -> bool:
+    counts = store.outbox.counts(campaign_id)
+    return any(counts.get(state) for state in _NEEDS_FILES)
+
+
 def release(campaign_id: int, store: StoreParts, files: AttachmentFiles | None) -> bool:
     """Remove a campaign's files once nothing of it can be sent any more.
 
     Kept while any message is queued, deferred, in flight, uncertain or failed (a
-    person may retry a failed one), and while another unfinished campaign uses
-    the same bytes. Returns whether anything was removed.
+    person may retry a failed one), and while another recent campaign that may
+    still send uses the same bytes. Returns whether anything was removed.
     """
     campaign = store.campaigns.get(campaign_id)
     if files is None or campaign is None:
         return False
     keys = keys_of(campaign.common_vars)
-    if not keys:
+    if not keys or _needs_files(store, campaign_id):
         return False
-    counts = store.outbox.counts(campaign_id)
-    if any(counts[s] for s in ("queued", "deferred", "sending", "uncertain", "failed")):
-        return False
+    others = {c.id: c for c in store.campaigns.recent(limit=RECENT_CAMPAIGNS_CHECKED)}
     for other in store.campaigns.unfinished():
-        if other != campaign_id and (row := store.campaigns.get(other)) is not None:
-            keys -= keys_of(row.common_vars)
+        if other not in others and (row := store.campaigns.get(other)) is not None:
+            others[other] = row
+    for other_id, other in others.items():
+        shared = keys & keys_of(other.common_vars)
+        if other_id != campaign_id and shared and _needs_files(store, other_id):
+            keys -= shared
     for key in keys:
         files.remove(key)
     return bool(keys)
