@@ -97,6 +97,8 @@ def test_per_recipient_attachments_arrive_on_the_right_messages_only(
     result = send(mailbolt, "--attach", "terms.pdf")
 
     assert result.returncode == 0, text(result)
+    shown = "terms.pdf (everyone, 20 bytes), invoice-ann.pdf (2 recipients, 15 bytes)"
+    assert f"Attachments: {shown}" in text(result)
     got = received(fake)
     assert set(got) == {"ann@example.com", "bob@example.com", "cid@example.com"}
     assert files_of(got["ann@example.com"]) == {

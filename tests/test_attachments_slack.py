@@ -72,6 +72,8 @@ def test_uploaded_files_are_fetched_after_the_answer_and_sent_per_row(fake, mail
     assert first["response_action"] == "update"
     assert "Checking" in str(first["view"]["blocks"])  # no download inside the 3-second answer
     preview = wait_for_view(fake, views.CB_PREVIEW)
+    shown = str(preview["blocks"])
+    assert "terms.pdf (everyone" in shown and "Facture été.pdf (1 recipient," in shown
     downloaded = {c.args["file"] for c in fake.calls_to("file.download")}
     assert downloaded == {u["id"] for u in [*uploads, csv]}
     fake.submit_view(preview["id"], {}, user=OWNER)

@@ -241,6 +241,10 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
         _report_input(recipients, None, skip_invalid=args.skip_invalid)
         raise
     _report_input(recipients, plan, skip_invalid=args.skip_invalid)
+    if files:
+        from bot.handlers import attachments
+
+        out.print(f"Attachments: {attachments.summary(files, plan.to_send)}", markup=False)
     if plan.over_limit:
         out.print(f"--limit {args.limit}: {len(plan.over_limit)} recipient(s) left out")
     if args.dry_run:

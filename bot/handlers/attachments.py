@@ -503,6 +503,27 @@ def refuse_too_large(oversize: Sequence[tuple[str, int, Sequence[str]]]) -> None
     )
 
 
+def summary(files: AttachmentSet | None, recipients: Sequence[Recipient]) -> str:
+    """The files in words, for a preview: ``terms.pdf (everyone, 1.2 MB), a.pdf (3 recipients)``."""
+    if not files:
+        return ""
+    shown = []
+    for item in files.files.values():
+        if item.everyone:
+            who = "everyone"
+        else:
+            count = sum(1 for r in recipients if item in files.for_row(r.variables))
+            who = f"{count:,} recipient{'s' if count != 1 else ''}"
+        shown.append(f"{item.name} ({who}, {_size(len(item.data))})")
+    return ", ".join(shown)
+
+
+def _size(count: int) -> str:
+    if count >= 100_000:
+        return f"{count / 1_000_000:.1f} MB"
+    return f"{count / 1000:.0f} kB" if count >= 1000 else f"{count} bytes"
+
+
 # -- kept with the campaign --------------------------------------------------------
 
 

@@ -20,7 +20,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.errors import UserInputError
-from bot.handlers import drafts, preflight, send_loop, trial_send
+from bot.handlers import attachments, drafts, preflight, send_loop, trial_send
 from bot.handlers.campaign import CampaignRequest, Plan
 from bot.handlers.quota import estimate_duration
 from bot.handlers.recipients import from_slack_users, summarize
@@ -95,6 +95,7 @@ def preview_data(plan: Plan, gathered: drafts.Gathered, services: Services) -> v
         dropped=summarize(dropped, 5) if dropped else "",
         no_email=_no_email([r.text for r in gathered.no_email]),
         sandbox_outbox=str(settings.sandbox_outbox),
+        attachments=attachments.summary(plan.request.attachments, plan.to_send),
     )
 
 

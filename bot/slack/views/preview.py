@@ -17,8 +17,10 @@ from bot.slack.views.blocks import (
     B_CONFIRM,
     CB_PREVIEW,
     CONFIRM_AT,
+    MAX_SECTION_CHARS,
     OPT_CONFIRMED,
     button,
+    clip,
     context,
     escape,
     header,
@@ -60,6 +62,8 @@ class PreviewData:
     #: Where the status message will really go, in words (a channel the app is in,
     #: or the requester's direct messages and why).
     status_where: str = ""
+    #: The attached files and who gets each, in words (empty: none).
+    attachments: str = ""
 
     @property
     def needs_confirmation(self) -> bool:
@@ -123,6 +127,10 @@ def _notices(data: PreviewData) -> list[dict[str, Any]]:
         blocks.append(section(f":bust_in_silhouette: Not included: {data.no_email}"))
     if data.dropped:
         blocks.append(section(f":scissors: Left out: {escape(data.dropped)}"))
+    if data.attachments:
+        blocks.append(
+            section(clip(f":paperclip: Attached: {escape(data.attachments)}", MAX_SECTION_CHARS))
+        )
     return blocks
 
 
