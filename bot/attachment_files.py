@@ -35,11 +35,21 @@ class FileAttachments:
         key = hashlib.sha256(data).hexdigest()
         self.folder.mkdir(parents=True, exist_ok=True)
         os.chmod(self.folder, 0o700)
-        create_private(self._path(key), data)
+        if not create_private(self._path(key), data):
+            os.utime(self._path(key))  # stored again: its age starts over (see ``prune``)
         return key
 
     def get(self, key: str) -> bytes:
         return self._path(key).read_bytes()
+
+    def stored_before(self, when: float) -> list[str]:
+        if not self.folder.is_dir():
+            return []
+        return [
+            path.name
+            for path in self.folder.iterdir()
+            if _KEY.match(path.name) and path.stat().st_mtime < when
+        ]
 
     def remove(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):

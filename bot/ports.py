@@ -53,6 +53,10 @@ class AttachmentFiles(Protocol):
         """Forget ``key`` (nothing happens if it is not there)."""
         ...
 
+    def stored_before(self, when: float) -> list[str]:
+        """Keys of files stored (or stored again) before ``when`` (epoch seconds)."""
+        ...
+
 
 class Transport(Protocol):
     """Delivers one message. Raises only ``bot.errors`` types.

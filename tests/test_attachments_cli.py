@@ -12,6 +12,7 @@ import email
 import email.policy
 import io
 import os
+import time
 import zipfile
 from email.message import EmailMessage
 from pathlib import Path
@@ -330,3 +331,30 @@ def test_a_file_shared_with_a_campaign_that_can_still_retry_is_kept(
     assert resumed.returncode == 0, text(resumed)
     assert files_of(received(fake)["ann@example.com"]) == {"report.pdf": report}
     assert list(stored.iterdir()) == []
+
+
+def test_old_files_no_campaign_needs_are_pruned_and_others_kept(
+    mailbolt: Mailbolt, fake: FakeGmail
+) -> None:
+    from bot.attachment_files import FileAttachments
+    from bot.handlers.attachments import ORPHAN_SECONDS, prune
+
+    mailbolt.grant(expires_in=-60)
+    fake.revoke()  # campaign 1 pauses with its file: it may still be sent
+    (mailbolt.folder / "kept.pdf").write_bytes(pdf("kept"))
+    write_csv(mailbolt.folder, [("ann@example.com", "")])
+    assert send(mailbolt, "--attach", "kept.pdf").returncode == 1
+    folder = mailbolt.folder / "data" / "attachments"
+    files = FileAttachments(folder)
+    orphan = files.put(pdf("a preview nobody sent"))
+    long_ago = time.time() - ORPHAN_SECONDS - 60
+    for path in folder.iterdir():
+        os.utime(path, (long_ago, long_ago))
+    store = Store(mailbolt.database)
+    try:
+        removed = prune(store, files, time.time())
+    finally:
+        store.close()
+
+    assert removed == [orphan]
+    assert [p.read_bytes() for p in folder.iterdir()] == [pdf("kept")]

@@ -50,64 +50,13 @@ from bot.ports import MAX_MESSAGE_BYTES, AttachmentFiles, StoreParts
 
 #: Gmail's blocked file types (support.google.com/mail/answer/6590, the English and
 #: the newer French list together); Gmail refuses them inside archives too.
-BLOCKED_EXTENSIONS = frozenset(
-    [
-        ".ade",
-        ".adp",
-        ".apk",
-        ".appx",
-        ".appxbundle",
-        ".bat",
-        ".cab",
-        ".chm",
-        ".cmd",
-        ".com",
-        ".cpl",
-        ".diagcab",
-        ".diagcfg",
-        ".diagpkg",
-        ".dll",
-        ".dmg",
-        ".ex",
-        ".ex_",
-        ".exe",
-        ".hta",
-        ".img",
-        ".ins",
-        ".iso",
-        ".isp",
-        ".jar",
-        ".jnlp",
-        ".js",
-        ".jse",
-        ".lib",
-        ".lnk",
-        ".mde",
-        ".mjs",
-        ".msc",
-        ".msi",
-        ".msix",
-        ".msixbundle",
-        ".msp",
-        ".mst",
-        ".nsh",
-        ".pif",
-        ".ps1",
-        ".scr",
-        ".sct",
-        ".shb",
-        ".sys",
-        ".vb",
-        ".vbe",
-        ".vbs",
-        ".vhd",
-        ".vxd",
-        ".wsc",
-        ".wsf",
-        ".wsh",
-        ".xll",
-    ]
+_GMAIL_BLOCKED = (
+    ".ade .adp .apk .appx .appxbundle .bat .cab .chm .cmd .com .cpl .diagcab .diagcfg "
+    ".diagpkg .dll .dmg .ex .ex_ .exe .hta .img .ins .iso .isp .jar .jnlp .js .jse .lib "
+    ".lnk .mde .mjs .msc .msi .msix .msixbundle .msp .mst .nsh .pif .ps1 .scr .sct .shb "
+    ".sys .vb .vbe .vbs .vhd .vxd .wsc .wsf .wsh .xll"
 )
+BLOCKED_EXTENSIONS = frozenset(_GMAIL_BLOCKED.split())
 #: Files the sensitive-data scan reads as text.
 TEXT_LIKE = frozenset({".txt", ".csv", ".html", ".htm", ".md"})
 MAX_NAME_CHARS = 150
@@ -579,6 +528,30 @@ def keys_of(common_vars: Mapping[str, str]) -> set[str]:
 _NEEDS_FILES = ("queued", "deferred", "sending", "uncertain", "failed")
 #: How many recent campaigns ``release`` looks through for one still using a file.
 RECENT_CAMPAIGNS_CHECKED = 1000
+
+
+#: Files nobody's campaign uses are removed after this long: longer than a Slack
+#: preview (a draft) is kept, so a preview's "Send" still finds its files.
+ORPHAN_SECONDS = 8 * 24 * 3600
+
+
+def prune(store: StoreParts, files: AttachmentFiles, now: float) -> list[str]:
+    """Remove files stored more than ``ORPHAN_SECONDS`` ago that no campaign that may
+    still send uses: uploads for a preview nobody sent, or left by a crash between
+    storing a file and recording its campaign. Returns the removed keys."""
+    old = set(files.stored_before(now - ORPHAN_SECONDS))
+    if not old:
+        return []
+    others = {c.id: c for c in store.campaigns.recent(limit=RECENT_CAMPAIGNS_CHECKED)}
+    for other in store.campaigns.unfinished():
+        if other not in others and (row := store.campaigns.get(other)) is not None:
+            others[other] = row
+    for campaign_id, campaign in others.items():
+        if old & keys_of(campaign.common_vars) and _needs_files(store, campaign_id):
+            old -= keys_of(campaign.common_vars)
+    for key in sorted(old):
+        files.remove(key)
+    return sorted(old)
 
 
 def _needs_files(store: StoreParts, campaign_id: int) -> bool:
