@@ -27,7 +27,7 @@ from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
 from bot.errors import Remedy, TemplateError, UserInputError
-from bot.handlers import attachments, drafts
+from bot.handlers import attachment_types, attachments, drafts
 from bot.handlers.recipient_csv import MAX_CSV_BYTES
 from bot.handlers.recipient_paste import parse_text
 from bot.handlers.templates import SYSTEM_VARIABLES
@@ -205,7 +205,7 @@ def _check_attachment_names(form: views.ComposeForm, problems: dict[str, str]) -
     for file in form.attachments:
         name = file.get("name") or "a file"
         try:
-            attachments.check_name(name)
+            attachment_types.check_name(name)
         except UserInputError as exc:
             problems[views.B_ATTACHMENTS] = words(exc)
             return
