@@ -21,7 +21,9 @@ This module owns the rules for files that travel with a campaign:
   stored with the campaign, in its values under the reserved name
   ``attachments``, in the same transaction as its messages. A resumed campaign
   sends exactly what was checked. Files are removed once every message of the
-  campaign is sent or skipped (nothing is left that a person could retry).
+  campaign is sent or skipped (nothing is left that a person could retry) and
+  no other campaign that may still send uses them; ``prune`` removes old files
+  nobody uses (uploads for a Slack preview that was never sent).
 
 What a single file may be (names, blocked and lying types, content types) lives
 in ``attachment_types``.

@@ -172,26 +172,30 @@ def preflight(request: CampaignRequest, deps: Deps) -> Plan:
     attachments.check_selection(request.attachments, to_send)
     if request.attachments:
         attachments.check_sensitive(request.attachments, to_send)
-        _check_sizes(request, deps, renderer, to_send)
+        _check_sizes(request.attachments, request, deps, renderer, to_send)
     return Plan(request, renderer, to_send, suppressed, over_limit, first)
 
 
 def _check_sizes(
-    request: CampaignRequest, deps: Deps, renderer: Renderer, to_send: list[Recipient]
+    files: attachments.AttachmentSet,
+    request: CampaignRequest,
+    deps: Deps,
+    renderer: Renderer,
+    to_send: list[Recipient],
 ) -> None:
     """Measure the real encoded message for each different set of files.
 
     The first recipient of each set is rendered and encoded in full (attachments
     included); the encoded files are shared, not copied, so this costs one render
-    per set. Recipients with the same files differ only in their text.
+    per set. Recipients with the same files differ only in their text (and the
+    Gmail transport refuses a message over the limit all the same).
     """
-    assert request.attachments is not None
     measured: set[tuple[str, ...]] = set()
     oversize: list[tuple[str, int, list[str]]] = []
     for recipient in to_send:
-        files = request.attachments.for_row(recipient.variables)
-        names = tuple(f.name for f in files)
-        if not files or names in measured:
+        theirs = files.for_row(recipient.variables)
+        names = tuple(f.name for f in theirs)
+        if not theirs or names in measured:
             continue
         measured.add(names)
         variables = message_variables(
@@ -210,7 +214,7 @@ def _check_sizes(
             rendered=renderer.render(variables, who=recipient.label),
             message_id="<preflight@mailbolt.invalid>",
             extra_headers=list_unsubscribe_headers(deps, variables),
-            attachments=[f.part for f in files],
+            attachments=[f.part for f in theirs],
         )
         size = sum(map(len, chunks))
         if size > MAX_MESSAGE_BYTES:
