@@ -30,6 +30,37 @@ from bot.records import (
     Unsubscribe,
 )
 
+#: The largest raw message Gmail's messages.send takes (``mediaUpload.maxSize`` in the
+#: discovery document: 35 MiB), attachments included after their base64 encoding.
+#: Preflight refuses a campaign with a bigger message; the Gmail transport refuses
+#: to send one.
+MAX_MESSAGE_BYTES = 36_700_160
+
+
+class AttachmentFiles(Protocol):
+    """Where a campaign's attachment bytes wait until its last message is sent.
+
+    Files are stored by content (their SHA-256), so the same file in two
+    campaigns is kept once and a stored name says exactly which bytes it is.
+    """
+
+    def put(self, data: bytes) -> str:
+        """Store ``data`` durably (written in full before it can be found); its key,
+        which is the SHA-256 of ``data`` in hex."""
+        ...
+
+    def get(self, key: str) -> bytes:
+        """The bytes stored under ``key``; ``FileNotFoundError`` if they are gone."""
+        ...
+
+    def remove(self, key: str) -> None:
+        """Forget ``key`` (nothing happens if it is not there)."""
+        ...
+
+    def stored_before(self, when: float) -> list[str]:
+        """Keys of files stored (or stored again) before ``when`` (epoch seconds)."""
+        ...
+
 
 class Transport(Protocol):
     """Delivers one message. Raises only ``bot.errors`` types.

@@ -79,6 +79,11 @@ def unsubscribe_base(settings: Settings) -> str:
     return f"http://localhost:{settings.port}"
 
 
+def attachments_folder(settings: Settings) -> Path:
+    """Where campaigns keep their attachments: ``attachments/`` beside the database."""
+    return Path(settings.database_path).parent / "attachments"
+
+
 def build_transport(settings: Settings) -> Transport:
     if settings.mail_transport == "gmail":
         from bot.mail.gmail import build_transport as build_gmail
@@ -229,6 +234,7 @@ class Wiring:
         """What a campaign use case needs. ``sending=False`` (``resolve``, checks
         that only decide) tolerates a missing grant: the From address, and so the
         account, stay empty until a grant exists."""
+        from bot.attachment_files import FileAttachments
         from bot.handlers.campaign import Deps
 
         envelope = self.envelope(sending=sending)
@@ -241,6 +247,7 @@ class Wiring:
             account=account_of(self.settings, envelope.from_address),
             unsubscribe_secret=self.unsubscribe_secret,
             policy=self.policy,
+            attachment_files=FileAttachments(attachments_folder(self.settings)),
         )
 
     # -- sender accounts ---------------------------------------------------------

@@ -43,6 +43,7 @@ def test_compose_view_is_valid_and_reads_back(templates):
         views.B_RECIPIENTS,
         views.B_PEOPLE,
         views.B_CSV,
+        views.B_ATTACHMENTS,
         views.B_SUBJECT,
         views.B_VARIABLES,
         views.B_CHANNEL,

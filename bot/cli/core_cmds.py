@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -27,11 +28,14 @@ from bot.config import Settings, env_example, read_settings
 from bot.errors import Remedy, UserInputError
 from bot.handlers import campaign, preflight, resolution, send_loop
 from bot.handlers.display import Display, NextStep, display_state
-from bot.handlers.values import parse_name_values
+from bot.handlers.values import ATTACHMENTS_COLUMN, parse_name_values
 from bot.models import RecipientList
 from bot.records import FINAL_STATES, MESSAGE_STATES, CampaignStatus, MessageState
 from bot.timefmt import utc_minute
 from bot.wiring import ROLE_SERVE, AnySenderLock, SenderBusy, Wiring, sender_active, sender_lock
+
+if TYPE_CHECKING:
+    from bot.handlers.attachments import AttachmentSet
 
 out = make_console()
 err = make_console(stderr=True)
@@ -58,6 +62,26 @@ def read_recipients(path: str, settings: Settings) -> RecipientList:
     return drafts.gather_recipients(
         paste=text, check_deliverability=check, max_recipients=most
     ).recipients
+
+
+def _attachments(
+    args: argparse.Namespace, recipients: RecipientList
+) -> tuple[AttachmentSet | None, RecipientList]:
+    """``--attach`` files (for everyone) and the CSV column's files (per row, paths
+    relative to the CSV's folder), read and checked; the rows then name files."""
+    from bot.handlers import attachments
+
+    csv_folder = Path(args.recipients).parent if args.recipients.lower().endswith(".csv") else None
+    uses_column = any(
+        r.variables.get(ATTACHMENTS_COLUMN, "").strip() for r in recipients.recipients
+    )
+    if not args.attach and not uses_column:
+        return None, recipients
+    files, rows = attachments.from_paths(
+        [Path(p) for p in args.attach], recipients.recipients, csv_folder
+    )
+    merged = RecipientList(rows, recipients.rejected, recipients.duplicates, recipients.columns)
+    return files, merged
 
 
 def _report_input(
@@ -212,6 +236,7 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
     from bot.handlers import drafts
 
     recipients = read_recipients(args.recipients, settings)
+    files, recipients = _attachments(args, recipients)
     request = drafts.build_request(
         recipients,
         template=args.template,
@@ -220,6 +245,7 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
         subject=args.subject,
         skip_invalid=args.skip_invalid,
         limit=args.limit,
+        attachments=files,
     )
     try:
         plan = preflight.preflight(request, deps)
@@ -227,6 +253,10 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
         _report_input(recipients, None, skip_invalid=args.skip_invalid)
         raise
     _report_input(recipients, plan, skip_invalid=args.skip_invalid)
+    if files:
+        from bot.handlers import attachments
+
+        out.print(f"Attachments: {attachments.summary(files, plan.to_send)}", markup=False)
     if plan.over_limit:
         out.print(f"--limit {args.limit}: {len(plan.over_limit)} recipient(s) left out")
     if args.dry_run:

@@ -68,6 +68,14 @@ def register_core(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="a variable for every recipient (repeatable)",
     )
     send.add_argument("--subject", metavar="TEXT", help="override the template's subject")
+    send.add_argument(
+        "--attach",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="attach FILE to every message (repeatable); a CSV column 'attachments' "
+        "adds files per row, paths relative to the CSV",
+    )
     send.add_argument("--dry-run", action="store_true", help="render and check only")
     send.add_argument("--limit", type=POSITIVE, metavar="N", help="send to at most N recipients")
     send.add_argument(

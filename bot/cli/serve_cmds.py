@@ -19,6 +19,7 @@ import argparse
 import logging
 import re
 import signal
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from types import FrameType
@@ -29,6 +30,7 @@ from slack_sdk.errors import SlackApiError
 from bot.cli import parser
 from bot.cli.console import make_console
 from bot.config import Settings
+from bot.handlers import attachments
 from bot.handlers.policy import public_url_problem
 from bot.runner import Runner
 from bot.slack.app import bolt_app, build_client, build_services
@@ -56,6 +58,8 @@ _REINSTALL = "reinstall the app (OAuth & Permissions → Reinstall to Workspace)
 #: Bounce reports usually arrive within minutes; a poll that finds nothing new
 #: costs one messages.list call (5 quota units), so this is cheap and timely enough.
 BOUNCE_SCAN_SECONDS = 600.0
+#: How often files no campaign needs any more are looked for (see ``attachments.prune``).
+ATTACHMENT_PRUNE_SECONDS = 3600.0
 STOPPED = (
     "Stopped. Sends that were under way finished; every campaign's other messages stay "
     "queued and go out when mailbolt starts again."
@@ -170,6 +174,13 @@ def serve(
     if settings.bounce_scan and settings.mail_transport == "gmail":
         job = wiring.bounce_job(services.board.alert)  # Google's libraries only now
         runner.every(bounce_scan_seconds, job, "bounce scan")
+    if deps.attachment_files is not None:
+        files = deps.attachment_files
+        runner.every(
+            ATTACHMENT_PRUNE_SECONDS,
+            lambda: attachments.prune(deps.store, files, time.time()),
+            "attachment clean-up",
+        )
     socket_mode = bool(settings.slack_app_token)
     handler = None
     mode = "socket_mode" if socket_mode else "http"

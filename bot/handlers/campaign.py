@@ -15,15 +15,19 @@ import time
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.handlers.compose import Envelope
 from bot.handlers.rendering import Renderer
 from bot.handlers.templates import TemplateCatalogue
 from bot.handlers.unsubscribe import make_token, unsubscribe_url
+from bot.handlers.values import ATTACHMENTS_COLUMN
 from bot.models import Recipient, RecipientList, Rejected, RenderedMessage
-from bot.ports import Pacer, StoreParts, Transport
+from bot.ports import AttachmentFiles, Pacer, StoreParts, Transport
 from bot.records import SANDBOX_ACCOUNT, CampaignStatus, MessageState
+
+if TYPE_CHECKING:
+    from bot.handlers.attachments import AttachmentSet
 
 # Short names for the enum members this module uses throughout.
 CANCELLED, COMPLETED, PAUSED, RUNNING = (
@@ -91,6 +95,8 @@ class Deps:
     policy: Policy = field(default_factory=Policy)
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.time
+    #: Where attachment bytes are kept until a campaign's last message is sent.
+    attachment_files: AttachmentFiles | None = None
 
 
 @dataclass
@@ -108,6 +114,8 @@ class CampaignRequest:
     idempotency_key: str | None = None
     status_channel: str = ""
     correlation_id: str = ""
+    #: Files for the messages (checked by preflight, stored with the campaign).
+    attachments: AttachmentSet | None = None
 
 
 @dataclass
@@ -181,6 +189,7 @@ def message_variables(
 ) -> dict[str, Any]:
     """The variables one message is rendered with: common, then row, then mailbolt's.
 
+    The ``attachments`` value names files, not text, so no template sees it.
     What mailbolt sets (sender, postal address, unsubscribe link, the recipient's
     address and name) comes last, so no value can replace it; preflight refuses
     such values outright, naming them (``values.check_common_names``).
@@ -189,6 +198,10 @@ def message_variables(
     if category == "marketing":
         token = make_token(deps.unsubscribe_secret, recipient_email, campaign_id)
         link = unsubscribe_url(deps.policy.unsubscribe_base, token)
+    if ATTACHMENTS_COLUMN in common:
+        common = {k: v for k, v in common.items() if k != ATTACHMENTS_COLUMN}
+    if ATTACHMENTS_COLUMN in row_vars:
+        row_vars = {k: v for k, v in row_vars.items() if k != ATTACHMENTS_COLUMN}
     return {
         **common,
         **row_vars,

@@ -19,7 +19,7 @@ import base64
 import binascii
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import formatdate
 
@@ -35,6 +35,8 @@ _MAX_PLAIN_HEADER = 66  # leaves room for "Subject: " within 78
 # base64 of 39 bytes is 52 chars; with "=?utf-8?b?" and "?=" a word is 64, so even
 # the first line ("Subject: " + a word) stays within RFC 5322's 78.
 _WORD_BYTES = 39
+# RFC 2231 attribute-chars that need no %-escape (a cautious subset: letters, digits, -._).
+_ATTR_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._")
 MAX_LINE = 998
 """RFC 5322 §2.1.1: no line of a message may be longer, whatever the values hold."""
 
@@ -186,7 +188,61 @@ class Envelope:
         return f"<{uuid.uuid4().hex}@{self.domain}>"
 
 
-def build_message(
+def _parameter(key: str, value: str) -> str:
+    """One MIME parameter, ``; key="value"`` or RFC 2231 ``; key*0*=utf-8''…``.
+
+    A plain ASCII value without quotes or backslashes is quoted as it is; any
+    other value is percent-encoded as UTF-8 (RFC 2231) and split into numbered
+    continuations, so no header line grows past 78 characters and no character
+    of the name can be read as header structure.
+    """
+    plain = value.isascii() and value.isprintable() and not any(c in value for c in '"\\')
+    if plain and len(value) <= _MAX_PLAIN_HEADER - len(key) - 4:
+        return f';{CRLF} {key}="{value}"'
+    encoded = "utf-8''" + "".join(
+        chr(b) if chr(b) in _ATTR_CHARS else f"%{b:02X}" for b in value.encode("utf-8")
+    )
+    pieces: list[str] = []
+    while encoded:
+        cut = min(len(encoded), _MAX_PLAIN_HEADER - len(key) - 8)
+        while 0 < cut < len(encoded) and "%" in encoded[max(0, cut - 2) : cut]:
+            cut -= 1  # never split a %XX escape
+        pieces.append(encoded[:cut])
+        encoded = encoded[cut:]
+    return "".join(f";{CRLF} {key}*{n}*={piece}" for n, piece in enumerate(pieces))
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def encode_attachment(filename: str, content_type: str, data: bytes) -> bytes:
+    """One attachment as a MIME body part (its headers, a blank line, base64 lines).
+
+    Built once per file and reused for every message that carries it: base64 of
+    a 10 MB file is the costly step, and the part does not depend on the recipient.
+    ``filename`` must already be a safe name (``attachments.safe_name``).
+    """
+    check_header_text("attachment name", filename)
+    if not re.fullmatch(r"[a-z0-9.+-]+/[a-z0-9.+-]+", content_type):
+        raise UserInputError(f"{content_type!r} is not a content type.", field="attachments")
+    charset = ""
+    if content_type.startswith("text/") and _is_utf8(data):
+        charset = '; charset="utf-8"'  # else mail programs would read it as ASCII
+    head = (
+        f"Content-Type: {content_type}{charset}{_parameter('name', filename)}{CRLF}"
+        f"Content-Disposition: attachment{_parameter('filename', filename)}{CRLF}"
+        f"Content-Transfer-Encoding: base64{CRLF}{CRLF}"
+    )
+    body = base64.encodebytes(data).replace(b"\n", CRLF.encode("ascii"))
+    return head.encode("ascii") + body
+
+
+def message_chunks(
     envelope: Envelope,
     *,
     to_address: str,
@@ -195,8 +251,14 @@ def build_message(
     message_id: str,
     extra_headers: Mapping[str, str] | None = None,
     date: str | None = None,
-) -> bytes:
-    """One multipart/alternative (text, then HTML) message to one recipient."""
+    attachments: Sequence[bytes] = (),
+) -> list[bytes]:
+    """The message as consecutive pieces; ``b"".join`` them for the bytes.
+
+    The pieces share the (large) encoded attachments instead of copying them, so
+    preflight can measure a message's exact size without building it.
+    ``attachments`` are parts made by ``encode_attachment``.
+    """
     if not rendered.subject.strip():
         raise UserInputError(
             "The subject is empty; every message needs a subject.", field="subject"
@@ -217,10 +279,12 @@ def build_message(
             raise UserInputError(f"The {name} header must be ASCII.", field=name)
         check_header_text(name, value)
         headers.append(f"{name}: {_fold_list(value)}")
-    headers += [
-        "MIME-Version: 1.0",
-        f'Content-Type: multipart/alternative;{CRLF} boundary="{boundary}"',
-    ]
+    alternative = f'Content-Type: multipart/alternative;{CRLF} boundary="{boundary}"'
+    mixed = boundary.replace("mailbolt_", "mailbolt_mixed_")
+    if attachments:
+        headers += ["MIME-Version: 1.0", f'Content-Type: multipart/mixed;{CRLF} boundary="{mixed}"']
+    else:
+        headers += ["MIME-Version: 1.0", alternative]
     _check_line_lengths(headers)
     part_headers = "Content-Transfer-Encoding: quoted-printable"
     body = [
@@ -237,4 +301,38 @@ def build_message(
         f"--{boundary}--",
         "",
     ]
-    return (CRLF.join(headers) + CRLF + CRLF + CRLF.join(body)).encode("ascii")
+    if not attachments:
+        return [(CRLF.join(headers) + CRLF + CRLF + CRLF.join(body)).encode("ascii")]
+    head = CRLF.join(headers) + CRLF + CRLF + f"--{mixed}" + CRLF + alternative + CRLF + CRLF
+    chunks = [(head + CRLF.join(body)).encode("ascii")]
+    for part in attachments:
+        chunks += [f"--{mixed}{CRLF}".encode("ascii"), part, CRLF.encode("ascii")]
+    chunks.append(f"--{mixed}--{CRLF}".encode("ascii"))
+    return chunks
+
+
+def build_message(
+    envelope: Envelope,
+    *,
+    to_address: str,
+    to_name: str,
+    rendered: RenderedMessage,
+    message_id: str,
+    extra_headers: Mapping[str, str] | None = None,
+    date: str | None = None,
+    attachments: Sequence[bytes] = (),
+) -> bytes:
+    """One message to one recipient: multipart/alternative (text, then HTML), wrapped
+    in multipart/mixed with the ``attachments`` parts when there are any."""
+    return b"".join(
+        message_chunks(
+            envelope,
+            to_address=to_address,
+            to_name=to_name,
+            rendered=rendered,
+            message_id=message_id,
+            extra_headers=extra_headers,
+            date=date,
+            attachments=attachments,
+        )
+    )

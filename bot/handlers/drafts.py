@@ -22,12 +22,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.errors import Remedy, UserInputError
+from bot.handlers import attachments
+from bot.handlers.attachments import AttachmentSet
 from bot.handlers.campaign import CampaignRequest
 from bot.handlers.recipient_csv import parse_csv
 from bot.handlers.recipient_paste import parse_text
 from bot.handlers.recipients import enforce_limit, from_slack_users, summarize
 from bot.models import Recipient, RecipientList, Rejected
-from bot.ports import Directory, Drafts
+from bot.ports import AttachmentFiles, Directory, Drafts
 from bot.records import Draft
 
 
@@ -231,6 +233,7 @@ def build_request(
     team: str = "",
     status_channel: str = "",
     correlation_id: str = "",
+    attachments: AttachmentSet | None = None,
 ) -> CampaignRequest:
     """The request ``preflight`` checks; no subject means the template's own."""
     recipients = gathered.recipients if isinstance(gathered, Gathered) else gathered
@@ -245,6 +248,7 @@ def build_request(
         team=team,
         status_channel=status_channel,
         correlation_id=correlation_id,
+        attachments=attachments,
     )
 
 
@@ -268,9 +272,12 @@ def update_draft(drafts: Drafts, draft: Draft, **changes: Any) -> None:
     drafts.save(draft.key, draft.user, {**draft.data, **changes})
 
 
-def load_request(draft: Draft, **changes: Any) -> CampaignRequest:
-    """The request kept in ``draft``, with ``changes`` applied (e.g. who sends it)."""
-    return unpack_request(draft.data["request"], **changes)
+def load_request(
+    draft: Draft, files: AttachmentFiles | None = None, **changes: Any
+) -> CampaignRequest:
+    """The request kept in ``draft``, with ``changes`` applied (e.g. who sends it)
+    and its attachments read from ``files``."""
+    return unpack_request(draft.data["request"], files, **changes)
 
 
 def pack_request(request: CampaignRequest) -> dict[str, Any]:
@@ -284,14 +291,19 @@ def pack_request(request: CampaignRequest) -> dict[str, Any]:
         "status_channel": request.status_channel,
         "correlation_id": request.correlation_id,
         "columns": request.recipients.columns,
+        # Names and keys only: the bytes are already in the attachment store.
+        "attachments": attachments.describe(request.attachments),
         "recipients": [
             [r.email, r.name, r.variables, r.line, r.source] for r in request.recipients.recipients
         ],
     }
 
 
-def unpack_request(packed: Mapping[str, Any], **changes: Any) -> CampaignRequest:
-    """``pack_request`` undone, with ``changes`` applied."""
+def unpack_request(
+    packed: Mapping[str, Any], files: AttachmentFiles | None = None, **changes: Any
+) -> CampaignRequest:
+    """``pack_request`` undone, with ``changes`` applied; attachments are read back
+    from ``files``, where the full check stored them."""
     recipients = [Recipient(e, n, v, line, s) for e, n, v, line, s in packed["recipients"]]
     values: dict[str, Any] = {
         "template": packed["template"],
@@ -303,6 +315,7 @@ def unpack_request(packed: Mapping[str, Any], **changes: Any) -> CampaignRequest
         "team": packed["team"],
         "status_channel": packed["status_channel"],
         "correlation_id": packed["correlation_id"],
+        "attachments": attachments.load_manifest(packed.get("attachments"), files) or None,
     }
     values.update(changes)
     return CampaignRequest(**values)

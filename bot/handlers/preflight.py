@@ -15,7 +15,7 @@ from bot.errors import (
     TemplateError,
     UserInputError,
 )
-from bot.handlers import policy, sensitive, values
+from bot.handlers import attachments, policy, sensitive, values
 from bot.handlers.campaign import (
     MAX_LISTED_ERRORS,
     SKIPPED,
@@ -25,10 +25,11 @@ from bot.handlers.campaign import (
     list_unsubscribe_headers,
     message_variables,
 )
-from bot.handlers.compose import build_message
+from bot.handlers.compose import build_message, message_chunks
 from bot.handlers.rendering import Renderer
 from bot.handlers.row_check import RowChecker
 from bot.models import Recipient, RecipientList, RenderedMessage
+from bot.ports import MAX_MESSAGE_BYTES
 from bot.records import NewMessage
 
 # Names whose value differs from one recipient to the next, besides the CSV columns.
@@ -177,7 +178,57 @@ def preflight(request: CampaignRequest, deps: Deps) -> Plan:
             details=errors,
         )
     guard.raise_if_found()
+    attachments.check_selection(request.attachments, to_send)
+    if request.attachments:
+        attachments.check_sensitive(request.attachments, to_send)
+        _check_sizes(request.attachments, request, deps, renderer, to_send)
     return Plan(request, renderer, to_send, suppressed, over_limit, first)
+
+
+def _check_sizes(
+    files: attachments.AttachmentSet,
+    request: CampaignRequest,
+    deps: Deps,
+    renderer: Renderer,
+    to_send: list[Recipient],
+) -> None:
+    """Measure the real encoded message for each different set of files.
+
+    The first recipient of each set is rendered and encoded in full (attachments
+    included); the encoded files are shared, not copied, so this costs one render
+    per set. Recipients with the same files differ only in their text (and the
+    Gmail transport refuses a message over the limit all the same).
+    """
+    measured: set[tuple[str, ...]] = set()
+    oversize: list[tuple[str, int, list[str]]] = []
+    for recipient in to_send:
+        theirs = files.for_row(recipient.variables)
+        names = tuple(f.name for f in theirs)
+        if not theirs or names in measured:
+            continue
+        measured.add(names)
+        variables = message_variables(
+            deps,
+            recipient.email,
+            recipient.name,
+            recipient.variables,
+            request.common_vars,
+            0,
+            renderer.info.category,
+        )
+        chunks = message_chunks(
+            deps.envelope,
+            to_address=recipient.email,
+            to_name=recipient.name,
+            rendered=renderer.render(variables, who=recipient.label),
+            message_id="<preflight@mailbolt.invalid>",
+            extra_headers=list_unsubscribe_headers(deps, variables),
+            attachments=[f.part for f in theirs],
+        )
+        size = sum(map(len, chunks))
+        if size > MAX_MESSAGE_BYTES:
+            oversize.append((recipient.label, size, list(names)))
+    attachments.refuse_too_large(oversize)
 
 
 def record(plan: Plan, deps: Deps) -> tuple[int, bool]:
@@ -203,12 +254,21 @@ def record(plan: Plan, deps: Deps) -> tuple[int, bool]:
                     message_id=deps.envelope.new_message_id(),
                 )
             )
+    common_vars = dict(req.common_vars)
+    if req.attachments:
+        if deps.attachment_files is None:
+            raise UserInputError("Attachments cannot be kept: no attachment store is set up.")
+        # Stored (and flushed) before the campaign exists, so a sender that picks the
+        # campaign up at once, or a resume after a crash, always finds them.
+        common_vars[values.ATTACHMENTS_COLUMN] = attachments.manifest(
+            req.attachments, deps.attachment_files
+        )
     return deps.store.campaigns.create(
         requested_by=req.requested_by,
         template=plan.renderer.info.name,
         category=plan.category,
         subject=req.subject or "",
-        common_vars=req.common_vars,
+        common_vars=common_vars,
         messages=rows,
         team=req.team,
         idempotency_key=req.idempotency_key,

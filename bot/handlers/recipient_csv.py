@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from bot.errors import UserInputError
 from bot.handlers.recipient_dns import drop_undeliverable
 from bot.handlers.recipients import accept, check_early, clip, dedupe, enforce_limit, megabytes
-from bot.handlers.values import reserved_as
+from bot.handlers.values import ATTACHMENTS_COLUMN, reserved_as
 from bot.models import Recipient, RecipientList, Rejected
 
 MAX_CSV_BYTES = 10_000_000  # Slack's file_input limit; larger lists belong in several campaigns
@@ -76,7 +76,8 @@ def parse_csv(
         )
     check_early(len(body), max_recipients, filename, "rows", "csv")
     result = dedupe(_csv_candidates(body, layout, delimiter))
-    result.columns = [name for _, name in layout.variables]
+    # The attachments column names files: kept with each row, never a template variable.
+    result.columns = [name for _, name in layout.variables if name != ATTACHMENTS_COLUMN]
     enforce_limit(result, max_recipients, what=filename, field="csv")
     if check_deliverability:
         drop_undeliverable(result)

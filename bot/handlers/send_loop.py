@@ -45,7 +45,7 @@ from bot.errors import (
     UncertainSendError,
     UserInputError,
 )
-from bot.handlers import policy, quota, sensitive
+from bot.handlers import attachments, policy, quota, sensitive
 from bot.handlers.campaign import (
     CANCELLED,
     CANCELLED_REASON,
@@ -144,6 +144,7 @@ class _Run:
     resume_at: float | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     scanner: sensitive.Scanner = field(default_factory=sensitive.Scanner)
+    files: attachments.AttachmentSet = field(default_factory=attachments.AttachmentSet)
 
     def stop(self, status: str, reason: str, resume_at: float | None = None) -> None:
         with self.lock:
@@ -179,6 +180,8 @@ def _render_raw(run: _Run, deps: Deps, row: Message) -> bytes:
     # Again at send time: the template files are read anew when a campaign resumes.
     if findings := run.scanner.scan(rendered, variables):
         raise PolicyError("not sent: " + "; ".join(map(str, findings)))
+    if missing := run.files.missing(row.variables):
+        raise UserInputError(f"not sent: the attachment(s) {', '.join(missing)} are not stored")
     return build_message(
         deps.envelope,
         to_address=row.email,
@@ -186,6 +189,7 @@ def _render_raw(run: _Run, deps: Deps, row: Message) -> bytes:
         rendered=rendered,
         message_id=row.message_id,
         extra_headers=list_unsubscribe_headers(deps, variables),
+        attachments=[f.part for f in run.files.for_row(row.variables)],
     )
 
 
@@ -313,6 +317,11 @@ def run(
     except AuthError as exc:
         store.campaigns.update(campaign_id, status=PAUSED, paused_reason=str(exc))
         return counts_result(campaign_id, deps)
+    try:
+        files = attachments.load(campaign.common_vars, deps.attachment_files)
+    except UserInputError as exc:  # the stored files are gone: nothing can be sent as checked
+        store.campaigns.update(campaign_id, status=PAUSED, paused_reason=str(exc))
+        return counts_result(campaign_id, deps)
     store.campaigns.update(
         campaign_id,
         status=RUNNING,
@@ -327,6 +336,7 @@ def run(
         _Budget(deps),
         cancel or threading.Event(),
         halt=halt or threading.Event(),
+        files=files,
     )
     ready = store.outbox.ready_messages(campaign_id)
     rows = iter(ready)
@@ -393,6 +403,8 @@ def _finish(state: _Run, deps: Deps, campaign_id: int) -> Result:
     if status in (COMPLETED, CANCELLED):
         changes["finished_at"] = deps.clock()
     store.campaigns.update(campaign_id, **changes)
+    if status in (COMPLETED, CANCELLED):
+        attachments.release(campaign_id, store, deps.attachment_files)
     failures = [
         (r.email, r.last_error or "") for r in store.outbox.messages(campaign_id, [FAILED], limit=5)
     ]

@@ -225,6 +225,11 @@ def find_sensitive(text: str) -> list[str]:
     return [kind for kind, _ in _matches(text)]
 
 
+def find_sensitive_html(markup: str) -> list[str]:
+    """The kinds of sensitive value in an HTML document, read as ``_html_matches`` does."""
+    return [kind for kind, _ in _html_matches(markup)]
+
+
 def html_as_text(html: str) -> str:
     """Markup as a reader sees it: tags removed, entities decoded."""
     return html_lib.unescape(_TAG.sub("", html))

@@ -73,6 +73,7 @@ def send_test(
     if daily_left(deps) == 0:
         return TrialSend("not_sent", to.email, "the daily sending limit is reached")
     message_id = deps.envelope.new_message_id()
+    files = plan.request.attachments  # the first recipient's files, as they would get them
     raw = build_message(
         deps.envelope,
         to_address=to.email,
@@ -80,6 +81,7 @@ def send_test(
         rendered=rendered,
         message_id=message_id,
         extra_headers={**list_unsubscribe_headers(deps, variables), "X-Mailbolt-Test": "yes"},
+        attachments=[f.part for f in files.for_row(first.variables)] if files else (),
     )
     deps.pacer.acquire(SEND_UNITS)
     test_id = store.test_sends.start(

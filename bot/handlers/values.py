@@ -28,6 +28,10 @@ every recipient (``--var``, the Slack "values" field) cannot set them."""
 SYSTEM_VARIABLES = SENDER_VARIABLES | RECIPIENT_VARIABLES
 """Every variable mailbolt supplies to a render: the one declared set of reserved names."""
 
+ATTACHMENTS_COLUMN = "attachments"
+"""The CSV column naming each row's files (``;``-separated). It is not a template
+variable: a CSV uses it for files, and no value for every recipient may set it."""
+
 URL_SCHEMES = frozenset({"http", "https", "mailto"})
 """The only kinds of link a value may become."""
 
@@ -63,6 +67,8 @@ def reserved_as(raw: str, *, for_everyone: bool) -> str | None:
     """
     name = canonical_name(raw)
     reserved = SYSTEM_VARIABLES if for_everyone else SENDER_VARIABLES
+    if for_everyone and name == ATTACHMENTS_COLUMN:
+        return name
     return name if name in reserved else None
 
 
@@ -74,6 +80,8 @@ def check_common_names(values: Mapping[str, str], *, field: str = "variables") -
             continue
         if reserved in SENDER_VARIABLES:
             why = "mailbolt sets it from its settings"
+        elif reserved == ATTACHMENTS_COLUMN:
+            why = "it names files (attach them, or use a CSV column 'attachments')"
         else:
             why = "it is set for each recipient from their address and name"
         raise UserInputError(

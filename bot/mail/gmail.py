@@ -72,12 +72,11 @@ from bot.mail.google_auth import (
 )
 from bot.mail.pacing import SLOW_SEND_LATENCY_S, workers_needed
 from bot.models import OutgoingMessage
+from bot.ports import MAX_MESSAGE_BYTES  # Gmail's own limit, also checked in preflight
 from bot.timefmt import utc_minute
 
 log = logging.getLogger(__name__)
 
-#: Gmail's ``mediaUpload.maxSize`` for messages.send (35 MiB), from the discovery doc.
-MAX_MESSAGE_BYTES = 36_700_160
 #: Above this, the raw message goes through the upload endpoint instead of JSON.
 SIMPLE_SEND_LIMIT = 5 * 1024 * 1024
 

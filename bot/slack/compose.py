@@ -27,12 +27,12 @@ from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
 from bot.errors import Remedy, TemplateError, UserInputError
-from bot.handlers import drafts
+from bot.handlers import attachment_types, attachments, drafts
 from bot.handlers.campaign import Deps
 from bot.handlers.recipient_csv import MAX_CSV_BYTES
 from bot.handlers.recipient_paste import parse_text
 from bot.handlers.templates import SYSTEM_VARIABLES
-from bot.handlers.values import parse_name_values
+from bot.handlers.values import ATTACHMENTS_COLUMN, parse_name_values
 from bot.models import RecipientList, TemplateInfo
 from bot.slack import Services, accounts, preview, views
 from bot.slack.answers import answering, update_view
@@ -43,6 +43,8 @@ SYNC_MAX_RECIPIENTS = 50
 ERROR_CHARS = 1500
 CSV_TYPES = frozenset({"csv", "text", "txt"})
 ATTACH_AGAIN = "Attach the CSV file again: Slack cannot keep it."
+#: Slack's limit for a file uploaded through a form's ``file_input``.
+MAX_UPLOAD_BYTES = 10_000_000
 
 
 @dataclass
@@ -67,7 +69,7 @@ class Compose:
     def slow(self) -> bool:
         """Whether the full check needs Slack, the network, or a lot of rendering."""
         return (
-            bool(self.form.people or self.form.files)
+            bool(self.form.people or self.form.files or self.form.attachments)
             or bool(self.form.groups or self.form.channels)
             or self.check_dns
             or len(self.pasted.recipients) > SYNC_MAX_RECIPIENTS
@@ -104,6 +106,7 @@ def block_for(error: UserInputError, form: views.ComposeForm) -> str:
         "people": views.B_PEOPLE,
         "groups": views.B_GROUPS,
         "channels": views.B_CHANNELS,
+        "attachments": views.B_ATTACHMENTS,
     }
     if error.field in by_field:
         return by_field[error.field]
@@ -144,6 +147,7 @@ def quick_check(compose: Compose, services: Services) -> Compose:
         problems[views.B_RECIPIENTS] = words(exc)
     _check_files(form, problems)
     _check_sender(compose, services)
+    _check_attachment_names(form, problems)
     picked = form.people or form.files or form.groups or form.channels
     if not (compose.pasted.recipients or compose.pasted.rejected or picked):
         problems.setdefault(
@@ -218,6 +222,40 @@ def _check_files(form: views.ComposeForm, problems: dict[str, str]) -> None:
             )
 
 
+def _check_attachment_names(form: views.ComposeForm, problems: dict[str, str]) -> None:
+    """What the names and sizes alone tell, before anything is downloaded."""
+    for file in form.attachments:
+        name = file.get("name") or "a file"
+        try:
+            attachment_types.check_name(name)
+        except UserInputError as exc:
+            problems[views.B_ATTACHMENTS] = words(exc)
+            return
+        if (file.get("size") or 0) > MAX_UPLOAD_BYTES:
+            problems[views.B_ATTACHMENTS] = f"{name} is larger than Slack's 10 MB for a form."
+            return
+
+
+def _download_attachments(
+    form: views.ComposeForm, gathered: drafts.Gathered, services: Services
+) -> attachments.AttachmentSet | None:
+    """Fetch the uploaded files, check them, and store them until the campaign is done,
+    so "Send" (a later request) finds exactly what this check saw."""
+    uses_column = any(
+        r.variables.get(ATTACHMENTS_COLUMN, "").strip() for r in gathered.recipients.recipients
+    )
+    if not form.attachments and not uses_column:
+        return None
+    uploads = [
+        services.lookups.download(f, field="attachments", max_bytes=MAX_UPLOAD_BYTES)
+        for f in form.attachments
+    ]
+    files = attachments.from_uploads(uploads, gathered.recipients.recipients)
+    if files and services.deps.attachment_files is not None:
+        attachments.manifest(files, services.deps.attachment_files)
+    return files
+
+
 # -- the full check --------------------------------------------------------------------
 
 
@@ -254,6 +292,7 @@ def full_check(compose: Compose, services: Services) -> Outcome:
         if not form.skip_invalid:
             drafts.refuse_invalid(gathered.csv_rejected, "rows are", field="csv")
         drafts.require_recipients(gathered, pasted_any=bool(form.paste.strip()))
+        files = _download_attachments(form, gathered, services)
         request = drafts.build_request(
             gathered,
             template=form.template,
@@ -264,6 +303,7 @@ def full_check(compose: Compose, services: Services) -> Outcome:
             team=compose.team,
             status_channel=compose.channel,
             correlation_id=compose.correlation_id,
+            attachments=files,
         )
         shown = preview.draft_preview(request, gathered, form, services, deps=compose.deps)
     except UserInputError as exc:
@@ -298,6 +338,8 @@ def later_answer(body: Mapping[str, Any], services: Services, correlation_id: st
     notes = {}
     if compose.form.files and views.B_CSV not in outcome.problems:
         notes[views.B_CSV] = ATTACH_AGAIN
+    if compose.form.attachments and views.B_ATTACHMENTS not in outcome.problems:
+        notes[views.B_ATTACHMENTS] = preview.ATTACH_FILES_AGAIN
     return views.compose_view(
         services.deps.catalogue.list(),
         form=compose.form,
@@ -312,6 +354,8 @@ def _checking_what(compose: Compose) -> str:
     parts = []
     if compose.form.files:
         parts.append(f"reading {compose.form.files[0].get('name') or 'the CSV file'}")
+    if compose.form.attachments:
+        parts.append(f"reading {len(compose.form.attachments)} attachment(s)")
     if compose.form.people:
         parts.append(f"looking up {len(compose.form.people)} Slack people")
     audiences = len(compose.form.groups) + len(compose.form.channels)

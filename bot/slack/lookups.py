@@ -160,22 +160,28 @@ class Lookups:
             ) from exc
         return members
 
-    def download(self, file: Mapping[str, Any]) -> tuple[str, bytes]:
-        """The name and bytes of an uploaded file, fetched with the bot token."""
+    def download(
+        self, file: Mapping[str, Any], *, field: str = "csv", max_bytes: int = MAX_CSV_BYTES
+    ) -> tuple[str, bytes]:
+        """The name and bytes of an uploaded file, fetched with the bot token.
+
+        ``field`` is the form field a problem is shown on; at most ``max_bytes``
+        (and one more, so a caller can tell the file was larger) are read.
+        """
         try:
             info = self.client.files_info(file=file["id"])["file"]
         except SlackApiError as exc:
             raise UserInputError(
                 f"Slack did not hand over the file ({exc.response.get('error')}). If the "
                 "error is missing_scope, an admin adds files:read to the app and reinstalls it.",
-                field="csv",
+                field=field,
             ) from exc
         name = info.get("name") or file.get("name") or "recipients.csv"
         url = info.get("url_private_download") or info.get("url_private") or ""
         if not self._is_slack_file_url(url):
             raise UserInputError(
                 f"Slack gave an unexpected download address for {name}; it was not fetched.",
-                field="csv",
+                field=field,
             )
         request = urllib.request.Request(url)  # noqa: S310 (an http(s) Slack host, checked above)
         # Unredirected: the token never follows a redirect to another host.
@@ -183,16 +189,16 @@ class Lookups:
         try:
             with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (checked)
                 kind = response.headers.get_content_type()
-                data = response.read(MAX_CSV_BYTES + 1)
+                data = response.read(max_bytes + 1)
         except OSError as exc:
             raise UserInputError(
-                f"{name} could not be downloaded from Slack ({exc}). Try again.", field="csv"
+                f"{name} could not be downloaded from Slack ({exc}). Try again.", field=field
             ) from exc
-        if kind == "text/html":
+        if kind == "text/html" and info.get("mimetype") != "text/html":
             raise UserInputError(
                 f"Slack answered with a sign-in page instead of {name}: the app may lack "
                 "the files:read scope. An admin adds it and reinstalls the app.",
-                field="csv",
+                field=field,
             )
         return name, data
 

@@ -20,7 +20,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.errors import UserInputError
-from bot.handlers import drafts, preflight, send_loop, trial_send
+from bot.handlers import attachments, drafts, preflight, send_loop, trial_send
 from bot.handlers.campaign import CampaignRequest, Deps, Plan
 from bot.handlers.quota import estimate_duration
 from bot.handlers.recipients import from_slack_users, summarize
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 EXPIRED = "This preview has expired. Run /sendmail again to start over."
 CONFIRM = "Tick the box to confirm this large send."
+ATTACH_FILES_AGAIN = "Attach the files again: Slack cannot keep them in the form."
 
 
 # -- building the preview --------------------------------------------------------------
@@ -62,7 +63,12 @@ def draft_preview(
         services.deps.store.drafts,
         request.requested_by,
         request,
-        {"form": form.to_dict(), "had_csv": bool(form.files), "preview": asdict(data)},
+        {
+            "form": form.to_dict(),
+            "had_csv": bool(form.files),
+            "had_attachments": bool(form.attachments),
+            "preview": asdict(data),
+        },
     )
     return views.preview_view(data, metadata={"draft": key})
 
@@ -99,6 +105,7 @@ def preview_data(
         sandbox_outbox=str(settings.sandbox_outbox),
         sender=deps.envelope.from_address,
         sender_budget=accounts.budget_words(deps),
+        attachments=attachments.summary(plan.request.attachments, plan.to_send),
     )
 
 
@@ -171,7 +178,12 @@ def _sender_deps(draft: Draft, user: str, services: Services) -> Deps:
 def start(draft: Draft, user: str, services: Services) -> tuple[int, bool]:
     """Record the draft's campaign once (its key is the idempotency key)."""
     deps = _sender_deps(draft, user, services)
-    request = drafts.load_request(draft, requested_by=user, idempotency_key=f"slack:{draft.key}")
+    request = drafts.load_request(
+        draft,
+        deps.attachment_files,
+        requested_by=user,
+        idempotency_key=f"slack:{draft.key}",
+    )
     plan = preflight.preflight(request, deps)
     return preflight.record(plan, deps)
 
@@ -198,7 +210,9 @@ def send_test(draft: Draft, user: str, services: Services) -> str:
             "(it needs the users:read.email scope)."
         )
     deps = _sender_deps(draft, user, services)
-    request = drafts.load_request(draft, requested_by=user, status_channel="")
+    request = drafts.load_request(
+        draft, deps.attachment_files, requested_by=user, status_channel=""
+    )
     plan = preflight.preflight(request, deps)
     trial = trial_send.send_test(
         plan,
@@ -221,12 +235,16 @@ def send_test(draft: Draft, user: str, services: Services) -> str:
 def edit_view(draft: Draft, services: Services) -> dict[str, Any]:
     """The compose form again, as the draft was written."""
     form = views.ComposeForm(**draft.data["form"])
-    notes = {views.B_CSV: "Attach the CSV file again: Slack cannot keep it."}
+    notes = {}
+    if draft.data.get("had_csv"):
+        notes[views.B_CSV] = "Attach the CSV file again: Slack cannot keep it."
+    if draft.data.get("had_attachments"):
+        notes[views.B_ATTACHMENTS] = ATTACH_FILES_AGAIN
     return views.compose_view(
         services.deps.catalogue.list(),
         form=form,
         metadata=views.compose_metadata(form.channel),
-        notes=notes if draft.data.get("had_csv") else None,
+        notes=notes or None,
         senders=accounts.menu(services, draft.user),
     )
 

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import parse_qs, urlencode, urlparse
+from urllib.parse import parse_qs, quote, urlencode, urlparse
 
 from slack_sdk.errors import SlackObjectFormationError
 from slack_sdk.models.blocks import Block
@@ -252,7 +252,8 @@ class SlackFake:
     def add_file(self, name: str, content: bytes, filetype: str = "csv") -> dict[str, Any]:
         """An uploaded file, as it appears in a ``file_input``'s state."""
         file_id = f"F{next(self._ids):08d}"
-        url = f"{self.base_url}/files-pri/{TEAM}-{file_id}/{name}"
+        quoted = quote(name)  # Slack's file URLs are percent-encoded, as URLs must be
+        url = f"{self.base_url}/files-pri/{TEAM}-{file_id}/{quoted}"
         meta = {
             "id": file_id,
             "name": name,
@@ -261,7 +262,7 @@ class SlackFake:
             "filetype": filetype,
             "size": len(content),
             "url_private": url,
-            "url_private_download": url.replace(f"/{name}", f"/download/{name}"),
+            "url_private_download": url.replace(f"/{quoted}", f"/download/{quoted}"),
         }
         with self.lock:
             self.files[file_id] = (meta, content)

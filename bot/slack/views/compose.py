@@ -13,6 +13,7 @@ from typing import Any
 
 from bot.models import TemplateInfo
 from bot.slack.views.blocks import (
+    B_ATTACHMENTS,
     B_CHANNEL,
     B_CSV,
     B_FROM,
@@ -46,6 +47,8 @@ A_GROUPS = "usergroups"
 OPT_INCLUDE_GUESTS = "include_guests"
 #: Picking more audiences than this in one form is refused by Slack's element.
 MAX_AUDIENCES = 10
+#: Slack's ``file_input`` takes at most 10 files (docs.slack.dev, file input element).
+MAX_ATTACHMENTS = 10
 
 
 def compose_metadata(channel: str) -> dict[str, str]:
@@ -76,8 +79,12 @@ class ComposeForm:
     def group_ids(self) -> tuple[str, ...]:
         return tuple(g["value"] for g in self.groups)
 
+    #: Files to attach (``file_input`` entries); like ``files``, never pre-filled again.
+    attachments: list[dict[str, Any]] = field(default_factory=list)
+
     def to_dict(self) -> dict[str, Any]:
-        """Everything but the uploaded files, which Slack cannot pre-fill again."""
+        """Everything but the uploaded files (the CSV and the attachments), which Slack
+        cannot pre-fill again."""
         return {
             "template": self.template,
             "paste": self.paste,
@@ -102,6 +109,7 @@ def read_compose(values: Mapping[str, Any]) -> ComposeForm:
         paste=value_of(values, B_RECIPIENTS).get("value") or "",
         people=list(value_of(values, B_PEOPLE).get("selected_users") or []),
         files=list(value_of(values, B_CSV).get("files") or []),
+        attachments=list(value_of(values, B_ATTACHMENTS).get("files") or []),
         subject=(value_of(values, B_SUBJECT).get("value") or "").strip(),
         variables=value_of(values, B_VARIABLES).get("value") or "",
         channel=value_of(values, B_CHANNEL).get("selected_conversation") or "",
@@ -223,6 +231,14 @@ def _fields(templates: Sequence[TemplateInfo], form: ComposeForm) -> list[dict[s
             {"type": "file_input", "filetypes": ["csv", "txt"], "max_files": 1},
             hint="A header row with an 'email' column, optional 'name', and one column per "
             "template variable. UTF-8, up to 10 MB.",
+        ),
+        input_block(
+            B_ATTACHMENTS,
+            "Attachments",
+            {"type": "file_input", "max_files": MAX_ATTACHMENTS},
+            hint="Sent with every message. To send a file only to some people, name it in a "
+            "CSV column 'attachments' (several names separated by ;). Up to 10 files of "
+            "10 MB each; Gmail refuses programs and messages over 35 MB once encoded.",
         ),
         input_block(
             B_SUBJECT,

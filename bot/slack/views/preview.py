@@ -17,8 +17,10 @@ from bot.slack.views.blocks import (
     B_CONFIRM,
     CB_PREVIEW,
     CONFIRM_AT,
+    MAX_SECTION_CHARS,
     OPT_CONFIRMED,
     button,
+    clip,
     context,
     escape,
     header,
@@ -65,6 +67,8 @@ class PreviewData:
     sender_budget: str = ""
     #: People from Slack left out, counted by reason ("3 bot(s), 40 guest(s)").
     left_out: str = ""
+    #: The attached files and who gets each, in words (empty: none).
+    attachments: str = ""
 
     @property
     def needs_confirmation(self) -> bool:
@@ -134,6 +138,10 @@ def _notices(data: PreviewData) -> list[dict[str, Any]]:
         blocks.append(section(f":bust_in_silhouette: Not included: {data.no_email}"))
     if data.dropped:
         blocks.append(section(f":scissors: Left out: {escape(data.dropped)}"))
+    if data.attachments:
+        blocks.append(
+            section(clip(f":paperclip: Attached: {escape(data.attachments)}", MAX_SECTION_CHARS))
+        )
     return blocks
 
 
