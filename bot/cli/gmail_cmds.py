@@ -20,7 +20,7 @@ from bot.config import Settings
 from bot.errors import AuthError, UserInputError
 from bot.handlers import quota
 from bot.handlers.quota import SEND_UNITS, estimate_duration
-from bot.records import LEGACY_ACCOUNT, MessageState
+from bot.records import LEGACY_ACCOUNT, MessageState, SenderStatus
 from bot.store import SqlStore
 from bot.timefmt import duration, utc_minute
 from bot.wiring import Wiring
@@ -88,12 +88,21 @@ def cmd_quota(args: argparse.Namespace, settings: Settings) -> int:
     store = wiring.store
     try:
         now = time.time()
-        try:
-            account = wiring.account
-            shown = account
-        except AuthError:  # no grant yet: only rows from before accounts were kept count
-            account = LEGACY_ACCOUNT
-            shown = "none authorized yet (run `python -m bot auth`)"
+        if args.sender:  # each sender account has its own minute and day
+            from bot.handlers.senders import named_account
+
+            record = named_account(wiring.senders, args.sender)
+            account = record.address
+            shown = (
+                account if record.status == SenderStatus.ACTIVE else f"{account} ({record.status})"
+            )
+        else:
+            try:
+                account = wiring.account
+                shown = account
+            except AuthError:  # no grant yet: only rows from before accounts were kept count
+                account = LEGACY_ACCOUNT
+                shown = "none authorized yet (run `python -m bot auth`)"
         use = quota.read(store, account, daily_limit=limit, now=now)
         pending = _remaining(store, args.campaign) if args.campaign is not None else None
     finally:

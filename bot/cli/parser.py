@@ -164,6 +164,13 @@ def register_gmail(subparsers: Any) -> None:
         "--campaign", type=CAMPAIGN_ID, metavar="ID", help="estimate this campaign's rest"
     )
     quota.add_argument("--messages", type=whole(0), metavar="N", help="estimate sending N messages")
+    quota.add_argument(
+        "--from",
+        dest="sender",
+        metavar="ADDRESS",
+        default="",
+        help="the sender account to show (see `accounts list`; default: the `auth` one)",
+    )
     quota.set_defaults(func=_run("gmail_cmds", "cmd_quota"))
 
 

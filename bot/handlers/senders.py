@@ -107,9 +107,8 @@ def _why_not(account: SenderAccount) -> str:
     return "is a shared account you have not been given access to"
 
 
-def cli_account(senders: SenderAccounts, address: str) -> SenderAccount:
-    """``send --from``: CLI users administer the machine, but the account must exist
-    and be active."""
+def named_account(senders: SenderAccounts, address: str) -> SenderAccount:
+    """The account ``--from`` names (by address or name), active or not."""
     account = senders.get(account_key(address)) or senders.find(address)
     if account is None:
         known = ", ".join(a.address for a in senders.all()) or "none yet"
@@ -118,6 +117,13 @@ def cli_account(senders: SenderAccounts, address: str) -> SenderAccount:
             "`python -m bot accounts link NAME`.",
             field=FROM_FIELD,
         )
+    return account
+
+
+def cli_account(senders: SenderAccounts, address: str) -> SenderAccount:
+    """``send --from``: CLI users administer the machine, but the account must exist
+    and be active."""
+    account = named_account(senders, address)
     if account.status != SenderStatus.ACTIVE:
         raise AuthError(
             f"The sender account {account.address} lost its Gmail authorization "

@@ -79,6 +79,15 @@ def test_a_linked_account_is_listed_and_sends(linked, gmail_fake, tmp_path):
     assert len(gmail_fake.sent_by(NEWS)) == 2
     assert all(f"<{NEWS}>" in str(m.message["From"]) for m in gmail_fake.sent_by(NEWS))
 
+    # Each account has its own rolling day: `quota --from` shows the shared one's.
+    own = run(tmp_path, "quota", "--from", "news", env=env)
+    assert own.returncode == 0, own.stderr
+    assert NEWS in own.stdout and "2 of" in own.stdout
+    default = run(tmp_path, "quota", env=env)
+    assert default.returncode == 0 and "2 of" not in default.stdout
+    unknown = run(tmp_path, "quota", "--from", "nobody@acme.example", env=env)
+    assert unknown.returncode == 2 and "There is no sender account" in unknown.stderr
+
 
 def test_sending_from_an_unknown_account_is_refused(linked, gmail_fake, tmp_path):
     recipients = write(tmp_path, "r.txt", "ann@example.com\n")
