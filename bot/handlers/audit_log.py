@@ -72,7 +72,28 @@ _WORDS: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "unsubscribe.added": lambda d: f"unsubscribed {d.get('email', '?')}",
     "unsubscribe.removed": lambda d: f"resubscribed {d.get('email', '?')}",
     "bounce.recorded": lambda d: f"{d.get('kind', '?')} bounce from {d.get('email', '?')}",
+    "account.linked": lambda d: f"linked the shared sender account {_account(d)}",
+    "account.connected": lambda d: f"connected their Gmail {_account(d)}",
+    "account.reconnected": lambda d: f"reconnected the Gmail {_account(d)}",
+    "account.disconnected": lambda d: f"disconnected the Gmail {_account(d)}",
+    "account.removed": lambda d: f"removed the sender account {_account(d)}",
+    "account.migrated": lambda d: f"registered the `auth` account {_account(d)} as `default`",
+    "account.access": lambda d: f"changed who may send from {_account(d)}: {_access(d)}",
+    "account.revoked": lambda d: f"marked {_account(d)} revoked (Google refused its grant)",
+    "account.active": lambda d: f"marked {_account(d)} working again",
 }
+
+
+def _account(d: Mapping[str, Any]) -> str:
+    return str(d.get("address") or "?")
+
+
+def _access(d: Mapping[str, Any]) -> str:
+    """Who may use a shared account, in words."""
+    if d.get("everyone"):
+        return "everyone allowed to send"
+    named = [*d.get("users", []), *d.get("groups", [])]
+    return ", ".join(named) or "nobody yet"
 
 
 def describe(entry: AuditEntry) -> str:

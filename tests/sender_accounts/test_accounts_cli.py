@@ -117,6 +117,15 @@ def test_allow_then_remove_revokes_at_google(linked, gmail_fake, tmp_path):
     assert removed.returncode == 0, removed.stderr
     assert "Google revoked mailbolt's access" in removed.stdout
     assert len(gmail_fake.revoked_by_request) == 1
+    audit = run(tmp_path, "audit", env={**env, "COLUMNS": "250"})  # no wrapped cells
+    assert audit.returncode == 0, audit.stderr
+    said = " ".join(audit.stdout.split())
+    for words in (
+        f"linked the shared sender account {NEWS}",
+        f"changed who may send from {NEWS}: U0ALICE, S0DESIGN",
+        f"removed the sender account {NEWS}",
+    ):
+        assert words in said, words
     assert NEWS not in run(tmp_path, "accounts", "list", env=env).stdout
 
 
