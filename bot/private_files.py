@@ -81,3 +81,13 @@ def create_private(path: Path, data: bytes) -> bool:
             tmp.unlink()
     _sync_folder(path.parent)
     return True
+
+
+def key_file(path: Path) -> bytes:
+    """The secret key kept in ``path``, generated there (0600, 32 random bytes as
+    text) the first time; racing processes all read the one that was created.
+
+    Raises ``OSError`` when the file can be neither created nor read.
+    """
+    create_private(path, secrets.token_urlsafe(32).encode("ascii") + b"\n")
+    return Path(path).read_bytes().strip()

@@ -11,11 +11,10 @@ import base64
 import hashlib
 import hmac
 import re
-import secrets
 from pathlib import Path
 
 from bot.errors import ConfigError, UserInputError
-from bot.private_files import create_private
+from bot.private_files import key_file
 
 _TAG_BYTES = 16
 KEY_FILE = "unsubscribe.key"
@@ -56,8 +55,7 @@ def load_secret(configured: str, data_dir: Path) -> bytes:
         return key
     path = data_dir / KEY_FILE
     try:
-        create_private(path, secrets.token_urlsafe(32).encode("ascii") + b"\n")
-        key = path.read_bytes().strip()
+        key = key_file(path)
     except OSError as exc:
         raise ConfigError(
             [

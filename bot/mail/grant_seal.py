@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import secrets
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
 from bot.errors import AuthError, ConfigError
-from bot.private_files import create_private
+from bot.private_files import key_file
 
 KEY_FILE = "grant.key"
 MIN_KEY_BYTES = 32
@@ -63,8 +62,7 @@ def load_seal(configured: str, data_dir: Path) -> GrantSeal:
         return GrantSeal(configured.encode("utf-8"))
     path = data_dir / KEY_FILE
     try:
-        create_private(path, secrets.token_urlsafe(32).encode("ascii") + b"\n")
-        key = path.read_bytes().strip()
+        key = key_file(path)
     except OSError as exc:
         raise ConfigError(
             [f"Cannot create or read the grant key {path}: {exc.strerror}. Set GRANT_KEY instead."]
