@@ -1,6 +1,6 @@
 """The Bolt app: a client pointed at ``SLACK_API_URL``, three middlewares, and the
 listeners of every flow (``commands``, ``compose``, ``preview``,
-``campaign_actions``, ``home``, ``audiences``).
+``campaign_actions``, ``home``, ``audiences``, ``approval``).
 
 Choices that matter:
 - ``process_before_response=True``: each acknowledgement function runs to its
@@ -42,6 +42,7 @@ from bot.slack import (
     CHECKING_MIN_SECONDS,
     Services,
     accounts,
+    approval,
     audiences,
     campaign_actions,
     commands,
@@ -209,6 +210,8 @@ def build_services(
     board.start()
     wiring = wiring or Wiring(settings, deps.store)  # type: ignore[arg-type]  # any StoreParts
     wiring.use_default_deps(deps)
+    from bot.wiring import approval_policy
+
     return Services(
         settings,
         deps,
@@ -218,6 +221,7 @@ def build_services(
         Lookups(client),
         wiring,
         checking_min_seconds=checking_min_seconds,
+        approval=approval_policy(settings),
     )
 
 
@@ -238,7 +242,16 @@ def bolt_app(services: Services, *, listener_executor: Executor | None = None) -
     app.use(correlate)
     app.use(authorize(services))
     app.error(log_error)
-    for module in (commands, compose, preview, campaign_actions, home, accounts, audiences):
+    for module in (
+        commands,
+        compose,
+        preview,
+        campaign_actions,
+        home,
+        accounts,
+        audiences,
+        approval,
+    ):
         module.register(app, services)
     return app
 
