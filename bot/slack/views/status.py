@@ -76,8 +76,9 @@ class StatusData:
 def status_message(data: StatusData) -> tuple[str, list[dict[str, Any]]]:
     """The text fallback and blocks of a campaign's status message."""
     state = state_line(data)
+    doing = "asks to send" if data.status == CampaignStatus.AWAITING_APPROVAL else "is sending"
     title = (
-        f"{who(data.requested_by)} is sending *{escape(data.template)}* to "
+        f"{who(data.requested_by)} {doing} *{escape(data.template)}* to "
         f"{data.total:,} recipient(s) — campaign #{data.campaign_id}"
     )
     blocks = [
@@ -113,6 +114,8 @@ def state_line(data: StatusData) -> str:
     Queued and running are what the status board knows live; everything else is
     ``display_state``'s, the same words the CLI's ``status`` uses.
     """
+    if data.status == CampaignStatus.AWAITING_APPROVAL:
+        return _STATE_WORDS["awaiting approval"]  # the board's "queued" is not true yet
     if data.queued and data.waiting_for is not None:
         return f":double_vertical_bar: waiting for campaign #{data.waiting_for} to finish"
     if data.queued:
