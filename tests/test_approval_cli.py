@@ -117,3 +117,49 @@ def test_a_cli_send_without_serve_is_refused(tmp_path):
     assert sent.returncode == 2, sent.stdout + sent.stderr
     assert "which is not running" in " ".join(sent.stderr.split())
     assert campaigns(tmp_path) == []
+
+
+def test_resume_never_sends_a_campaign_awaiting_or_changed_after_approval(tmp_path, settings):
+    from bot.handlers import approval
+    from bot.records import ApprovalDecision, NewMessage
+    from bot.wiring import Wiring
+
+    settings = settings.replace(database_path=tmp_path / "data" / "sendmail.db")
+    deps = Wiring(settings).deps(sending=False)
+    store = deps.store
+
+    def recorded(email: str) -> int:
+        campaign_id, _ = store.campaigns.create(
+            requested_by="U0OWNER",
+            template="welcome",
+            category="transactional",
+            subject="",
+            common_vars={"team": "Acme", "start_url": "https://a.example"},
+            messages=[NewMessage(email, f"<{email}.1@mailbolt.example>")],
+            status=CampaignStatus.AWAITING_APPROVAL,
+        )
+        row = store.campaigns.get(campaign_id)
+        store.approvals.request(campaign_id, "U0OWNER", approval.campaign_digest(row, deps), "rule")
+        return campaign_id
+
+    waiting = recorded("ann@example.com")
+    changed = recorded("bo@example.com")
+    assert store.approvals.decide(changed, APPROVER, ApprovalDecision.APPROVED)
+    assert store.approvals.release(changed, APPROVER)
+    with store.database.tx() as db:  # altered after the approval, before sending
+        db.execute(
+            "update messages set email = ? where campaign_id = ?", ["eve@x.example", changed]
+        )
+    assert store.campaigns.get(changed).status == CampaignStatus.RUNNING
+
+    resumed = run(tmp_path, "send", "--resume")
+    said = resumed.stdout + resumed.stderr
+    assert "awaiting approval" in said, said
+    assert outbox(tmp_path) == []
+    assert store.campaigns.get(waiting).status == CampaignStatus.AWAITING_APPROVAL
+    assert store.campaigns.get(changed).status == CampaignStatus.AWAITING_APPROVAL
+    assert store.approvals.get(changed).decision == ApprovalDecision.PENDING
+    listed = run(tmp_path, "approvals")
+    assert listed.returncode == 0
+    assert str(waiting) in listed.stdout and str(changed) in listed.stdout
+    store.close()

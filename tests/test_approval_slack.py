@@ -91,7 +91,13 @@ def test_approved_by_a_second_person_then_sent(fake, mailbolt):
     campaign = store.campaigns.recent()[0]
     assert campaign.status == CampaignStatus.AWAITING_APPROVAL
     shown = text_of(request["blocks"])
-    for expected in (f"<@{OWNER}>", "*From:*", "3 recipient(s)", "*Subject:* Welcome to Acme", "Get started"):
+    for expected in (
+        f"<@{OWNER}>",
+        "*From:*",
+        "3 recipient(s)",
+        "*Subject:* Welcome to Acme",
+        "Get started",
+    ):
         assert expected in shown, shown
     status = wait_for(
         lambda: next((m for m in fake.messages_in(STATUS) if not m["thread_ts"]), None),
@@ -129,7 +135,9 @@ def test_rejected_with_a_reason_and_nothing_is_sent(fake, mailbolt):
     campaign_id = store.campaigns.recent()[0].id
     fake.click(approval_views.A_REJECT, user=APPROVER, message=where(request))
     modal = wait_for(
-        lambda: (v := fake.top_view(APPROVER)) and v["callback_id"] == approval_views.CB_REJECT and v,
+        lambda: (
+            (v := fake.top_view(APPROVER)) and v["callback_id"] == approval_views.CB_REJECT and v
+        ),
         "the reason form",
     )
     empty = {approval_views.B_REASON: {views.ACTION: {"type": "plain_text_input", "value": None}}}
@@ -210,7 +218,9 @@ def test_preview_and_a_test_to_the_approver(fake, mailbolt):
     request = request_for_approval(fake)
     fake.click(approval_views.A_PREVIEW, user=APPROVER, message=where(request))
     shown = wait_for(lambda: fake.top_view(APPROVER), "the preview modal")
-    assert "ann@example.com" in text_of(shown["blocks"]) and "See you soon" in text_of(shown["blocks"])
+    assert "ann@example.com" in text_of(shown["blocks"]) and "See you soon" in text_of(
+        shown["blocks"]
+    )
     fake.click(approval_views.A_TEST, user=APPROVER, message=where(request))
     wait_for(lambda: fake.ephemerals, "the test's note")
     assert "sent to approver@acme.example" in fake.ephemerals[-1]["text"]

@@ -105,13 +105,22 @@ def post_pending(services: Services) -> None:
         services.runner.start(campaign_id)
 
 
-def after_decision(services: Services, campaign_id: int, correlation_id: str) -> None:
+def after_decision(
+    services: Services,
+    campaign_id: int,
+    correlation_id: str,
+    clicked_on: tuple[str, str] | None = None,
+) -> None:
     """Say the decision everywhere: the request, the requester, the status message;
-    and start an approved campaign."""
+    and start an approved campaign. An approval the campaign no longer matches
+    (changed since the request) retires the old request and posts a new one."""
     store = services.deps.store
     request = store.approvals.get(campaign_id)
     campaign = store.campaigns.get(campaign_id)
     if request is None or campaign is None:
+        return
+    if request.decision == ApprovalDecision.PENDING:
+        _retire(services, campaign_id, clicked_on, correlation_id)
         return
     try:
         redraw(services, campaign_id)
@@ -132,6 +141,27 @@ def after_decision(services: Services, campaign_id: int, correlation_id: str) ->
         services.board.refresh(campaign_id)
 
 
+def _retire(
+    services: Services,
+    campaign_id: int,
+    clicked_on: tuple[str, str] | None,
+    correlation_id: str,
+) -> None:
+    """The campaign changed after it was asked about: the old request says so and
+    loses its buttons, and a request for what it is now is posted."""
+    try:
+        if clicked_on:
+            text, shown = approval_views.superseded_message(campaign_id)
+            services.client.chat_update(
+                channel=clicked_on[0], ts=clicked_on[1], text=text, blocks=shown
+            )
+        post_request(services, campaign_id)
+    except SlackApiError as exc:  # serve's periodic job posts it again
+        report(exc, correlation_id, f"asking again about campaign {campaign_id}")
+    services.board.reply(campaign_id, approval_views.CHANGED)
+    services.board.refresh(campaign_id)
+
+
 # -- clicks ----------------------------------------------------------------------------
 
 
@@ -147,7 +177,7 @@ def _campaign_of(body: dict[str, Any], services: Services) -> int:
         raise UserInputError(f"There is no campaign #{campaign_id} waiting for approval.")
     container = body.get("container") or {}
     where = (container.get("channel_id"), container.get("message_ts"))
-    if request.ts and where != (request.channel, request.ts):
+    if not request.ts or where != (request.channel, request.ts):
         raise PolicyError(f"This button does not belong to campaign #{campaign_id}'s request.")
     return campaign_id
 
@@ -155,6 +185,8 @@ def _campaign_of(body: dict[str, Any], services: Services) -> int:
 def approve(body: dict[str, Any], services: Services, correlation_id: str) -> None:
     user = body["user"]["id"]
     campaign_id = _campaign_of(body, services)
+    request = services.deps.store.approvals.get(campaign_id)
+    assert request is not None  # _campaign_of found it
     approval.decide(
         campaign_id,
         user,
@@ -163,7 +195,7 @@ def approve(body: dict[str, Any], services: Services, correlation_id: str) -> No
         services.deps,
         services.lookups,
     )
-    after_decision(services, campaign_id, correlation_id)
+    after_decision(services, campaign_id, correlation_id, (request.channel, request.ts))
 
 
 def open_reject(body: dict[str, Any], client: WebClient, services: Services) -> None:

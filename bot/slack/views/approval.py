@@ -102,6 +102,21 @@ def request_message(data: RequestData) -> tuple[str, list[dict[str, Any]]]:
     return clip(text, MAX_MESSAGE_TEXT), blocks
 
 
+#: Said where a campaign changed after its request: the decision is asked again.
+CHANGED = (
+    ":warning: The campaign changed after it was submitted for approval, so the "
+    "approval does not count: a new request is posted."
+)
+
+
+def superseded_message(campaign_id: int) -> tuple[str, list[dict[str, Any]]]:
+    """An old request, after the campaign changed: no buttons, and why."""
+    return (
+        f"Campaign #{campaign_id}: changed, a new request follows",
+        [header(f"Approval needed: campaign #{campaign_id}"), section(CHANGED)],
+    )
+
+
 def reject_modal(campaign_id: int) -> dict[str, Any]:
     """Asks the approver why; the requester reads it."""
     return modal(
