@@ -10,17 +10,13 @@ import pytest
 from bot.records import ApprovalDecision, CampaignStatus
 from bot.slack.views import approval as approval_views
 from bot.store import Store
+from tests import test_approval_slack as flow
 from tests.conftest import ROOT
 from tests.fakes.slack_fake import running_mailbolt, wait_for
-from tests.test_approval_slack import (  # noqa: F401 - fixtures
-    APPROVER,
-    approving,
-    fake,
-    request_for_approval,
-    text_of,
-    where,
-)
+from tests.test_approval_slack import APPROVER, request_for_approval, text_of, where
 from tests.test_approval_slack import _requests as requests_in
+
+fake, approving = flow.fake, flow.approving  # the same fixtures
 
 
 @pytest.fixture
