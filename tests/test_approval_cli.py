@@ -163,3 +163,31 @@ def test_resume_never_sends_a_campaign_awaiting_or_changed_after_approval(tmp_pa
     assert listed.returncode == 0
     assert str(waiting) in listed.stdout and str(changed) in listed.stdout
     store.close()
+
+
+def test_the_marketing_rule_covers_marketing_templates_only(tmp_path):
+    write(tmp_path, "news.csv", "email,headline,body\r\nann@example.com,News,Text\r\n")
+    write(tmp_path, "r.csv", CSV)
+    env = {**POLICY, "APPROVAL_REQUIRED": "marketing"}
+    news = run(tmp_path, "send", "--template", "newsletter", "--recipients", "news.csv",
+               "--dry-run", env=env)  # fmt: skip
+    assert news.returncode == 0, news.stdout + news.stderr
+    assert "Needs approval: marketing email needs approval" in " ".join(news.stdout.split())
+    welcome = run(tmp_path, "send", "--template", "welcome", "--recipients", "r.csv", env=env)
+    assert welcome.returncode == 0, welcome.stdout + welcome.stderr
+    assert "approval" not in welcome.stdout and len(outbox(tmp_path)) == 1
+
+
+def test_serve_warns_about_approvers_who_may_not_use_the_app(settings):
+    from bot.cli import serve_cmds
+
+    checked = settings.replace(
+        allowed_slack_users="U0OWNER",
+        approval_required="always",
+        approvers=f"U0OWNER,{APPROVER},S0GROUP",
+        approval_channel=APPROVALS,
+    )
+    _, warnings = serve_cmds.startup_problems(checked)
+    assert any(f"APPROVERS names {APPROVER}, not in ALLOWED_SLACK_USERS" in w for w in warnings)
+    everyone = checked.replace(allowed_slack_users="*")
+    assert not any("APPROVERS" in w for w in serve_cmds.startup_problems(everyone)[1])

@@ -243,3 +243,23 @@ def test_a_restart_does_not_send_a_campaign_awaiting_approval(fake, approving):
             CampaignStatus.AWAITING_APPROVAL
         )
         assert again.eml_files() == []
+
+
+def test_a_user_group_of_approvers(fake, settings):
+    fake.add_group("S0APPROVERS", "approvers", [APPROVER, OWNER])
+    group = settings.replace(
+        allowed_slack_users=f"{OWNER},{APPROVER},{STRANGER}",
+        approval_required="always",
+        approvers="S0APPROVERS",
+        approval_channel=APPROVALS,
+    )
+    with running_mailbolt(group, fake) as mailbolt:
+        request = request_for_approval(fake)
+        fake.click(approval_views.A_APPROVE, user=STRANGER, message=where(request))
+        wait_for(lambda: fake.ephemerals, "the stranger's refusal")
+        assert "Only the approvers (<!subteam^S0APPROVERS>)" in fake.ephemerals[-1]["text"]
+        fake.click(approval_views.A_APPROVE, user=OWNER, message=where(request))
+        wait_for(lambda: len(fake.ephemerals) == 2, "the requester's refusal")
+        assert "Nobody approves their own" in fake.ephemerals[-1]["text"]
+        fake.click(approval_views.A_APPROVE, user=APPROVER, message=where(request))
+        wait_for(lambda: len(mailbolt.eml_files()) == 3, "the three messages")
