@@ -263,3 +263,24 @@ def test_a_user_group_of_approvers(fake, settings):
         assert "Nobody approves their own" in fake.ephemerals[-1]["text"]
         fake.click(approval_views.A_APPROVE, user=APPROVER, message=where(request))
         wait_for(lambda: len(mailbolt.eml_files()) == 3, "the three messages")
+
+
+def test_a_request_slack_refuses_to_post_is_said_on_the_status_message(fake, mailbolt):
+    fake.non_member.add(APPROVALS)
+    fake.command("", user=OWNER)
+    compose = wait_for(lambda: fake.top_view(OWNER), "the compose modal")
+    fake.submit_view(compose["id"], compose_values(paste=PEOPLE, variables=VARS, channel=STATUS),
+                     user=OWNER)  # fmt: skip
+    preview = wait_for(
+        lambda: (v := fake.top_view(OWNER)) and v["callback_id"] == views.CB_PREVIEW and v,
+        "the preview",
+    )
+    fake.submit_view(preview["id"], {}, user=OWNER)
+    note = wait_for(
+        lambda: [m for m in fake.messages_in(STATUS) if m["thread_ts"]], "the thread's warning"
+    )
+    assert "could not be posted" in note[0]["text"] and "not_in_channel" in note[0]["text"]
+    mailbolt.settle()
+    assert mailbolt.eml_files() == []
+    campaign = mailbolt.deps.store.campaigns.recent()[0]
+    assert campaign.status == CampaignStatus.AWAITING_APPROVAL

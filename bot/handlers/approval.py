@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -31,7 +30,6 @@ from bot.handlers import attachments, preflight
 from bot.handlers.campaign import CampaignRequest, Deps, Plan, message_variables
 from bot.models import Recipient, RecipientList
 from bot.records import Approval, ApprovalDecision, Campaign, CampaignStatus, MessageState
-from bot.records import CampaignStatus as _Status
 
 AWAITING = CampaignStatus.AWAITING_APPROVAL
 #: What ``send_loop.run`` and the CLI say about a campaign nobody approved yet.
@@ -266,7 +264,7 @@ def refuse_unapproved(campaign: Campaign, deps: Deps) -> str:
     """
     if campaign.status == AWAITING:
         return WAITING
-    if campaign.status in (_Status.RUNNING, _Status.PAUSED) and not still_as_approved(
+    if campaign.status in (CampaignStatus.RUNNING, CampaignStatus.PAUSED) and not still_as_approved(
         campaign.id, deps
     ):
         return WAITING
@@ -314,8 +312,3 @@ def counts_line(campaign: Campaign, deps: Deps) -> str:
     skipped = counts[MessageState.SKIPPED]
     left_out = f" ({skipped:,} left out)" if skipped else ""
     return f"{to_send:,} recipient(s){left_out}"
-
-
-def pending_lines(deps: Deps) -> Sequence[Approval]:
-    """Requests waiting for a decision, oldest first (``python -m bot approvals``)."""
-    return deps.store.approvals.pending()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from slack_bolt import Ack, App, BoltContext
@@ -31,8 +32,12 @@ log = logging.getLogger(__name__)
 
 #: How often serve looks for requests to post (from the CLI, or after a failure).
 POST_PENDING_SECONDS = 1.0
+#: After Slack refused to post a request, how long before the next try.
+RETRY_POST_SECONDS = 60.0
 #: One poster at a time in this process, so a request is posted once.
 _POSTING = threading.Lock()
+#: Campaign id → when its request may be tried again (Slack refused it).
+_RETRY_AT: dict[int, float] = {}
 
 
 def _policy(services: Services) -> ApprovalPolicy:
@@ -91,16 +96,38 @@ def redraw(services: Services, campaign_id: int) -> None:
     services.client.chat_update(channel=request.channel, ts=request.ts, text=text, blocks=shown)
 
 
+def post_or_say(services: Services, campaign_id: int, correlation_id: str = "") -> bool:
+    """``post_request``; when Slack refuses it, say so on the campaign's status
+    message (once a minute at most) instead of leaving it waiting in silence."""
+    try:
+        post_request(services, campaign_id)
+    except SlackApiError as exc:
+        error = exc.response.get("error", "")
+        report(exc, correlation_id, f"posting the approval request of campaign {campaign_id}")
+        with _POSTING:
+            _RETRY_AT[campaign_id] = time.monotonic() + RETRY_POST_SECONDS
+        services.board.reply(
+            campaign_id,
+            f":warning: The approval request could not be posted in "
+            f"<#{_policy(services).channel}> ({error}); it is tried again every minute. "
+            "Invite me there with /invite @mailbolt.",
+        )
+        return False
+    with _POSTING:
+        _RETRY_AT.pop(campaign_id, None)
+    services.board.refresh(campaign_id)
+    return True
+
+
 def post_pending(services: Services) -> None:
     """Post every request not posted yet (a CLI send, a failed post, a campaign
     changed after approval), and start approved campaigns a restart left behind."""
+    now = time.monotonic()
     for request in services.deps.store.approvals.pending():
-        if not request.ts:
-            try:
-                post_request(services, request.campaign_id)
-            except SlackApiError as exc:
-                log.warning("campaign %s: request not posted: %s", request.campaign_id, exc)
-            services.board.refresh(request.campaign_id)
+        with _POSTING:
+            waiting = _RETRY_AT.get(request.campaign_id, 0.0) > now
+        if not request.ts and not waiting:
+            post_or_say(services, request.campaign_id)
     for campaign_id in approval.release_approved(services.deps):
         services.runner.start(campaign_id)
 
@@ -149,17 +176,16 @@ def _retire(
 ) -> None:
     """The campaign changed after it was asked about: the old request says so and
     loses its buttons, and a request for what it is now is posted."""
-    try:
-        if clicked_on:
-            text, shown = approval_views.superseded_message(campaign_id)
+    if clicked_on:
+        text, shown = approval_views.superseded_message(campaign_id)
+        try:
             services.client.chat_update(
                 channel=clicked_on[0], ts=clicked_on[1], text=text, blocks=shown
             )
-        post_request(services, campaign_id)
-    except SlackApiError as exc:  # serve's periodic job posts it again
-        report(exc, correlation_id, f"asking again about campaign {campaign_id}")
+        except SlackApiError as exc:
+            report(exc, correlation_id, f"retiring the old request of campaign {campaign_id}")
     services.board.reply(campaign_id, approval_views.CHANGED)
-    services.board.refresh(campaign_id)
+    post_or_say(services, campaign_id, correlation_id)
 
 
 # -- clicks ----------------------------------------------------------------------------

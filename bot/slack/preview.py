@@ -217,10 +217,7 @@ def _run(campaign_id: int, services: Services, correlation_id: str) -> None:
     if row is not None and row.status == CampaignStatus.AWAITING_APPROVAL:
         from bot.slack import approval as approval_desk  # its listeners import this module
 
-        try:
-            approval_desk.post_request(services, campaign_id)
-        except SlackApiError as exc:  # posted again by serve's periodic job
-            report(exc, correlation_id, f"posting the approval request of campaign {campaign_id}")
+        approval_desk.post_or_say(services, campaign_id, correlation_id)
         return
     services.runner.start(campaign_id)
 
