@@ -56,7 +56,8 @@ def test_below_the_threshold_no_approval_is_needed(tmp_path):
 
 def test_approval_required_without_approvers_stops_at_start(tmp_path):
     write(tmp_path, "r.csv", CSV)
-    for args in (("config",), ("send", "--template", "welcome", "--recipients", "r.csv")):
+    send = ("send", "--template", "welcome", "--recipients", "r.csv")
+    for args in (("config",), ("serve",), send):
         done = run(tmp_path, *args, env={"APPROVAL_REQUIRED": "marketing"})
         said = done.stdout + done.stderr
         assert done.returncode == 2, said
