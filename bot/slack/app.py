@@ -53,7 +53,7 @@ from bot.slack import (
 from bot.slack.authorize import authorize
 from bot.slack.lookups import Lookups
 from bot.slack.status import UPDATE_INTERVAL_SECONDS, StatusBoard
-from bot.wiring import Wiring
+from bot.wiring import Wiring, approval_policy
 
 log = logging.getLogger(__name__)
 
@@ -210,8 +210,6 @@ def build_services(
     board.start()
     wiring = wiring or Wiring(settings, deps.store)  # type: ignore[arg-type]  # any StoreParts
     wiring.use_default_deps(deps)
-    from bot.wiring import approval_policy
-
     return Services(
         settings,
         deps,
