@@ -144,6 +144,66 @@ def _admin_ids(raw: str) -> str:
     return value
 
 
+#: ``APPROVAL_REQUIRED``'s values: which campaigns a second person must approve.
+APPROVAL_MODES = ("never", "marketing", "always")
+
+
+def _approval_mode(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in APPROVAL_MODES:
+        raise ValueError("must be 'never', 'marketing' or 'always'")
+    return value
+
+
+def _approver_ids(raw: str) -> str:
+    """Comma-separated Slack user IDs (U…/W…) and user group IDs (S…)."""
+    value = _text(raw)
+    ids = [u.strip() for u in value.split(",") if u.strip()]
+    bad = [u for u in ids if not (u[:1] in ("U", "W", "S") and u[1:].isalnum() and u.isupper())]
+    if bad:
+        raise ValueError(
+            "must be Slack user IDs (U012AB3CD) or user group IDs (S012AB3CD) separated "
+            f"by commas (not {', '.join(bad[:3])})"
+        )
+    return ",".join(ids)
+
+
+def _channel_id(raw: str) -> str:
+    """Empty, or a channel ID (C…/G…), never a channel's name."""
+    value = _text(raw)
+    if value and not (value[:1] in ("C", "G") and value[1:].isalnum() and value.isupper()):
+        raise ValueError(
+            "must be a channel ID such as C0123ABCD (the channel's details show it at "
+            "the bottom), not its name"
+        )
+    return value
+
+
+def approval_problems(values: Mapping[str, Any]) -> dict[str, str]:
+    """Approval is required but cannot be asked for: the setting to fix → why.
+
+    Never a silent send: a policy nobody can satisfy stops ``serve``, ``send`` and
+    ``config`` with this, instead of sending unapproved or waiting forever.
+    """
+    required = values.get("APPROVAL_REQUIRED", "never") != "never" or bool(
+        values.get("APPROVAL_MIN_RECIPIENTS", 0)
+    )
+    if not required:
+        return {}
+    problems = {}
+    if not values.get("APPROVERS"):
+        problems["APPROVERS"] = (
+            "must name who approves (Slack user IDs U… or a user group S…) while "
+            "APPROVAL_REQUIRED or APPROVAL_MIN_RECIPIENTS asks for approval"
+        )
+    if not values.get("APPROVAL_CHANNEL"):
+        problems["APPROVAL_CHANNEL"] = (
+            "must be the channel ID where approval requests are posted while "
+            "APPROVAL_REQUIRED or APPROVAL_MIN_RECIPIENTS asks for approval"
+        )
+    return problems
+
+
 def _text(raw: str) -> str:
     value = raw.strip()
     if "\r" in value or "\n" in value:
@@ -181,6 +241,9 @@ _ALLOWED = {
     "_path": "a path",
     "_secret_key": f"empty, or at least {MIN_SECRET_BYTES} bytes",
     "_database_url": "`postgresql://…` URL, or empty (SQLite)",
+    "_approval_mode": "`never`, `marketing`, `always`",
+    "_approver_ids": "Slack user IDs (U…) and user group IDs (S…), comma-separated",
+    "_channel_id": "a channel ID (C…), or empty",
 }
 
 
@@ -362,6 +425,33 @@ SPECS: tuple[Spec, ...] = (
         _on_off,
         "Poll the mailbox for bounces (asks for the gmail.readonly scope).",
     ),
+    # Approval
+    Spec(
+        "APPROVAL_REQUIRED",
+        "never",
+        _approval_mode,
+        "Which campaigns a second person must approve before anything is sent: never, "
+        "marketing (marketing templates) or always.",
+    ),
+    Spec(
+        "APPROVAL_MIN_RECIPIENTS",
+        "0",
+        _whole(0, 1_000_000),
+        "Campaigns to at least this many recipients need approval too; 0: no such rule.",
+    ),
+    Spec(
+        "APPROVERS",
+        "",
+        _approver_ids,
+        "Who may approve: comma-separated Slack user IDs and user group IDs (S…); they "
+        "must also be in ALLOWED_SLACK_USERS. Nobody approves their own campaign.",
+    ),
+    Spec(
+        "APPROVAL_CHANNEL",
+        "",
+        _channel_id,
+        "Channel ID where approval requests are posted (invite the app there).",
+    ),
     # Sender accounts
     Spec(
         "GOOGLE_WEB_CLIENT_SECRETS_FILE",
@@ -427,7 +517,14 @@ def read_settings(
             readings.append(Reading(spec, raw, is_default, spec.parse(raw)))
         except ValueError as exc:
             readings.append(Reading(spec, raw, is_default, problem=str(exc)))
-    return readings
+    parsed = {r.spec.env: r.value for r in readings if not r.problem}
+    wrong = approval_problems(parsed)
+    return [
+        Reading(r.spec, r.raw, r.is_default, problem=wrong[r.spec.env])
+        if r.spec.env in wrong and not r.problem
+        else r
+        for r in readings
+    ]
 
 
 @dataclass(frozen=True)
@@ -465,6 +562,10 @@ class Settings:
     public_base_url: str
     unsubscribe_secret: str
     bounce_scan: bool
+    approval_required: str
+    approval_min_recipients: int
+    approvers: str
+    approval_channel: str
     google_web_client_secrets_file: Path
     grant_key: str
 
@@ -499,6 +600,11 @@ class Settings:
     def admin_users(self) -> frozenset[str]:
         """Slack user IDs of admins (audit log, any campaign's export, shared accounts)."""
         return frozenset(u.strip() for u in self.admin_slack_users.split(",") if u.strip())
+
+    @property
+    def approver_ids(self) -> frozenset[str]:
+        """Slack user IDs and user group IDs (S…) that may approve campaigns."""
+        return frozenset(u for u in self.approvers.split(",") if u)
 
     def masked(self) -> list[tuple[str, str, bool]]:
         """(name, shown value, is_default) for every setting, secrets masked."""

@@ -13,10 +13,13 @@ from typing import Any, Protocol, Unpack
 from bot.models import OutgoingMessage
 from bot.records import (
     LEGACY_ACCOUNT,
+    Approval,
+    ApprovalDecision,
     AuditEntry,
     Campaign,
     CampaignChanges,
     CampaignDelivery,
+    CampaignStatus,
     DeliveryCounts,
     Draft,
     Message,
@@ -203,10 +206,12 @@ class Campaigns(Protocol):
         status_channel: str = "",
         correlation_id: str = "",
         account: str = LEGACY_ACCOUNT,
+        status: CampaignStatus = CampaignStatus.RUNNING,
     ) -> tuple[int, bool]:
         """Record a campaign and its messages, meant to be sent by ``account``;
         ``(id, created)``. An ``idempotency_key`` seen before returns the existing
-        campaign with ``created`` False."""
+        campaign with ``created`` False. ``status`` is ``running`` or
+        ``awaiting_approval``."""
         ...
 
     def get(self, campaign_id: int) -> Campaign | None: ...
@@ -220,7 +225,8 @@ class Campaigns(Protocol):
         ...
 
     def unfinished(self) -> list[int]:
-        """Ids of campaigns (not cancelled) with messages to send or doubts to settle."""
+        """Ids of campaigns (not cancelled, not awaiting approval) with messages to
+        send or doubts to settle."""
         ...
 
     def due(self, now: float) -> list[int]:
@@ -485,6 +491,41 @@ class SenderAccounts(Protocol):
         ...
 
 
+class Approvals(Protocol):
+    """Requests for a second person's approval; every move is conditional."""
+
+    def request(self, campaign_id: int, requested_by: str, digest: str, reason: str) -> None:
+        """Record a pending request for a campaign awaiting approval (audited)."""
+        ...
+
+    def get(self, campaign_id: int) -> Approval | None: ...
+
+    def pending(self) -> list[Approval]:
+        """Pending requests of campaigns still awaiting approval, oldest first."""
+        ...
+
+    def set_message(self, campaign_id: int, channel: str, ts: str) -> None: ...
+
+    def decide(
+        self, campaign_id: int, decided_by: str, decision: ApprovalDecision, note: str = ""
+    ) -> bool:
+        """Decide a pending request (never by its requester); False if nothing
+        changed. A rejection cancels the campaign and skips its messages."""
+        ...
+
+    def release(self, campaign_id: int, actor: str) -> bool:
+        """Approved and awaiting approval → running; False otherwise."""
+        ...
+
+    def reopen(self, campaign_id: int, digest: str, why: str) -> bool:
+        """Changed after approval: pending again on the new ``digest``."""
+        ...
+
+    def approved_waiting(self) -> list[int]:
+        """Approved campaigns not released yet."""
+        ...
+
+
 class StoreParts(Protocol):
     """A whole store: its parts and the clock it stamps rows with."""
 
@@ -511,6 +552,9 @@ class StoreParts(Protocol):
 
     @property
     def senders(self) -> SenderAccounts: ...
+
+    @property
+    def approvals(self) -> Approvals: ...
 
     @property
     def clock(self) -> Callable[[], float]: ...

@@ -36,6 +36,9 @@ class CampaignStatus(StrEnum):
     PAUSED = "paused"
     COMPLETED = "completed"
     CANCELLED = "cancelled"
+    #: Recorded, but nothing sends it until a second person approves it
+    #: (``bot.handlers.approval``); a rejection cancels it.
+    AWAITING_APPROVAL = "awaiting_approval"
 
 
 #: The account that sends through the sandbox transport. Quota use and daily counts
@@ -333,3 +336,36 @@ class OAuthState:
     created_at: float
     #: A hash of the browser cookie set when the link was opened ("" until then).
     browser: str = ""
+
+
+class ApprovalDecision(StrEnum):
+    """Where one approval request is."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class Approval:
+    """A campaign's request for approval and its decision (one per campaign).
+
+    ``digest`` names exactly what was asked about (``approval.campaign_digest``):
+    a campaign whose digest differs when sending starts was changed after the
+    request and is not sent on this approval.
+    """
+
+    campaign_id: int
+    requested_by: str
+    requested_at: float
+    digest: str
+    #: Which rule asked for approval, in words ("marketing template").
+    reason: str
+    decision: ApprovalDecision = ApprovalDecision.PENDING
+    decided_by: str = ""
+    decided_at: float | None = None
+    #: Why it was rejected (empty when approved or pending).
+    note: str = ""
+    #: Where the request message is (empty until posted).
+    channel: str = ""
+    ts: str = ""

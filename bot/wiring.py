@@ -30,6 +30,7 @@ from bot.config import Settings
 from bot.errors import AuthError, MailboltError
 
 if TYPE_CHECKING:
+    from bot.handlers.approval import ApprovalPolicy
     from bot.handlers.bounces import ScanResult
     from bot.handlers.campaign import Deps, Policy
     from bot.handlers.compose import Envelope
@@ -113,6 +114,18 @@ def open_store(settings: Settings) -> SqlStore:
     from bot.store import Store
 
     return Store(settings.database_path, busy_seconds=settings.database_busy_seconds)
+
+
+def approval_policy(settings: Settings) -> ApprovalPolicy:
+    """Who must approve which campaigns, from the four APPROVAL settings."""
+    from bot.handlers.approval import ApprovalPolicy
+
+    return ApprovalPolicy(
+        required=settings.approval_required,
+        min_recipients=settings.approval_min_recipients,
+        approvers=settings.approver_ids,
+        channel=settings.approval_channel,
+    )
 
 
 def build_policy(settings: Settings) -> Policy:

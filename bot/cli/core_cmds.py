@@ -259,6 +259,11 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
         out.print(f"Attachments: {attachments.summary(files, plan.to_send)}", markup=False)
     if plan.over_limit:
         out.print(f"--limit {args.limit}: {len(plan.over_limit)} recipient(s) left out")
+    from bot.cli import approval_cmds
+
+    needs_approval = approval_cmds.reason_for(plan, settings)
+    if needs_approval:
+        out.print(f"Needs approval: {needs_approval}.", markup=False)
     if args.dry_run:
         deps.store.audit.record(
             "cli", "campaign.dry_run", template=args.template, recipients=len(plan.to_send)
@@ -267,6 +272,8 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
         if plan.first:
             out.print(f"First subject: {plan.first.subject}")
         return 0
+    if needs_approval:
+        return approval_cmds.send_for_approval(plan, deps, settings, needs_approval, _follow)
     lock = sender_lock(settings)
     try:
         lock.acquire()

@@ -127,6 +127,9 @@ def register_core(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     resolve.add_argument("--retry-failed", action="store_true", help="queue failed ones again")
     resolve.set_defaults(func=_run("core_cmds", "cmd_resolve"))
 
+    approvals = sub.add_parser("approvals", help="campaigns waiting for a second person's approval")
+    approvals.set_defaults(func=_run("approval_cmds", "cmd_approvals"))
+
     config = sub.add_parser("config", help="print the effective settings, secrets masked")
     config.add_argument("--example", action="store_true", help="print a commented .env.example")
     config.set_defaults(func=_run("core_cmds", "cmd_config"), needs_settings=False)

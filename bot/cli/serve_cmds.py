@@ -113,6 +113,17 @@ def startup_problems(settings: Settings) -> tuple[list[str], list[str]]:
             "ALLOWED_SLACK_USERS is empty, so nobody may send yet: list Slack user IDs "
             "(profile → ⋯ → Copy member ID), or * for everyone in the workspace."
         )
+    outside = sorted(
+        a
+        for a in settings.approver_ids
+        if not a.startswith("S") and "*" not in settings.allowed_users
+        if a not in settings.allowed_users
+    )
+    if outside:
+        warnings.append(
+            f"APPROVERS names {', '.join(outside)}, not in ALLOWED_SLACK_USERS: Slack clicks "
+            "from them are refused, so they cannot approve. Add them to ALLOWED_SLACK_USERS."
+        )
     if settings.mail_transport == "gmail":
         link_problem = public_url_problem(settings.public_base_url)
         if link_problem:

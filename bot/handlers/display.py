@@ -65,6 +65,8 @@ def display_state(
     without one, "running" with messages left means interrupted, not sending.
     """
     left = counts.get(QUEUED, 0) + counts.get(SENDING, 0)
+    if status == CampaignStatus.AWAITING_APPROVAL:
+        return Display("awaiting approval", paused_reason or f"{left} not sent yet")
     if status == CANCELLED:
         return Display("cancelled", f"{counts.get(SENT, 0)} sent before it was cancelled")
     if counts.get(UNCERTAIN, 0) and not (sender_active and left):

@@ -30,7 +30,7 @@ from bot.handlers.rendering import Renderer
 from bot.handlers.row_check import RowChecker
 from bot.models import Recipient, RecipientList, RenderedMessage
 from bot.ports import MAX_MESSAGE_BYTES
-from bot.records import NewMessage
+from bot.records import CampaignStatus, NewMessage
 
 # Names whose value differs from one recipient to the next, besides the CSV columns.
 _PER_RECIPIENT = values.RECIPIENT_VARIABLES | {"unsubscribe_url"}
@@ -231,8 +231,14 @@ def _check_sizes(
     attachments.refuse_too_large(oversize)
 
 
-def record(plan: Plan, deps: Deps) -> tuple[int, bool]:
-    """Store the campaign: one queued row per recipient, suppressed rows as skipped."""
+def record(
+    plan: Plan, deps: Deps, *, status: CampaignStatus = CampaignStatus.RUNNING
+) -> tuple[int, bool]:
+    """Store the campaign: one queued row per recipient, suppressed rows as skipped.
+
+    ``status`` is ``awaiting_approval`` for a campaign a second person must approve
+    first (``bot.handlers.approval.record``): nothing sends it until then.
+    """
     req = plan.request
     rows: list[NewMessage] = [
         NewMessage(
@@ -275,4 +281,5 @@ def record(plan: Plan, deps: Deps) -> tuple[int, bool]:
         status_channel=req.status_channel,
         correlation_id=req.correlation_id,
         account=deps.account,
+        status=status,
     )

@@ -45,7 +45,7 @@ from bot.errors import (
     UncertainSendError,
     UserInputError,
 )
-from bot.handlers import attachments, policy, quota, sensitive
+from bot.handlers import approval, attachments, policy, quota, sensitive
 from bot.handlers.campaign import (
     CANCELLED,
     CANCELLED_REASON,
@@ -307,6 +307,9 @@ def run(
         raise UserInputError(f"There is no campaign {campaign_id}.", field="campaign")
     if campaign.status == CANCELLED:
         return Result(campaign_id, CANCELLED, store.outbox.counts(campaign_id))
+    if approval.refuse_unapproved(campaign, deps):
+        # Awaiting approval, or changed since it was approved: nothing is sent.
+        return counts_result(campaign_id, deps)
     renderer = deps.catalogue.renderer(campaign.template, subject_override=campaign.subject or None)
     if resume:
         store.outbox.recover_in_flight(campaign_id)

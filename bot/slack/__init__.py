@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from slack_sdk import WebClient
 
     from bot.config import Settings
+    from bot.handlers.approval import ApprovalPolicy
     from bot.handlers.campaign import Deps
     from bot.runner import Runner
     from bot.slack.lookups import Lookups
@@ -46,6 +47,8 @@ class Services:
     wiring: Wiring
     #: The "Checking…" floor; tests set 0, since the loopback fake has no such race.
     checking_min_seconds: float = CHECKING_MIN_SECONDS
+    #: Which campaigns a second person approves (``bot.slack.approval``); None: none.
+    approval: ApprovalPolicy | None = None
 
 
 def describe(error: Exception, correlation_id: str = "") -> str:

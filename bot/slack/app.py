@@ -1,6 +1,6 @@
 """The Bolt app: a client pointed at ``SLACK_API_URL``, three middlewares, and the
 listeners of every flow (``commands``, ``compose``, ``preview``,
-``campaign_actions``, ``home``, ``audiences``).
+``campaign_actions``, ``home``, ``audiences``, ``approval``).
 
 Choices that matter:
 - ``process_before_response=True``: each acknowledgement function runs to its
@@ -42,6 +42,7 @@ from bot.slack import (
     CHECKING_MIN_SECONDS,
     Services,
     accounts,
+    approval,
     audiences,
     campaign_actions,
     commands,
@@ -52,7 +53,7 @@ from bot.slack import (
 from bot.slack.authorize import authorize
 from bot.slack.lookups import Lookups
 from bot.slack.status import UPDATE_INTERVAL_SECONDS, StatusBoard
-from bot.wiring import Wiring
+from bot.wiring import Wiring, approval_policy
 
 log = logging.getLogger(__name__)
 
@@ -218,6 +219,7 @@ def build_services(
         Lookups(client),
         wiring,
         checking_min_seconds=checking_min_seconds,
+        approval=approval_policy(settings),
     )
 
 
@@ -238,7 +240,16 @@ def bolt_app(services: Services, *, listener_executor: Executor | None = None) -
     app.use(correlate)
     app.use(authorize(services))
     app.error(log_error)
-    for module in (commands, compose, preview, campaign_actions, home, accounts, audiences):
+    for module in (
+        commands,
+        compose,
+        preview,
+        campaign_actions,
+        home,
+        accounts,
+        audiences,
+        approval,
+    ):
         module.register(app, services)
     return app
 

@@ -20,11 +20,11 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.errors import UserInputError
-from bot.handlers import attachments, drafts, preflight, send_loop, trial_send
+from bot.handlers import approval, attachments, drafts, preflight, send_loop, trial_send
 from bot.handlers.campaign import CampaignRequest, Deps, Plan
 from bot.handlers.quota import estimate_duration
 from bot.handlers.recipients import from_slack_users, summarize
-from bot.records import Draft, MessageState
+from bot.records import CampaignStatus, Draft, MessageState
 from bot.slack import Services, accounts, report, views
 from bot.slack.answers import answering, update_view
 from bot.timefmt import rough_duration
@@ -59,6 +59,7 @@ def draft_preview(
         )
     data = preview_data(plan, gathered, services, deps)
     data.status_where = status_destination(services, request.status_channel)
+    data.approval = approval_reason(plan, services)
     key = drafts.save_draft(
         services.deps.store.drafts,
         request.requested_by,
@@ -125,6 +126,13 @@ def _duration(transport: str, count: int, services: Services) -> str:
     return rough_duration(estimate_duration(count, services.settings.gmail_quota_units_per_minute))
 
 
+def approval_reason(plan: Plan, services: Services) -> str:
+    """Why this campaign needs a second person's approval ("" if it does not)."""
+    if services.approval is None:
+        return ""
+    return approval.needs_approval(services.approval, plan.category, len(plan.to_send))
+
+
 def status_destination(services: Services, channel: str) -> str:
     """Where the status message will really go, in words: the StatusBoard posts in
     ``channel`` and, when the app is not in it, in the requester's DMs instead."""
@@ -166,6 +174,13 @@ def send_answer(draft: Draft | None, view: dict[str, Any], correlation_id: str) 
     where = draft.data["preview"].get("status_where") or (
         f"<#{channel}>" if channel else "your direct messages"
     )
+    if draft.data["preview"].get("approval"):
+        text = (
+            ":lock: Sent for approval. Nothing goes out until another approver approves "
+            f"it; you are told when they decide, and its status is in {where}. "
+            f"(ref {correlation_id})"
+        )
+        return {"response_action": "update", "view": views.notice_view("Approval requested", text)}
     text = f":rocket: Starting. Progress is posted in {where}. (ref {correlation_id})"
     return {"response_action": "update", "view": views.notice_view("Sending", text)}
 
@@ -176,7 +191,8 @@ def _sender_deps(draft: Draft, user: str, services: Services) -> Deps:
 
 
 def start(draft: Draft, user: str, services: Services) -> tuple[int, bool]:
-    """Record the draft's campaign once (its key is the idempotency key)."""
+    """Record the draft's campaign once (its key is the idempotency key); awaiting
+    approval when the policy says so, decided again now on what is recorded."""
     deps = _sender_deps(draft, user, services)
     request = drafts.load_request(
         draft,
@@ -185,15 +201,24 @@ def start(draft: Draft, user: str, services: Services) -> tuple[int, bool]:
         idempotency_key=f"slack:{draft.key}",
     )
     plan = preflight.preflight(request, deps)
+    reason = approval_reason(plan, services)
+    if reason:
+        return approval.record(plan, deps, reason)
     return preflight.record(plan, deps)
 
 
 def _run(campaign_id: int, services: Services, correlation_id: str) -> None:
-    """Post the status message, then send."""
+    """Post the status message, then send (or ask for approval first)."""
     try:
         services.board.post(campaign_id)
     except SlackApiError as exc:
         report(exc, correlation_id, f"posting the status of campaign {campaign_id}")
+    row = services.deps.store.campaigns.get(campaign_id)
+    if row is not None and row.status == CampaignStatus.AWAITING_APPROVAL:
+        from bot.slack import approval as approval_desk  # its listeners import this module
+
+        approval_desk.post_or_say(services, campaign_id, correlation_id)
+        return
     services.runner.start(campaign_id)
 
 

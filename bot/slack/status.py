@@ -89,6 +89,7 @@ def status_data(
         ),
         note=note,
         delivery=stats.stats(deps.store, campaign_id=campaign_id) if delivery_known else None,
+        approval=deps.store.approvals.get(campaign_id),
     )
 
 

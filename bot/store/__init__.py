@@ -15,6 +15,7 @@ One module per thing it keeps, each implementing one interface of
 - ``drafts``       Slack drafts
 - ``testsends``    test sends (one message to the person previewing)
 - ``senders``      sender accounts (sealed grants), who may use them, OAuth flows
+- ``approvals``    approval requests and decisions (a second person)
 
 ``Store`` opens the SQLite database and hands out the parts; ``bot.store_pg.PgStore``
 is the same ``SqlStore`` on PostgreSQL, passing the same contract tests
@@ -27,6 +28,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bot.store.approvals import SqlApprovals
 from bot.store.audit import SqliteAudit
 from bot.store.campaigns import SqliteCampaigns
 from bot.store.db import Database
@@ -53,6 +55,7 @@ class SqlStore:
         self.drafts = SqliteDrafts(database)
         self.test_sends = SqliteTestSends(database)
         self.senders = SqliteSenderAccounts(database)
+        self.approvals = SqlApprovals(database)
 
     @property
     def clock(self) -> Callable[[], float]:

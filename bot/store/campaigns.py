@@ -62,10 +62,13 @@ class SqliteCampaigns:
         status_channel: str = "",
         correlation_id: str = "",
         account: str = LEGACY_ACCOUNT,
+        status: CampaignStatus = CampaignStatus.RUNNING,
     ) -> tuple[int, bool]:
         """Record a campaign and all its messages atomically.
 
-        ``account`` is the account meant to send it. Returns ``(campaign_id, created)``;
+        ``account`` is the account meant to send it; ``status`` is ``running``, or
+        ``awaiting_approval`` for one nothing may send until it is approved.
+        Returns ``(campaign_id, created)``;
         with an ``idempotency_key`` seen before, the existing campaign is returned and
         ``created`` is False (a Slack retry or a double click).
         """
@@ -88,7 +91,7 @@ class SqliteCampaigns:
                         "category": category,
                         "subject": subject,
                         "common_vars": json.dumps(common_vars, ensure_ascii=False),
-                        "status": CampaignStatus.RUNNING.value,
+                        "status": CampaignStatus(status).value,
                         "total": 0,
                         "idempotency_key": idempotency_key,
                         "status_channel": status_channel,
@@ -160,13 +163,18 @@ class SqliteCampaigns:
 
         A completed campaign counts again when a person re-queues its failed or
         uncertain messages, or when it still holds uncertain ones to reconcile.
+        One awaiting approval does not: nothing may send it yet.
         """
         states = sorted(UNFINISHED_STATES)
         marks = ",".join("?" * len(states))
         rows = self._db.query(
             "select distinct c.id from campaigns c join messages m on m.campaign_id = c.id "  # noqa: S608
-            f"where c.status != ? and m.state in ({marks}) order by c.id",
-            [CampaignStatus.CANCELLED.value, *(s.value for s in states)],
+            f"where c.status not in (?, ?) and m.state in ({marks}) order by c.id",
+            [
+                CampaignStatus.CANCELLED.value,
+                CampaignStatus.AWAITING_APPROVAL.value,
+                *(s.value for s in states),
+            ],
         )
         return [r["id"] for r in rows]
 

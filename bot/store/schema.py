@@ -210,7 +210,22 @@ def _migration_5(db: sqlite_utils.Database) -> None:
     )
 
 
-# Append new migrations here (the next is number 6), and its twin to
+def _migration_approvals(db: sqlite_utils.Database) -> None:
+    """Approval by a second person (number given at merge): one request per
+    campaign that needs it, who asked, who decided what and why, and where the
+    request message is. Additive only: a new table, created if missing."""
+    db.execute(
+        "create table if not exists approvals ("
+        "campaign_id integer primary key references campaigns(id), "
+        "requested_by text not null, requested_at float not null, digest text not null, "
+        "reason text not null default '', decision text not null, "
+        "decided_by text not null default '', decided_at float, "
+        "note text not null default '', channel text not null default '', "
+        "ts text not null default '')"
+    )
+
+
+# Append new migrations here (the next is number 7), and its twin to
 # bot/store_pg/schema.py; never edit one that has shipped.
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _migration_1,
@@ -218,6 +233,7 @@ MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _migration_3,
     _migration_4,
     _migration_5,
+    _migration_approvals,
 )
 
 

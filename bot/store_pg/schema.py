@@ -100,13 +100,25 @@ _MIGRATION_5 = (
         browser text not null default '', created_at double precision not null)""",
 )
 
-# Append new migrations here (the next is number 6); never edit one that has shipped.
+#: Approval by a second person (number given at merge): SQLite's ``_migration_approvals``.
+_MIGRATION_APPROVALS = (
+    """create table if not exists approvals (campaign_id bigint primary key
+        references campaigns (id), requested_by text not null,
+        requested_at double precision not null, digest text not null,
+        reason text not null default '', decision text not null,
+        decided_by text not null default '', decided_at double precision,
+        note text not null default '', channel text not null default '',
+        ts text not null default '')""",
+)
+
+# Append new migrations here (the next is number 7); never edit one that has shipped.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _MIGRATION_1,
     _MIGRATION_2,
     _MIGRATION_3,
     _MIGRATION_4,
     _MIGRATION_5,
+    _MIGRATION_APPROVALS,
 )
 
 _LOCK = "select pg_advisory_xact_lock(%s, hashtext(current_schema()))"

@@ -858,9 +858,11 @@ class SlackFake:
         view_id: str | None = None,
         message: tuple[str, str] | None = None,
         home: bool = False,
+        value: str | None = None,
     ) -> Reply:
         """Press the button ``action_id`` in an open view, in a message, or (``home``)
-        on the user's App Home tab."""
+        on the user's App Home tab. ``value`` forges the button's value (an edited
+        payload, still signed: what a tampering client could send)."""
         with self.lock:
             if home:
                 view_id = f"VH{user}"
@@ -892,7 +894,7 @@ class SlackFake:
                     "type": "button",
                     "action_id": action_id,
                     "block_id": block_id,
-                    "value": element.get("value", ""),
+                    "value": element.get("value", "") if value is None else value,
                     "text": element.get("text"),
                     "action_ts": f"{time.time():.6f}",
                 }

@@ -69,6 +69,8 @@ class PreviewData:
     left_out: str = ""
     #: The attached files and who gets each, in words (empty: none).
     attachments: str = ""
+    #: Why a second person must approve it first (empty: it is sent at once).
+    approval: str = ""
 
     @property
     def needs_confirmation(self) -> bool:
@@ -86,10 +88,17 @@ def preview_view(data: PreviewData, *, metadata: Mapping[str, Any]) -> dict[str,
         "Preview",
         blocks,
         callback_id=CB_PREVIEW,
-        submit=f"Send {data.valid:,}" if data.valid > 1 else "Send",
+        submit=_submit_label(data),
         close="Cancel",
         metadata=metadata,
     )
+
+
+def _submit_label(data: PreviewData) -> str:
+    """ "Request approval" when a second person must approve it, else "Send N"."""
+    if data.approval:
+        return "Request approval"
+    return f"Send {data.valid:,}" if data.valid > 1 else "Send"
 
 
 def _summary(data: PreviewData) -> list[dict[str, Any]]:
@@ -114,6 +123,13 @@ def _notices(data: PreviewData) -> list[dict[str, Any]]:
     """What the sender should know before sending: sandbox, deferrals, where the
     status goes, and who was left out."""
     blocks = []
+    if data.approval:
+        blocks.append(
+            section(
+                f":lock: *Needs approval:* {escape(data.approval)}. Nothing is sent until "
+                "another approver approves it; you are told when they decide."
+            )
+        )
     if data.transport == "sandbox":
         blocks.append(
             context(

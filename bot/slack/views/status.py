@@ -14,7 +14,7 @@ from typing import Any
 from bot.handlers.display import display_state
 from bot.handlers.senders import RECONNECT
 from bot.handlers.stats import DeliveryStats
-from bot.records import CampaignStatus, MessageState
+from bot.records import Approval, ApprovalDecision, CampaignStatus, MessageState
 from bot.slack.views.blocks import (
     A_CANCEL,
     A_RESEND_UNCERTAIN,
@@ -56,6 +56,8 @@ class StatusData:
     cancelled: int = 0
     note: str = ""
     delivery: DeliveryStats | None = None  # only when bounce reports are read
+    #: Its request for approval, when it needed one ("approved by …").
+    approval: Approval | None = None
 
     @property
     def finished(self) -> bool:
@@ -74,8 +76,9 @@ class StatusData:
 def status_message(data: StatusData) -> tuple[str, list[dict[str, Any]]]:
     """The text fallback and blocks of a campaign's status message."""
     state = state_line(data)
+    doing = "asks to send" if data.status == CampaignStatus.AWAITING_APPROVAL else "is sending"
     title = (
-        f"{who(data.requested_by)} is sending *{escape(data.template)}* to "
+        f"{who(data.requested_by)} {doing} *{escape(data.template)}* to "
         f"{data.total:,} recipient(s) — campaign #{data.campaign_id}"
     )
     blocks = [
@@ -101,6 +104,7 @@ _STATE_WORDS = {
     "interrupted": ":pause_button: stopped",
     "deferred": ":hourglass: waiting for the daily limit",
     "completed": ":white_check_mark: finished",
+    "awaiting approval": ":lock: waiting for approval",
 }
 
 
@@ -110,6 +114,8 @@ def state_line(data: StatusData) -> str:
     Queued and running are what the status board knows live; everything else is
     ``display_state``'s, the same words the CLI's ``status`` uses.
     """
+    if data.status == CampaignStatus.AWAITING_APPROVAL:
+        return _STATE_WORDS["awaiting approval"]  # the board's "queued" is not true yet
     if data.queued and data.waiting_for is not None:
         return f":double_vertical_bar: waiting for campaign #{data.waiting_for} to finish"
     if data.queued:
@@ -183,13 +189,27 @@ def _notes(data: StatusData) -> list[dict[str, Any]]:
         )
     if data.note:
         notes.append(context(escape(data.note)))
+    if data.approval is not None:
+        notes.append(context(approval_line(data.approval)))
     return notes
+
+
+def approval_line(approval: Approval) -> str:
+    """``:white_check_mark: Approved by @x`` / rejected with the reason / waiting."""
+    by = f"<@{approval.decided_by}>"
+    if approval.decision == ApprovalDecision.APPROVED:
+        return f":white_check_mark: Approved by {by}."
+    if approval.decision == ApprovalDecision.REJECTED:
+        return f":no_entry: Rejected by {by}: {escape(clip(approval.note, 500))}"
+    return f":lock: Waiting for approval: {escape(clip(approval.reason, 500))}"
 
 
 def _buttons(data: StatusData) -> list[dict[str, Any]]:
     """Cancel while it can still stop; retry and resolve once it has stopped."""
     value = str(data.campaign_id)
-    buttons = []
+    buttons: list[dict[str, Any]] = []
+    if data.status == CampaignStatus.AWAITING_APPROVAL:
+        return buttons  # nothing to stop yet: the approvers decide
     if not data.finished:
         buttons.append(button("Cancel", A_CANCEL, value, "danger"))
     if data.active:
