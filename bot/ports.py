@@ -17,6 +17,7 @@ from bot.records import (
     Campaign,
     CampaignChanges,
     CampaignDelivery,
+    CampaignStatus,
     DeliveryCounts,
     Draft,
     Message,
@@ -203,10 +204,13 @@ class Campaigns(Protocol):
         status_channel: str = "",
         correlation_id: str = "",
         account: str = LEGACY_ACCOUNT,
+        scheduled_at: float | None = None,
+        schedule_zone: str = "",
     ) -> tuple[int, bool]:
         """Record a campaign and its messages, meant to be sent by ``account``;
         ``(id, created)``. An ``idempotency_key`` seen before returns the existing
-        campaign with ``created`` False."""
+        campaign with ``created`` False. With ``scheduled_at`` it is recorded
+        ``scheduled`` (``schedule_zone``: the zone to show the time in)."""
         ...
 
     def get(self, campaign_id: int) -> Campaign | None: ...
@@ -219,8 +223,24 @@ class Campaigns(Protocol):
         """Change only the columns given."""
         ...
 
+    def update_if(
+        self, campaign_id: int, expected: CampaignStatus, **changes: Unpack[CampaignChanges]
+    ) -> bool:
+        """Change the columns given only while the campaign is in ``expected``;
+        True when it changed (one of two racing writers wins)."""
+        ...
+
+    def scheduled(self, requested_by: str | None = None) -> list[Campaign]:
+        """Scheduled campaigns, soonest first (of ``requested_by`` only, if given)."""
+        ...
+
+    def scheduled_due(self, now: float) -> list[int]:
+        """Ids of scheduled campaigns whose time is ``now`` or earlier."""
+        ...
+
     def unfinished(self) -> list[int]:
-        """Ids of campaigns (not cancelled) with messages to send or doubts to settle."""
+        """Ids of campaigns (not cancelled, not scheduled) with messages to send or
+        doubts to settle."""
         ...
 
     def due(self, now: float) -> list[int]:

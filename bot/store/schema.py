@@ -210,7 +210,25 @@ def _migration_5(db: sqlite_utils.Database) -> None:
     )
 
 
-# Append new migrations here (the next is number 6), and its twin to
+def _migration_schedule(db: sqlite_utils.Database) -> None:
+    """"Send later" (number given at merge): when a scheduled campaign starts
+    (``scheduled_at``, seconds since the epoch, UTC) and the IANA zone the person
+    gave it in (``schedule_zone``, to show the time back as they said it).
+
+    Additive only: two columns with defaults and an index for the due check.
+    """
+    columns = {c.name for c in db.table("campaigns").columns}
+    if "scheduled_at" not in columns:
+        db.table("campaigns").add_column("scheduled_at", float)
+    if "schedule_zone" not in columns:
+        db.table("campaigns").add_column("schedule_zone", str, not_null_default="")
+    db.execute(
+        "create index if not exists idx_campaigns_status_scheduled_at "
+        "on campaigns (status, scheduled_at)"
+    )
+
+
+# Append new migrations here (the next is number 7), and its twin to
 # bot/store_pg/schema.py; never edit one that has shipped.
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _migration_1,
@@ -218,6 +236,7 @@ MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _migration_3,
     _migration_4,
     _migration_5,
+    _migration_schedule,
 )
 
 

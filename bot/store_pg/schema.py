@@ -100,13 +100,22 @@ _MIGRATION_5 = (
         browser text not null default '', created_at double precision not null)""",
 )
 
-# Append new migrations here (the next is number 6); never edit one that has shipped.
+#: "Send later" (number given at merge): the twin of SQLite's ``_migration_schedule``.
+_MIGRATION_SCHEDULE = (
+    "alter table campaigns add column if not exists scheduled_at double precision",
+    "alter table campaigns add column if not exists schedule_zone text not null default ''",
+    """create index if not exists idx_campaigns_status_scheduled_at
+        on campaigns (status, scheduled_at)""",
+)
+
+# Append new migrations here (the next is number 7); never edit one that has shipped.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _MIGRATION_1,
     _MIGRATION_2,
     _MIGRATION_3,
     _MIGRATION_4,
     _MIGRATION_5,
+    _MIGRATION_SCHEDULE,
 )
 
 _LOCK = "select pg_advisory_xact_lock(%s, hashtext(current_schema()))"
