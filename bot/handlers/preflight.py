@@ -231,8 +231,11 @@ def _check_sizes(
     attachments.refuse_too_large(oversize)
 
 
-def record(plan: Plan, deps: Deps) -> tuple[int, bool]:
-    """Store the campaign: one queued row per recipient, suppressed rows as skipped."""
+def record(plan: Plan, deps: Deps, *, when: tuple[float, str] | None = None) -> tuple[int, bool]:
+    """Store the campaign: one queued row per recipient, suppressed rows as skipped.
+
+    ``when`` (a time and its zone) records it ``scheduled`` (``bot.handlers.schedule``).
+    """
     req = plan.request
     rows: list[NewMessage] = [
         NewMessage(
@@ -275,4 +278,6 @@ def record(plan: Plan, deps: Deps) -> tuple[int, bool]:
         status_channel=req.status_channel,
         correlation_id=req.correlation_id,
         account=deps.account,
+        scheduled_at=when[0] if when else None,
+        schedule_zone=when[1] if when else "",
     )

@@ -307,6 +307,8 @@ def run(
         raise UserInputError(f"There is no campaign {campaign_id}.", field="campaign")
     if campaign.status == CANCELLED:
         return Result(campaign_id, CANCELLED, store.outbox.counts(campaign_id))
+    if campaign.status == CampaignStatus.SCHEDULED:  # only schedule.release starts it
+        return Result(campaign_id, campaign.status, store.outbox.counts(campaign_id))
     renderer = deps.catalogue.renderer(campaign.template, subject_override=campaign.subject or None)
     if resume:
         store.outbox.recover_in_flight(campaign_id)

@@ -211,7 +211,7 @@ def _migration_5(db: sqlite_utils.Database) -> None:
 
 
 def _migration_schedule(db: sqlite_utils.Database) -> None:
-    """"Send later" (number given at merge): when a scheduled campaign starts
+    """ "Send later" (number given at merge): when a scheduled campaign starts
     (``scheduled_at``, seconds since the epoch, UTC) and the IANA zone the person
     gave it in (``schedule_zone``, to show the time back as they said it).
 
