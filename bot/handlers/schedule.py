@@ -17,7 +17,7 @@ import enum
 import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from bot.errors import MailboltError, UserInputError
 from bot.handlers import attachments, preflight, quota
@@ -106,7 +106,8 @@ def local_when(local: datetime, zone_name: str, *, now: float) -> When:
             field="when",
         ) from None
     aware = local.replace(tzinfo=where, second=0, microsecond=0)
-    if aware.astimezone(where).replace(tzinfo=None) != aware.replace(tzinfo=None):
+    back = aware.astimezone(UTC).astimezone(where)  # a skipped time comes back moved
+    if back.replace(tzinfo=None) != aware.replace(tzinfo=None):
         raise UserInputError(
             f"{local:%Y-%m-%d %H:%M} does not exist in {zone_name}: the clocks skip it "
             "(daylight saving time). Choose another time.",
