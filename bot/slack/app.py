@@ -49,6 +49,7 @@ from bot.slack import (
     home,
     preview,
 )
+from bot.slack import schedule as sending_later
 from bot.slack.authorize import authorize
 from bot.slack.lookups import Lookups
 from bot.slack.status import UPDATE_INTERVAL_SECONDS, StatusBoard
@@ -238,7 +239,16 @@ def bolt_app(services: Services, *, listener_executor: Executor | None = None) -
     app.use(correlate)
     app.use(authorize(services))
     app.error(log_error)
-    for module in (commands, compose, preview, campaign_actions, home, accounts, audiences):
+    for module in (
+        commands,
+        compose,
+        preview,
+        campaign_actions,
+        home,
+        accounts,
+        audiences,
+        sending_later,
+    ):
         module.register(app, services)
     return app
 

@@ -12,6 +12,7 @@ resubmitted view finds the campaign already recorded.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import asdict
 from typing import Any
 
@@ -20,12 +21,13 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.errors import UserInputError
-from bot.handlers import attachments, drafts, preflight, send_loop, trial_send
+from bot.handlers import attachments, drafts, preflight, schedule, send_loop, trial_send
 from bot.handlers.campaign import CampaignRequest, Deps, Plan
 from bot.handlers.quota import estimate_duration
 from bot.handlers.recipients import from_slack_users, summarize
 from bot.records import Draft, MessageState
 from bot.slack import Services, accounts, report, views
+from bot.slack import schedule as sending_later
 from bot.slack.answers import answering, update_view
 from bot.timefmt import rough_duration
 
@@ -59,6 +61,7 @@ def draft_preview(
         )
     data = preview_data(plan, gathered, services, deps)
     data.status_where = status_destination(services, request.status_channel)
+    data.zone = sending_later.user_zone(services, request.requested_by)
     key = drafts.save_draft(
         services.deps.store.drafts,
         request.requested_by,
@@ -156,16 +159,31 @@ def _unconfirmed(draft: Draft, view: dict[str, Any]) -> bool:
     return data.needs_confirmation and not views.confirmed(view["state"]["values"])
 
 
+def chosen_time(draft: Draft, view: dict[str, Any]) -> schedule.When | None:
+    """When the preview is to be sent (None: now), in the person's Slack time zone;
+    ``UserInputError`` naming the block when the time is missing or refused."""
+    zone_name = draft.data["preview"].get("zone") or "UTC"
+    return sending_later.when_of(view["state"]["values"], zone_name, time.time())
+
+
 def send_answer(draft: Draft | None, view: dict[str, Any], correlation_id: str) -> dict[str, Any]:
-    """The acknowledgement of "Send": expired, unconfirmed, or starting."""
+    """The acknowledgement of "Send": expired, unconfirmed, a refused time,
+    scheduled, or starting."""
     if draft is None:
         return {"response_action": "update", "view": views.notice_view("Not sent", EXPIRED)}
     if _unconfirmed(draft, view):
         return {"response_action": "errors", "errors": {views.B_CONFIRM: CONFIRM}}
+    try:
+        when = chosen_time(draft, view)
+    except UserInputError as exc:
+        return {"response_action": "errors", "errors": {exc.field or views.B_DATE: str(exc)}}
     channel = draft.data["request"]["status_channel"]
     where = draft.data["preview"].get("status_where") or (
         f"<#{channel}>" if channel else "your direct messages"
     )
+    if when is not None:
+        text = sending_later.scheduled_text(when, where, correlation_id)
+        return {"response_action": "update", "view": views.notice_view("Scheduled", text)}
     text = f":rocket: Starting. Progress is posted in {where}. (ref {correlation_id})"
     return {"response_action": "update", "view": views.notice_view("Sending", text)}
 
@@ -175,8 +193,11 @@ def _sender_deps(draft: Draft, user: str, services: Services) -> Deps:
     return accounts.deps_for_choice(services, user, draft.data["form"].get("sender", ""))
 
 
-def start(draft: Draft, user: str, services: Services) -> tuple[int, bool]:
-    """Record the draft's campaign once (its key is the idempotency key)."""
+def start(
+    draft: Draft, user: str, services: Services, when: schedule.When | None = None
+) -> tuple[int, bool, Deps]:
+    """Record the draft's campaign once (its key is the idempotency key), to go at
+    once or at ``when``; with the Deps of the account it is sent from."""
     deps = _sender_deps(draft, user, services)
     request = drafts.load_request(
         draft,
@@ -185,16 +206,18 @@ def start(draft: Draft, user: str, services: Services) -> tuple[int, bool]:
         idempotency_key=f"slack:{draft.key}",
     )
     plan = preflight.preflight(request, deps)
-    return preflight.record(plan, deps)
+    campaign_id, created = schedule.schedule(plan, deps, when)
+    return campaign_id, created, deps
 
 
-def _run(campaign_id: int, services: Services, correlation_id: str) -> None:
-    """Post the status message, then send."""
+def _run(campaign_id: int, services: Services, correlation_id: str, deps: Deps) -> None:
+    """Post the status message, then send now or leave it for its time."""
     try:
         services.board.post(campaign_id)
     except SlackApiError as exc:
         report(exc, correlation_id, f"posting the status of campaign {campaign_id}")
-    services.runner.start(campaign_id)
+    if schedule.release(campaign_id, deps, services.runner.start) is schedule.Released.WAITING:
+        sending_later.tell_finish(services, campaign_id, deps)
 
 
 # -- "Send me a test" ------------------------------------------------------------------
@@ -272,14 +295,15 @@ def register(app: App, services: Services) -> None:
                 client, view["id"], views.notice_view("Not sent", text), correlation_id, tell=tell
             )
 
-        started = answering(
-            correlation_id, "starting a campaign", lambda: start(draft, user, services), not_sent
-        )
+        def record() -> tuple[int, bool, Deps]:
+            return start(draft, user, services, chosen_time(draft, view))
+
+        started = answering(correlation_id, "starting a campaign", record, not_sent)
         if started is None:
             return
-        campaign_id, created = started
+        campaign_id, created, deps = started
         if created:
-            _run(campaign_id, services, correlation_id)
+            _run(campaign_id, services, correlation_id, deps)
         else:
             log.info(
                 "[%s] preview %s submitted again: campaign %s",

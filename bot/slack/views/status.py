@@ -31,6 +31,7 @@ from bot.slack.views.blocks import (
     who,
 )
 from bot.slack.views.notices import delivery_line
+from bot.slack.views.schedule import schedule_buttons
 
 FINISHED = (CampaignStatus.COMPLETED, CampaignStatus.CANCELLED)
 
@@ -56,6 +57,13 @@ class StatusData:
     cancelled: int = 0
     note: str = ""
     delivery: DeliveryStats | None = None  # only when bounce reports are read
+    #: A scheduled campaign's time and the zone it is shown in.
+    scheduled_at: float | None = None
+    schedule_zone: str = ""
+
+    @property
+    def scheduled(self) -> bool:
+        return self.status == CampaignStatus.SCHEDULED and not self.active
 
     @property
     def finished(self) -> bool:
@@ -74,8 +82,9 @@ class StatusData:
 def status_message(data: StatusData) -> tuple[str, list[dict[str, Any]]]:
     """The text fallback and blocks of a campaign's status message."""
     state = state_line(data)
+    doing = "scheduled" if data.scheduled else "is sending"
     title = (
-        f"{who(data.requested_by)} is sending *{escape(data.template)}* to "
+        f"{who(data.requested_by)} {doing} *{escape(data.template)}* to "
         f"{data.total:,} recipient(s) — campaign #{data.campaign_id}"
     )
     blocks = [
@@ -110,6 +119,16 @@ def state_line(data: StatusData) -> str:
     Queued and running are what the status board knows live; everything else is
     ``display_state``'s, the same words the CLI's ``status`` uses.
     """
+    if data.scheduled:
+        shown = display_state(
+            data.status,
+            None,
+            data.counts,
+            sender_active=False,
+            scheduled_at=data.scheduled_at,
+            schedule_zone=data.schedule_zone,
+        )
+        return f":calendar: {escape(shown.label).replace('scheduled: for', 'scheduled for', 1)}"
     if data.queued and data.waiting_for is not None:
         return f":double_vertical_bar: waiting for campaign #{data.waiting_for} to finish"
     if data.queued:
@@ -189,6 +208,8 @@ def _notes(data: StatusData) -> list[dict[str, Any]]:
 def _buttons(data: StatusData) -> list[dict[str, Any]]:
     """Cancel while it can still stop; retry and resolve once it has stopped."""
     value = str(data.campaign_id)
+    if data.scheduled:
+        return schedule_buttons(data.campaign_id)
     buttons = []
     if not data.finished:
         buttons.append(button("Cancel", A_CANCEL, value, "danger"))
