@@ -279,8 +279,15 @@ class Runner:
 
     def start_scheduled(self) -> list[int]:
         """Start the scheduled campaigns whose time came (each checked again first,
-        as its own sender account)."""
-        return schedule.start_due(self.deps, self._deps_for, self.start)
+        as its own sender account); the ids started. One refused by that check is
+        reported to the observers as finished (its status says why)."""
+        outcomes = schedule.start_due(self.deps, self._deps_for, self.start)
+        for campaign_id, outcome in outcomes.items():
+            if outcome is schedule.Released.REFUSED:
+                self._notify(
+                    "finished", campaign_id, resolution.counts_result(campaign_id, self.deps)
+                )
+        return [c for c, outcome in outcomes.items() if outcome is schedule.Released.STARTED]
 
     def start_new(self) -> list[int]:
         """Start due campaigns when one was recorded since the last look, e.g. by

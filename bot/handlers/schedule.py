@@ -285,17 +285,15 @@ def start_due(
     start: Callable[[int], object],
     *,
     now: float | None = None,
-) -> list[int]:
-    """Release every scheduled campaign whose time came; the ids started."""
+) -> dict[int, Released]:
+    """Release every scheduled campaign whose time came; what became of each."""
     now = deps.clock() if now is None else now
-    started = []
+    outcomes = {}
     for campaign_id in deps.store.campaigns.scheduled_due(now):
         row = deps.store.campaigns.get(campaign_id)
-        if row is None:
-            continue
-        if release(campaign_id, deps_for(row.account), start, now=now) is Released.STARTED:
-            started.append(campaign_id)
-    return started
+        if row is not None:
+            outcomes[campaign_id] = release(campaign_id, deps_for(row.account), start, now=now)
+    return outcomes
 
 
 def recheck(campaign: Campaign, deps: Deps) -> str | None:

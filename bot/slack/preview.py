@@ -288,6 +288,10 @@ def register(app: App, services: Services) -> None:
         draft = _draft_of(view, services)
         if draft is None or _unconfirmed(draft, view):
             return
+        try:
+            chosen_time(draft, view)
+        except UserInputError:
+            return  # the acknowledgement marked the time on the form
 
         def not_sent(text: str) -> None:
             tell = (user, f"Your email was not sent: {text}")
