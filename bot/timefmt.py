@@ -86,3 +86,13 @@ def local_moment(timestamp: float, zone_name: str, *, now: float | None = None) 
     moment = datetime.fromtimestamp(timestamp, where)
     year = "" if now is None or datetime.fromtimestamp(now, where).year == moment.year else " %Y"
     return moment.strftime(f"%A {moment.day} %B{year}, %H:%M ") + (zone_name or "UTC")
+
+
+def wall_minute(moment: datetime) -> str:
+    """``2026-03-03 09:00``: a wall-clock time as a person types it (no zone)."""
+    return f"{moment:%Y-%m-%d %H:%M}"
+
+
+def picker_time(moment: datetime) -> str:
+    """``09:00``: a time as Slack's timepicker takes and gives it."""
+    return f"{moment:%H:%M}"

@@ -27,7 +27,7 @@ from bot.handlers.quota import DAY_SECONDS, estimate_duration
 from bot.handlers.values import ATTACHMENTS_COLUMN
 from bot.models import Recipient, RecipientList
 from bot.records import Campaign, CampaignStatus, MessageState
-from bot.timefmt import fixed_zone_name, local_moment, zone
+from bot.timefmt import fixed_zone_name, local_moment, wall_minute, zone
 
 #: The furthest ahead a campaign may be scheduled.
 MAX_AHEAD_SECONDS = 365 * 24 * 3600.0
@@ -109,7 +109,7 @@ def local_when(local: datetime, zone_name: str, *, now: float) -> When:
     back = aware.astimezone(UTC).astimezone(where)  # a skipped time comes back moved
     if back.replace(tzinfo=None) != aware.replace(tzinfo=None):
         raise UserInputError(
-            f"{local:%Y-%m-%d %H:%M} does not exist in {zone_name}: the clocks skip it "
+            f"{wall_minute(local)} does not exist in {zone_name}: the clocks skip it "
             "(daylight saving time). Choose another time.",
             field="when",
         )

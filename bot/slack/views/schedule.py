@@ -25,7 +25,7 @@ from bot.slack.views.blocks import (
     value_of,
     who,
 )
-from bot.timefmt import local_moment, zone
+from bot.timefmt import local_moment, picker_time, zone
 
 B_WHEN = "when"
 B_DATE = "send_date"
@@ -103,7 +103,7 @@ def move_view(campaign: Campaign, now: float) -> dict[str, Any]:
             f"Campaign #{campaign.id} ({escape(campaign.template)}) is scheduled for "
             f"{escape(local_moment(at, zone_name, now=now))}."
         ),
-        *_pickers(zone_name, local.date(), f"{local:%H:%M}", "Within a year."),
+        *_pickers(zone_name, local.date(), picker_time(local), "Within a year."),
     ]
     return modal(
         "Move campaign",
