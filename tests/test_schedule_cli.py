@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from bot.records import CampaignStatus
 from tests.test_cli import outbox, run, write
 
 PASTE = "ann@example.com\nbo@example.org\n"
@@ -121,3 +122,25 @@ def test_times_in_the_past_too_far_ahead_or_unreadable_are_refused_and_record_no
     assert "No campaigns are scheduled" in run(tmp_path, "scheduled").stdout
     moved = run(tmp_path, "scheduled", "move", "1", f"{_in_paris(3):%Y-%m-%d %H:%M}")
     assert moved.returncode == 2 and "no campaign 1" in moved.stderr.lower()
+
+
+def test_send_resume_after_its_time_checks_it_again_and_sends_it(tmp_path):
+    """Without a server, ``send --resume`` after the time starts it. The database is
+    as ``send --at`` left it once the time has passed (the time is set back, since
+    the CLI refuses a past time)."""
+    from bot.store import Store
+
+    scheduled = _send_at(tmp_path, f"{_in_paris(2):%Y-%m-%d %H:%M} Europe/Paris")
+    campaign = int(_campaign_id(scheduled.stdout))
+    store = Store(tmp_path / "data" / "sendmail.db")
+    try:
+        assert store.campaigns.update_if(
+            campaign, CampaignStatus.SCHEDULED, scheduled_at=datetime.now(UTC).timestamp() - 60
+        )
+    finally:
+        store.close()
+    resumed = run(tmp_path, "send", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert len(outbox(tmp_path)) == 2
+    assert "completed" in run(tmp_path, "status", str(campaign)).stdout
+    assert "campaign.schedule_started" in run(tmp_path, "audit", "--campaign", str(campaign)).stdout

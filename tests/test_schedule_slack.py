@@ -228,3 +228,15 @@ def test_checked_again_at_its_time_a_broken_template_stops_it_with_the_reason(
         assert row.status == CampaignStatus.CANCELLED
         assert second.eml_files() == []
         assert "campaign.schedule_refused" in [a.action for a in second.deps.store.audit.recent()]
+
+
+def test_a_double_click_on_a_scheduled_send_records_one_campaign(allowed, fake):
+    with running_mailbolt(allowed, fake) as mailbolt:
+        preview = to_preview(fake, paste=PASTE)
+        values = when_values(paris_in(45))
+        first = fake.submit_view(preview["id"], values, user=OWNER, apply=False)
+        second = fake.submit_view(preview["id"], values, user=OWNER)
+        assert first.status == second.status == 200
+        mailbolt.settle()
+        assert len(mailbolt.deps.store.campaigns.scheduled()) == 1
+        assert len(mailbolt.deps.store.campaigns.recent()) == 1
