@@ -240,3 +240,19 @@ def test_a_double_click_on_a_scheduled_send_records_one_campaign(allowed, fake):
         mailbolt.settle()
         assert len(mailbolt.deps.store.campaigns.scheduled()) == 1
         assert len(mailbolt.deps.store.campaigns.recent()) == 1
+
+
+def test_when_the_daily_limit_cannot_cover_it_then_it_says_when_it_will_finish(allowed, fake):
+    with running_mailbolt(allowed, fake) as mailbolt:
+        mailbolt.deps.policy.daily_limit = 1  # two recipients: one waits a day
+        moment = paris_in(60)
+        answer = schedule_preview(fake, moment)
+        told = block_text(answer["view"]["blocks"])
+        finish = datetime.fromtimestamp(moment.timestamp() + 24 * 3600, PARIS)
+        assert "1 message(s) wait for it" in told
+        assert f"finish around {words(finish, 'Europe/Paris')}" in told
+        scheduled_status(fake)
+        wait_for(
+            lambda: any("wait for it" in m["text"] for m in fake.messages_in(STATUS)),
+            "the estimate in the status thread",
+        )

@@ -166,7 +166,15 @@ def chosen_time(draft: Draft, view: dict[str, Any]) -> schedule.When | None:
     return sending_later.when_of(view["state"]["values"], zone_name, time.time())
 
 
-def send_answer(draft: Draft | None, view: dict[str, Any], correlation_id: str) -> dict[str, Any]:
+def _estimate_deps(draft: Draft, services: Services) -> Deps:
+    """The draft's account, for an estimate only: no Slack call within the 3-second
+    acknowledgement (who may use it is checked again when it is recorded)."""
+    return services.wiring.deps_for(draft.data["form"].get("sender", ""))
+
+
+def send_answer(
+    draft: Draft | None, view: dict[str, Any], correlation_id: str, services: Services
+) -> dict[str, Any]:
     """The acknowledgement of "Send": expired, unconfirmed, a refused time,
     scheduled, or starting."""
     if draft is None:
@@ -182,7 +190,10 @@ def send_answer(draft: Draft | None, view: dict[str, Any], correlation_id: str) 
         f"<#{channel}>" if channel else "your direct messages"
     )
     if when is not None:
-        text = sending_later.scheduled_text(when, where, correlation_id)
+        finish = sending_later.finish_words(
+            services, _estimate_deps(draft, services), draft.data["preview"]["valid"], when
+        )
+        text = sending_later.scheduled_text(when, where, correlation_id, finish)
         return {"response_action": "update", "view": views.notice_view("Scheduled", text)}
     text = f":rocket: Starting. Progress is posted in {where}. (ref {correlation_id})"
     return {"response_action": "update", "view": views.notice_view("Sending", text)}
@@ -280,7 +291,8 @@ def register(app: App, services: Services) -> None:
 
     def preview_ack(ack: Ack, body: dict, context: BoltContext) -> None:
         view = body["view"]
-        ack(**send_answer(_draft_of(view, services), view, context.get("correlation_id", "")))
+        correlation_id = context.get("correlation_id", "")
+        ack(**send_answer(_draft_of(view, services), view, correlation_id, services))
 
     def preview_start(body: dict, client: WebClient, context: BoltContext) -> None:
         correlation_id = context.get("correlation_id", "")

@@ -51,31 +51,40 @@ def when_of(values: dict[str, Any], zone_name: str, now: float) -> schedule.When
         raise UserInputError(str(exc), field=views.B_DATE) from None
 
 
-def scheduled_text(when: schedule.When, where: str, correlation_id: str) -> str:
-    """What the preview turns into once a scheduled send is recorded."""
-    return (
+def scheduled_text(when: schedule.When, where: str, correlation_id: str, finish: str = "") -> str:
+    """What the preview turns into once a scheduled send is recorded (``finish``:
+    ``finish_words``, when the daily limit cannot cover it then)."""
+    text = (
         f":calendar: Scheduled for {when.words(time.time())}. It is checked again when it "
         f"starts. Its status, with Cancel and Move…, is posted in {where}. (ref {correlation_id})"
+    )
+    return f"{text}\n{finish}" if finish else text
+
+
+def finish_words(services: Services, deps: Deps, count: int, when: schedule.When) -> str:
+    """When the sending account's daily limit cannot cover ``count`` messages at
+    ``when``: how many wait, and when it should finish. Empty when it can."""
+    finish = schedule.estimate_finish(
+        count, deps, when.at, services.settings.gmail_quota_units_per_minute
+    )
+    if not finish.deferred:
+        return ""
+    return (
+        f":hourglass: The daily sending limit cannot cover it then: {finish.deferred:,} "
+        "message(s) wait for it, so it should finish around "
+        f"{local_moment(finish.finish_at, when.zone, now=time.time())}."
     )
 
 
 def tell_finish(services: Services, campaign_id: int, deps: Deps) -> None:
-    """In the status thread: when the daily limit cannot cover it at its time, when
-    it should finish."""
+    """The same estimate in the status thread, where it stays."""
     row = deps.store.campaigns.get(campaign_id)
-    if row is None or row.scheduled_at is None or services.settings.mail_transport == "sandbox":
+    if row is None or row.scheduled_at is None:
         return
     count = deps.store.outbox.counts(campaign_id)["queued"]
-    finish = schedule.estimate_finish(
-        count, deps, row.scheduled_at, services.settings.gmail_quota_units_per_minute
-    )
-    if finish.deferred:
-        services.board.reply(
-            campaign_id,
-            f":hourglass: The daily sending limit cannot cover it then: {finish.deferred:,} "
-            "message(s) wait for it, so it should finish around "
-            f"{local_moment(finish.finish_at, row.schedule_zone, now=time.time())}.",
-        )
+    words = finish_words(services, deps, count, schedule.When(row.scheduled_at, row.schedule_zone))
+    if words:
+        services.board.reply(campaign_id, words)
 
 
 # -- /sendmail scheduled -----------------------------------------------------------
