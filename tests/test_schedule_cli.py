@@ -112,6 +112,8 @@ def test_times_in_the_past_too_far_ahead_or_unreadable_are_refused_and_record_no
     assert refused.returncode == 2 and "more than a year ahead" in refused.stderr
     refused = _send_at(tmp_path, "tomorrow at nine")
     assert refused.returncode == 2 and "is not a date and time" in refused.stderr
+    refused = _send_at(tmp_path, f"{_in_paris(48):%Y-%m-%d}")  # no time: not midnight
+    assert refused.returncode == 2 and "is not a date and time" in refused.stderr
     refused = _send_at(tmp_path, f"{_in_paris(3):%Y-%m-%d %H:%M} Mars/Olympus")
     assert refused.returncode == 2 and "is not a time zone" in refused.stderr
     # The hour the clocks skip in spring (the last Sunday of March, 02:30 in Paris).

@@ -79,6 +79,8 @@ def parse_when(text: str, *, default_zone: str, now: float) -> When:
     if head and (tail[:1].isalpha() or _OFFSET.match(tail)):
         stamp, zone_name = head, tail
     try:
+        if ":" not in stamp:  # a date alone would silently mean midnight
+            raise ValueError(stamp)
         local = datetime.fromisoformat(stamp.replace(" ", "T", 1))
     except ValueError:
         raise UserInputError(
