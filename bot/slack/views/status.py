@@ -128,7 +128,7 @@ def state_line(data: StatusData) -> str:
             scheduled_at=data.scheduled_at,
             schedule_zone=data.schedule_zone,
         )
-        return f":calendar: {escape(shown.label).replace('scheduled: for', 'scheduled for', 1)}"
+        return f":calendar: scheduled {escape(shown.detail)}"
     if data.queued and data.waiting_for is not None:
         return f":double_vertical_bar: waiting for campaign #{data.waiting_for} to finish"
     if data.queued:
