@@ -207,11 +207,14 @@ class Campaigns(Protocol):
         correlation_id: str = "",
         account: str = LEGACY_ACCOUNT,
         status: CampaignStatus = CampaignStatus.RUNNING,
+        scheduled_at: float | None = None,
+        schedule_zone: str = "",
     ) -> tuple[int, bool]:
         """Record a campaign and its messages, meant to be sent by ``account``;
         ``(id, created)``. An ``idempotency_key`` seen before returns the existing
         campaign with ``created`` False. ``status`` is ``running`` or
-        ``awaiting_approval``."""
+        ``awaiting_approval``; a running one with ``scheduled_at`` is recorded
+        ``scheduled`` (``schedule_zone``: the zone to show the time in)."""
         ...
 
     def get(self, campaign_id: int) -> Campaign | None: ...
@@ -224,9 +227,24 @@ class Campaigns(Protocol):
         """Change only the columns given."""
         ...
 
+    def update_if(
+        self, campaign_id: int, expected: CampaignStatus, **changes: Unpack[CampaignChanges]
+    ) -> bool:
+        """Change the columns given only while the campaign is in ``expected``;
+        True when it changed (one of two racing writers wins)."""
+        ...
+
+    def scheduled(self, requested_by: str | None = None) -> list[Campaign]:
+        """Scheduled campaigns, soonest first (of ``requested_by`` only, if given)."""
+        ...
+
+    def scheduled_due(self, now: float) -> list[int]:
+        """Ids of scheduled campaigns whose time is ``now`` or earlier."""
+        ...
+
     def unfinished(self) -> list[int]:
-        """Ids of campaigns (not cancelled, not awaiting approval) with messages to
-        send or doubts to settle."""
+        """Ids of campaigns (not cancelled, scheduled or awaiting approval) with
+        messages to send or doubts to settle."""
         ...
 
     def due(self, now: float) -> list[int]:

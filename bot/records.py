@@ -30,8 +30,13 @@ class MessageState(StrEnum):
 
 
 class CampaignStatus(StrEnum):
-    """Where one campaign is, as a whole."""
+    """Where one campaign is, as a whole.
 
+    ``scheduled``: checked and recorded, waiting for its time (``scheduled_at``);
+    nothing sends it before ``bot.handlers.schedule.release`` moves it to ``running``.
+    """
+
+    SCHEDULED = "scheduled"
     RUNNING = "running"
     PAUSED = "paused"
     COMPLETED = "completed"
@@ -150,6 +155,10 @@ class Campaign:
     correlation_id: str = ""
     #: The account meant to send it (``SANDBOX_ACCOUNT``, a Gmail address, or legacy).
     account: str = LEGACY_ACCOUNT
+    #: When it is to start (seconds since the epoch, UTC); None: at once.
+    scheduled_at: float | None = None
+    #: The IANA zone the time was given in, to show it back ("Europe/Paris").
+    schedule_zone: str = ""
 
 
 class CampaignChanges(TypedDict, total=False):
@@ -161,6 +170,8 @@ class CampaignChanges(TypedDict, total=False):
     finished_at: float | None
     status_channel: str
     status_ts: str | None
+    scheduled_at: float | None
+    schedule_zone: str
 
 
 @dataclass(frozen=True)

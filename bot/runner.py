@@ -26,6 +26,10 @@ Why it looks like this:
   sending to the server (one lock, one pacing, one quota). A cheap check of the
   newest campaign id every second notices it and starts it at once, instead of
   at the next full due-check.
+- Scheduled campaigns (``bot.handlers.schedule``) are released by a check every
+  few seconds (one indexed query), and once at start: a campaign whose time
+  passed while the server was down starts at once, and none waits for the next
+  minute-long due check.
 - The Slack layer follows along through ``Observer`` callbacks.
 """
 
@@ -39,7 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from bot.handlers import resolution, send_loop
+from bot.handlers import resolution, schedule, send_loop
 from bot.handlers.campaign import Deps, Result
 from bot.records import CampaignStatus, MessageState
 
@@ -47,6 +51,8 @@ log = logging.getLogger(__name__)
 
 DUE_CHECK_SECONDS = 60.0
 NEW_CAMPAIGN_CHECK_SECONDS = 1.0
+#: How often scheduled campaigns are looked for: well within "a minute of their time".
+SCHEDULE_CHECK_SECONDS = 5.0
 EXPRESS_MAX_MESSAGES = 1
 
 
@@ -121,6 +127,7 @@ class Runner:
         deps_for: Callable[[str], Deps] | None = None,
         due_check_seconds: float = DUE_CHECK_SECONDS,
         new_campaign_check_seconds: float = NEW_CAMPAIGN_CHECK_SECONDS,
+        schedule_check_seconds: float = SCHEDULE_CHECK_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.deps = deps
@@ -142,6 +149,7 @@ class Runner:
         self._newest_seen = 0
         self.every(due_check_seconds, self.start_due, "deferred messages")
         self.every(new_campaign_check_seconds, self.start_new, "new campaigns")
+        self.every(schedule_check_seconds, self.start_scheduled, "scheduled campaigns")
 
     # -- set-up ------------------------------------------------------------------
 
@@ -170,6 +178,10 @@ class Runner:
         ids = self.deps.store.campaigns.unfinished()
         for campaign_id in ids:
             self.start(campaign_id, resume=True)
+        try:
+            self.start_scheduled()  # their time passed while nothing ran
+        except Exception:  # the periodic check tries again in a few seconds
+            log.exception("starting scheduled campaigns failed")
         return ids
 
     def close(self, timeout: float = 30.0) -> bool:
@@ -264,6 +276,18 @@ class Runner:
         for campaign_id in ids:
             self.start(campaign_id)
         return ids
+
+    def start_scheduled(self) -> list[int]:
+        """Start the scheduled campaigns whose time came (each checked again first,
+        as its own sender account); the ids started. One refused by that check is
+        reported to the observers as finished (its status says why)."""
+        outcomes = schedule.start_due(self.deps, self._deps_for, self.start)
+        for campaign_id, outcome in outcomes.items():
+            if outcome is schedule.Released.REFUSED:
+                self._notify(
+                    "finished", campaign_id, resolution.counts_result(campaign_id, self.deps)
+                )
+        return [c for c, outcome in outcomes.items() if outcome is schedule.Released.STARTED]
 
     def start_new(self) -> list[int]:
         """Start due campaigns when one was recorded since the last look, e.g. by

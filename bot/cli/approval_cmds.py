@@ -21,7 +21,7 @@ from bot.errors import PolicyError
 from bot.handlers import approval
 from bot.handlers.campaign import Deps, Plan
 from bot.records import ApprovalDecision, CampaignStatus
-from bot.timefmt import utc_minute
+from bot.timefmt import local_moment, utc_minute
 from bot.wiring import ROLE_SERVE, AnySenderLock, SenderBusy, Wiring, approval_policy, sender_lock
 
 out = make_console()
@@ -48,10 +48,17 @@ def reason_for(plan: Plan, settings: Settings) -> str:
 
 
 def send_for_approval(
-    plan: Plan, deps: Deps, settings: Settings, reason: str, follow: Follow
+    plan: Plan,
+    deps: Deps,
+    settings: Settings,
+    reason: str,
+    follow: Follow,
+    *,
+    when: tuple[float, str] | None = None,
 ) -> int:
     """Record the campaign awaiting approval, wait for the decision, then follow
-    the sending; or refuse, recording nothing, when nobody could decide."""
+    the sending; or refuse, recording nothing, when nobody could decide. A
+    scheduled one (``when``) is not waited for: once approved it keeps its time."""
     nothing = "Nothing was sent or recorded."
     if not settings.slack_bot_token or not settings.approval_channel:
         raise PolicyError(
@@ -72,7 +79,15 @@ def send_for_approval(
             f"This campaign needs approval ({reason}). Approvers decide in Slack through "
             f"`python -m bot serve`, which is not running: start it, then send again. {nothing}"
         )
-    campaign_id, _ = approval.record(plan, deps, reason)
+    campaign_id, _ = approval.record(plan, deps, reason, when)
+    if when is not None:
+        out.print(
+            f"Campaign {campaign_id} needs approval ({reason}); the request is posted in "
+            f"Slack channel {settings.approval_channel}. Once approved it starts at "
+            f"{local_moment(*when)}; `python -m bot status {campaign_id}` shows where it is.",
+            markup=False,
+        )
+        return 0
     code = wait_for_decision(campaign_id, deps, settings, lock)
     if code is not None:
         return code

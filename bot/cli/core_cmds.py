@@ -235,6 +235,12 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
         raise UserInputError("send needs --template and --recipients (or --resume).")
     from bot.handlers import drafts
 
+    when = None
+    if getattr(args, "at", None):  # checked first: a bad time is refused before the work
+        from bot.cli.schedule_cmds import parse_at
+
+        when = parse_at(args.at)
+
     recipients = read_recipients(args.recipients, settings)
     files, recipients = _attachments(args, recipients)
     request = drafts.build_request(
@@ -273,7 +279,17 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
             out.print(f"First subject: {plan.first.subject}")
         return 0
     if needs_approval:
-        return approval_cmds.send_for_approval(plan, deps, settings, needs_approval, _follow)
+        at = (when.at, when.zone) if when is not None else None
+        return approval_cmds.send_for_approval(
+            plan, deps, settings, needs_approval, _follow, when=at
+        )
+    if when is not None:
+        from bot.cli.schedule_cmds import announce_scheduled
+        from bot.handlers import schedule
+
+        campaign_id, _ = schedule.schedule(plan, deps, when)
+        announce_scheduled(campaign_id, when, plan, deps, settings)
+        return 0
     lock = sender_lock(settings)
     try:
         lock.acquire()
@@ -374,6 +390,10 @@ def _resume(
         )
         return 0
     try:
+        from bot.handlers import schedule
+
+        # Scheduled campaigns whose time came, checked again, join the unfinished ones.
+        schedule.start_due(deps, deps_for or (lambda account: deps), lambda campaign_id: None)
         ids = deps.store.campaigns.unfinished()
         if not ids:
             out.print("Nothing to resume.")
@@ -417,6 +437,23 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     active = sender_active(settings)
     if args.campaign is not None:
         result = resolution.stored_result(store, args.campaign)
+        row = store.campaigns.get(args.campaign)
+        if row is not None and row.status == CampaignStatus.SCHEDULED:
+            shown = display_state(
+                row.status,
+                None,
+                result.counts,
+                sender_active=active,
+                scheduled_at=row.scheduled_at,
+                schedule_zone=row.schedule_zone,
+            )
+            out.print(f"Campaign {row.id}: {shown.label} ({row.total} message(s))", markup=False)
+            out.print(
+                f"Next: cancel with `python -m bot scheduled cancel {row.id}`, or move with "
+                f'`python -m bot scheduled move {row.id} "YYYY-MM-DD HH:MM"`.',
+                markup=False,
+            )
+            return 0
         _print_result(result, settings, sender_active=active)
         return 0
     table = Table(title="Recent campaigns")
@@ -432,6 +469,8 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
             deferred_until=store.outbox.deferred_until(row.id)
             if counts[MessageState.DEFERRED]
             else None,
+            scheduled_at=row.scheduled_at,
+            schedule_zone=row.schedule_zone,
         )
         table.add_row(
             str(row.id),

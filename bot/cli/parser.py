@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         register_results,
         register_serve,
         register_accounts,
+        register_schedule,
     ):
         register(sub)
     return parser
@@ -94,6 +95,12 @@ def register_core(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="ADDRESS",
         default="",
         help="the sender account to send from (see `accounts list`; default: the `auth` one)",
+    )
+    send.add_argument(
+        "--at",
+        metavar="WHEN",
+        help='start later: "YYYY-MM-DD HH:MM" in this machine\'s time zone, or followed by '
+        "a zone (Europe/Paris) or offset (+01:00); within a year",
     )
     send.set_defaults(func=_run("core_cmds", "cmd_send"))
 
@@ -286,6 +293,26 @@ def register_accounts(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     remove = actions.add_parser("remove", help="revoke a sender account's grant and forget it")
     remove.add_argument("name", metavar="NAME", help="its name or address")
     remove.set_defaults(func=_run("accounts_cmds", "cmd_remove"))
+
+
+def register_schedule(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    scheduled = sub.add_parser(
+        "scheduled", help="campaigns that start later (send --at): list, cancel, move"
+    )
+    scheduled.set_defaults(func=_run("schedule_cmds", "cmd_scheduled"))
+    actions = scheduled.add_subparsers(dest="action", metavar="ACTION")
+
+    listing = actions.add_parser("list", help="every scheduled campaign, soonest first")
+    listing.set_defaults(func=_run("schedule_cmds", "cmd_scheduled"))
+
+    cancel = actions.add_parser("cancel", help="cancel a scheduled campaign; nothing is sent")
+    cancel.add_argument("campaign", type=CAMPAIGN_ID, metavar="CAMPAIGN")
+    cancel.set_defaults(func=_run("schedule_cmds", "cmd_cancel"))
+
+    move = actions.add_parser("move", help="give a scheduled campaign a new time")
+    move.add_argument("campaign", type=CAMPAIGN_ID, metavar="CAMPAIGN")
+    move.add_argument("when", metavar="WHEN", help='"YYYY-MM-DD HH:MM" [zone or offset]')
+    move.set_defaults(func=_run("schedule_cmds", "cmd_move"))
 
 
 def _access_options(parser: argparse.ArgumentParser) -> None:

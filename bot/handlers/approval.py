@@ -122,13 +122,16 @@ def campaign_digest(campaign: Campaign, deps: Deps) -> str:
     return digest.hexdigest()
 
 
-def record(plan: Plan, deps: Deps, reason: str) -> tuple[int, bool]:
-    """Record the plan as a campaign awaiting approval, and its request.
+def record(
+    plan: Plan, deps: Deps, reason: str, when: tuple[float, str] | None = None
+) -> tuple[int, bool]:
+    """Record the plan as a campaign awaiting approval, and its request (``when``:
+    the time it is scheduled for once approved, and its zone).
 
     Idempotent like ``preflight.record``: a campaign already recorded under the
     same key keeps its request (one is made if it has none).
     """
-    campaign_id, created = preflight.record(plan, deps, status=AWAITING)
+    campaign_id, created = preflight.record(plan, deps, status=AWAITING, when=when)
     store = deps.store
     if store.approvals.get(campaign_id) is None:
         campaign = store.campaigns.get(campaign_id)
@@ -221,15 +224,19 @@ def decide(
 
 
 def _release(campaign_id: int, deps: Deps, actor: str) -> bool:
-    """THE hand-over of an approved campaign: mark it running, for the runner to
-    start. False (and nothing moves) when it is not approved, was released
-    already, or changed since the request (it then waits for a new decision).
-
-    Scheduling will make this wait for a campaign's time instead of starting now.
+    """THE hand-over of an approved campaign; True when it may start now (it is
+    ``running``, for the runner to start). One with a time becomes ``scheduled``
+    and keeps it: ``schedule.start_due`` starts it at its time, checked again,
+    or within seconds when the approval came after the time. False (and nothing
+    moves) when it is not approved, was released already, or changed since the
+    request (it then waits for a new decision).
     """
     if not still_as_approved(campaign_id, deps):
         return False
-    return deps.store.approvals.release(campaign_id, actor)
+    if not deps.store.approvals.release(campaign_id, actor):
+        return False
+    campaign = deps.store.campaigns.get(campaign_id)
+    return campaign is not None and campaign.status == CampaignStatus.RUNNING
 
 
 def still_as_approved(campaign_id: int, deps: Deps) -> bool:

@@ -16,8 +16,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bot.records import CampaignStatus, MessageState
+from bot.timefmt import local_moment
 
-CANCELLED, PAUSED = CampaignStatus.CANCELLED, CampaignStatus.PAUSED
+CANCELLED, PAUSED, SCHEDULED = (
+    CampaignStatus.CANCELLED,
+    CampaignStatus.PAUSED,
+    CampaignStatus.SCHEDULED,
+)
 DEFERRED, FAILED, QUEUED, SENDING, SENT, UNCERTAIN = (
     MessageState.DEFERRED,
     MessageState.FAILED,
@@ -26,6 +31,10 @@ DEFERRED, FAILED, QUEUED, SENDING, SENT, UNCERTAIN = (
     MessageState.SENT,
     MessageState.UNCERTAIN,
 )
+
+
+#: How the reason of a scheduled campaign refused when its time came begins.
+NOT_STARTED = "not started at its time"
 
 
 class NextStep(enum.Enum):
@@ -44,7 +53,7 @@ class Display:
     state: str  # short: "sending", "interrupted", "deferred", "paused", …
     detail: str  # the rest of the sentence, e.g. "3 uncertain" or the pause reason
     next_step: NextStep | None = None
-    resume_at: float | None = None  # for "deferred": when sending may go on
+    resume_at: float | None = None  # "deferred": when sending may go on; "scheduled": its time
 
     @property
     def label(self) -> str:
@@ -58,16 +67,24 @@ def display_state(
     *,
     sender_active: bool,
     deferred_until: float | None = None,
+    scheduled_at: float | None = None,
+    schedule_zone: str = "",
 ) -> Display:
     """The true state of one campaign with stored ``status`` and ``paused_reason``.
 
     ``sender_active`` says whether a process holds the database's sender lock:
     without one, "running" with messages left means interrupted, not sending.
+    A scheduled campaign names its time in the zone it was given in.
     """
     left = counts.get(QUEUED, 0) + counts.get(SENDING, 0)
     if status == CampaignStatus.AWAITING_APPROVAL:
         return Display("awaiting approval", paused_reason or f"{left} not sent yet")
+    if status == SCHEDULED:
+        words = local_moment(scheduled_at, schedule_zone) if scheduled_at else "a time"
+        return Display("scheduled", f"for {words}", None, scheduled_at)
     if status == CANCELLED:
+        if paused_reason and paused_reason.startswith(NOT_STARTED):
+            return Display("cancelled", paused_reason)
         return Display("cancelled", f"{counts.get(SENT, 0)} sent before it was cancelled")
     if counts.get(UNCERTAIN, 0) and not (sender_active and left):
         return Display(

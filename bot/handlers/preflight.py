@@ -232,12 +232,18 @@ def _check_sizes(
 
 
 def record(
-    plan: Plan, deps: Deps, *, status: CampaignStatus = CampaignStatus.RUNNING
+    plan: Plan,
+    deps: Deps,
+    *,
+    status: CampaignStatus = CampaignStatus.RUNNING,
+    when: tuple[float, str] | None = None,
 ) -> tuple[int, bool]:
     """Store the campaign: one queued row per recipient, suppressed rows as skipped.
 
     ``status`` is ``awaiting_approval`` for a campaign a second person must approve
     first (``bot.handlers.approval.record``): nothing sends it until then.
+    ``when`` (a time and its zone) records it ``scheduled`` (``bot.handlers.schedule``),
+    or keeps the time of one awaiting approval for when it is approved.
     """
     req = plan.request
     rows: list[NewMessage] = [
@@ -282,4 +288,6 @@ def record(
         correlation_id=req.correlation_id,
         account=deps.account,
         status=status,
+        scheduled_at=when[0] if when else None,
+        schedule_zone=when[1] if when else "",
     )

@@ -307,6 +307,8 @@ def run(
         raise UserInputError(f"There is no campaign {campaign_id}.", field="campaign")
     if campaign.status == CANCELLED:
         return Result(campaign_id, CANCELLED, store.outbox.counts(campaign_id))
+    if campaign.status == CampaignStatus.SCHEDULED:  # only schedule.release starts it
+        return Result(campaign_id, campaign.status, store.outbox.counts(campaign_id))
     if approval.refuse_unapproved(campaign, deps):
         # Awaiting approval, or changed since it was approved: nothing is sent.
         return counts_result(campaign_id, deps)

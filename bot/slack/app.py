@@ -50,6 +50,7 @@ from bot.slack import (
     home,
     preview,
 )
+from bot.slack import schedule as sending_later
 from bot.slack.authorize import authorize
 from bot.slack.lookups import Lookups
 from bot.slack.status import UPDATE_INTERVAL_SECONDS, StatusBoard
@@ -249,6 +250,7 @@ def bolt_app(services: Services, *, listener_executor: Executor | None = None) -
         accounts,
         audiences,
         approval,
+        sending_later,
     ):
         module.register(app, services)
     return app

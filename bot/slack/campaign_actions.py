@@ -15,7 +15,9 @@ from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
 from bot.handlers import resolution
+from bot.records import CampaignStatus
 from bot.slack import Services, views
+from bot.slack import schedule as sending_later
 from bot.slack.answers import answering, tell_privately
 
 log = logging.getLogger(__name__)
@@ -34,8 +36,11 @@ def act(kind: str, campaign_id: int, user: str, team: str, services: Services) -
     What was done is said in the status message's thread, for everyone to see.
     """
     deps = services.deps
-    if deps.store.campaigns.get(campaign_id) is None:
+    row = deps.store.campaigns.get(campaign_id)
+    if row is None:
         return f"Campaign #{campaign_id} does not exist any more."
+    if kind == views.A_CANCEL and row.status == CampaignStatus.SCHEDULED:
+        return sending_later.cancel(campaign_id, user, services)
     if kind == views.A_CANCEL:
         return _cancel(campaign_id, user, team, services)
     if services.runner.is_active(campaign_id):

@@ -192,6 +192,10 @@ def answer(services: Services, word: str, rest: str, user: str) -> tuple[str, li
     if word == "quota":
         text = views.quota_text(quota_data(services))
         return text, [views.section(text)]
+    if word == "scheduled":
+        from bot.slack.schedule import scheduled_answer
+
+        return scheduled_answer(services, user)
     if word == "accounts":
         text = accounts_answer(services, user)
         return text, [views.section(text)]

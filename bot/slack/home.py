@@ -7,11 +7,13 @@ listener so the event is acknowledged first.
 
 from __future__ import annotations
 
+import time
+
 from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
 from bot.config import Settings
-from bot.handlers import audit_log, stats
+from bot.handlers import audit_log, schedule, stats
 from bot.handlers.campaign import Deps
 from bot.slack import Services, accounts, views
 from bot.slack.answers import answering
@@ -81,7 +83,14 @@ def home_data(services: Services, user: str = "", team: str = "", note: str = ""
         ),
         sandbox_outbox=str(services.settings.sandbox_outbox),
         audit=audit,
+        scheduled=_scheduled(services, user),
     )
+
+
+def _scheduled(services: Services, user: str) -> str:
+    """Upcoming campaigns for the tab: the person's own (an admin's: everyone's)."""
+    rows = schedule.listed(services.deps, user, services.settings.admin_users) if user else []
+    return views.scheduled_lines(rows, time.time()) if rows else ""
 
 
 def publish_home(

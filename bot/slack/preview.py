@@ -12,6 +12,7 @@ resubmitted view finds the campaign already recorded.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import asdict
 from typing import Any
 
@@ -20,12 +21,13 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.errors import UserInputError
-from bot.handlers import approval, attachments, drafts, preflight, send_loop, trial_send
+from bot.handlers import approval, attachments, drafts, preflight, schedule, send_loop, trial_send
 from bot.handlers.campaign import CampaignRequest, Deps, Plan
 from bot.handlers.quota import estimate_duration
 from bot.handlers.recipients import from_slack_users, summarize
 from bot.records import CampaignStatus, Draft, MessageState
 from bot.slack import Services, accounts, report, views
+from bot.slack import schedule as sending_later
 from bot.slack.answers import answering, update_view
 from bot.timefmt import rough_duration
 
@@ -60,6 +62,7 @@ def draft_preview(
     data = preview_data(plan, gathered, services, deps)
     data.status_where = status_destination(services, request.status_channel)
     data.approval = approval_reason(plan, services)
+    data.zone = sending_later.user_zone(services, request.requested_by)
     key = drafts.save_draft(
         services.deps.store.drafts,
         request.requested_by,
@@ -164,23 +167,50 @@ def _unconfirmed(draft: Draft, view: dict[str, Any]) -> bool:
     return data.needs_confirmation and not views.confirmed(view["state"]["values"])
 
 
-def send_answer(draft: Draft | None, view: dict[str, Any], correlation_id: str) -> dict[str, Any]:
-    """The acknowledgement of "Send": expired, unconfirmed, or starting."""
+def chosen_time(draft: Draft, view: dict[str, Any]) -> schedule.When | None:
+    """When the preview is to be sent (None: now), in the person's Slack time zone;
+    ``UserInputError`` naming the block when the time is missing or refused."""
+    zone_name = draft.data["preview"].get("zone") or "UTC"
+    return sending_later.when_of(view["state"]["values"], zone_name, time.time())
+
+
+def _estimate_deps(draft: Draft, services: Services) -> Deps:
+    """The draft's account, for an estimate only: no Slack call within the 3-second
+    acknowledgement (who may use it is checked again when it is recorded)."""
+    return services.wiring.deps_for(draft.data["form"].get("sender", ""))
+
+
+def send_answer(
+    draft: Draft | None, view: dict[str, Any], correlation_id: str, services: Services
+) -> dict[str, Any]:
+    """The acknowledgement of "Send": expired, unconfirmed, a refused time,
+    scheduled, or starting."""
     if draft is None:
         return {"response_action": "update", "view": views.notice_view("Not sent", EXPIRED)}
     if _unconfirmed(draft, view):
         return {"response_action": "errors", "errors": {views.B_CONFIRM: CONFIRM}}
+    try:
+        when = chosen_time(draft, view)
+    except UserInputError as exc:
+        return {"response_action": "errors", "errors": {exc.field or views.B_DATE: str(exc)}}
     channel = draft.data["request"]["status_channel"]
     where = draft.data["preview"].get("status_where") or (
         f"<#{channel}>" if channel else "your direct messages"
     )
     if draft.data["preview"].get("approval"):
+        later = f" Once approved it starts at {when.words()}." if when is not None else ""
         text = (
             ":lock: Sent for approval. Nothing goes out until another approver approves "
-            f"it; you are told when they decide, and its status is in {where}. "
+            f"it; you are told when they decide, and its status is in {where}.{later} "
             f"(ref {correlation_id})"
         )
         return {"response_action": "update", "view": views.notice_view("Approval requested", text)}
+    if when is not None:
+        finish = sending_later.finish_words(
+            services, _estimate_deps(draft, services), draft.data["preview"]["valid"], when
+        )
+        text = sending_later.scheduled_text(when, where, correlation_id, finish)
+        return {"response_action": "update", "view": views.notice_view("Scheduled", text)}
     text = f":rocket: Starting. Progress is posted in {where}. (ref {correlation_id})"
     return {"response_action": "update", "view": views.notice_view("Sending", text)}
 
@@ -190,9 +220,12 @@ def _sender_deps(draft: Draft, user: str, services: Services) -> Deps:
     return accounts.deps_for_choice(services, user, draft.data["form"].get("sender", ""))
 
 
-def start(draft: Draft, user: str, services: Services) -> tuple[int, bool]:
-    """Record the draft's campaign once (its key is the idempotency key); awaiting
-    approval when the policy says so, decided again now on what is recorded."""
+def start(
+    draft: Draft, user: str, services: Services, when: schedule.When | None = None
+) -> tuple[int, bool, Deps]:
+    """Record the draft's campaign once (its key is the idempotency key), to go at
+    once or at ``when``; awaiting approval first when the policy says so, decided
+    again now on what is recorded. With the Deps of the account it is sent from."""
     deps = _sender_deps(draft, user, services)
     request = drafts.load_request(
         draft,
@@ -203,12 +236,18 @@ def start(draft: Draft, user: str, services: Services) -> tuple[int, bool]:
     plan = preflight.preflight(request, deps)
     reason = approval_reason(plan, services)
     if reason:
-        return approval.record(plan, deps, reason)
-    return preflight.record(plan, deps)
+        if when is not None:
+            schedule.check_when(when, deps.clock())
+        at = (when.at, when.zone) if when is not None else None
+        campaign_id, created = approval.record(plan, deps, reason, at)
+    else:
+        campaign_id, created = schedule.schedule(plan, deps, when)
+    return campaign_id, created, deps
 
 
-def _run(campaign_id: int, services: Services, correlation_id: str) -> None:
-    """Post the status message, then send (or ask for approval first)."""
+def _run(campaign_id: int, services: Services, correlation_id: str, deps: Deps) -> None:
+    """Post the status message, then send now, leave it for its time, or ask for
+    approval first."""
     try:
         services.board.post(campaign_id)
     except SlackApiError as exc:
@@ -219,7 +258,8 @@ def _run(campaign_id: int, services: Services, correlation_id: str) -> None:
 
         approval_desk.post_or_say(services, campaign_id, correlation_id)
         return
-    services.runner.start(campaign_id)
+    if schedule.release(campaign_id, deps, services.runner.start) is schedule.Released.WAITING:
+        sending_later.tell_finish(services, campaign_id, deps)
 
 
 # -- "Send me a test" ------------------------------------------------------------------
@@ -282,7 +322,8 @@ def register(app: App, services: Services) -> None:
 
     def preview_ack(ack: Ack, body: dict, context: BoltContext) -> None:
         view = body["view"]
-        ack(**send_answer(_draft_of(view, services), view, context.get("correlation_id", "")))
+        correlation_id = context.get("correlation_id", "")
+        ack(**send_answer(_draft_of(view, services), view, correlation_id, services))
 
     def preview_start(body: dict, client: WebClient, context: BoltContext) -> None:
         correlation_id = context.get("correlation_id", "")
@@ -290,6 +331,10 @@ def register(app: App, services: Services) -> None:
         draft = _draft_of(view, services)
         if draft is None or _unconfirmed(draft, view):
             return
+        try:
+            chosen_time(draft, view)
+        except UserInputError:
+            return  # the acknowledgement marked the time on the form
 
         def not_sent(text: str) -> None:
             tell = (user, f"Your email was not sent: {text}")
@@ -297,14 +342,15 @@ def register(app: App, services: Services) -> None:
                 client, view["id"], views.notice_view("Not sent", text), correlation_id, tell=tell
             )
 
-        started = answering(
-            correlation_id, "starting a campaign", lambda: start(draft, user, services), not_sent
-        )
+        def record() -> tuple[int, bool, Deps]:
+            return start(draft, user, services, chosen_time(draft, view))
+
+        started = answering(correlation_id, "starting a campaign", record, not_sent)
         if started is None:
             return
-        campaign_id, created = started
+        campaign_id, created, deps = started
         if created:
-            _run(campaign_id, services, correlation_id)
+            _run(campaign_id, services, correlation_id, deps)
         else:
             log.info(
                 "[%s] preview %s submitted again: campaign %s",

@@ -90,6 +90,8 @@ def status_data(
         note=note,
         delivery=stats.stats(deps.store, campaign_id=campaign_id) if delivery_known else None,
         approval=deps.store.approvals.get(campaign_id),
+        scheduled_at=row.scheduled_at,
+        schedule_zone=row.schedule_zone,
     )
 
 
@@ -132,8 +134,10 @@ class StatusBoard:
 
     def post(self, campaign_id: int) -> str | None:
         """Post the first status message of a campaign; returns its ``ts``."""
-        with self._lock:
-            self._state.setdefault(campaign_id, _QUEUED)
+        row = self.deps.store.campaigns.get(campaign_id)
+        if row is None or row.status != CampaignStatus.SCHEDULED:  # a scheduled one waits
+            with self._lock:
+                self._state.setdefault(campaign_id, _QUEUED)
         with self._campaign_lock(campaign_id):
             return self._post(campaign_id)
 

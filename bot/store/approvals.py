@@ -159,13 +159,23 @@ class SqlApprovals:
         return True
 
     def release(self, campaign_id: int, actor: str) -> bool:
-        """Move an approved campaign from awaiting approval to running; False if it
-        is not approved or not awaiting approval any more (released already)."""
+        """Move an approved campaign from awaiting approval on: to ``scheduled`` if it
+        has a time (the schedule's due check starts it then, checked again, at once
+        if the time passed while it waited), else to ``running``. False if it is not
+        approved or not awaiting approval any more (released already)."""
         with self._db.tx() as db:
             changed = db.execute(
-                "update campaigns set status = ? where id = ? and status = ? and exists "
+                "update campaigns set status = case when scheduled_at is null then ? "
+                "else ? end where id = ? and status = ? and exists "
                 "(select 1 from approvals a where a.campaign_id = ? and a.decision = ?)",
-                [CampaignStatus.RUNNING.value, campaign_id, _AWAITING, campaign_id, _APPROVED],
+                [
+                    CampaignStatus.RUNNING.value,
+                    CampaignStatus.SCHEDULED.value,
+                    campaign_id,
+                    _AWAITING,
+                    campaign_id,
+                    _APPROVED,
+                ],
             ).rowcount
             if changed == 1:
                 audit.write(

@@ -39,7 +39,18 @@ def campaign_from_row(row: dict[str, Any]) -> Campaign:
         status_ts=row["status_ts"],
         correlation_id=row["correlation_id"] or "",
         account=row["account"] or LEGACY_ACCOUNT,
+        scheduled_at=row.get("scheduled_at"),
+        schedule_zone=row.get("schedule_zone") or "",
     )
+
+
+def _initial_status(status: CampaignStatus, scheduled_at: float | None) -> CampaignStatus:
+    """What a new campaign starts as: awaiting approval if it must, else scheduled
+    when it has a time, else running."""
+    status = CampaignStatus(status)
+    if status == CampaignStatus.RUNNING and scheduled_at is not None:
+        return CampaignStatus.SCHEDULED
+    return status
 
 
 class SqliteCampaigns:
@@ -63,13 +74,16 @@ class SqliteCampaigns:
         correlation_id: str = "",
         account: str = LEGACY_ACCOUNT,
         status: CampaignStatus = CampaignStatus.RUNNING,
+        scheduled_at: float | None = None,
+        schedule_zone: str = "",
     ) -> tuple[int, bool]:
         """Record a campaign and all its messages atomically.
 
         ``account`` is the account meant to send it; ``status`` is ``running``, or
-        ``awaiting_approval`` for one nothing may send until it is approved.
-        Returns ``(campaign_id, created)``;
-        with an ``idempotency_key`` seen before, the existing campaign is returned and
+        ``awaiting_approval`` for one nothing may send until it is approved. A
+        running one with ``scheduled_at`` is recorded ``scheduled`` (nothing sends it
+        until it is released). Returns ``(campaign_id, created)``; with an
+        ``idempotency_key`` seen before, the existing campaign is returned and
         ``created`` is False (a Slack retry or a double click).
         """
         now = self._db.clock()
@@ -91,7 +105,9 @@ class SqliteCampaigns:
                         "category": category,
                         "subject": subject,
                         "common_vars": json.dumps(common_vars, ensure_ascii=False),
-                        "status": CampaignStatus(status).value,
+                        "status": _initial_status(status, scheduled_at).value,
+                        "scheduled_at": scheduled_at,
+                        "schedule_zone": schedule_zone,
                         "total": 0,
                         "idempotency_key": idempotency_key,
                         "status_channel": status_channel,
@@ -136,6 +152,7 @@ class SqliteCampaigns:
                     "total": total,
                     "team": team,
                     "account": account,
+                    **({"scheduled_at": scheduled_at} if scheduled_at is not None else {}),
                 },
             )
         return campaign_id, True
@@ -158,21 +175,60 @@ class SqliteCampaigns:
         with self._db.tx() as db:
             db.table("campaigns").update(campaign_id, values)
 
+    def update_if(
+        self, campaign_id: int, expected: CampaignStatus, **changes: Unpack[CampaignChanges]
+    ) -> bool:
+        """Change the given columns only while the campaign is in ``expected``.
+
+        True when it changed. Two processes releasing (or a person cancelling)
+        one scheduled campaign at once: exactly one of them wins.
+        """
+        values = {k: (v.value if isinstance(v, CampaignStatus) else v) for k, v in changes.items()}
+        names = list(values)
+        sets = ", ".join(f"{name} = ?" for name in names)
+        with self._db.tx() as db:
+            changed = db.execute(
+                f"update campaigns set {sets} where id = ? and status = ?",  # noqa: S608
+                [*(values[n] for n in names), campaign_id, CampaignStatus(expected).value],
+            ).rowcount
+        return bool(changed)
+
+    def scheduled(self, requested_by: str | None = None) -> list[Campaign]:
+        """Scheduled campaigns (of one person, or everyone's), soonest first."""
+        sql = "select * from campaigns where status = ?"
+        params: list[Any] = [CampaignStatus.SCHEDULED.value]
+        if requested_by is not None:
+            sql += " and requested_by = ?"
+            params.append(requested_by)
+        rows = self._db.query(sql + " order by scheduled_at, id", params)
+        return [campaign_from_row(r) for r in rows]
+
+    def scheduled_due(self, now: float) -> list[int]:
+        """Ids of scheduled campaigns whose time is ``now`` or earlier, oldest first."""
+        rows = self._db.query(
+            "select id from campaigns where status = ? and scheduled_at <= ? "
+            "order by scheduled_at, id",
+            [CampaignStatus.SCHEDULED.value, now],
+        )
+        return [r["id"] for r in rows]
+
     def unfinished(self) -> list[int]:
         """Campaigns with work left: messages to send, or in doubt to settle.
 
         A completed campaign counts again when a person re-queues its failed or
         uncertain messages, or when it still holds uncertain ones to reconcile.
-        One awaiting approval does not: nothing may send it yet.
+        Neither do scheduled ones (they wait for their time) nor one awaiting
+        approval (nothing may send it yet).
         """
         states = sorted(UNFINISHED_STATES)
         marks = ",".join("?" * len(states))
         rows = self._db.query(
             "select distinct c.id from campaigns c join messages m on m.campaign_id = c.id "  # noqa: S608
-            f"where c.status not in (?, ?) and m.state in ({marks}) order by c.id",
+            f"where c.status not in (?, ?, ?) and m.state in ({marks}) order by c.id",
             [
                 CampaignStatus.CANCELLED.value,
                 CampaignStatus.AWAITING_APPROVAL.value,
+                CampaignStatus.SCHEDULED.value,
                 *(s.value for s in states),
             ],
         )

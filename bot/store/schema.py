@@ -210,8 +210,26 @@ def _migration_5(db: sqlite_utils.Database) -> None:
     )
 
 
+def _migration_schedule(db: sqlite_utils.Database) -> None:
+    """ "Send later" (migration 6): when a scheduled campaign starts
+    (``scheduled_at``, seconds since the epoch, UTC) and the IANA zone the person
+    gave it in (``schedule_zone``, to show the time back as they said it).
+
+    Additive only: two columns with defaults and an index for the due check.
+    """
+    columns = {c.name for c in db.table("campaigns").columns}
+    if "scheduled_at" not in columns:
+        db.table("campaigns").add_column("scheduled_at", float)
+    if "schedule_zone" not in columns:
+        db.table("campaigns").add_column("schedule_zone", str, not_null_default="")
+    db.execute(
+        "create index if not exists idx_campaigns_status_scheduled_at "
+        "on campaigns (status, scheduled_at)"
+    )
+
+
 def _migration_approvals(db: sqlite_utils.Database) -> None:
-    """Approval by a second person (number given at merge): one request per
+    """Approval by a second person (migration 7): one request per
     campaign that needs it, who asked, who decided what and why, and where the
     request message is. Additive only: a new table, created if missing."""
     db.execute(
@@ -225,7 +243,7 @@ def _migration_approvals(db: sqlite_utils.Database) -> None:
     )
 
 
-# Append new migrations here (the next is number 7), and its twin to
+# Append new migrations here (the next is number 8), and its twin to
 # bot/store_pg/schema.py; never edit one that has shipped.
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _migration_1,
@@ -233,6 +251,7 @@ MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _migration_3,
     _migration_4,
     _migration_5,
+    _migration_schedule,
     _migration_approvals,
 )
 

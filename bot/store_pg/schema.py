@@ -100,7 +100,15 @@ _MIGRATION_5 = (
         browser text not null default '', created_at double precision not null)""",
 )
 
-#: Approval by a second person (number given at merge): SQLite's ``_migration_approvals``.
+#: "Send later" (migration 6): the twin of SQLite's ``_migration_schedule``.
+_MIGRATION_SCHEDULE = (
+    "alter table campaigns add column if not exists scheduled_at double precision",
+    "alter table campaigns add column if not exists schedule_zone text not null default ''",
+    """create index if not exists idx_campaigns_status_scheduled_at
+        on campaigns (status, scheduled_at)""",
+)
+
+#: Approval by a second person (migration 7): SQLite's ``_migration_approvals``.
 _MIGRATION_APPROVALS = (
     """create table if not exists approvals (campaign_id bigint primary key
         references campaigns (id), requested_by text not null,
@@ -111,13 +119,14 @@ _MIGRATION_APPROVALS = (
         ts text not null default '')""",
 )
 
-# Append new migrations here (the next is number 7); never edit one that has shipped.
+# Append new migrations here (the next is number 8); never edit one that has shipped.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _MIGRATION_1,
     _MIGRATION_2,
     _MIGRATION_3,
     _MIGRATION_4,
     _MIGRATION_5,
+    _MIGRATION_SCHEDULE,
     _MIGRATION_APPROVALS,
 )
 

@@ -1007,10 +1007,12 @@ def running_mailbolt(
     status_interval: float = 0.2,
     transport: Any = None,
     port: int = 0,
+    clock: Callable[[], float] | None = None,
 ) -> Iterator[Mailbolt]:
     """The real app (Bolt, WebClient, waitress) on a free port, talking to ``fake``.
 
-    ``transport`` replaces the sandbox transport (a test double of the port).
+    ``transport`` replaces the sandbox transport (a test double of the port);
+    ``clock`` the wall clock the use cases read (a scheduled time comes sooner).
     """
     from bot.runner import Runner
     from bot.slack.app import ListenerExecutor, build_app
@@ -1026,6 +1028,8 @@ def running_mailbolt(
     deps = wiring.default_deps()
     if transport is not None:
         deps.transport = lambda: transport
+    if clock is not None:
+        deps.clock = clock
     runner = Runner(deps, deps_for=wiring.deps_for, due_check_seconds=0.5)
     listeners = ListenerExecutor()
     app = build_app(

@@ -51,6 +51,8 @@ class HomeData:
     note: str = ""
     #: The newest audit entries; None for everyone but admins (the section is not drawn).
     audit: Sequence[AuditLine] | None = None
+    #: Upcoming scheduled campaigns, in words (the person's own; an admin's: all).
+    scheduled: str = ""
 
 
 def home_view(data: HomeData) -> dict[str, Any]:
@@ -69,6 +71,11 @@ def home_view(data: HomeData) -> dict[str, Any]:
         section("Type `/sendmail` in any channel to send a template; `/sendmail help` for more."),
         {"type": "divider"},
         *accounts_blocks(data.accounts),
+        *(
+            [section(clip(f"*Scheduled*\n{data.scheduled}", MAX_SECTION_CHARS))]
+            if data.scheduled
+            else []
+        ),
         section("*Recent campaigns*\n" + campaign_lines(data.campaigns)),
         {"type": "divider"},
         section("*Today's sending*\n" + quota_text(data.quota)),
@@ -87,6 +94,11 @@ def home_view(data: HomeData) -> dict[str, Any]:
     if data.audit is not None:
         blocks += [{"type": "divider"}, *audit_blocks(data.audit)]
     return {"type": "home", "blocks": blocks[:100]}
+
+
+def _scheduled_blocks(lines: str) -> list[dict[str, Any]]:
+    """Upcoming scheduled campaigns, when there are any."""
+    return [section(clip(f"*Scheduled*\n{lines}", MAX_SECTION_CHARS))] if lines else []
 
 
 def accounts_blocks(panel: Any) -> list[dict[str, Any]]:

@@ -24,6 +24,7 @@ def notice_view(title: str, text: str) -> dict[str, Any]:
 HELP = (
     "*`/sendmail`* opens the form to send a template to a list of people.\n"
     "*`/sendmail status [id]`* recent campaigns, or one campaign's counts\n"
+    "*`/sendmail scheduled`* your campaigns that start later (admins: everyone's)\n"
     "*`/sendmail quota`* how much of today's sending limit is used\n"
     "*`/sendmail templates`* the templates you can choose from\n"
     "*`/sendmail accounts`* the Gmail accounts you may send from\n"

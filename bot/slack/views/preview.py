@@ -7,6 +7,7 @@ test send) and how it is shown.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,7 @@ from bot.slack.views.blocks import (
     section,
     value_of,
 )
+from bot.slack.views.schedule import when_blocks
 
 
 def confirmed(values: Mapping[str, Any]) -> bool:
@@ -71,17 +73,23 @@ class PreviewData:
     attachments: str = ""
     #: Why a second person must approve it first (empty: it is sent at once).
     approval: str = ""
+    #: The person's Slack time zone (IANA), for "Send at …".
+    zone: str = ""
 
     @property
     def needs_confirmation(self) -> bool:
         return self.valid >= CONFIRM_AT
 
 
-def preview_view(data: PreviewData, *, metadata: Mapping[str, Any]) -> dict[str, Any]:
-    """What would be sent, and what would not, before anything is recorded."""
+def preview_view(
+    data: PreviewData, *, metadata: Mapping[str, Any], now: float | None = None
+) -> dict[str, Any]:
+    """What would be sent, and what would not, before anything is recorded; and
+    when: now, or at a time (``now`` picks the date offered)."""
     blocks = [*_summary(data), *_notices(data), *_first_message(data)]
     if data.test_note:
         blocks.append(context(escape(data.test_note)))
+    blocks += when_blocks(data.zone, time.time() if now is None else now)
     if data.needs_confirmation:
         blocks.append(_confirmation(data))
     return modal(

@@ -31,6 +31,7 @@ from bot.slack.views.blocks import (
     who,
 )
 from bot.slack.views.notices import delivery_line
+from bot.slack.views.schedule import schedule_buttons
 
 FINISHED = (CampaignStatus.COMPLETED, CampaignStatus.CANCELLED)
 
@@ -58,6 +59,13 @@ class StatusData:
     delivery: DeliveryStats | None = None  # only when bounce reports are read
     #: Its request for approval, when it needed one ("approved by …").
     approval: Approval | None = None
+    #: A scheduled campaign's time and the zone it is shown in.
+    scheduled_at: float | None = None
+    schedule_zone: str = ""
+
+    @property
+    def scheduled(self) -> bool:
+        return self.status == CampaignStatus.SCHEDULED and not self.active
 
     @property
     def finished(self) -> bool:
@@ -76,7 +84,13 @@ class StatusData:
 def status_message(data: StatusData) -> tuple[str, list[dict[str, Any]]]:
     """The text fallback and blocks of a campaign's status message."""
     state = state_line(data)
-    doing = "asks to send" if data.status == CampaignStatus.AWAITING_APPROVAL else "is sending"
+    doing = (
+        "asks to send"
+        if data.status == CampaignStatus.AWAITING_APPROVAL
+        else "scheduled"
+        if data.scheduled
+        else "is sending"
+    )
     title = (
         f"{who(data.requested_by)} {doing} *{escape(data.template)}* to "
         f"{data.total:,} recipient(s) — campaign #{data.campaign_id}"
@@ -116,6 +130,16 @@ def state_line(data: StatusData) -> str:
     """
     if data.status == CampaignStatus.AWAITING_APPROVAL:
         return _STATE_WORDS["awaiting approval"]  # the board's "queued" is not true yet
+    if data.scheduled:
+        shown = display_state(
+            data.status,
+            None,
+            data.counts,
+            sender_active=False,
+            scheduled_at=data.scheduled_at,
+            schedule_zone=data.schedule_zone,
+        )
+        return f":calendar: scheduled {escape(shown.detail)}"
     if data.queued and data.waiting_for is not None:
         return f":double_vertical_bar: waiting for campaign #{data.waiting_for} to finish"
     if data.queued:
@@ -210,6 +234,8 @@ def _buttons(data: StatusData) -> list[dict[str, Any]]:
     buttons: list[dict[str, Any]] = []
     if data.status == CampaignStatus.AWAITING_APPROVAL:
         return buttons  # nothing to stop yet: the approvers decide
+    if data.scheduled:
+        return schedule_buttons(data.campaign_id)
     if not data.finished:
         buttons.append(button("Cancel", A_CANCEL, value, "danger"))
     if data.active:
