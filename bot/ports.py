@@ -232,6 +232,10 @@ class Campaigns(Protocol):
         """The newest campaign's id (0 if none): a cheap way to notice new campaigns."""
         ...
 
+    def drained(self) -> list[int]:
+        """Ids of running campaigns with no message queued, deferred or in flight."""
+        ...
+
 
 class Outbox(Protocol):
     """Messages and their moves between states (``bot.records.TRANSITIONS``).
@@ -320,6 +324,10 @@ class Outbox(Protocol):
     def recover_expired(self, lease_seconds: float) -> int:
         """``sending`` messages claimed more than ``lease_seconds`` ago become
         ``uncertain`` (their worker died): safe while other workers send."""
+        ...
+
+    def ready_accounts(self, now: float | None = None) -> list[str]:
+        """Accounts with messages ``claim_ready`` would hand out now."""
         ...
 
 

@@ -381,6 +381,18 @@ class SqliteOutbox:
             rows = [message_from_row(dict(zip(names, r, strict=True))) for r in cursor.fetchall()]
         return sorted(rows, key=lambda m: (m.campaign_id, m.position))
 
+    def ready_accounts(self, now: float | None = None) -> list[str]:
+        """Accounts with messages ``claim_ready`` would hand out now: queued, or
+        deferred and due, in running campaigns (what the workers serve)."""
+        now = self._db.clock() if now is None else now
+        rows = self._db.query(
+            "select distinct m.account from messages m join campaigns c on c.id = m.campaign_id "
+            "where c.status = ? and (m.state = ? or "
+            "(m.state = ? and coalesce(m.not_before, 0) <= ?)) order by m.account",
+            [CampaignStatus.RUNNING.value, _Q.value, _D.value, now],
+        )
+        return [r["account"] for r in rows]
+
     def recover_expired(self, lease_seconds: float) -> int:
         """``sending`` messages claimed over ``lease_seconds`` ago become ``uncertain``.
 

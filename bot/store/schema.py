@@ -210,7 +210,24 @@ def _migration_5(db: sqlite_utils.Database) -> None:
     )
 
 
-# Append new migrations here (the next is number 6), and its twin to
+def _migration_workers(db: sqlite_utils.Database) -> None:
+    """Pacing shared by every worker (number given at merge): per sender account, the
+    earliest time its next call may start (``pacing``) and the calls booked in the
+    last quota window (``pacing_log``), so workers on many machines together keep
+    to one account's quota. Additive only: new tables, ``if not exists``.
+    """
+    db.execute(
+        "create table if not exists pacing ("
+        "account text primary key, next_at float not null default 0)"
+    )
+    db.execute(
+        "create table if not exists pacing_log ("
+        "account text not null, slot float not null, units integer not null)"
+    )
+    db.execute("create index if not exists pacing_log_account_slot on pacing_log (account, slot)")
+
+
+# Append new migrations here (the next is number 7), and its twin to
 # bot/store_pg/schema.py; never edit one that has shipped.
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _migration_1,
@@ -218,6 +235,7 @@ MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _migration_3,
     _migration_4,
     _migration_5,
+    _migration_workers,
 )
 
 

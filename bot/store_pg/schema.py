@@ -100,13 +100,23 @@ _MIGRATION_5 = (
         browser text not null default '', created_at double precision not null)""",
 )
 
-# Append new migrations here (the next is number 6); never edit one that has shipped.
+#: Shared pacing for workers (number given at merge): twin of ``_migration_workers``.
+_MIGRATION_WORKERS = (
+    """create table if not exists pacing (account text primary key,
+        next_at double precision not null default 0)""",
+    """create table if not exists pacing_log (account text not null,
+        slot double precision not null, units bigint not null)""",
+    "create index if not exists pacing_log_account_slot on pacing_log (account, slot)",
+)
+
+# Append new migrations here (the next is number 7); never edit one that has shipped.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _MIGRATION_1,
     _MIGRATION_2,
     _MIGRATION_3,
     _MIGRATION_4,
     _MIGRATION_5,
+    _MIGRATION_WORKERS,
 )
 
 _LOCK = "select pg_advisory_xact_lock(%s, hashtext(current_schema()))"
