@@ -19,6 +19,7 @@ from types import FrameType
 from bot.cli.console import make_console
 from bot.config import Settings
 from bot.errors import UserInputError
+from bot.store_pg.url import redact_url
 from bot.wiring import ROLE_WORKER, Wiring, sender_lock
 
 err = make_console(stderr=True)
@@ -57,8 +58,8 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         )
         err.print(
             f"mailbolt worker {os.getpid()}@{socket.gethostname()} is sending from "
-            f"{wiring.store.name} (transport: {settings.mail_transport}). Stop with Ctrl+C; "
-            "sends under way finish first.",
+            f"{redact_url(settings.database_url)} (transport: {settings.mail_transport}). "
+            "Stop with Ctrl+C; sends under way finish first.",
             soft_wrap=True,
         )
         worker.run()

@@ -193,7 +193,9 @@ class SqliteCampaigns:
     def drained(self) -> list[int]:
         """Running campaigns with nothing queued, deferred or in flight: each worker
         asks, and the first to notice marks it completed."""
-        busy = sorted(s.value for s in (MessageState.QUEUED, MessageState.DEFERRED, MessageState.SENDING))
+        busy = sorted(
+            s.value for s in (MessageState.QUEUED, MessageState.DEFERRED, MessageState.SENDING)
+        )
         marks = ",".join("?" * len(busy))
         rows = self._db.query(
             "select c.id from campaigns c where c.status = ? and not exists "  # noqa: S608

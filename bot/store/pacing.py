@@ -25,8 +25,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from bot.mail.pacing import ARRIVAL_SLACK_S
 from bot.handlers.quota import WINDOW_SECONDS
+from bot.mail.pacing import ARRIVAL_SLACK_S
 from bot.store.sql import SqlDatabase
 
 __all__ = ["SharedPacer"]
