@@ -54,6 +54,11 @@ _HARD, _SOFT = (
 )
 
 
+# What the ``messages_ready`` index covers, written out literally so the planner
+# can use that partial index whatever the parameters (bot/store/schema.py).
+_READY = f"m.state in ('{_Q.value}', '{_D.value}')"
+
+
 def message_from_row(row: dict[str, Any]) -> Message:
     return Message(
         id=row["id"],
@@ -363,7 +368,7 @@ class SqliteOutbox:
         only = " and m.campaign_id = ?" if campaign_id is not None else ""
         pick = (
             "select m.id from messages m join campaigns c on c.id = m.campaign_id "  # noqa: S608
-            f"where c.status = ? and m.account = ?{only} and (m.state = ? or "
+            f"where c.status = ? and m.account = ?{only} and {_READY} and (m.state = ? or "
             "(m.state = ? and coalesce(m.not_before, 0) <= ?)) "
             f"order by m.campaign_id, m.position limit ?{self._db.skip_locked('m')}"
         )

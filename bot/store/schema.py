@@ -214,7 +214,8 @@ def _migration_workers(db: sqlite_utils.Database) -> None:
     """Pacing shared by every worker (number given at merge): per sender account, the
     earliest time its next call may start (``pacing``) and the calls booked in the
     last quota window (``pacing_log``), so workers on many machines together keep
-    to one account's quota. Additive only: new tables, ``if not exists``.
+    to one account's quota; and an index of the messages ready to claim. Additive
+    only: new tables and an index, ``if not exists``.
     """
     db.execute(
         "create table if not exists pacing ("
@@ -225,6 +226,16 @@ def _migration_workers(db: sqlite_utils.Database) -> None:
         "account text not null, slot float not null, units integer not null)"
     )
     db.execute("create index if not exists pacing_log_account_slot on pacing_log (account, slot)")
+    db.execute(_READY_INDEX)
+
+
+#: The messages a claim may take, per account in claiming order: a claim reads the
+#: first unlocked one instead of sorting every queued message of a campaign (2.8 ms a
+#: claim at 5,000 queued). ``Outbox.claim_ready`` repeats the predicate literally.
+_READY_INDEX = (
+    "create index if not exists messages_ready on messages (account, campaign_id, position) "
+    "where state in ('queued', 'deferred')"
+)
 
 
 # Append new migrations here (the next is number 7), and its twin to

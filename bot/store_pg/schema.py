@@ -107,6 +107,8 @@ _MIGRATION_WORKERS = (
     """create table if not exists pacing_log (account text not null,
         slot double precision not null, units bigint not null)""",
     "create index if not exists pacing_log_account_slot on pacing_log (account, slot)",
+    """create index if not exists messages_ready on messages (account, campaign_id, position)
+        where state in ('queued', 'deferred')""",
 )
 
 # Append new migrations here (the next is number 7); never edit one that has shipped.
