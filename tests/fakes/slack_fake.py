@@ -1005,10 +1005,12 @@ def running_mailbolt(
     status_interval: float = 0.2,
     transport: Any = None,
     port: int = 0,
+    hand_off: bool = False,
 ) -> Iterator[Mailbolt]:
     """The real app (Bolt, WebClient, waitress) on a free port, talking to ``fake``.
 
     ``transport`` replaces the sandbox transport (a test double of the port).
+    ``hand_off``: as ``serve --no-send``, campaigns are left to workers.
     """
     from bot.runner import Runner
     from bot.slack.app import ListenerExecutor, build_app
@@ -1024,7 +1026,7 @@ def running_mailbolt(
     deps = wiring.default_deps()
     if transport is not None:
         deps.transport = lambda: transport
-    runner = Runner(deps, deps_for=wiring.deps_for, due_check_seconds=0.5)
+    runner = Runner(deps, deps_for=wiring.deps_for, due_check_seconds=0.5, hand_off=hand_off)
     listeners = ListenerExecutor()
     app = build_app(
         settings,
