@@ -55,6 +55,7 @@ def gmail_fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGmail]:
 # (test_ctrl_c_stops_following_not_sending is long too, but mostly asleep, and it
 # is timing-sensitive: it is left where it is.)
 _LONGEST = (
+    "test_workers_sigkill.py::test_three_workers",
     "test_gmail_e2e.py::test_sigkill_three_times",
     "test_gmail_e2e.py::test_paced_at_the_quota",
     "test_crash.py::test_sigkill_and_resume",

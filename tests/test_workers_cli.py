@@ -96,6 +96,7 @@ def test_a_cli_send_is_handed_to_the_workers(tmp_path, pg_url, settings):
     finally:
         logs = [stop(w) for w in workers]
     assert all("Worker stopped" in log for log in logs), logs
+    assert "UNSUBSCRIBE_SECRET is not set" in logs[0]  # each machine would make its own
     store = PgStore(pg_url)
     try:
         campaign = store.campaigns.get(1)

@@ -31,9 +31,29 @@ NEEDS_POSTGRES = (
 )
 
 
+def shared_key_warnings(settings: Settings) -> list[str]:
+    """Keys that must be the same on every machine but would be made per machine."""
+    warnings = []
+    if not settings.unsubscribe_secret:
+        warnings.append(
+            "UNSUBSCRIBE_SECRET is not set: this worker signs unsubscribe links with a key "
+            "file beside DATABASE_PATH. Unless every worker and `serve` share that folder, "
+            "set the same UNSUBSCRIBE_SECRET on each, or links will be refused."
+        )
+    if settings.mail_transport == "gmail" and not settings.grant_key:
+        warnings.append(
+            "GRANT_KEY is not set: sender accounts' grants are opened with a key file beside "
+            "DATABASE_PATH. Unless every worker and `serve` share that folder, set the same "
+            "GRANT_KEY on each."
+        )
+    return warnings
+
+
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     if not settings.database_url:
         raise UserInputError(NEEDS_POSTGRES)
+    for line in shared_key_warnings(settings):
+        err.print(f"[yellow]warning:[/] {line}", soft_wrap=True, highlight=False)
     from bot.handlers.workers import Worker
 
     lock = sender_lock(settings, role=ROLE_WORKER)

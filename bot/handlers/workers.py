@@ -25,6 +25,7 @@ Why it looks like this:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import threading
@@ -144,7 +145,9 @@ class Worker:
             return work
 
     def _send_loop(self, account: str, work: threading.Event) -> None:
-        deps = self._deps_for(account)
+        # A back-off between retries ends when the worker stops (the message is
+        # then queued again: certainly not sent).
+        deps = dataclasses.replace(self._deps_for(account), sleep=self._nap)
         while not self.stop.is_set():
             if not work.wait(self.poll_seconds):
                 continue
@@ -161,6 +164,9 @@ class Worker:
             except Exception:  # a bug must not leave the message claimed forever
                 log.exception("unexpected error sending message %s", claimed[0].id)
                 deps.store.outbox.mark_uncertain(claimed[0].id, "internal error in a worker")
+
+    def _nap(self, seconds: float) -> None:
+        self.stop.wait(seconds)
 
     # -- one message ---------------------------------------------------------------
 
