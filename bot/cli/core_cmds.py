@@ -375,13 +375,15 @@ def _resume(
         if busy.role not in HANDS_OVER_TO:
             raise
         who = (
-            "Workers (`python -m bot worker`) are running and resume"
+            "Workers (`python -m bot worker`) are running and resume unfinished campaigns "
+            "by themselves"
             if busy.role == ROLE_WORKER
-            else f"`python -m bot serve` is running (pid {busy.pid}) and resumes"
+            else f"`python -m bot serve` is running (pid {busy.pid}) and resumes unfinished "
+            "campaigns by itself"
         )
         out.print(
-            f"{who} unfinished campaigns by themselves (deferred ones when they fall due, "
-            "re-queued ones within a minute). Follow them with `python -m bot status`."
+            f"{who} (deferred ones when they fall due, re-queued ones within a minute). "
+            "Follow them with `python -m bot status`."
         )
         return 0
     try:
