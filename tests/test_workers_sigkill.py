@@ -90,9 +90,11 @@ def link_accounts(store: PgStore, gmail: FakeGmail) -> None:
         store.senders.save(account, actor="test", action="account.connected")
 
 
-def record_campaigns(store: PgStore) -> list[int]:
+def record_campaigns(
+    store: PgStore, per_account: int = PER_ACCOUNT, accounts: tuple[str, ...] = ACCOUNTS
+) -> list[int]:
     ids = []
-    for address in ACCOUNTS:
+    for address in accounts:
         envelope = Envelope("Acme", address)
         who = address.split("@")[0]
         messages = [
@@ -101,7 +103,7 @@ def record_campaigns(store: PgStore) -> list[int]:
                 name=f"P{i}",
                 message_id=envelope.new_message_id(),
             )
-            for i in range(PER_ACCOUNT)
+            for i in range(per_account)
         ]
         campaign_id, _ = store.campaigns.create(
             requested_by="U0ADMIN",
