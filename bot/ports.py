@@ -291,7 +291,16 @@ class Outbox(Protocol):
 
     def mark_failed(self, row_id: int, reason: str) -> Transition: ...
 
-    def mark_deferred(self, row_id: int, not_before: float | None, reason: str) -> Transition: ...
+    def mark_deferred(
+        self,
+        row_id: int,
+        not_before: float | None,
+        reason: str,
+        from_states: Collection[MessageState] | None = None,
+    ) -> Transition:
+        """To ``deferred``; ``from_states`` narrows where from (e.g. only ``queued``,
+        never a message another worker has in flight)."""
+        ...
 
     def mark_uncertain(self, row_id: int, reason: str) -> Transition: ...
 

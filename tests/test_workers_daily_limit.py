@@ -42,6 +42,7 @@ def test_workers_together_keep_to_the_daily_limit(tmp_path, pg_url):
         counts = store.outbox.counts(first)
         assert counts["sent"] == LIMIT and counts["sending"] == 0
         assert len(gmail.sent) == LIMIT and gmail.too_many_requests == 0
+        assert set(gmail.accepted_by_message_id.values()) == {1}
         deferred = store.outbox.messages(first, ["deferred"])
         assert {m.last_error for m in deferred} == {"the daily sending limit is reached"}
         assert min(m.not_before or 0 for m in deferred) > time.time() + 23 * 3600

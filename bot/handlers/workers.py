@@ -249,7 +249,8 @@ class Worker:
         """The rest of the campaign waits for the account's day to free up, instead
         of each message being claimed only to be deferred."""
         for queued in deps.store.outbox.messages(campaign_id, [QUEUED]):
-            deps.store.outbox.mark_deferred(queued.id, resume_at, reason)
+            # Only from queued: one claimed since the listing is that worker's to settle.
+            deps.store.outbox.mark_deferred(queued.id, resume_at, reason, from_states=(QUEUED,))
 
     def _context(self, campaign_id: int, deps: Deps) -> _Context:
         with self._lock:

@@ -292,8 +292,18 @@ class SqliteOutbox:
     def mark_failed(self, row_id: int, reason: str) -> Transition:
         return self._move(row_id, _F, {"last_error": reason})
 
-    def mark_deferred(self, row_id: int, not_before: float | None, reason: str) -> Transition:
-        return self._move(row_id, _D, {"not_before": not_before, "last_error": reason})
+    def mark_deferred(
+        self,
+        row_id: int,
+        not_before: float | None,
+        reason: str,
+        from_states: Collection[MessageState] | None = None,
+    ) -> Transition:
+        """To ``deferred``. ``from_states`` narrows where from: deferring the rest of a
+        campaign must not take a message another worker has just claimed."""
+        return self._move(
+            row_id, _D, {"not_before": not_before, "last_error": reason}, allowed_from=from_states
+        )
 
     def mark_uncertain(self, row_id: int, reason: str) -> Transition:
         return self._move(row_id, _U, {"last_error": reason})

@@ -40,3 +40,13 @@ def test_drained_campaigns_have_nothing_queued_deferred_or_in_flight(store: Stor
     assert store.campaigns.drained() == [done]  # in flight is not drained
     store.outbox.mark_sent(claimed.id, "gmail-1")
     assert store.campaigns.drained() == [done, busy]
+
+
+def test_deferring_the_rest_leaves_a_message_just_claimed_alone(store: StoreParts):
+    campaign = new_campaign(store, Q, Q, prefix="a-")
+    first, second = store.outbox.messages(campaign)
+    [claimed] = store.outbox.claim_ready(GMAIL, 1)
+    assert claimed.id == first.id
+    for row in (first, second):  # what a worker listed as queued a moment ago
+        store.outbox.mark_deferred(row.id, START + 60, "the daily limit", from_states=(Q,))
+    assert [m.state for m in store.outbox.messages(campaign)] == [MessageState.SENDING, D]
