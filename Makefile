@@ -31,7 +31,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/preflight.py
-	@for b in bench/throughput.py bench/two_accounts.py bench/send_loop_cost.py bench/slack_latency.py bench/startup.py; do \
+	@for b in bench/throughput.py bench/two_accounts.py bench/workers.py bench/send_loop_cost.py bench/slack_latency.py bench/startup.py; do \
 		if [ -f $$b ]; then $(BIN)/python $$b || exit 1; fi; done
 
 lint: $(STAMP)

@@ -306,6 +306,22 @@ SPECS: tuple[Spec, ...] = (
         "DATABASE_PATH. Shown without its password.",
         redact=_redact_url,
     ),
+    Spec(
+        "WORKER_LEASE_SECONDS",
+        "600",
+        _seconds(10, 86_400),
+        "How long a `python -m bot worker`'s claim on a message lasts. A worker that "
+        "stopped (killed, machine lost) has its claims settled by the others after this "
+        "(uncertain, then looked up in Sent); a live worker stops retrying a send well "
+        "before it. Keep it above GMAIL_RECONCILE_GRACE_SECONDS.",
+    ),
+    Spec(
+        "WORKER_SENDS_PER_ACCOUNT",
+        "8",
+        _whole(1, 256),
+        "Sends one worker keeps in flight per sender account (its threads). All workers "
+        "together share each account's quota, so add workers for slow networks, not speed.",
+    ),
     Spec("SANDBOX_OUTBOX", "data/outbox", _path, "Folder the sandbox transport writes into."),
     Spec("TEMPLATES_DIR", "templates", _path, "Folder holding the template catalogue."),
     Spec("FROM_NAME", "Mailbolt", _text, "Display name on the From header."),
@@ -535,6 +551,8 @@ class Settings:
     database_path: Path
     database_busy_seconds: float
     database_url: str
+    worker_lease_seconds: float
+    worker_sends_per_account: int
     sandbox_outbox: Path
     templates_dir: Path
     from_name: str

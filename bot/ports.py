@@ -256,6 +256,10 @@ class Campaigns(Protocol):
         """The newest campaign's id (0 if none): a cheap way to notice new campaigns."""
         ...
 
+    def drained(self) -> list[int]:
+        """Ids of running campaigns with no message queued, deferred or in flight."""
+        ...
+
 
 class Outbox(Protocol):
     """Messages and their moves between states (``bot.records.TRANSITIONS``).
@@ -311,7 +315,16 @@ class Outbox(Protocol):
 
     def mark_failed(self, row_id: int, reason: str) -> Transition: ...
 
-    def mark_deferred(self, row_id: int, not_before: float | None, reason: str) -> Transition: ...
+    def mark_deferred(
+        self,
+        row_id: int,
+        not_before: float | None,
+        reason: str,
+        from_states: Collection[MessageState] | None = None,
+    ) -> Transition:
+        """To ``deferred``; ``from_states`` narrows where from (e.g. only ``queued``,
+        never a message another worker has in flight)."""
+        ...
 
     def mark_uncertain(self, row_id: int, reason: str) -> Transition: ...
 
@@ -344,6 +357,10 @@ class Outbox(Protocol):
     def recover_expired(self, lease_seconds: float) -> int:
         """``sending`` messages claimed more than ``lease_seconds`` ago become
         ``uncertain`` (their worker died): safe while other workers send."""
+        ...
+
+    def ready_accounts(self, now: float | None = None) -> list[str]:
+        """Accounts with messages ``claim_ready`` would hand out now."""
         ...
 
 

@@ -31,6 +31,10 @@ Why it looks like this:
   passed while the server was down starts at once, and none waits for the next
   minute-long due check.
 - The Slack layer follows along through ``Observer`` callbacks.
+- ``hand_off=True`` (``python -m bot serve --no-send``, beside workers): nothing
+  is sent here. Each campaign the runner would run is handed to the workers and
+  followed instead (``handoff.follow``), so Send, Resume, Cancel and the status
+  messages work the same while the workers send.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from bot.handlers import resolution, schedule, send_loop
+from bot.handlers import handoff, resolution, schedule, send_loop
 from bot.handlers.campaign import Deps, Result
 from bot.records import CampaignStatus, MessageState
 
@@ -129,8 +133,11 @@ class Runner:
         new_campaign_check_seconds: float = NEW_CAMPAIGN_CHECK_SECONDS,
         schedule_check_seconds: float = SCHEDULE_CHECK_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        hand_off: bool = False,
     ):
         self.deps = deps
+        #: Never send: hand campaigns to the workers and follow them.
+        self.hand_off = hand_off
         #: The Deps of a campaign's sender account (``Wiring.deps_for``); one account only
         #: when not given.
         self._deps_for = deps_for or (lambda account: deps)
@@ -319,14 +326,21 @@ class Runner:
             else:
                 self._notify("started", campaign_id)
                 row = self.deps.store.campaigns.get(campaign_id)
-                handle.result = send_loop.run(
-                    campaign_id,
-                    self._deps_for(row.account if row else ""),
-                    progress=lambda counts: self._notify("progress", campaign_id, counts),
-                    cancel=handle.cancel,
-                    resume=handle.resume,
-                    halt=self._stop,
-                )
+                deps = self._deps_for(row.account if row else "")
+                progress = lambda counts: self._notify("progress", campaign_id, counts)  # noqa: E731
+                if self.hand_off:
+                    handle.result = handoff.follow(
+                        campaign_id, deps, cancel=handle.cancel, halt=self._stop, progress=progress
+                    )
+                else:
+                    handle.result = send_loop.run(
+                        campaign_id,
+                        deps,
+                        progress=progress,
+                        cancel=handle.cancel,
+                        resume=handle.resume,
+                        halt=self._stop,
+                    )
         except Exception as exc:  # reported to a person by the observers, never lost
             log.exception("campaign %s stopped with an error", campaign_id)
             handle.error = exc

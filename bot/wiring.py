@@ -95,7 +95,14 @@ def build_transport(settings: Settings) -> Transport:
     return SandboxTransport(settings.sandbox_outbox)
 
 
-def build_pacer(settings: Settings) -> Pacer:
+def build_pacer(settings: Settings, store: SqlStore | None = None, account: str = "") -> Pacer:
+    """The pacer of one sender account. With PostgreSQL (``store`` given) the schedule
+    lives in the database, shared by every process that sends for the account
+    (workers on many machines); otherwise in this process."""
+    if settings.mail_transport == "gmail" and settings.database_url and store is not None:
+        from bot.store.pacing import SharedPacer
+
+        return SharedPacer(store.database, account, settings.gmail_quota_units_per_minute)
     if settings.mail_transport == "gmail":
         from bot.mail.pacing import QuotaPacer
 
@@ -172,6 +179,9 @@ class Wiring:
 
     @cached_property
     def pacer(self) -> Pacer:
+        """The default account's pacer (its schedule is in the database with PostgreSQL)."""
+        if self.settings.database_url and self.settings.mail_transport == "gmail":
+            return build_pacer(self.settings, self.store, self.account)
         return build_pacer(self.settings)
 
     @cached_property
@@ -243,6 +253,12 @@ class Wiring:
 
         return bounces.bounce_job(self.scan_bounces, self.store, alert)
 
+    def _pacer_of(self, address: str) -> Pacer:
+        """The default pacer; with PostgreSQL, that of ``address``'s account (no grant read)."""
+        if self.settings.database_url and self.settings.mail_transport == "gmail":
+            return build_pacer(self.settings, self.store, account_of(self.settings, address))
+        return self.pacer
+
     def deps(self, *, sending: bool = True) -> Deps:
         """What a campaign use case needs. ``sending=False`` (``resolve``, checks
         that only decide) tolerates a missing grant: the From address, and so the
@@ -255,7 +271,7 @@ class Wiring:
             store=self.store,
             catalogue=self.catalogue,
             transport=self.transport,
-            pacer=self.pacer,
+            pacer=self._pacer_of(envelope.from_address),
             envelope=envelope,
             account=account_of(self.settings, envelope.from_address),
             unsubscribe_secret=self.unsubscribe_secret,
@@ -366,7 +382,7 @@ class Wiring:
                 ),
                 account=account,
                 transport=lambda: self.account_transport(account),
-                pacer=build_pacer(self.settings),
+                pacer=build_pacer(self.settings, self.store, account),
             )
             self._account_deps[account] = deps
             return deps
@@ -462,7 +478,11 @@ class SenderBusy(MailboltError):
 
 #: Roles written into the lock file, so a CLI send can tell a running server
 #: (which takes campaigns over) from another CLI send (which it must wait for).
-ROLE_SERVE, ROLE_SEND = "serve", "send"
+#: Workers (``python -m bot worker``, PostgreSQL only) hold the lock shared: any
+#: number of them at once, and no ``serve`` or ``send`` that sends by itself.
+ROLE_SERVE, ROLE_SEND, ROLE_WORKER = "serve", "send", "worker"
+#: The roles that take over a campaign a CLI send records.
+HANDS_OVER_TO = (ROLE_SERVE, ROLE_WORKER)
 
 
 def sender_active(settings: Settings | Path) -> bool:
@@ -612,7 +632,7 @@ class PgSenderLock:
     def acquire(self) -> None:
         """Take the lock, or raise ``SenderBusy`` naming the process that has it."""
         deadline = time.monotonic() + self.DEAD_HOLDER_WAIT
-        while not self._lock.try_acquire():
+        while not self._lock.try_acquire(shared=self.role == ROLE_WORKER):
             holder = self._lock.holder()
             if holder is None:
                 continue  # released between the two questions: try again
@@ -621,6 +641,15 @@ class PgSenderLock:
                 time.sleep(0.05)  # its session is still closing
                 continue
             where = f"pid {pid or 'unknown'}" + (f" on {host}" if host else "")
+            if role == ROLE_WORKER:
+                raise SenderBusy(
+                    f"Workers (`python -m bot worker`, {where} and maybe more) send from this "
+                    f"database ({self._lock.name}). Beside them run `python -m bot serve "
+                    "--no-send`, and let `python -m bot send` hand its campaigns to them; or "
+                    "stop every worker first.",
+                    pid=pid,
+                    role=role,
+                )
             raise SenderBusy(
                 f"Another mailbolt process (`python -m bot {role}`, {where}) is sending "
                 f"from this database ({self._lock.name}). Wait for it to finish or stop it "

@@ -61,6 +61,9 @@ _LONGEST = (
     "test_trust_faults.py::test_a_database_locked_in_the_middle",
     "test_slack_stats.py::test_serve_scans_for_bounces",
     "test_gmail_e2e.py::test_a_revoked_grant_pauses",
+    # Last, so the pairs of long tests running side by side stay as they were (the
+    # paced-at-the-quota test is sensitive to a busy machine).
+    "test_workers_sigkill.py::test_three_workers",
 )
 
 

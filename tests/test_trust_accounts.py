@@ -62,6 +62,7 @@ def test_old_rows_are_given_their_account(tmp_path: Path, gmail_fake) -> None:
     with db:
         db.execute("drop index idx_messages_account_sent_at")
         db.execute("drop index idx_quota_log_account_at")
+        db.execute("drop index messages_ready")  # the workers' migration indexes account
         for table in ("campaigns", "messages", "quota_log"):
             db.execute(f"alter table {table} drop column account")
         db.execute("alter table messages drop column prior_claimed_at")

@@ -22,7 +22,15 @@ from bot.handlers import approval
 from bot.handlers.campaign import Deps, Plan
 from bot.records import ApprovalDecision, CampaignStatus
 from bot.timefmt import local_moment, utc_minute
-from bot.wiring import ROLE_SERVE, AnySenderLock, SenderBusy, Wiring, approval_policy, sender_lock
+from bot.wiring import (
+    ROLE_SERVE,
+    ROLE_WORKER,
+    AnySenderLock,
+    SenderBusy,
+    Wiring,
+    approval_policy,
+    sender_lock,
+)
 
 out = make_console()
 
@@ -38,7 +46,7 @@ class Follow(Protocol):
         settings: Settings,
         lock: AnySenderLock,
         *,
-        handed_to: int | None,
+        handed_to: SenderBusy,
     ) -> int: ...
 
 
@@ -70,9 +78,9 @@ def send_for_approval(
     try:
         lock.acquire()
     except SenderBusy as busy:
-        if busy.role != ROLE_SERVE:
+        if busy.role not in (ROLE_SERVE, ROLE_WORKER):
             raise
-        server = busy.pid
+        server = busy  # serve (or, beside workers, `serve --no-send`) posts the request
     else:
         lock.release()
         raise PolicyError(

@@ -32,7 +32,15 @@ from bot.handlers.values import ATTACHMENTS_COLUMN, parse_name_values
 from bot.models import RecipientList
 from bot.records import FINAL_STATES, MESSAGE_STATES, CampaignStatus, MessageState
 from bot.timefmt import utc_minute
-from bot.wiring import ROLE_SERVE, AnySenderLock, SenderBusy, Wiring, sender_active, sender_lock
+from bot.wiring import (
+    HANDS_OVER_TO,
+    ROLE_WORKER,
+    AnySenderLock,
+    SenderBusy,
+    Wiring,
+    sender_active,
+    sender_lock,
+)
 
 if TYPE_CHECKING:
     from bot.handlers.attachments import AttachmentSet
@@ -294,11 +302,12 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
     try:
         lock.acquire()
     except SenderBusy as busy:
-        if busy.role != ROLE_SERVE:
+        if busy.role not in HANDS_OVER_TO:
             raise
-        # Recording needs no lock; the server notices the campaign and sends it.
+        # Recording needs no lock; the server (or a worker) notices the campaign and
+        # sends it.
         campaign_id, _ = preflight.record(plan, deps)
-        return _follow(campaign_id, deps, settings, lock, handed_to=busy.pid)
+        return _follow(campaign_id, deps, settings, lock, handed_to=busy)
     try:
         campaign_id, _ = preflight.record(plan, deps)
         result = _run_with_progress(campaign_id, deps, resume=False)
@@ -330,7 +339,7 @@ def _follow(
     settings: Settings,
     lock: AnySenderLock,
     *,
-    handed_to: int | None,
+    handed_to: SenderBusy,
 ) -> int:
     """Show the server's progress on a handed-over campaign, then the usual report.
 
@@ -340,8 +349,13 @@ def _follow(
     """
     done_states = (*FINAL_STATES, "deferred", "uncertain")
     try:
+        who = (
+            "the workers (`python -m bot worker`)"
+            if handed_to.role == ROLE_WORKER
+            else f"the running server (pid {handed_to.pid})"
+        )
         out.print(
-            f"Campaign {campaign_id} handed to the running server (pid {handed_to}); "
+            f"Campaign {campaign_id} handed to {who}; "
             "following its progress. Ctrl-C stops following, not the sending."
         )
         todo = len(deps.store.outbox.ready_messages(campaign_id))
@@ -381,12 +395,18 @@ def _resume(
     try:
         lock.acquire()
     except SenderBusy as busy:
-        if busy.role != ROLE_SERVE:
+        if busy.role not in HANDS_OVER_TO:
             raise
+        who = (
+            "Workers (`python -m bot worker`) are running and resume unfinished campaigns "
+            "by themselves"
+            if busy.role == ROLE_WORKER
+            else f"`python -m bot serve` is running (pid {busy.pid}) and resumes unfinished "
+            "campaigns by itself"
+        )
         out.print(
-            f"`python -m bot serve` is running (pid {busy.pid}) and resumes unfinished "
-            "campaigns by itself (deferred ones when they fall due, re-queued ones within "
-            "a minute). Follow them with `python -m bot status`."
+            f"{who} (deferred ones when they fall due, re-queued ones within a minute). "
+            "Follow them with `python -m bot status`."
         )
         return 0
     try:

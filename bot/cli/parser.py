@@ -256,7 +256,17 @@ def register_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         default="0.0.0.0",  # noqa: S104 - a server Slack must reach
         help="interface to listen on (default: all)",
     )
+    serve_parser.add_argument(
+        "--no-send",
+        action="store_true",
+        help="answer Slack, unsubscribe and OAuth only; `python -m bot worker` sends",
+    )
     serve_parser.set_defaults(func=_run("serve_cmds", "cmd_serve"))
+
+    worker = sub.add_parser(
+        "worker", help="send queued mail beside other workers (needs DATABASE_URL)"
+    )
+    worker.set_defaults(func=_run("worker_cmds", "cmd_worker"))
 
 
 def register_accounts(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -71,6 +71,12 @@ STOPPED_MID_SEND = (
 )
 
 
+NO_WORKERS_ON_SQLITE = (
+    "--no-send with the SQLite file: nothing sends the campaigns recorded here until "
+    "`python -m bot send --resume` runs (workers need DATABASE_URL)."
+)
+
+
 def startup_problems(settings: Settings) -> tuple[list[str], list[str]]:
     """(problems that stop the server, warnings), one line each."""
     problems: list[str] = []
@@ -172,14 +178,17 @@ def serve(
     ready: Callable[[WebServer], None] | None = None,
     bounce_scan_seconds: float = BOUNCE_SCAN_SECONDS,
     listener_executor: Executor | None = None,
+    send: bool = True,
 ) -> None:
     """Build everything, resume unfinished campaigns, and serve until stopped.
 
     ``listener_executor`` runs the Slack listeners; tests pass one they can wait on.
+    ``send=False`` (``--no-send``): campaigns are handed to ``python -m bot worker``
+    processes and followed, never sent from here.
     """
     wiring = Wiring(settings)
     deps = wiring.default_deps()
-    runner = Runner(deps, deps_for=wiring.deps_for)
+    runner = Runner(deps, deps_for=wiring.deps_for, hand_off=not send)
     services = build_services(settings, deps, runner, client=client, wiring=wiring)
     app = bolt_app(services, listener_executor=listener_executor)
     if settings.bounce_scan and settings.mail_transport == "gmail":
@@ -213,10 +222,15 @@ def serve(
 
             handler = SocketModeHandler(app, settings.slack_app_token)
             handler.connect()
+        sending = (
+            f"transport: {settings.mail_transport}"
+            if send
+            else "not sending: `python -m bot worker` sends"
+        )
         err.print(
             f"mailbolt is listening on {web.url} ("
             + ("Socket Mode" if socket_mode else "Slack requests on /slack/events")
-            + f"; transport: {settings.mail_transport}). Stop with Ctrl+C."
+            + f"; {sending}). Stop with Ctrl+C."
         )
         if ready is not None:
             ready(web)
@@ -243,15 +257,23 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             err.print(f"[red]error:[/] {line}", soft_wrap=True)
         err.print("mailbolt did not start.")
         return 2
-    lock = sender_lock(settings, role=ROLE_SERVE)
-    lock.acquire()
+    send = not getattr(args, "no_send", False)
+    if not send and not settings.database_url:
+        err.print(f"[yellow]warning:[/] {NO_WORKERS_ON_SQLITE}", soft_wrap=True, highlight=False)
+    # --no-send takes no sender lock: it sends nothing, so any number may run,
+    # beside workers or a `python -m bot send`.
+    lock = sender_lock(settings, role=ROLE_SERVE) if send else None
+    if lock is not None:
+        lock.acquire()
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
-        serve(settings, client, args.host, settings.port if args.port is None else args.port)
+        port = settings.port if args.port is None else args.port
+        serve(settings, client, args.host, port, send=send)
     except KeyboardInterrupt:
         pass  # waitress usually swallows it and returns; either way we stop here
     finally:
-        lock.release()
+        if lock is not None:
+            lock.release()
     return 0
 
 

@@ -88,7 +88,7 @@ def daily_resume_at(deps: Deps) -> float:
     return quota_use(deps).next_free_at
 
 
-class _Budget:
+class Budget:
     """The rolling-24h daily limit of the sending account, shared by the worker
     threads of one run."""
 
@@ -132,12 +132,12 @@ class _Tally:
 
 
 @dataclass
-class _Run:
+class Run:
     campaign_id: int
     category: str
     common: dict[str, str]
     renderer: Renderer
-    budget: _Budget
+    budget: Budget
     cancel: threading.Event
     stop_reason: str = ""
     stop_status: str = ""
@@ -153,13 +153,21 @@ class _Run:
 
     halt: threading.Event = field(default_factory=threading.Event)
     fault: StorageError | None = None
+    #: A worker's claim is a lease: past this time (the deps' clock) no attempt starts,
+    #: so the message is settled before other workers may take it as abandoned.
+    lease_ends: float | None = None
 
     @property
     def stopped(self) -> bool:
         return bool(self.stop_status) or self.cancel.is_set() or self.halt.is_set()
 
+    def out_of_time(self, now: float) -> bool:
+        """Stopped, or the claim's lease is (nearly) over: attempt nothing more."""
+        return self.stopped or (self.lease_ends is not None and now >= self.lease_ends)
 
-def _render_raw(run: _Run, deps: Deps, row: Message) -> bytes:
+
+def render_raw(run: Run, deps: Deps, row: Message) -> bytes:
+    """The message's bytes, checked again at send time (settings, sensitive data, files)."""
     # Settings may have changed since preflight (a campaign resumed after a restart).
     policy.check_marketing_settings(
         run.renderer.info,
@@ -194,16 +202,18 @@ def _render_raw(run: _Run, deps: Deps, row: Message) -> bytes:
 
 
 class _StopWhenRunStops(stop_base):
-    """Retrying ends as soon as the run is cancelled, halted or stopped."""
+    """Retrying ends as soon as the run is cancelled, halted or stopped, or its
+    claim's lease runs out."""
 
-    def __init__(self, run: _Run):
+    def __init__(self, run: Run, clock: Callable[[], float]):
         self.run = run
+        self.clock = clock
 
     def __call__(self, retry_state: RetryCallState) -> bool:
-        return self.run.stopped
+        return self.run.out_of_time(self.clock())
 
 
-def _retrying(deps: Deps, run: _Run) -> Retrying:
+def _retrying(deps: Deps, run: Run) -> Retrying:
     """Bounded retries of transient errors: full jitter, never sooner than Retry-After."""
     jitter = wait_random_exponential(
         multiplier=deps.policy.retry.backoff_base, max=deps.policy.retry.backoff_cap
@@ -218,7 +228,7 @@ def _retrying(deps: Deps, run: _Run) -> Retrying:
         stop=stop_any(
             stop_after_attempt(deps.policy.retry.max_attempts),
             stop_after_delay(deps.policy.retry.max_elapsed),
-            _StopWhenRunStops(run),
+            _StopWhenRunStops(run, deps.clock),
         ),
         wait=wait,
         sleep=deps.sleep,
@@ -226,7 +236,7 @@ def _retrying(deps: Deps, run: _Run) -> Retrying:
     )
 
 
-def _send_one(run: _Run, deps: Deps, transport: Transport, row: Message) -> None:
+def _send_one(run: Run, deps: Deps, transport: Transport, row: Message) -> None:
     store = deps.store
     reason = policy.suppression_reason(store, row.email, run.category)
     if reason:
@@ -238,7 +248,7 @@ def _send_one(run: _Run, deps: Deps, transport: Transport, row: Message) -> None
         run.stop(RUNNING, "the daily sending limit is reached", resume)
         return
     try:
-        raw = _render_raw(run, deps, row)
+        raw = render_raw(run, deps, row)
     except (TemplateError, UserInputError) as exc:
         store.outbox.mark_failed(row.id, str(exc))
         return
@@ -247,6 +257,16 @@ def _send_one(run: _Run, deps: Deps, transport: Transport, row: Message) -> None
     deps.pacer.acquire(SEND_UNITS)
     if not store.outbox.claim(row.id, deps.account):
         return  # someone else has it, or it was cancelled meanwhile
+    deliver_claimed(run, deps, transport, row, raw)
+
+
+def deliver_claimed(run: Run, deps: Deps, transport: Transport, row: Message, raw: bytes) -> None:
+    """Send one message already claimed (``sending``), with retries, and record what
+    became of it; a stop the campaign must make is left in ``run.stop_status``."""
+    store = deps.store
+    if run.lease_ends is not None and deps.clock() >= run.lease_ends:
+        store.outbox.requeue(row.id, "not sent yet: its claim ran out before its turn")
+        return
     message = OutgoingMessage(row.id, run.campaign_id, row.email, row.message_id, raw)
     attempts = 0
 
@@ -261,7 +281,7 @@ def _send_one(run: _Run, deps: Deps, transport: Transport, row: Message) -> None
     try:
         provider_id = _retrying(deps, run)(attempt)
     except TransientSendError as exc:
-        if run.stopped:  # cancelled or shutting down mid-retry: certainly not sent
+        if run.out_of_time(deps.clock()):  # cancelled, stopping, lease over: not sent
             store.outbox.requeue(row.id, f"not sent yet: {exc}")
         else:
             store.outbox.mark_failed(row.id, f"gave up after {attempts} attempts: {exc}")
@@ -333,12 +353,12 @@ def run(
         paused_reason=None,
         started_at=campaign.started_at or deps.clock(),
     )
-    state = _Run(
+    state = Run(
         campaign_id,
         campaign.category,
         campaign.common_vars,
         renderer,
-        _Budget(deps),
+        Budget(deps),
         cancel or threading.Event(),
         halt=halt or threading.Event(),
         files=files,
@@ -382,7 +402,7 @@ def run(
     return _finish(state, deps, campaign_id)
 
 
-def _finish(state: _Run, deps: Deps, campaign_id: int) -> Result:
+def _finish(state: Run, deps: Deps, campaign_id: int) -> Result:
     store = deps.store
     if state.cancel.is_set() and not state.stop_status:
         for row in store.outbox.messages(campaign_id, [QUEUED, DEFERRED]):

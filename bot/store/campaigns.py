@@ -254,6 +254,21 @@ class SqliteCampaigns:
         )
         return [r["id"] for r in rows]
 
+    def drained(self) -> list[int]:
+        """Running campaigns with nothing queued, deferred or in flight: each worker
+        asks, and the first to notice marks it completed."""
+        busy = sorted(
+            s.value for s in (MessageState.QUEUED, MessageState.DEFERRED, MessageState.SENDING)
+        )
+        marks = ",".join("?" * len(busy))
+        rows = self._db.query(
+            "select c.id from campaigns c where c.status = ? and not exists "  # noqa: S608
+            f"(select 1 from messages m where m.campaign_id = c.id and m.state in ({marks})) "
+            "order by c.id",
+            [CampaignStatus.RUNNING.value, *busy],
+        )
+        return [r["id"] for r in rows]
+
     def newest_id(self) -> int:
         """The newest campaign's id (0 if none): a cheap way to notice new campaigns."""
         return int(self._db.query("select coalesce(max(id), 0) n from campaigns")[0]["n"])

@@ -54,6 +54,11 @@ _HARD, _SOFT = (
 )
 
 
+# What the ``messages_ready`` index covers, written out literally so the planner
+# can use that partial index whatever the parameters (bot/store/schema.py).
+_READY = f"m.state in ('{_Q.value}', '{_D.value}')"
+
+
 def message_from_row(row: dict[str, Any]) -> Message:
     return Message(
         id=row["id"],
@@ -287,8 +292,18 @@ class SqliteOutbox:
     def mark_failed(self, row_id: int, reason: str) -> Transition:
         return self._move(row_id, _F, {"last_error": reason})
 
-    def mark_deferred(self, row_id: int, not_before: float | None, reason: str) -> Transition:
-        return self._move(row_id, _D, {"not_before": not_before, "last_error": reason})
+    def mark_deferred(
+        self,
+        row_id: int,
+        not_before: float | None,
+        reason: str,
+        from_states: Collection[MessageState] | None = None,
+    ) -> Transition:
+        """To ``deferred``. ``from_states`` narrows where from: deferring the rest of a
+        campaign must not take a message another worker has just claimed."""
+        return self._move(
+            row_id, _D, {"not_before": not_before, "last_error": reason}, allowed_from=from_states
+        )
 
     def mark_uncertain(self, row_id: int, reason: str) -> Transition:
         return self._move(row_id, _U, {"last_error": reason})
@@ -363,7 +378,7 @@ class SqliteOutbox:
         only = " and m.campaign_id = ?" if campaign_id is not None else ""
         pick = (
             "select m.id from messages m join campaigns c on c.id = m.campaign_id "  # noqa: S608
-            f"where c.status = ? and m.account = ?{only} and (m.state = ? or "
+            f"where c.status = ? and m.account = ?{only} and {_READY} and (m.state = ? or "
             "(m.state = ? and coalesce(m.not_before, 0) <= ?)) "
             f"order by m.campaign_id, m.position limit ?{self._db.skip_locked('m')}"
         )
@@ -380,6 +395,18 @@ class SqliteOutbox:
             names = [d[0] for d in cursor.description]
             rows = [message_from_row(dict(zip(names, r, strict=True))) for r in cursor.fetchall()]
         return sorted(rows, key=lambda m: (m.campaign_id, m.position))
+
+    def ready_accounts(self, now: float | None = None) -> list[str]:
+        """Accounts with messages ``claim_ready`` would hand out now: queued, or
+        deferred and due, in running campaigns (what the workers serve)."""
+        now = self._db.clock() if now is None else now
+        rows = self._db.query(
+            "select distinct m.account from messages m join campaigns c on c.id = m.campaign_id "
+            "where c.status = ? and (m.state = ? or "
+            "(m.state = ? and coalesce(m.not_before, 0) <= ?)) order by m.account",
+            [CampaignStatus.RUNNING.value, _Q.value, _D.value, now],
+        )
+        return [r["account"] for r in rows]
 
     def recover_expired(self, lease_seconds: float) -> int:
         """``sending`` messages claimed over ``lease_seconds`` ago become ``uncertain``.

@@ -35,6 +35,7 @@ class AdvisoryLock:
         self.url = url
         self.name = redact_url(url)
         self.held = False
+        self.shared = False
         self._application_name = application_name
         self._busy_seconds = busy_seconds
         self._conn: psycopg.Connection | None = None
@@ -53,10 +54,16 @@ class AdvisoryLock:
                 )
         return self._conn
 
-    def try_acquire(self) -> bool:
-        """Take the lock if nobody has it; True if this session now holds it."""
+    def try_acquire(self, *, shared: bool = False) -> bool:
+        """Take the lock if nobody has it; True if this session now holds it.
+
+        ``shared``: many sessions may hold it shared at once (workers), while an
+        exclusive holder (one sending process) keeps every other out.
+        """
+        self.shared = shared
+        take = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
         with faults(self.url):
-            row = self._session().execute(f"select pg_try_advisory_lock({_KEY})", [SENDER_LOCK])
+            row = self._session().execute(f"select {take}({_KEY})", [SENDER_LOCK])
             self.held = bool(row.fetchone()[0])  # type: ignore[index]
         return self.held
 
@@ -72,7 +79,8 @@ class AdvisoryLock:
             return
         with faults(self.url):
             if self.held and not self._conn.closed and not self._conn.broken:
-                self._conn.execute(f"select pg_advisory_unlock({_KEY})", [SENDER_LOCK])
+                unlock = "pg_advisory_unlock_shared" if self.shared else "pg_advisory_unlock"
+                self._conn.execute(f"select {unlock}({_KEY})", [SENDER_LOCK])
             self._conn.close()
         self._conn = None
         self.held = False

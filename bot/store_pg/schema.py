@@ -119,7 +119,18 @@ _MIGRATION_APPROVALS = (
         ts text not null default '')""",
 )
 
-# Append new migrations here (the next is number 8); never edit one that has shipped.
+#: Shared pacing for workers (migration 8): twin of ``_migration_workers``.
+_MIGRATION_WORKERS = (
+    """create table if not exists pacing (account text primary key,
+        next_at double precision not null default 0)""",
+    """create table if not exists pacing_log (account text not null,
+        slot double precision not null, units bigint not null)""",
+    "create index if not exists pacing_log_account_slot on pacing_log (account, slot)",
+    """create index if not exists messages_ready on messages (account, campaign_id, position)
+        where state in ('queued', 'deferred')""",
+)
+
+# Append new migrations here (the next is number 9); never edit one that has shipped.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _MIGRATION_1,
     _MIGRATION_2,
@@ -128,6 +139,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _MIGRATION_5,
     _MIGRATION_SCHEDULE,
     _MIGRATION_APPROVALS,
+    _MIGRATION_WORKERS,
 )
 
 _LOCK = "select pg_advisory_xact_lock(%s, hashtext(current_schema()))"

@@ -1008,11 +1008,13 @@ def running_mailbolt(
     transport: Any = None,
     port: int = 0,
     clock: Callable[[], float] | None = None,
+    hand_off: bool = False,
 ) -> Iterator[Mailbolt]:
     """The real app (Bolt, WebClient, waitress) on a free port, talking to ``fake``.
 
     ``transport`` replaces the sandbox transport (a test double of the port);
     ``clock`` the wall clock the use cases read (a scheduled time comes sooner).
+    ``hand_off``: as ``serve --no-send``, campaigns are left to workers.
     """
     from bot.runner import Runner
     from bot.slack.app import ListenerExecutor, build_app
@@ -1030,7 +1032,7 @@ def running_mailbolt(
         deps.transport = lambda: transport
     if clock is not None:
         deps.clock = clock
-    runner = Runner(deps, deps_for=wiring.deps_for, due_check_seconds=0.5)
+    runner = Runner(deps, deps_for=wiring.deps_for, due_check_seconds=0.5, hand_off=hand_off)
     listeners = ListenerExecutor()
     app = build_app(
         settings,
