@@ -217,10 +217,11 @@ def test_two_approvers_at_once_approve_once(fake, mailbolt):
 def test_preview_and_a_test_to_the_approver(fake, mailbolt):
     request = request_for_approval(fake)
     fake.click(approval_views.A_PREVIEW, user=APPROVER, message=where(request))
-    shown = wait_for(lambda: fake.top_view(APPROVER), "the preview modal")
-    assert "ann@example.com" in text_of(shown["blocks"]) and "See you soon" in text_of(
-        shown["blocks"]
+    shown = wait_for(
+        lambda: (v := fake.top_view(APPROVER)) and "ann@example.com" in text_of(v["blocks"]) and v,
+        "the preview modal, rendered",
     )
+    assert "See you soon" in text_of(shown["blocks"])
     fake.click(approval_views.A_TEST, user=APPROVER, message=where(request))
     wait_for(lambda: fake.ephemerals, "the test's note")
     assert "sent to approver@acme.example" in fake.ephemerals[-1]["text"]

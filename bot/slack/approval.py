@@ -23,8 +23,8 @@ from bot.handlers import approval, trial_send
 from bot.handlers.approval import ApprovalPolicy
 from bot.handlers.recipients import from_slack_users
 from bot.records import ApprovalDecision, CampaignStatus, MessageState
-from bot.slack import Services, report
-from bot.slack.answers import answering, tell_privately
+from bot.slack import Services, report, views
+from bot.slack.answers import answering, tell_privately, update_view
 from bot.slack.views import approval as approval_views
 from bot.slack.views import blocks
 
@@ -241,10 +241,19 @@ def _may_look(campaign_id: int, user: str, services: Services) -> None:
         raise PolicyError(f"Only the approvers may look at campaign #{campaign_id}.")
 
 
-def open_preview(body: dict[str, Any], client: WebClient, services: Services) -> None:
+def open_preview(
+    body: dict[str, Any], client: WebClient, services: Services, correlation_id: str = ""
+) -> None:
+    """The whole first message in a modal. The modal opens first, saying it is
+    rendering: ``trigger_id`` lasts 3 seconds, and rendering (a preflight of the
+    campaign) may take longer on a busy machine or a large campaign."""
     user = body["user"]["id"]
     campaign_id = _campaign_of(body, services)
     _may_look(campaign_id, user, services)
+    opened = client.views_open(
+        trigger_id=body["trigger_id"],
+        view=views.notice_view("Preview", "Rendering the first message…"),
+    )
     campaign = services.deps.store.campaigns.get(campaign_id)
     assert campaign is not None
     plan = approval.first_message_plan(campaign_id, services.wiring.deps_for(campaign.account))
@@ -252,7 +261,7 @@ def open_preview(body: dict[str, Any], client: WebClient, services: Services) ->
     first = plan.to_send[0]
     to = f"{first.name} <{first.email}>" if first.name else first.email
     view = approval_views.preview_modal(campaign_id, to, plan.first.subject, plan.first.text)
-    client.views_open(trigger_id=body["trigger_id"], view=view)
+    update_view(client, opened["view"]["id"], view, correlation_id)
     services.deps.store.audit.record(user, "approval.previewed", campaign_id=campaign_id)
 
 
@@ -323,7 +332,7 @@ def register(app: App, services: Services) -> None:
             elif action_id == approval_views.A_REJECT:
                 open_reject(body, client, services)
             elif action_id == approval_views.A_PREVIEW:
-                open_preview(body, client, services)
+                open_preview(body, client, services, correlation_id)
             else:
                 return send_test(body, services)
             return None
