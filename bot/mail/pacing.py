@@ -27,16 +27,25 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from bot.handlers.quota import SEND_UNITS, WINDOW_SECONDS
 
-__all__ = ["ARRIVAL_SLACK_S", "SLOW_SEND_LATENCY_S", "QuotaPacer", "workers_needed"]
+__all__ = [
+    "ARRIVAL_SLACK_S",
+    "PACED_WINDOW",
+    "SLOW_SEND_LATENCY_S",
+    "QuotaPacer",
+    "first_fit",
+    "workers_needed",
+]
 
 #: How much later than its slot a call may reach Gmail, relative to another, and
 #: still be counted in the right window: one TCP retransmission and then some.
 ARRIVAL_SLACK_S = 2.0
-_PACED_WINDOW = WINDOW_SECONDS + ARRIVAL_SLACK_S
+#: The window every booking is checked against: Gmail's minute plus the slack.
+PACED_WINDOW = WINDOW_SECONDS + ARRIVAL_SLACK_S
+_PACED_WINDOW = PACED_WINDOW
 
 #: The slowest ``messages.send`` round trip the worker pool is sized to keep the
 #: quota busy through (a large message, a slow TLS handshake, Gmail under load).
@@ -51,6 +60,28 @@ _MAX_WORKERS = 256
 
 # A booked slot must fall strictly after the call it displaces leaves the window.
 _EPSILON = 1e-6
+
+
+def first_fit(
+    earliest: float, booked: Iterable[tuple[float, int]], units: int, units_per_minute: int
+) -> float:
+    """The first slot from ``earliest`` on at which ``units`` fit the window.
+
+    ``booked`` are the (slot, units) still inside the window ending at
+    ``earliest``, oldest first. Until the new call fits, the oldest bookings are
+    waited out: the slot moves just past the moment each leaves the window. The
+    in-process pacer and the one shared through the database (``bot.store.pacing``)
+    both book with this, so they keep the same promise.
+    """
+    booked = list(booked)
+    in_window = sum(spent for _, spent in booked)
+    slot = earliest
+    for oldest, spent in booked:
+        if in_window + units <= units_per_minute:
+            break
+        in_window -= spent
+        slot = max(slot, oldest + _PACED_WINDOW + _EPSILON)
+    return slot
 
 
 class QuotaPacer:
@@ -95,10 +126,9 @@ class QuotaPacer:
             slot = max(self._clock(), self._next)
             while self._log and self._log[0][0] < slot - _PACED_WINDOW:
                 self._in_window -= self._log.popleft()[1]
-            while self._in_window + units > self.units_per_minute:
-                oldest, spent = self._log.popleft()
-                self._in_window -= spent
-                slot = max(slot, oldest + _PACED_WINDOW + _EPSILON)
+            slot = first_fit(slot, self._log, units, self.units_per_minute)
+            while self._log and self._log[0][0] < slot - _PACED_WINDOW:
+                self._in_window -= self._log.popleft()[1]
             self._log.append((slot, units))
             self._in_window += units
             self._next = slot + units * self._seconds_per_unit

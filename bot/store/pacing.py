@@ -25,14 +25,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from bot.handlers.quota import WINDOW_SECONDS
-from bot.mail.pacing import ARRIVAL_SLACK_S
+from bot.mail.pacing import PACED_WINDOW, first_fit
 from bot.store.sql import SqlDatabase
 
 __all__ = ["SharedPacer"]
-
-_PACED_WINDOW = WINDOW_SECONDS + ARRIVAL_SLACK_S
-_EPSILON = 1e-6
 
 
 class SharedPacer:
@@ -51,7 +47,7 @@ class SharedPacer:
         self._db = database
         self.account = account
         self.units_per_minute = units_per_minute
-        self._seconds_per_unit = _PACED_WINDOW / units_per_minute
+        self._seconds_per_unit = PACED_WINDOW / units_per_minute
         self._sleep = sleep
 
     def acquire(self, units: int) -> None:
@@ -85,17 +81,17 @@ class SharedPacer:
             slot = max(self._db.clock(), float(row[0]))
             db.execute(
                 "delete from pacing_log where account = ? and slot < ?",
-                [account, slot - _PACED_WINDOW],
+                [account, slot - PACED_WINDOW],
             )
             booked = db.execute(
                 "select slot, units from pacing_log where account = ? order by slot", [account]
             ).fetchall()
-            in_window = sum(int(spent) for _, spent in booked)
-            for oldest, spent in booked:
-                if in_window + units <= self.units_per_minute:
-                    break
-                in_window -= int(spent)
-                slot = max(slot, float(oldest) + _PACED_WINDOW + _EPSILON)
+            slot = first_fit(
+                slot,
+                [(float(at), int(spent)) for at, spent in booked],
+                units,
+                self.units_per_minute,
+            )
             db.execute(
                 "insert into pacing_log (account, slot, units) values (?, ?, ?)",
                 [account, slot, units],
