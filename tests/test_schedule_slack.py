@@ -256,3 +256,17 @@ def test_when_the_daily_limit_cannot_cover_it_then_it_says_when_it_will_finish(a
             lambda: any("wait for it" in m["text"] for m in fake.messages_in(STATUS)),
             "the estimate in the status thread",
         )
+
+
+def test_the_answer_to_a_small_list_asks_slack_nothing_for_the_time_zone(allowed, fake):
+    """A short pasted list is checked inside the 3-second answer; the person's time
+    zone for "Send at" comes from the profile read when the form opened, not from
+    a users.info call on that path."""
+    with running_mailbolt(allowed, fake):
+        fake.command("", user=OWNER)
+        wait_for(lambda: fake.top_view(OWNER), "the compose modal")
+        wait_for(lambda: fake.calls_to("users.info"), "the profile read after the form opened")
+        before = len(fake.calls_to("users.info"))
+        preview = to_preview(fake, paste=PASTE)
+        assert '"timezone": "Europe/Paris"' in block_text(preview["blocks"])
+        assert len(fake.calls_to("users.info")) == before

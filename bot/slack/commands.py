@@ -10,6 +10,7 @@ listener uploads it (three Web API calls, too slow for the 3 seconds).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -292,6 +293,12 @@ def register(app: App, services: Services) -> None:
                 f"Please run /sendmail again. (ref {correlation_id})"
             )
             tell_privately(client, channel, command["user_id"], text, correlation_id)
+            return
+        # The preview shows "Send at" in the person's time zone; reading their
+        # profile now, off the 3-second path, lets a preview checked inside the
+        # answer to Slack find it without a call to Slack.
+        with contextlib.suppress(SlackApiError, UserInputError):
+            services.lookups.users([command["user_id"]])
 
     def export_file(command: dict, client: WebClient, context: BoltContext) -> None:
         if parse(command.get("text", ""))[0] == "export":

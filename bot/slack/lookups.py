@@ -99,6 +99,13 @@ class Lookups:
                     self._users[user_id] = (now, user)
         return [self._users[u][1] for u in user_ids]
 
+    def known(self, user_id: str) -> dict[str, Any] | None:
+        """The profile read last for ``user_id``, however old; None if never read.
+        For what rarely changes (a time zone), where a call to Slack would cost
+        more than a stale answer."""
+        found = self._users.get(user_id)
+        return found[1] if found else None
+
     def _load_directory(self, now: float) -> None:
         """Every profile of the workspace, page by page, into the cache."""
         try:

@@ -27,7 +27,14 @@ log = logging.getLogger(__name__)
 
 
 def user_zone(services: Services, user: str) -> str:
-    """The person's Slack time zone (``users.info`` ``tz``, IANA), else UTC."""
+    """The person's Slack time zone (``users.info`` ``tz``, IANA), else UTC.
+
+    The profile read when the form was opened serves (``/sendmail`` reads it then):
+    this runs inside the answer to Slack for small lists.
+    """
+    found = services.lookups.known(user)
+    if found is not None:
+        return str(found.get("tz") or "UTC")
     try:
         found = services.lookups.users([user])[0]
     except (SlackApiError, IndexError) as exc:
