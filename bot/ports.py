@@ -548,6 +548,11 @@ class Approvals(Protocol):
         changed. A rejection cancels the campaign and skips its messages."""
         ...
 
+    def withdraw(self, campaign_id: int, by: str) -> bool:
+        """Take a pending request back (the campaign is cancelled, its messages
+        skipped); False if it was decided already."""
+        ...
+
     def release(self, campaign_id: int, actor: str) -> bool:
         """Approved and awaiting approval → running; False otherwise."""
         ...

@@ -355,6 +355,8 @@ class ApprovalDecision(StrEnum):
     PENDING = "pending"
     APPROVED = "approved"
     REJECTED = "rejected"
+    #: The requester (or an admin) took the request back: the campaign is cancelled.
+    WITHDRAWN = "withdrawn"
 
 
 @dataclass(frozen=True)

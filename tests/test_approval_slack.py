@@ -285,3 +285,43 @@ def test_a_request_slack_refuses_to_post_is_said_on_the_status_message(fake, mai
     assert mailbolt.eml_files() == []
     campaign = mailbolt.deps.store.campaigns.recent()[0]
     assert campaign.status == CampaignStatus.AWAITING_APPROVAL
+
+
+def test_the_requester_withdraws_a_request_and_nothing_is_sent(fake, mailbolt):
+    request = request_for_approval(fake)
+    store = mailbolt.deps.store
+    campaign_id = store.campaigns.recent()[0].id
+    status = wait_for(
+        lambda: next(
+            (
+                m
+                for m in fake.messages_in(STATUS)
+                if not m["thread_ts"] and "Withdraw request" in text_of(m["blocks"])
+            ),
+            None,
+        ),
+        "the status message with Withdraw request",
+    )
+    # Someone else may not take it back, even by pressing the button.
+    fake.click(views.A_CANCEL, user=STRANGER, message=where(status))
+    wait_for(lambda: fake.ephemerals, "the refusal")
+    assert "Only the person who asked" in fake.ephemerals[-1]["text"]
+    assert store.campaigns.get(campaign_id).status == CampaignStatus.AWAITING_APPROVAL
+
+    fake.click(views.A_CANCEL, user=OWNER, message=where(status))
+    wait_for(
+        lambda: store.campaigns.get(campaign_id).status == CampaignStatus.CANCELLED,
+        "the campaign to be cancelled",
+    )
+    wait_for(
+        lambda: (
+            f"Request withdrawn by <@{OWNER}>" in text_of(fake.messages[where(request)]["blocks"])
+        ),
+        "the request to say it was withdrawn",
+    )
+    assert approval_views.A_APPROVE not in text_of(fake.messages[where(request)]["blocks"])
+    assert store.approvals.get(campaign_id).decision == ApprovalDecision.WITHDRAWN
+    mailbolt.settle()
+    assert mailbolt.eml_files() == []
+    actions = [e.action for e in store.audit.recent(100, campaign_id=campaign_id)]
+    assert "approval.withdrawn" in actions

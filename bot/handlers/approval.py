@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -221,6 +222,27 @@ def decide(
     approval = deps.store.approvals.get(campaign_id)
     assert campaign is not None and approval is not None
     return Decided(approval, campaign, released)
+
+
+def withdraw(campaign_id: int, user: str, deps: Deps, admins: Collection[str] | None) -> Campaign:
+    """Take a request for approval back (its requester, or an admin; ``admins``
+    None: the machine's operator on the command line). The campaign is cancelled
+    and nothing is sent; an approver's later click finds it decided."""
+    campaign = deps.store.campaigns.get(campaign_id)
+    approval = deps.store.approvals.get(campaign_id)
+    if campaign is None or approval is None:
+        raise UserInputError(f"Campaign #{campaign_id} is not waiting for approval.")
+    if admins is not None and user != campaign.requested_by and user not in admins:
+        raise UserInputError(
+            f"Only the person who asked for campaign #{campaign_id} and the admins may "
+            "withdraw the request."
+        )
+    if not deps.store.approvals.withdraw(campaign_id, user):
+        raise UserInputError(_already(campaign, approval))
+    attachments.release(campaign_id, deps.store, deps.attachment_files)
+    found = deps.store.campaigns.get(campaign_id)
+    assert found is not None
+    return found
 
 
 def _release(campaign_id: int, deps: Deps, actor: str) -> bool:

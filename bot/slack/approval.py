@@ -132,6 +132,13 @@ def post_pending(services: Services) -> None:
         services.runner.start(campaign_id)
 
 
+def withdraw(campaign_id: int, user: str, services: Services, correlation_id: str) -> None:
+    """The status message's "Withdraw request" (the requester or an admin): the
+    campaign is cancelled, and the request, the requester and the thread say so."""
+    approval.withdraw(campaign_id, user, services.deps, services.settings.admin_users)
+    after_decision(services, campaign_id, correlation_id)
+
+
 def after_decision(
     services: Services,
     campaign_id: int,

@@ -41,6 +41,11 @@ def act(kind: str, campaign_id: int, user: str, team: str, services: Services) -
         return f"Campaign #{campaign_id} does not exist any more."
     if kind == views.A_CANCEL and row.status == CampaignStatus.SCHEDULED:
         return sending_later.cancel(campaign_id, user, services)
+    if kind == views.A_CANCEL and row.status == CampaignStatus.AWAITING_APPROVAL:
+        from bot.slack import approval as approval_desk  # its listeners import this module
+
+        approval_desk.withdraw(campaign_id, user, services, "")
+        return None
     if kind == views.A_CANCEL:
         return _cancel(campaign_id, user, team, services)
     if services.runner.is_active(campaign_id):

@@ -158,6 +158,47 @@ class SqlApprovals:
             )
         return True
 
+    def withdraw(self, campaign_id: int, by: str) -> bool:
+        """Take a pending request back: the campaign is cancelled and its messages
+        skipped, in one transaction with the request's change; False if it was
+        decided (or withdrawn) already. Who may do it is the caller's rule."""
+        now = self._db.clock()
+        with self._db.tx() as db:
+            changed = db.execute(
+                "update approvals set decision = ?, decided_by = ?, decided_at = ? "
+                "where campaign_id = ? and decision = ? and exists "
+                "(select 1 from campaigns c where c.id = ? and c.status = ?)",
+                [
+                    ApprovalDecision.WITHDRAWN.value,
+                    by,
+                    now,
+                    campaign_id,
+                    _PENDING,
+                    campaign_id,
+                    _AWAITING,
+                ],
+            ).rowcount
+            if changed != 1:
+                return False
+            db.execute(
+                "update campaigns set status = ?, paused_reason = ?, finished_at = ? where id = ?",
+                [CampaignStatus.CANCELLED.value, f"withdrawn by {by}", now, campaign_id],
+            )
+            db.execute(
+                "update messages set state = ?, last_error = ?, updated_at = ? "
+                "where campaign_id = ? and state in (?, ?)",
+                [
+                    MessageState.SKIPPED.value,
+                    "the request for approval was withdrawn",
+                    now,
+                    campaign_id,
+                    MessageState.QUEUED.value,
+                    MessageState.DEFERRED.value,
+                ],
+            )
+            audit.write(db, self._db.clock, by, "approval.withdrawn", {"campaign_id": campaign_id})
+        return True
+
     def release(self, campaign_id: int, actor: str) -> bool:
         """Move an approved campaign from awaiting approval on: to ``scheduled`` if it
         has a time (the schedule's due check starts it then, checked again, at once

@@ -117,3 +117,25 @@ def test_reopen_asks_again_about_what_the_campaign_is_now(store: StoreParts):
     campaign = store.campaigns.get(campaign_id)
     assert (campaign.status, campaign.paused_reason) == (AWAITING, "changed")
     assert [a.campaign_id for a in store.approvals.pending()] == [campaign_id]
+
+
+def test_a_withdrawn_request_cancels_the_campaign_once_and_nobody_decides_it(store: StoreParts):
+    campaign_id = awaiting(store, requested_by="U1")
+    assert store.approvals.withdraw(campaign_id, "U1")
+    assert not store.approvals.withdraw(campaign_id, "U1")  # once
+    request = store.approvals.get(campaign_id)
+    assert (request.decision, request.decided_by) == (ApprovalDecision.WITHDRAWN, "U1")
+    campaign = store.campaigns.get(campaign_id)
+    assert campaign.status == CampaignStatus.CANCELLED
+    assert store.outbox.counts(campaign_id)[MessageState.SKIPPED] == 2
+    assert not store.approvals.decide(campaign_id, "U2", APPROVED)  # too late
+    assert not store.approvals.release(campaign_id, "U2")
+    assert store.approvals.pending() == []
+    assert store.audit.recent(1)[0].action == "approval.withdrawn"
+
+
+def test_a_decided_request_cannot_be_withdrawn(store: StoreParts):
+    campaign_id = awaiting(store, requested_by="U1")
+    assert store.approvals.decide(campaign_id, "U2", APPROVED)
+    assert not store.approvals.withdraw(campaign_id, "U1")
+    assert store.approvals.get(campaign_id).decision == APPROVED

@@ -161,4 +161,6 @@ def decided_text(approval: Approval, template: str) -> str:
     what = f"Your campaign #{approval.campaign_id} ({escape(template)})"
     if approval.decision == ApprovalDecision.APPROVED:
         return f":white_check_mark: {what} was approved by {by}; it is being sent."
+    if approval.decision == ApprovalDecision.WITHDRAWN:
+        return f":leftwards_arrow_with_hook: {what}: {by} withdrew the request. Nothing was sent."
     return f":no_entry: {what} was rejected by {by}: {escape(approval.note)}. Nothing was sent."

@@ -225,6 +225,8 @@ def approval_line(approval: Approval) -> str:
         return f":white_check_mark: Approved by {by}."
     if approval.decision == ApprovalDecision.REJECTED:
         return f":no_entry: Rejected by {by}: {escape(clip(approval.note, 500))}"
+    if approval.decision == ApprovalDecision.WITHDRAWN:
+        return f":leftwards_arrow_with_hook: Request withdrawn by {by}; nothing was sent."
     return f":lock: Waiting for approval: {escape(clip(approval.reason, 500))}"
 
 
@@ -232,8 +234,8 @@ def _buttons(data: StatusData) -> list[dict[str, Any]]:
     """Cancel while it can still stop; retry and resolve once it has stopped."""
     value = str(data.campaign_id)
     buttons: list[dict[str, Any]] = []
-    if data.status == CampaignStatus.AWAITING_APPROVAL:
-        return buttons  # nothing to stop yet: the approvers decide
+    if data.status == CampaignStatus.AWAITING_APPROVAL:  # the requester may take it back
+        return [button("Withdraw request", A_CANCEL, value, "danger")]
     if data.scheduled:
         return schedule_buttons(data.campaign_id)
     if not data.finished:
