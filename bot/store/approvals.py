@@ -132,23 +132,7 @@ class SqlApprovals:
                 return False
             if decision == ApprovalDecision.REJECTED:
                 reason = f"rejected by {decided_by}" + (f": {note}" if note else "")
-                db.execute(
-                    "update campaigns set status = ?, paused_reason = ?, finished_at = ? "
-                    "where id = ?",
-                    [CampaignStatus.CANCELLED.value, reason, now, campaign_id],
-                )
-                db.execute(
-                    "update messages set state = ?, last_error = ?, updated_at = ? "
-                    "where campaign_id = ? and state in (?, ?)",
-                    [
-                        MessageState.SKIPPED.value,
-                        "the campaign was rejected",
-                        now,
-                        campaign_id,
-                        MessageState.QUEUED.value,
-                        MessageState.DEFERRED.value,
-                    ],
-                )
+                _cancel(db, campaign_id, now, reason, "the campaign was rejected")
             audit.write(
                 db,
                 self._db.clock,
@@ -180,22 +164,8 @@ class SqlApprovals:
             ).rowcount
             if changed != 1:
                 return False
-            db.execute(
-                "update campaigns set status = ?, paused_reason = ?, finished_at = ? where id = ?",
-                [CampaignStatus.CANCELLED.value, f"withdrawn by {by}", now, campaign_id],
-            )
-            db.execute(
-                "update messages set state = ?, last_error = ?, updated_at = ? "
-                "where campaign_id = ? and state in (?, ?)",
-                [
-                    MessageState.SKIPPED.value,
-                    "the request for approval was withdrawn",
-                    now,
-                    campaign_id,
-                    MessageState.QUEUED.value,
-                    MessageState.DEFERRED.value,
-                ],
-            )
+            why = "the request for approval was withdrawn"
+            _cancel(db, campaign_id, now, f"withdrawn by {by}", why)
             audit.write(db, self._db.clock, by, "approval.withdrawn", {"campaign_id": campaign_id})
         return True
 
@@ -256,3 +226,24 @@ class SqlApprovals:
             [_APPROVED, _AWAITING],
         )
         return [r["campaign_id"] for r in rows]
+
+
+def _cancel(db: Any, campaign_id: int, now: float, reason: str, skipped_why: str) -> None:
+    """Inside a decision's transaction: the campaign is cancelled and every message
+    not sent yet is skipped, so nothing can send it afterwards."""
+    db.execute(
+        "update campaigns set status = ?, paused_reason = ?, finished_at = ? where id = ?",
+        [CampaignStatus.CANCELLED.value, reason, now, campaign_id],
+    )
+    db.execute(
+        "update messages set state = ?, last_error = ?, updated_at = ? "
+        "where campaign_id = ? and state in (?, ?)",
+        [
+            MessageState.SKIPPED.value,
+            skipped_why,
+            now,
+            campaign_id,
+            MessageState.QUEUED.value,
+            MessageState.DEFERRED.value,
+        ],
+    )
