@@ -37,6 +37,7 @@ __all__ = [
     "SLOW_SEND_LATENCY_S",
     "QuotaPacer",
     "first_fit",
+    "wait_for_slot",
     "workers_needed",
 ]
 
@@ -60,6 +61,27 @@ _MAX_WORKERS = 256
 
 # A booked slot must fall strictly after the call it displaces leaves the window.
 _EPSILON = 1e-6
+
+
+def wait_for_slot(
+    book: Callable[[int], float],
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+    units: int,
+    units_per_minute: int,
+) -> None:
+    """Book ``units`` (``book`` returns the slot) and sleep until that slot: the
+    waiting half of both pacers, the in-process one and the shared one."""
+    if units <= 0:
+        return
+    if units > units_per_minute:
+        raise ValueError(
+            f"a call costing {units} units can never fit a quota of "
+            f"{units_per_minute} units per minute"
+        )
+    delay = book(units) - clock()
+    if delay > 0:
+        sleep(delay)
 
 
 def first_fit(
@@ -109,17 +131,7 @@ class QuotaPacer:
 
     def acquire(self, units: int) -> None:
         """Wait until ``units`` may be spent, then return (the call may start now)."""
-        if units <= 0:
-            return
-        if units > self.units_per_minute:
-            raise ValueError(
-                f"a call costing {units} units can never fit a quota of "
-                f"{self.units_per_minute} units per minute"
-            )
-        slot = self._book(units)
-        delay = slot - self._clock()
-        if delay > 0:
-            self._sleep(delay)
+        wait_for_slot(self._book, self._clock, self._sleep, units, self.units_per_minute)
 
     def _book(self, units: int) -> float:
         with self._lock:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from bot.mail.pacing import PACED_WINDOW, first_fit
+from bot.mail.pacing import PACED_WINDOW, first_fit, wait_for_slot
 from bot.store.sql import SqlDatabase
 
 __all__ = ["SharedPacer"]
@@ -52,17 +52,7 @@ class SharedPacer:
 
     def acquire(self, units: int) -> None:
         """Wait until ``units`` may be spent, then return (the call may start now)."""
-        if units <= 0:
-            return
-        if units > self.units_per_minute:
-            raise ValueError(
-                f"a call costing {units} units can never fit a quota of "
-                f"{self.units_per_minute} units per minute"
-            )
-        slot = self._book(units)
-        delay = slot - self._db.clock()
-        if delay > 0:
-            self._sleep(delay)
+        wait_for_slot(self._book, self._db.clock, self._sleep, units, self.units_per_minute)
 
     def _book(self, units: int) -> float:
         account = self.account
