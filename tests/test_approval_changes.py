@@ -29,7 +29,7 @@ def templates(tmp_path):
 def test_a_template_changed_after_the_request_needs_approval_again(fake, approving, templates):
     settings = approving.replace(templates_dir=templates)
     with running_mailbolt(settings, fake) as mailbolt:
-        first = request_for_approval(fake)
+        first = request_for_approval(fake, mailbolt)
         store = mailbolt.deps.store
         campaign_id = store.campaigns.recent()[0].id
         for name in ("welcome.html.j2", "welcome.txt.j2"):
@@ -58,7 +58,7 @@ def test_a_recorded_campaign_changed_after_approval_is_not_sent(fake, approving,
     """Anything that alters the recorded campaign between the approval and the
     start of sending (here a recipient row changed in the database) stops it."""
     with running_mailbolt(approving, fake) as mailbolt:
-        request = request_for_approval(fake)
+        request = request_for_approval(fake, mailbolt)
         store = mailbolt.deps.store
         campaign_id = store.campaigns.recent()[0].id
         other = Store(approving.database_path)

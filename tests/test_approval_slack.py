@@ -4,6 +4,7 @@ Bolt app, the real WebClient against the Slack fake, the sandbox outbox."""
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from bot.records import ApprovalDecision, CampaignStatus
 from bot.slack import views
 from bot.slack.views import approval as approval_views
-from tests.fakes.slack_fake import SlackFake, compose_values, running_mailbolt, wait_for
+from tests.fakes.slack_fake import Mailbolt, SlackFake, compose_values, running_mailbolt, wait_for
 
 OWNER, APPROVER, SECOND, STRANGER = "U0OWNER", "U0APPROVER", "U0SECOND", "U0STRANGER"
 STATUS, APPROVALS = "C0STATUS", "C0APPROVALS"
@@ -52,7 +53,9 @@ def text_of(blocks: list[dict[str, Any]]) -> str:
     return json.dumps(blocks, ensure_ascii=False)
 
 
-def request_for_approval(fake: SlackFake, user: str = OWNER, paste: str = PEOPLE) -> dict:
+def request_for_approval(
+    fake: SlackFake, mailbolt: Mailbolt, user: str = OWNER, paste: str = PEOPLE
+) -> dict:
     """Compose, preview ("Request approval"), submit; the request message posted."""
     before = len(_requests(fake))
     fake.command("", user=user)
@@ -68,9 +71,17 @@ def request_for_approval(fake: SlackFake, user: str = OWNER, paste: str = PEOPLE
     assert "APPROVAL_REQUIRED=always" in text_of(preview["blocks"])
     reply = fake.submit_view(preview["id"], {}, user=user)
     assert "Sent for approval" in reply.body.decode()
-    return wait_for(
+    request = wait_for(
         lambda: len(found := _requests(fake)) > before and found[-1], "the approval request"
     )
+    # The message appears in Slack a moment before its place is recorded; a click in
+    # between is told to press again (see test_a_click_before_the_request_is_recorded).
+    store = mailbolt.deps.store
+    wait_for(
+        lambda: any(a.ts == request["ts"] for a in store.approvals.pending()),
+        "the request's place recorded",
+    )
+    return request
 
 
 def _requests(fake: SlackFake) -> list[dict]:
@@ -86,7 +97,7 @@ def dms_to(fake: SlackFake, user: str) -> list[str]:
 
 
 def test_approved_by_a_second_person_then_sent(fake, mailbolt):
-    request = request_for_approval(fake)
+    request = request_for_approval(fake, mailbolt)
     store = mailbolt.deps.store
     campaign = store.campaigns.recent()[0]
     assert campaign.status == CampaignStatus.AWAITING_APPROVAL
@@ -130,7 +141,7 @@ def test_approved_by_a_second_person_then_sent(fake, mailbolt):
 
 
 def test_rejected_with_a_reason_and_nothing_is_sent(fake, mailbolt):
-    request = request_for_approval(fake)
+    request = request_for_approval(fake, mailbolt)
     store = mailbolt.deps.store
     campaign_id = store.campaigns.recent()[0].id
     fake.click(approval_views.A_REJECT, user=APPROVER, message=where(request))
@@ -167,9 +178,9 @@ def test_rejected_with_a_reason_and_nothing_is_sent(fake, mailbolt):
 
 def test_the_requester_cannot_approve_even_with_an_edited_payload(fake, mailbolt):
     store = mailbolt.deps.store
-    other = request_for_approval(fake, user=SECOND, paste="zed@example.com")
+    other = request_for_approval(fake, mailbolt, user=SECOND, paste="zed@example.com")
     other_id = store.campaigns.recent()[0].id
-    own = request_for_approval(fake, user=OWNER)
+    own = request_for_approval(fake, mailbolt, user=OWNER)
     own_id = store.campaigns.recent()[0].id
     assert own_id != other_id
 
@@ -199,8 +210,34 @@ def test_the_requester_cannot_approve_even_with_an_edited_payload(fake, mailbolt
     )
 
 
+def test_a_click_before_the_request_is_recorded_is_asked_again(fake, mailbolt):
+    """Slack shows the request before chat.postMessage has answered with its place;
+    a click in that moment is told to press again, and the next press counts."""
+    answered = threading.Event()
+    fake.hold_answers("chat.postMessage", answered)
+    fake.command("", user=OWNER)
+    compose = wait_for(lambda: fake.top_view(OWNER), "the compose modal")
+    fake.submit_view(
+        compose["id"], compose_values(paste=PEOPLE, variables=VARS, channel=STATUS), user=OWNER
+    )
+    preview = wait_for(
+        lambda: (v := fake.top_view(OWNER)) and v["callback_id"] == views.CB_PREVIEW and v,
+        "the preview",
+    )
+    fake.submit_view(preview["id"], {}, user=OWNER)
+    request = wait_for(lambda: _requests(fake) and _requests(fake)[-1], "the request shown")
+    fake.click(approval_views.A_APPROVE, user=APPROVER, message=where(request))
+    wait_for(lambda: fake.ephemerals, "the answer to the early click")
+    assert "still being posted; press again" in fake.ephemerals[-1]["text"]
+    answered.set()
+    store = mailbolt.deps.store
+    wait_for(lambda: store.approvals.pending() and store.approvals.pending()[0].ts, "recorded")
+    fake.click(approval_views.A_APPROVE, user=APPROVER, message=where(request))
+    wait_for(lambda: len(mailbolt.eml_files()) == 3, "the three messages")
+
+
 def test_two_approvers_at_once_approve_once(fake, mailbolt):
-    request = request_for_approval(fake)
+    request = request_for_approval(fake, mailbolt)
     fake.click(approval_views.A_APPROVE, user=APPROVER, message=where(request))
     fake.click(approval_views.A_APPROVE, user=SECOND, message=where(request))
     wait_for(lambda: len(mailbolt.eml_files()) == 3, "the three messages")
@@ -215,7 +252,7 @@ def test_two_approvers_at_once_approve_once(fake, mailbolt):
 
 
 def test_preview_and_a_test_to_the_approver(fake, mailbolt):
-    request = request_for_approval(fake)
+    request = request_for_approval(fake, mailbolt)
     fake.click(approval_views.A_PREVIEW, user=APPROVER, message=where(request))
     shown = wait_for(
         lambda: (v := fake.top_view(APPROVER)) and "ann@example.com" in text_of(v["blocks"]) and v,
@@ -233,7 +270,7 @@ def test_preview_and_a_test_to_the_approver(fake, mailbolt):
 
 def test_a_restart_does_not_send_a_campaign_awaiting_approval(fake, approving):
     with running_mailbolt(approving, fake) as first:
-        request_for_approval(fake)
+        request_for_approval(fake, first)
         first.settle()
         campaign_id = first.deps.store.campaigns.recent()[0].id
     with running_mailbolt(approving, fake) as again:
@@ -255,7 +292,7 @@ def test_a_user_group_of_approvers(fake, settings):
         approval_channel=APPROVALS,
     )
     with running_mailbolt(group, fake) as mailbolt:
-        request = request_for_approval(fake)
+        request = request_for_approval(fake, mailbolt)
         fake.click(approval_views.A_APPROVE, user=STRANGER, message=where(request))
         wait_for(lambda: fake.ephemerals, "the stranger's refusal")
         assert "Only the approvers (<!subteam^S0APPROVERS>)" in fake.ephemerals[-1]["text"]
@@ -288,7 +325,7 @@ def test_a_request_slack_refuses_to_post_is_said_on_the_status_message(fake, mai
 
 
 def test_the_requester_withdraws_a_request_and_nothing_is_sent(fake, mailbolt):
-    request = request_for_approval(fake)
+    request = request_for_approval(fake, mailbolt)
     store = mailbolt.deps.store
     campaign_id = store.campaigns.recent()[0].id
     status = wait_for(

@@ -210,7 +210,12 @@ def _campaign_of(body: dict[str, Any], services: Services) -> int:
         raise UserInputError(f"There is no campaign #{campaign_id} waiting for approval.")
     container = body.get("container") or {}
     where = (container.get("channel_id"), container.get("message_ts"))
-    if not request.ts or where != (request.channel, request.ts):
+    if not request.ts:
+        # Slack shows the message a moment before its place is recorded here.
+        raise UserInputError(
+            f"Campaign #{campaign_id}'s request is still being posted; press again in a moment."
+        )
+    if where != (request.channel, request.ts):
         raise PolicyError(f"This button does not belong to campaign #{campaign_id}'s request.")
     return campaign_id
 

@@ -24,7 +24,8 @@ through ``SLACK_API_URL`` and every request goes through the real client code:
 - ``rate_tiers=True`` answers 429 past each method's tier per minute (Tier 2: 20,
   Tier 3: 50, Tier 4: 100), so a test can show a flow stays within Slack's limits.
 - ``gate(method, event)`` holds a method's answers until ``event`` is set, so a
-  test can show an acknowledgement came before slow work finished.
+  test can show an acknowledgement came before slow work finished;
+  ``hold_answers(method, event)`` does the work but holds the answer.
 
 It also plays the Slack platform: ``command``, ``submit_view``, ``click`` and
 ``event`` sign their requests with the signing secret and POST them to the app's
@@ -198,6 +199,7 @@ class SlackFake:
         self.shared_files: list[dict[str, Any]] = []
         self._uploads: dict[str, dict[str, Any]] = {}
         self._gates: dict[str, threading.Event] = {}
+        self._held_answers: dict[str, threading.Event] = {}
         self._minute: dict[str, list[float]] = {}
         self._triggers: dict[str, tuple[float, str]] = {}
         self._failures: dict[str, list[_Failure]] = {}
@@ -289,6 +291,13 @@ class SlackFake:
         """Hold every answer of ``method`` until ``event`` is set."""
         with self.lock:
             self._gates[method] = event
+
+    def hold_answers(self, method: str, event: threading.Event) -> None:
+        """Do what ``method`` asks at once but hold its answer until ``event`` is set,
+        so a test can act in the moment Slack shows a message the caller has not yet
+        heard back about."""
+        with self.lock:
+            self._held_answers[method] = event
 
     def fail_next(self, method: str, *, error: str = "", retry_after: int = 1, times: int = 1):
         """The next ``times`` calls of ``method`` fail: with ``{"ok": false, "error":
@@ -438,6 +447,10 @@ class SlackFake:
                 body["response_metadata"] = {"messages": refusal.messages}
             return 200, headers, json.dumps(body).encode()
         self._record(method, args, 200)
+        with self.lock:
+            held = self._held_answers.get(method)
+        if held is not None:
+            held.wait(30)
         if method == "auth.test":
             headers["x-oauth-scopes"] = self.scopes
         return 200, headers, json.dumps({"ok": True, **result}).encode()
