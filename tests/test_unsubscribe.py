@@ -10,18 +10,17 @@ import base64
 import email
 import http.client
 import re
-import threading
 from collections.abc import Iterator
 from email import policy as email_policy
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-import waitress
 
 from bot.handlers import campaign, preflight, send_loop
 from bot.handlers.unsubscribe import load_secret, make_token
 from bot.models import Recipient, RecipientList
+from bot.web import WebServer
 from bot.web_unsubscribe import make_unsubscribe_app, mask_address
 from bot.wiring import build_deps
 
@@ -30,13 +29,13 @@ WELCOME = {"team": "Mailbolt", "start_url": "https://mailbolt.example/start"}
 
 
 class Server:
-    """The app on 127.0.0.1:<free port>, in a thread, for one test."""
+    """The app on 127.0.0.1:<free port>, in a thread, for one test: the server
+    ``serve`` runs, with its own socket map (waitress's global one is shared by
+    every server in the process, and one closing it took another's trigger)."""
 
     def __init__(self, app):
-        self.server = waitress.create_server(app, host="127.0.0.1", port=0, threads=2)
-        self.port = self.server.effective_port
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
+        self.server = WebServer(app, "127.0.0.1", 0, threads=2).start()
+        self.port = self.server.port
 
     @property
     def base(self) -> str:
@@ -63,10 +62,7 @@ class Server:
         )
 
     def close(self) -> None:
-        """Close on the server's own thread (closing its sockets from here races its loop)."""
-        self.server.trigger.pull_trigger(self.server.close)
-        self.thread.join(timeout=10)
-        assert not self.thread.is_alive()
+        self.server.stop(timeout=10)
 
 
 @pytest.fixture
