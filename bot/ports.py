@@ -290,10 +290,11 @@ class Outbox(Protocol):
 
     def deferred_until(self, campaign_id: int) -> float | None: ...
 
-    def sent_since(self, since: float, account: str) -> int:
+    def sent_since(self, since: float, account: str, *, in_flight: bool = True) -> int:
         """Sent or possibly sent (in flight, uncertain: by claim time) by ``account``
         since ``since``: campaign messages, earlier attempts re-sent after a doubt,
-        and test sends. Legacy rows count for every Gmail account, never the sandbox."""
+        and test sends. Legacy rows count for every Gmail account, never the sandbox.
+        ``in_flight=False`` leaves out campaign messages claimed and not yet settled."""
         ...
 
     def oldest_sent_since(self, since: float, account: str) -> float | None:

@@ -42,6 +42,7 @@ from bot.records import Campaign, CampaignStatus, Message, MessageState
 log = logging.getLogger(__name__)
 
 DAILY_LIMIT_REASON = "the daily sending limit is reached"
+WAITING_FOR_IN_FLIGHT = "waiting for sends under way to settle the daily count"
 #: The pacer's window (Gmail's minute and the arrival slack): at most one ceiling's
 #: worth of sends starts in any such window.
 PACED_WINDOW_SECONDS = 62.0
@@ -191,6 +192,12 @@ class Worker:
             store.outbox.mark_skipped(row.id, reason)
             return
         if self._over_daily_limit(deps):
+            if self._others_in_flight_decide(deps):
+                # Over only if every send under way goes out: let them settle, and
+                # claim again (deferring here left the day short of its limit).
+                store.outbox.requeue(row.id, WAITING_FOR_IN_FLIGHT)
+                self._nap(self.poll_seconds)
+                return
             now = deps.clock()
             use = quota.read(store, deps.account, daily_limit=deps.policy.daily_limit, now=now)
             self._defer(deps, row, use.next_free_at)
@@ -243,6 +250,17 @@ class Worker:
         with self._lock:
             self._day_counts[deps.account] = (now, count)
         return count > limit
+
+    @staticmethod
+    def _others_in_flight_decide(deps: Deps) -> bool:
+        """Whether the day has room for this claim once claims still in flight
+        elsewhere are left out: then whether it fits depends on their outcome."""
+        limit = deps.policy.daily_limit
+        if limit is None:
+            return False
+        now = deps.clock()
+        settled = deps.store.outbox.sent_since(now - DAY_SECONDS, deps.account, in_flight=False)
+        return settled + 1 <= limit
 
     def _defer(self, deps: Deps, row: Message, resume_at: float) -> None:
         deps.store.outbox.mark_deferred(row.id, resume_at, DAILY_LIMIT_REASON)

@@ -46,6 +46,11 @@ _SENT_TIME = (
     f"(case when state = '{_ST.value}' then sent_at when state in ({_MAYBE}) "
     "then coalesce(claimed_at, updated_at) end)"
 )
+# The same without claims in flight: what has certainly or possibly gone out already.
+_SETTLED_TIME = (
+    f"(case when state = '{_ST.value}' then sent_at when state in ({_MAYBE}) "
+    f"and state <> '{_SG.value}' then coalesce(claimed_at, updated_at) end)"
+)
 _PRIOR_TIME = "prior_claimed_at"
 _TEST_STATES = ", ".join(f"'{s.value}'" for s in sorted({_ST, *MAYBE_SENT_STATES}))
 # How many of the rows bounced hard or soft (a sum of cases: PostgreSQL sums no booleans).
@@ -161,15 +166,18 @@ class SqliteOutbox:
 
     # -- the daily limit ---------------------------------------------------
 
-    def sent_since(self, since: float, account: str) -> int:
+    def sent_since(self, since: float, account: str, *, in_flight: bool = True) -> int:
         """Messages ``account`` sent (or possibly sent) since ``since``, every campaign
         and test send included.
 
         Uncertain and in-flight messages count: if they went out, Gmail counts them.
+        ``in_flight=False`` leaves out the campaign messages claimed and not yet
+        settled, to tell whether a verdict depends on sends under way.
         """
         mine, params = of_account(account)
+        when = _SENT_TIME if in_flight else _SETTLED_TIME
         sql = (
-            f"select coalesce(sum(case when {_SENT_TIME} >= ? then 1 else 0 end), 0) "  # noqa: S608
+            f"select coalesce(sum(case when {when} >= ? then 1 else 0 end), 0) "  # noqa: S608
             f"+ coalesce(sum(case when {_PRIOR_TIME} >= ? then 1 else 0 end), 0) n "
             f"from messages where {mine}"
         )
