@@ -15,6 +15,11 @@ Choices that matter:
   delivery already did the work, and doing it again is how things happen twice.
 - Every request passes ``authorize`` (``bot/slack/authorize.py``) before any
   listener: the installed workspace and ``ALLOWED_SLACK_USERS``, each time.
+- Many workspaces (``SLACK_CLIENT_ID`` and ``SLACK_CLIENT_SECRET``): the app is
+  built with our installation store and "Add to Slack" flow
+  (``bot/slack/installations.py``), each request is answered with the token of
+  its workspace, and ``app_uninstalled``/``tokens_revoked`` forget that token.
+  Otherwise the one ``SLACK_BOT_TOKEN``, exactly as before.
 - ``MailboltApp.registered`` lists what every listener is registered for, so the
   authorization test covers each one and a new listener cannot slip past it.
 """
@@ -22,6 +27,7 @@ Choices that matter:
 from __future__ import annotations
 
 import logging
+import contextvars
 import threading
 import uuid
 from collections.abc import Callable
@@ -52,7 +58,9 @@ from bot.slack import (
 )
 from bot.slack import schedule as sending_later
 from bot.slack.authorize import authorize
+from bot.slack.installations import CURRENT_TEAM, SlackClients, StoreInstallationStore, oauth_flow
 from bot.slack.lookups import Lookups
+from bot.slack.team_lookups import TeamLookups
 from bot.slack.status import UPDATE_INTERVAL_SECONDS, StatusBoard
 from bot.wiring import Wiring, approval_policy
 
@@ -131,7 +139,8 @@ class ListenerExecutor(ThreadPoolExecutor):
         with self._idle:
             self._pending += 1
         try:
-            future = super().submit(fn, *args, **kwargs)
+            # the request's workspace (CURRENT_TEAM) goes along to the listener's thread
+            future = super().submit(contextvars.copy_context().run, fn, *args, **kwargs)
         except BaseException:
             self._done(None)
             raise
@@ -180,6 +189,35 @@ def correlate(context: BoltContext, next: Callable[[], None]) -> None:
     next()
 
 
+def in_workspace(context: BoltContext, next: Callable[[], None]) -> None:
+    """Mark the request's workspace, so what its listeners ask of Slack goes there."""
+    reset = CURRENT_TEAM.set(context.team_id or "")
+    try:
+        next()
+    finally:
+        CURRENT_TEAM.reset(reset)
+
+
+def forget_uninstalled(store: StoreInstallationStore) -> Callable[..., BoltResponse | None]:
+    """``app_uninstalled`` and ``tokens_revoked`` (of the bot): delete that workspace's
+    installation, so its token is no longer kept nor used. Slack sends these with
+    no user, so they are answered here, before the check of who may ask."""
+
+    def forget(
+        body: dict[str, Any], context: BoltContext, next: Callable[[], None]
+    ) -> BoltResponse | None:
+        event = body.get("event") if body.get("type") == "event_callback" else None
+        kind = event.get("type") if isinstance(event, dict) else None
+        revoked = kind == "tokens_revoked" and (event or {}).get("tokens", {}).get("bot")
+        if kind == "app_uninstalled" or revoked:
+            store.delete_all(enterprise_id=context.enterprise_id, team_id=context.team_id)
+            return BoltResponse(status=200, body="")
+        next()
+        return None
+
+    return forget
+
+
 def log_error(error: Exception, context: BoltContext) -> None:
     log.error("[%s] unhandled error in a listener", context.get("correlation_id"), exc_info=error)
 
@@ -200,16 +238,22 @@ def build_services(
     (the bounce scan's warnings).
     """
     client = client or build_client(settings)
+    wiring = wiring or Wiring(settings, deps.store)  # type: ignore[arg-type]  # any StoreParts
+    clients = (
+        SlackClients(client, deps.store.installations, wiring.seal)
+        if settings.many_workspaces
+        else None
+    )
     board = StatusBoard(
         client,
         deps,
         interval=status_interval,
         bounces_known=settings.bounce_scan,
         alert_channel=settings.status_channel,
+        client_for=clients.for_team if clients else None,
     )
     runner.add_observer(board)
     board.start()
-    wiring = wiring or Wiring(settings, deps.store)  # type: ignore[arg-type]  # any StoreParts
     wiring.use_default_deps(deps)
     return Services(
         settings,
@@ -217,10 +261,11 @@ def build_services(
         runner,
         board,
         client,
-        Lookups(client),
+        TeamLookups(clients) if clients else Lookups(client),
         wiring,
         checking_min_seconds=checking_min_seconds,
         approval=approval_policy(settings),
+        clients=clients,
     )
 
 
@@ -229,16 +274,31 @@ def bolt_app(services: Services, *, listener_executor: Executor | None = None) -
 
     ``listener_executor`` runs the lazy listeners (a ``ListenerExecutor`` by default).
     """
-    app = MailboltApp(
-        name="mailbolt",
-        client=services.client,
-        signing_secret=services.settings.slack_signing_secret,
-        process_before_response=True,
-        token_verification_enabled=True,
-        listener_executor=listener_executor or ListenerExecutor(),
-    )
+    common: dict[str, Any] = {
+        "name": "mailbolt",
+        "signing_secret": services.settings.slack_signing_secret,
+        "process_before_response": True,
+        "listener_executor": listener_executor or ListenerExecutor(),
+    }
+    clients = services.clients
+    if clients is None:
+        # token mode, chosen explicitly: Bolt would turn on OAuth with file stores
+        # by itself if SLACK_CLIENT_ID/SECRET were in the environment
+        app = MailboltApp(client=services.client, token_verification_enabled=True, **common)
+    else:
+        installations = services.deps.store.installations
+        flow = oauth_flow(services.settings, installations, services.wiring.seal, clients.base)
+        app = MailboltApp(
+            client=WebClient(base_url=clients.base.base_url),
+            oauth_flow=flow,
+            installation_store_bot_only=True,
+            **common,
+        )
     app.use(ignore_retries)
+    if clients is not None:
+        app.use(forget_uninstalled(StoreInstallationStore(installations, services.wiring.seal)))
     app.use(correlate)
+    app.use(in_workspace)
     app.use(authorize(services))
     app.error(log_error)
     for module in (
