@@ -67,6 +67,11 @@ from bot.wiring import Wiring, approval_policy
 log = logging.getLogger(__name__)
 
 DEFAULT_API_URL = "https://slack.com/api/"
+#: What someone in a workspace mailbolt has no installation for is told.
+NOT_INSTALLED = (
+    "mailbolt is not installed in this workspace (or was removed from it). "
+    "An admin of the workspace can install it from the install link mailbolt's admin gives."
+)
 #: Bolt's methods that register a listener (slack_bolt 1.30).
 LISTENER_METHODS = (
     "event",
@@ -190,12 +195,12 @@ def correlate(context: BoltContext, next: Callable[[], None]) -> None:
 
 
 def in_workspace(context: BoltContext, next: Callable[[], None]) -> None:
-    """Mark the request's workspace, so what its listeners ask of Slack goes there."""
-    reset = CURRENT_TEAM.set(context.team_id or "")
-    try:
-        next()
-    finally:
-        CURRENT_TEAM.reset(reset)
+    """Mark the request's workspace, so what its listeners ask of Slack goes there.
+
+    Not reset afterwards: Bolt runs the listeners after the last middleware returns,
+    and every request sets its own before any listener of it runs."""
+    CURRENT_TEAM.set(context.team_id or "")
+    next()
 
 
 def forget_uninstalled(store: StoreInstallationStore) -> Callable[..., BoltResponse | None]:
@@ -292,6 +297,7 @@ def bolt_app(services: Services, *, listener_executor: Executor | None = None) -
             client=WebClient(base_url=clients.base.base_url),
             oauth_flow=flow,
             installation_store_bot_only=True,
+            user_facing_authorize_error_message=NOT_INSTALLED,
             **common,
         )
     app.use(ignore_retries)

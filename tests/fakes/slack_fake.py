@@ -227,6 +227,8 @@ class SlackFake:
         self._consent: tuple[str, str] | None = None
         self._codes: dict[str, tuple[str, str, str]] = {}
         self._local = threading.local()
+        #: What apps posted to response_url s (commands and clicks).
+        self.responses: list[dict[str, Any]] = []
         # Socket Mode, set by tests/fakes/socket_mode_fake.py: the app-level token
         # apps.connections.open requires, and where its WebSocket URLs come from.
         self.app_token = ""
@@ -279,6 +281,12 @@ class SlackFake:
         with self.lock:
             self.tokens = {t: owner for t, owner in self.tokens.items() if owner != team}
         return self.event({"type": "app_uninstalled"}, team=team)
+
+    def _response_url(self, path: str, raw: bytes) -> tuple[int, dict[str, str], bytes]:
+        """A message posted to a command's or a click's ``response_url``."""
+        with self.lock:
+            self.responses.append({"path": path, **json.loads(raw or b"{}")})
+        return 200, {"Content-Type": "text/plain"}, b"ok"
 
     def _current_team(self) -> str:
         return getattr(self._local, "team", "") or TEAM
@@ -467,7 +475,9 @@ class SlackFake:
                     pair = base64.b64decode(authorization[6:]).decode()
                     basic = dict(zip(("client_id", "client_secret"), pair.split(":", 1)))
                     token = ""
-                if url.path == "/oauth/v2/authorize":
+                if url.path.startswith(("/commands/", "/actions/")):
+                    status, headers, body = fake._response_url(url.path, raw)
+                elif url.path == "/oauth/v2/authorize":
                     query = {k: v[0] for k, v in parse_qs(url.query).items()}
                     status, headers, body = fake._authorize(query)
                 elif url.path.startswith("/files-pri/"):
@@ -1163,23 +1173,37 @@ def running_mailbolt(
     port: int = 0,
     clock: Callable[[], float] | None = None,
     hand_off: bool = False,
+    many_workspaces: bool = False,
 ) -> Iterator[Mailbolt]:
     """The real app (Bolt, WebClient, waitress) on a free port, talking to ``fake``.
 
     ``transport`` replaces the sandbox transport (a test double of the port);
     ``clock`` the wall clock the use cases read (a scheduled time comes sooner).
     ``hand_off``: as ``serve --no-send``, campaigns are left to workers.
+    ``many_workspaces``: installed per workspace through ``/slack/install`` (no
+    ``SLACK_BOT_TOKEN``; ``PUBLIC_BASE_URL`` is the server's own URL), see
+    ``tests/fakes/workspaces.py``.
     """
     from bot.runner import Runner
     from bot.slack.app import ListenerExecutor, build_app
     from bot.web import WebServer, make_wsgi_app
     from bot.wiring import Wiring
 
+    late: dict[str, Any] = {}  # the WSGI app, built once the server's URL is known
+    server = WebServer(lambda env, start: late["app"](env, start), "127.0.0.1", port)
     settings = settings.replace(
         slack_bot_token=fake.bot_token,
         slack_signing_secret=fake.signing_secret,
         slack_api_url=fake.api_url,
     )
+    if many_workspaces:
+        settings = settings.replace(
+            slack_bot_token="",
+            slack_client_id=fake.client_id,
+            slack_client_secret=fake.client_secret,
+            slack_oauth_authorize_url=fake.authorize_url,
+            public_base_url=server.url,
+        )
     wiring = Wiring(settings)
     deps = wiring.default_deps()
     if transport is not None:
@@ -1198,7 +1222,7 @@ def running_mailbolt(
         wiring=wiring,
     )
     oauth = wiring.oauth_pages(lambda account: runner.resume_paused(account.address))
-    server = WebServer(make_wsgi_app(settings, deps.store, app, oauth=oauth), "127.0.0.1", port)
+    late["app"] = make_wsgi_app(settings, deps.store, app, oauth=oauth)
     server.start()
     fake.app_url = f"{server.url}/slack/events"
     runner.open()
