@@ -269,6 +269,11 @@ class SlackFake:
             self._consent = (team, user)
             self.team_names.setdefault(team, name or f"Team {team}")
 
+    def refuse_consent(self) -> None:
+        """The next visit to the consent page presses Cancel (``error=access_denied``)."""
+        with self.lock:
+            self._consent = None
+
     def token_of(self, team: str) -> str:
         """The newest bot token of ``team`` ("" if it has none)."""
         with self.lock:
