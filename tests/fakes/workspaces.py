@@ -64,7 +64,10 @@ class Browser:
 
     def start(self, mailbolt: Mailbolt) -> Page:
         """``GET /slack/install``: the redirect to Slack's consent page."""
-        return self.get(f"{mailbolt.server.url}/slack/install")
+        return self.start_at(mailbolt.server.url)
+
+    def start_at(self, server_url: str) -> Page:
+        return self.get(f"{server_url}/slack/install")
 
     def install(self, mailbolt: Mailbolt) -> Page:
         """The whole dance; the page shown at the end."""
