@@ -16,7 +16,6 @@ from tests.fakes.workspaces import (
     USER_A,
     USER_B,
     Browser,
-    install,
     two_workspaces,
 )
 

@@ -1,4 +1,4 @@
-""""Add to Slack" refuses what is not one browser's own, fresh, consented install,
+""" "Add to Slack" refuses what is not one browser's own, fresh, consented install,
 with a page that says so, and stores nothing."""
 
 from __future__ import annotations

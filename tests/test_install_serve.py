@@ -46,9 +46,7 @@ def test_a_client_id_without_its_secret_is_refused(tmp_path, fake):
 
 
 def test_many_workspaces_need_a_public_url_for_the_redirect(tmp_path, fake):
-    env = slack_env(
-        fake, SLACK_CLIENT_ID=fake.client_id, SLACK_CLIENT_SECRET=fake.client_secret
-    )
+    env = slack_env(fake, SLACK_CLIENT_ID=fake.client_id, SLACK_CLIENT_SECRET=fake.client_secret)
     result = run(tmp_path, "serve", "--port", "0", env=env)
     assert result.returncode == 2
     assert "need PUBLIC_BASE_URL" in result.stderr

@@ -26,8 +26,8 @@ Choices that matter:
 
 from __future__ import annotations
 
-import logging
 import contextvars
+import logging
 import threading
 import uuid
 from collections.abc import Callable
@@ -60,8 +60,8 @@ from bot.slack import schedule as sending_later
 from bot.slack.authorize import authorize
 from bot.slack.installations import CURRENT_TEAM, SlackClients, StoreInstallationStore, oauth_flow
 from bot.slack.lookups import Lookups
-from bot.slack.team_lookups import TeamLookups
 from bot.slack.status import UPDATE_INTERVAL_SECONDS, StatusBoard
+from bot.slack.team_lookups import TeamLookups
 from bot.wiring import Wiring, approval_policy
 
 log = logging.getLogger(__name__)

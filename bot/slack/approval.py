@@ -101,7 +101,8 @@ def redraw(services: Services, campaign_id: int) -> None:
         return
     text, shown = approval_views.request_message(request_data(campaign_id, services))
     services.client_for(_team(services, campaign_id)).chat_update(
-        channel=request.channel, ts=request.ts, text=text, blocks=shown)
+        channel=request.channel, ts=request.ts, text=text, blocks=shown
+    )
 
 
 def post_or_say(services: Services, campaign_id: int, correlation_id: str = "") -> bool:

@@ -109,7 +109,9 @@ class StoreInstallationStore(InstallationStore):
         try:
             return self._sealer.open(record.sealed_bot_token)
         except AuthError:
-            log.error("the bot token of workspace %s cannot be opened (another GRANT_KEY?)", record.team)
+            log.error(
+                "the bot token of workspace %s cannot be opened (another GRANT_KEY?)", record.team
+            )
             return None
 
     def find_bot(
@@ -243,7 +245,9 @@ def _success(args: SuccessArgs) -> BoltResponse:
 
 
 def _failure(args: FailureArgs) -> BoltResponse:
-    text = _FAILURES.get(args.reason, "The install did not work. Start again from the install link.")
+    text = _FAILURES.get(
+        args.reason, "The install did not work. Start again from the install link."
+    )
     log.info("an install was refused: %s", args.reason)
     cookie = args.settings.state_utils.build_set_cookie_for_deletion()
     status = args.suggested_status_code if args.suggested_status_code >= 400 else 400

@@ -74,7 +74,7 @@ SIGNING_SECRET = "fake-signing-secret"
 TEAM = "T0FAKE"
 BOT_USER = "U0BOT"
 CLIENT_ID = "1111.2222"
-CLIENT_SECRET = "fake-client-secret"  # noqa: S105 - a test value
+CLIENT_SECRET = "fake-client-secret"
 DEFAULT_SCOPES = (
     "commands,chat:write,users:read,users:read.email,files:read,channels:read,groups:read,"
     "usergroups:read,files:write"
@@ -478,7 +478,8 @@ class SlackFake:
                 basic = {}
                 if authorization.startswith("Basic "):
                     pair = base64.b64decode(authorization[6:]).decode()
-                    basic = dict(zip(("client_id", "client_secret"), pair.split(":", 1)))
+                    client_id, _, secret = pair.partition(":")
+                    basic = {"client_id": client_id, "client_secret": secret}
                     token = ""
                 if url.path.startswith(("/commands/", "/actions/")):
                     status, headers, body = fake._response_url(url.path, raw)

@@ -58,7 +58,9 @@ class Browser:
     def get(self, url: str) -> Page:
         try:
             with self._opener.open(url, timeout=30) as response:
-                return Page(response.status, response.headers.get("Location") or "", _text(response))
+                return Page(
+                    response.status, response.headers.get("Location") or "", _text(response)
+                )
         except urllib.error.HTTPError as error:
             return Page(error.code, error.headers.get("Location") or "", _text(error))
 

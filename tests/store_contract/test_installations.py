@@ -9,7 +9,7 @@ from tests.store_contract.conftest import START, Backend, Clock
 TEN_MINUTES = 600.0
 
 
-def _install(team: str, token: str = "sealed:xoxb-1", **extra: str) -> Installation:
+def _install(team: str, token: str = "sealed:xoxb-1", **extra: str) -> Installation:  # noqa: S107
     return Installation(team=team, sealed_bot_token=token, **extra)
 
 
