@@ -1082,12 +1082,14 @@ class SlackFake:
             payload["response_url"] = f"{self.base_url}/actions/{team}/response"
         return self._interaction(payload)
 
-    def suggest(self, action_id: str, value: str, *, user: str, view_id: str = "") -> Reply:
+    def suggest(
+        self, action_id: str, value: str, *, user: str, view_id: str = "", team: str = TEAM
+    ) -> Reply:
         """Typing ``value`` into an external select: Slack asks the app for options."""
         payload: dict[str, Any] = {
             "type": "block_suggestion",
-            "team": {"id": TEAM, "domain": "fake"},
-            "user": self._user(user),
+            "team": {"id": team, "domain": "fake"},
+            "user": self._user(user, team),
             "api_app_id": "A0FAKE",
             "token": "legacy-verification-token",
             "action_id": action_id,
