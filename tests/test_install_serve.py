@@ -132,3 +132,33 @@ def test_one_workspace_mode_is_said_and_unchanged(tmp_path, fake):
     finally:
         process.terminate()
         process.wait(30)
+
+
+def test_serve_warns_about_an_installation_that_lacks_a_scope(tmp_path, settings):
+    from bot.slack.app import build_client
+    from bot.slack.installations import SlackClients
+    from bot.wiring import Wiring
+
+    with SlackFake(scopes="commands,chat:write") as fake:
+        local = settings.replace(
+            database_path=tmp_path / "data" / "sendmail.db", slack_api_url=fake.api_url
+        )
+        wiring = Wiring(local)
+        clients = SlackClients(build_client(local), wiring.store.installations, wiring.seal)
+        clients.record_single_token(fake.bot_token)  # installed earlier, with fewer scopes
+        wiring.store.close()
+        env = slack_env(
+            fake,
+            SLACK_CLIENT_ID=fake.client_id,
+            SLACK_CLIENT_SECRET=fake.client_secret,
+            PUBLIC_BASE_URL=BASE,
+        )
+        process, lines = _serve(tmp_path, env)
+        try:
+            wait_for(lambda: any("listening on" in line for line in lines), "serve to start")
+        finally:
+            process.terminate()
+            process.wait(30)
+    said = " ".join("".join(lines).split())
+    assert f"workspace {TEAM}: the bot token lacks users:read, users:read.email" in said
+    assert "installed in 1;" in said
