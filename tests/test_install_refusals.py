@@ -100,9 +100,11 @@ def test_the_installed_page_escapes_what_slack_says(fake, mailbolt):
 
 
 def test_an_install_without_every_scope_says_which_are_missing(settings):
-    with SlackFake(scopes="commands,chat:write,users:read") as fake:
-        with running_mailbolt(settings, fake, many_workspaces=True) as mailbolt:
-            fake.consent_as(team=TEAM_X, user="U0X1", name="Xeno")
-            page = Browser().install(mailbolt)
+    with (
+        SlackFake(scopes="commands,chat:write,users:read") as fake,
+        running_mailbolt(settings, fake, many_workspaces=True) as mailbolt,
+    ):
+        fake.consent_as(team=TEAM_X, user="U0X1", name="Xeno")
+        page = Browser().install(mailbolt)
     assert page.status == 200 and "mailbolt is installed in Xeno" in page.text
     assert "It was not granted users:read.email, files:read" in page.text
