@@ -162,3 +162,26 @@ def test_serve_warns_about_an_installation_that_lacks_a_scope(tmp_path, settings
     said = " ".join("".join(lines).split())
     assert f"workspace {TEAM}: the bot token lacks users:read, users:read.email" in said
     assert "installed in 1;" in said
+
+
+def test_empty_oauth_variables_in_the_environment_leave_one_workspace_mode(tmp_path, fake):
+    """Bolt alone would switch to OAuth with file stores on seeing these, even empty."""
+    env = slack_env(
+        fake, SLACK_BOT_TOKEN=fake.bot_token, SLACK_CLIENT_ID="", SLACK_CLIENT_SECRET=""
+    )
+    process, lines = _serve(tmp_path, env)
+    try:
+        listening = wait_for(
+            lambda: next((line for line in lines if "listening on" in line), None),
+            "serve to start",
+        )
+        assert "one workspace (SLACK_BOT_TOKEN)" in "".join(lines)
+        url = re.search(r"http://127\.0\.0\.1:\d+", listening)
+        assert url, listening
+        fake.app_url = f"{url.group(0)}/slack/events"
+        reply, _ = fake.command("help", user="U0ADMIN")
+        assert reply.status == 200 and "/sendmail" in reply.json["text"], reply
+    finally:
+        process.terminate()
+        process.wait(30)
+    assert not (tmp_path / ".bolt-app-installation").exists()

@@ -26,11 +26,13 @@ Choices that matter:
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
+import os
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any
 
@@ -274,6 +276,24 @@ def build_services(
     )
 
 
+#: Bolt turns on OAuth with *file* stores by itself, ignoring the token, whenever
+#: these are in the environment — even set to "" (slack_bolt 1.30, ``App.__init__``).
+_BOLT_OAUTH_VARIABLES = ("SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET")
+_ENVIRON_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _without_bolts_oauth_variables() -> Iterator[None]:
+    """Hide SLACK_CLIENT_ID/SECRET from Bolt while a token-mode app is built (once, at
+    start), so the mode is ours to choose: our settings said one workspace."""
+    with _ENVIRON_LOCK:
+        hidden = {k: os.environ.pop(k) for k in _BOLT_OAUTH_VARIABLES if k in os.environ}
+        try:
+            yield
+        finally:
+            os.environ.update(hidden)
+
+
 def bolt_app(services: Services, *, listener_executor: Executor | None = None) -> MailboltApp:
     """The Bolt app with its middlewares and every listener registered.
 
@@ -287,9 +307,8 @@ def bolt_app(services: Services, *, listener_executor: Executor | None = None) -
     }
     clients = services.clients
     if clients is None:
-        # token mode, chosen explicitly: Bolt would turn on OAuth with file stores
-        # by itself if SLACK_CLIENT_ID/SECRET were in the environment
-        app = MailboltApp(client=services.client, token_verification_enabled=True, **common)
+        with _without_bolts_oauth_variables():
+            app = MailboltApp(client=services.client, token_verification_enabled=True, **common)
     else:
         installations = services.deps.store.installations
         flow = oauth_flow(services.settings, installations, services.wiring.seal, clients.base)
