@@ -404,6 +404,26 @@ SPECS: tuple[Spec, ...] = (
         secret=True,
     ),
     Spec("SLACK_API_URL", "", _url, "Slack Web API base URL (GovSlack, tests)."),
+    Spec(
+        "SLACK_CLIENT_ID",
+        "",
+        _text,
+        "Client ID from Basic Information; with SLACK_CLIENT_SECRET, mailbolt installs "
+        "into many workspaces through /slack/install (needs PUBLIC_BASE_URL).",
+    ),
+    Spec(
+        "SLACK_CLIENT_SECRET",
+        "",
+        _text,
+        "Client secret from Basic Information (many workspaces).",
+        secret=True,
+    ),
+    Spec(
+        "SLACK_OAUTH_AUTHORIZE_URL",
+        "https://slack.com/oauth/v2/authorize",
+        _url,
+        "Where /slack/install sends the browser to consent (tests point it at a fake).",
+    ),
     Spec("PORT", "3000", _whole(1, 65_535), "HTTP port of `python -m bot serve`."),
     Spec("STATUS_CHANNEL", "", _text, "Channel ID for campaign status messages."),
     Spec(
@@ -573,6 +593,9 @@ class Settings:
     slack_signing_secret: str
     slack_app_token: str
     slack_api_url: str
+    slack_client_id: str
+    slack_client_secret: str
+    slack_oauth_authorize_url: str
     port: int
     status_channel: str
     allowed_slack_users: str
@@ -608,6 +631,31 @@ class Settings:
         from dataclasses import replace
 
         return replace(self, **changes)
+
+    @property
+    def many_workspaces(self) -> bool:
+        """Whether mailbolt is installed per workspace through OAuth (client ID and
+        secret both set) rather than with the one ``SLACK_BOT_TOKEN``."""
+        return bool(self.slack_client_id and self.slack_client_secret)
+
+    def workspaces_problem(self) -> str | None:
+        """Why the many-workspaces settings cannot work together, or None."""
+        if bool(self.slack_client_id) != bool(self.slack_client_secret):
+            given, missing = (
+                ("SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET")
+                if self.slack_client_id
+                else ("SLACK_CLIENT_SECRET", "SLACK_CLIENT_ID")
+            )
+            return (
+                f"{given} is set but {missing} is not: set both to install into many "
+                "workspaces, or neither to use SLACK_BOT_TOKEN alone."
+            )
+        if self.many_workspaces and not self.public_base_url:
+            return (
+                "SLACK_CLIENT_ID and SLACK_CLIENT_SECRET need PUBLIC_BASE_URL: Slack sends "
+                "the browser back to PUBLIC_BASE_URL/slack/oauth_redirect after an install."
+            )
+        return None
 
     @property
     def allowed_users(self) -> frozenset[str]:

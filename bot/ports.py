@@ -22,6 +22,7 @@ from bot.records import (
     CampaignStatus,
     DeliveryCounts,
     Draft,
+    Installation,
     Message,
     MessageState,
     NewMessage,
@@ -567,6 +568,38 @@ class Approvals(Protocol):
         ...
 
 
+class Installations(Protocol):
+    """The Slack workspaces mailbolt is installed in, and the "Add to Slack" states.
+
+    Bot tokens arrive and leave sealed (encrypted by the caller). A state is used
+    once: ``consume_state`` is atomic, so two servers cannot both accept one.
+    """
+
+    def save(self, installation: Installation) -> None:
+        """Insert or replace (by team) the installation; ``installed_at`` of an
+        existing one is kept."""
+        ...
+
+    def get(self, team: str) -> Installation | None: ...
+
+    def all(self) -> list[Installation]:
+        """Every installation, by team."""
+        ...
+
+    def delete(self, team: str) -> bool:
+        """Forget the workspace's installation; whether there was one."""
+        ...
+
+    def issue_state(self, state: str) -> None:
+        """Remember a newly issued OAuth ``state`` (stamped with the store's clock)."""
+        ...
+
+    def consume_state(self, state: str, max_age: float) -> bool:
+        """Whether ``state`` was issued less than ``max_age`` seconds ago and not used
+        yet; it is used up either way."""
+        ...
+
+
 class StoreParts(Protocol):
     """A whole store: its parts and the clock it stamps rows with."""
 
@@ -596,6 +629,9 @@ class StoreParts(Protocol):
 
     @property
     def approvals(self) -> Approvals: ...
+
+    @property
+    def installations(self) -> Installations: ...
 
     @property
     def clock(self) -> Callable[[], float]: ...

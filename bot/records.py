@@ -382,3 +382,27 @@ class Approval:
     #: Where the request message is (empty until posted).
     channel: str = ""
     ts: str = ""
+
+
+@dataclass(frozen=True)
+class Installation:
+    """mailbolt installed in one Slack workspace through "Add to Slack" (OAuth v2).
+
+    ``sealed_bot_token`` is the workspace's bot token *encrypted* with the same key
+    as Gmail grants (``bot.mail.grant_seal``): a copy of the database alone reveals
+    no token. ``team`` is the Slack team ID, the key.
+    """
+
+    team: str
+    sealed_bot_token: str = field(repr=False)
+    enterprise: str = ""
+    bot_user: str = ""
+    bot_id: str = ""
+    #: The bot scopes granted, comma-separated as Slack gives them.
+    scopes: str = ""
+    #: The Slack user who installed it.
+    installer: str = ""
+    app_id: str = ""
+    team_name: str = ""
+    installed_at: float = 0.0
+    updated_at: float = 0.0

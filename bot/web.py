@@ -4,6 +4,9 @@ Routes:
 - ``POST /slack/events``: Slack's commands, interactions and events (HTTP mode),
   handed to Bolt only once the body is known to be small, signed and parsable
   (``SlackEndpoint``).
+- ``GET /slack/install`` and ``/slack/oauth_redirect``: "Add to Slack" (many
+  workspaces only), handed to Bolt's OAuth flow (``InstallPages``). Slack does
+  not sign these GETs: the state cookie and the single-use state protect them.
 - ``GET /healthz``: a small JSON answer for load balancers and uptime checks.
 - ``GET /oauth/google/start`` and ``/oauth/google/callback``: "Connect your
   Gmail" (``bot.web_oauth``), when the server was given its pages.
@@ -187,6 +190,38 @@ class SlackEndpoint:
         return _reply(start_response, _status(status), {"error": error})
 
 
+class InstallPages:
+    """``GET /slack/install`` and ``/slack/oauth_redirect`` in front of Bolt's OAuth flow.
+
+    Nothing here reads a body (a GET has none worth reading); the query and the
+    cookie are all the flow needs.
+    """
+
+    def __init__(self, bolt_app: App):
+        self.flow = bolt_app.oauth_flow
+        assert self.flow is not None
+        self.paths = (self.flow.install_path, self.flow.redirect_uri_path)
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        from slack_bolt import BoltRequest
+
+        if environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
+            return _reply(start_response, "405 Method Not Allowed", {"error": "use GET"})
+        request = BoltRequest(
+            body="", query=str(environ.get("QUERY_STRING", "")), headers={**_headers(environ)}
+        )
+        assert self.flow is not None
+        if environ.get("PATH_INFO") == self.flow.install_path:
+            response = self.flow.handle_installation(request)
+        else:
+            response = self.flow.handle_callback(request)
+        data = response.body.encode("utf-8")
+        out = [(name, value) for name, values in response.headers.items() for value in values]
+        out = [(n, v) for n, v in out if n.lower() != "content-length"]
+        start_response(_status(response.status), [*out, ("Content-Length", str(len(data)))])
+        return [data]
+
+
 def _status(code: int) -> str:
     try:
         return f"{code} {HTTPStatus(code).phrase}"
@@ -208,8 +243,11 @@ def make_wsgi_app(
     ``unsubscribe_secret``: the key the composition root loaded (read from the
     settings' key file when None)."""
     slack = None
+    install = None
     if bolt_app is not None:
         slack = SlackEndpoint(bolt_app, settings.slack_signing_secret)
+    if bolt_app is not None and bolt_app.oauth_flow is not None:
+        install = InstallPages(bolt_app)
     unsubscribe = unsubscribe_app(settings, store, unsubscribe_secret)
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -219,6 +257,8 @@ def make_wsgi_app(
             if method != "POST":
                 return _reply(start_response, "405 Method Not Allowed", {"error": "use POST"})
             return slack(environ, start_response)
+        if install is not None and path in install.paths:
+            return install(environ, start_response)
         if path == HEALTH_PATH and method in ("GET", "HEAD"):
             body = {
                 "ok": True,

@@ -34,24 +34,13 @@ from bot.handlers import attachments
 from bot.handlers.policy import public_url_problem
 from bot.runner import Runner
 from bot.slack.app import bolt_app, build_client, build_services
+from bot.slack.installations import INSTALL_PATH, REQUIRED_SCOPES, SlackClients
 from bot.web import WebServer, make_wsgi_app
 from bot.wiring import ROLE_SERVE, Wiring, sender_lock
 
 log = logging.getLogger(__name__)
 err = make_console(stderr=True)
 
-#: The bot scopes the features need; manifest.yml asks for exactly these.
-REQUIRED_SCOPES = (
-    "commands",
-    "chat:write",
-    "users:read",
-    "users:read.email",
-    "files:read",
-    "channels:read",
-    "groups:read",
-    "usergroups:read",
-    "files:write",
-)
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,}\Z")
 _CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,}\Z")
 _REINSTALL = "reinstall the app (OAuth & Permissions → Reinstall to Workspace)"
@@ -82,7 +71,18 @@ def startup_problems(settings: Settings) -> tuple[list[str], list[str]]:
     problems: list[str] = []
     warnings: list[str] = []
     token = settings.slack_bot_token
-    if not token:
+    workspaces = settings.workspaces_problem()
+    if workspaces:
+        problems.append(workspaces)
+    if settings.many_workspaces and settings.slack_app_token:
+        problems.append(
+            "SLACK_APP_TOKEN (Socket Mode) and SLACK_CLIENT_ID/SECRET (many workspaces) "
+            "cannot be used together here: Slack's apps installed by OAuth use HTTP. "
+            "Unset SLACK_APP_TOKEN, or the client ID and secret."
+        )
+    if not token and settings.many_workspaces:
+        pass  # each workspace's token comes from its installation
+    elif not token:
         problems.append(
             "SLACK_BOT_TOKEN is not set: in your Slack app's settings, OAuth & Permissions → "
             "Install to Workspace, then copy the Bot User OAuth Token (xoxb-…)."
@@ -169,6 +169,29 @@ def check_slack(client: WebClient) -> list[str]:
     return []
 
 
+def _check_workspaces(settings: Settings, client: WebClient) -> tuple[list[str], list[str]]:
+    """Many workspaces: record SLACK_BOT_TOKEN's workspace as installed, and check the
+    token and scopes of every installation (a problem in one is a warning: the
+    others keep working). (problems, warnings)."""
+    wiring = Wiring(settings)
+    try:
+        clients = SlackClients(client, wiring.store.installations, wiring.seal)
+        if settings.slack_bot_token:
+            team = clients.record_single_token(settings.slack_bot_token)
+            log.info("SLACK_BOT_TOKEN's workspace %s counts as installed", team)
+        warnings = clients.scope_problems()
+        teams = clients.teams()
+    finally:
+        wiring.store.close()
+    link = settings.public_base_url.rstrip("/") + INSTALL_PATH
+    err.print(
+        f"Many workspaces: installed in {len(teams)}; install into another at {link}",
+        soft_wrap=True,
+        highlight=False,
+    )
+    return [], warnings
+
+
 def serve(
     settings: Settings,
     client: WebClient,
@@ -230,6 +253,11 @@ def serve(
         err.print(
             f"mailbolt is listening on {web.url} ("
             + ("Socket Mode" if socket_mode else "Slack requests on /slack/events")
+            + (
+                f"; many workspaces, installed through {INSTALL_PATH}"
+                if settings.many_workspaces
+                else "; one workspace (SLACK_BOT_TOKEN)"
+            )
             + f"; {sending}). Stop with Ctrl+C."
         )
         if ready is not None:
@@ -250,8 +278,12 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     for line in warnings:
         err.print(f"[yellow]warning:[/] {line}", soft_wrap=True)
     client = build_client(settings)
-    if not problems:
+    if not problems and settings.slack_bot_token:
         problems = check_slack(client)
+    if not problems and settings.many_workspaces:
+        problems, more = _check_workspaces(settings, client)
+        for line in more:
+            err.print(f"[yellow]warning:[/] {line}", soft_wrap=True)
     if problems:
         for line in problems:
             err.print(f"[red]error:[/] {line}", soft_wrap=True)

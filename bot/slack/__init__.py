@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from bot.handlers.approval import ApprovalPolicy
     from bot.handlers.campaign import Deps
     from bot.runner import Runner
+    from bot.slack.installations import SlackClients
     from bot.slack.lookups import Lookups
     from bot.slack.status import StatusBoard
     from bot.wiring import Wiring
@@ -49,6 +50,13 @@ class Services:
     checking_min_seconds: float = CHECKING_MIN_SECONDS
     #: Which campaigns a second person approves (``bot.slack.approval``); None: none.
     approval: ApprovalPolicy | None = None
+    #: Each workspace's client (many workspaces); None: ``client`` speaks for the one.
+    clients: SlackClients | None = None
+
+    def client_for(self, team: str) -> WebClient:
+        """The client of workspace ``team`` (a campaign's, an account's): its own bot
+        token with many workspaces, else the one client."""
+        return self.clients.for_team(team) if self.clients is not None else self.client
 
 
 def describe(error: Exception, correlation_id: str = "") -> str:

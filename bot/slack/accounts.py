@@ -23,6 +23,7 @@ from bot.handlers.send_loop import daily_left
 from bot.records import SenderAccount, SenderKind, SenderStatus
 from bot.slack import Services, views
 from bot.slack.answers import answering
+from bot.slack.installations import current_team
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,9 @@ def choices(services: Services, user: str) -> list[SenderAccount]:
     """The accounts ``user`` may send from, their own first (none with the sandbox)."""
     if not _gmail(services):
         return []
-    return senders.usable(services.wiring.senders.all(), user, groups_of(services.client, user))
+    return senders.usable(
+        services.wiring.senders.all(), user, groups_of(services.client_for(current_team()), user)
+    )
 
 
 def menu(services: Services, user: str) -> list[tuple[str, str]]:
@@ -79,7 +82,9 @@ def deps_for_choice(services: Services, user: str, address: str) -> Deps:
     store = services.wiring.senders
     if not address and not store.all():
         return services.deps
-    account = senders.choose(store, user, address, groups_of(services.client, user))
+    account = senders.choose(
+        store, user, address, groups_of(services.client_for(current_team()), user)
+    )
     return services.wiring.deps_for(account.address)
 
 

@@ -15,16 +15,24 @@ Choices that matter:
   delivery already did the work, and doing it again is how things happen twice.
 - Every request passes ``authorize`` (``bot/slack/authorize.py``) before any
   listener: the installed workspace and ``ALLOWED_SLACK_USERS``, each time.
+- Many workspaces (``SLACK_CLIENT_ID`` and ``SLACK_CLIENT_SECRET``): the app is
+  built with our installation store and "Add to Slack" flow
+  (``bot/slack/installations.py``), each request is answered with the token of
+  its workspace, and ``app_uninstalled``/``tokens_revoked`` forget that token.
+  Otherwise the one ``SLACK_BOT_TOKEN``, exactly as before.
 - ``MailboltApp.registered`` lists what every listener is registered for, so the
   authorization test covers each one and a new listener cannot slip past it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
+import os
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any
 
@@ -52,13 +60,20 @@ from bot.slack import (
 )
 from bot.slack import schedule as sending_later
 from bot.slack.authorize import authorize
+from bot.slack.installations import CURRENT_TEAM, SlackClients, StoreInstallationStore, oauth_flow
 from bot.slack.lookups import Lookups
 from bot.slack.status import UPDATE_INTERVAL_SECONDS, StatusBoard
+from bot.slack.team_lookups import TeamLookups
 from bot.wiring import Wiring, approval_policy
 
 log = logging.getLogger(__name__)
 
 DEFAULT_API_URL = "https://slack.com/api/"
+#: What someone in a workspace mailbolt has no installation for is told.
+NOT_INSTALLED = (
+    "mailbolt is not installed in this workspace (or was removed from it). "
+    "An admin of the workspace can install it from the install link mailbolt's admin gives."
+)
 #: Bolt's methods that register a listener (slack_bolt 1.30).
 LISTENER_METHODS = (
     "event",
@@ -131,7 +146,8 @@ class ListenerExecutor(ThreadPoolExecutor):
         with self._idle:
             self._pending += 1
         try:
-            future = super().submit(fn, *args, **kwargs)
+            # the request's workspace (CURRENT_TEAM) goes along to the listener's thread
+            future = super().submit(contextvars.copy_context().run, fn, *args, **kwargs)
         except BaseException:
             self._done(None)
             raise
@@ -180,6 +196,35 @@ def correlate(context: BoltContext, next: Callable[[], None]) -> None:
     next()
 
 
+def in_workspace(context: BoltContext, next: Callable[[], None]) -> None:
+    """Mark the request's workspace, so what its listeners ask of Slack goes there.
+
+    Not reset afterwards: Bolt runs the listeners after the last middleware returns,
+    and every request sets its own before any listener of it runs."""
+    CURRENT_TEAM.set(context.team_id or "")
+    next()
+
+
+def forget_uninstalled(store: StoreInstallationStore) -> Callable[..., BoltResponse | None]:
+    """``app_uninstalled`` and ``tokens_revoked`` (of the bot): delete that workspace's
+    installation, so its token is no longer kept nor used. Slack sends these with
+    no user, so they are answered here, before the check of who may ask."""
+
+    def forget(
+        body: dict[str, Any], context: BoltContext, next: Callable[[], None]
+    ) -> BoltResponse | None:
+        event = body.get("event") if body.get("type") == "event_callback" else None
+        kind = event.get("type") if isinstance(event, dict) else None
+        revoked = kind == "tokens_revoked" and (event or {}).get("tokens", {}).get("bot")
+        if kind == "app_uninstalled" or revoked:
+            store.delete_all(enterprise_id=context.enterprise_id, team_id=context.team_id)
+            return BoltResponse(status=200, body="")
+        next()
+        return None
+
+    return forget
+
+
 def log_error(error: Exception, context: BoltContext) -> None:
     log.error("[%s] unhandled error in a listener", context.get("correlation_id"), exc_info=error)
 
@@ -200,16 +245,22 @@ def build_services(
     (the bounce scan's warnings).
     """
     client = client or build_client(settings)
+    wiring = wiring or Wiring(settings, deps.store)  # type: ignore[arg-type]  # any StoreParts
+    clients = (
+        SlackClients(client, deps.store.installations, wiring.seal)
+        if settings.many_workspaces
+        else None
+    )
     board = StatusBoard(
         client,
         deps,
         interval=status_interval,
         bounces_known=settings.bounce_scan,
         alert_channel=settings.status_channel,
+        client_for=clients.for_team if clients else None,
     )
     runner.add_observer(board)
     board.start()
-    wiring = wiring or Wiring(settings, deps.store)  # type: ignore[arg-type]  # any StoreParts
     wiring.use_default_deps(deps)
     return Services(
         settings,
@@ -217,11 +268,30 @@ def build_services(
         runner,
         board,
         client,
-        Lookups(client),
+        TeamLookups(clients) if clients else Lookups(client),
         wiring,
         checking_min_seconds=checking_min_seconds,
         approval=approval_policy(settings),
+        clients=clients,
     )
+
+
+#: Bolt turns on OAuth with *file* stores by itself, ignoring the token, whenever
+#: these are in the environment — even set to "" (slack_bolt 1.30, ``App.__init__``).
+_BOLT_OAUTH_VARIABLES = ("SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET")
+_ENVIRON_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _without_bolts_oauth_variables() -> Iterator[None]:
+    """Hide SLACK_CLIENT_ID/SECRET from Bolt while a token-mode app is built (once, at
+    start), so the mode is ours to choose: our settings said one workspace."""
+    with _ENVIRON_LOCK:
+        hidden = {k: os.environ.pop(k) for k in _BOLT_OAUTH_VARIABLES if k in os.environ}
+        try:
+            yield
+        finally:
+            os.environ.update(hidden)
 
 
 def bolt_app(services: Services, *, listener_executor: Executor | None = None) -> MailboltApp:
@@ -229,16 +299,31 @@ def bolt_app(services: Services, *, listener_executor: Executor | None = None) -
 
     ``listener_executor`` runs the lazy listeners (a ``ListenerExecutor`` by default).
     """
-    app = MailboltApp(
-        name="mailbolt",
-        client=services.client,
-        signing_secret=services.settings.slack_signing_secret,
-        process_before_response=True,
-        token_verification_enabled=True,
-        listener_executor=listener_executor or ListenerExecutor(),
-    )
+    common: dict[str, Any] = {
+        "name": "mailbolt",
+        "signing_secret": services.settings.slack_signing_secret,
+        "process_before_response": True,
+        "listener_executor": listener_executor or ListenerExecutor(),
+    }
+    clients = services.clients
+    if clients is None:
+        with _without_bolts_oauth_variables():
+            app = MailboltApp(client=services.client, token_verification_enabled=True, **common)
+    else:
+        installations = services.deps.store.installations
+        flow = oauth_flow(services.settings, installations, services.wiring.seal, clients.base)
+        app = MailboltApp(
+            client=WebClient(base_url=clients.base.base_url),
+            oauth_flow=flow,
+            installation_store_bot_only=True,
+            user_facing_authorize_error_message=NOT_INSTALLED,
+            **common,
+        )
     app.use(ignore_retries)
+    if clients is not None:
+        app.use(forget_uninstalled(StoreInstallationStore(installations, services.wiring.seal)))
     app.use(correlate)
+    app.use(in_workspace)
     app.use(authorize(services))
     app.error(log_error)
     for module in (

@@ -75,6 +75,12 @@ def request_data(campaign_id: int, services: Services) -> approval_views.Request
     )
 
 
+def _team(services: Services, campaign_id: int) -> str:
+    """The workspace a campaign belongs to, whose bot token speaks about it."""
+    campaign = services.deps.store.campaigns.get(campaign_id)
+    return campaign.team if campaign is not None else ""
+
+
 def post_request(services: Services, campaign_id: int) -> None:
     """Post the request in APPROVAL_CHANNEL, once."""
     channel = _policy(services).channel
@@ -84,7 +90,8 @@ def post_request(services: Services, campaign_id: int) -> None:
         if not channel or request is None or request.ts:
             return
         text, shown = approval_views.request_message(request_data(campaign_id, services))
-        response = services.client.chat_postMessage(channel=channel, text=text, blocks=shown)
+        client = services.client_for(_team(services, campaign_id))
+        response = client.chat_postMessage(channel=channel, text=text, blocks=shown)
         store.approvals.set_message(campaign_id, response["channel"], response["ts"])
 
 
@@ -93,7 +100,9 @@ def redraw(services: Services, campaign_id: int) -> None:
     if request is None or not request.ts:
         return
     text, shown = approval_views.request_message(request_data(campaign_id, services))
-    services.client.chat_update(channel=request.channel, ts=request.ts, text=text, blocks=shown)
+    services.client_for(_team(services, campaign_id)).chat_update(
+        channel=request.channel, ts=request.ts, text=text, blocks=shown
+    )
 
 
 def post_or_say(services: Services, campaign_id: int, correlation_id: str = "") -> bool:
@@ -162,7 +171,7 @@ def after_decision(
         report(exc, correlation_id, f"updating the approval request of campaign {campaign_id}")
     if blocks.who(campaign.requested_by).startswith("<@"):
         try:
-            services.client.chat_postMessage(
+            services.client_for(campaign.team).chat_postMessage(
                 channel=campaign.requested_by,
                 text=approval_views.decided_text(request, campaign.template),
             )
@@ -186,7 +195,7 @@ def _retire(
     if clicked_on:
         text, shown = approval_views.superseded_message(campaign_id)
         try:
-            services.client.chat_update(
+            services.client_for(_team(services, campaign_id)).chat_update(
                 channel=clicked_on[0], ts=clicked_on[1], text=text, blocks=shown
             )
         except SlackApiError as exc:

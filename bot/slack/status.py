@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
@@ -106,11 +107,16 @@ class StatusBoard:
         interval: float = UPDATE_INTERVAL_SECONDS,
         bounces_known: bool = False,
         alert_channel: str = "",
+        client_for: Callable[[str], WebClient] | None = None,
     ):
         """``bounces_known``: bounce reports are read (BOUNCE_SCAN), so the final
         message shows delivery rates; ``alert_channel`` takes the warnings about
-        campaigns that have no status message (those sent from the CLI)."""
+        campaigns that have no status message (those sent from the CLI);
+        ``client_for(team)``: each campaign is spoken about with the bot token of
+        its own workspace (``Campaign.team``)."""
         self.client = client
+        #: The client of a campaign's workspace (many workspaces); else ``client``.
+        self.client_for = client_for or (lambda team: client)
         self.deps = deps
         self.interval = interval
         self.bounces_known = bounces_known
@@ -151,7 +157,7 @@ class StatusBoard:
         if not row or not row.status_ts:
             return False
         try:
-            self.client.chat_postMessage(
+            self.client_for(row.team).chat_postMessage(
                 channel=row.status_channel,
                 thread_ts=row.status_ts,
                 text=text,
@@ -188,7 +194,7 @@ class StatusBoard:
             return row.status_ts
         text, blocks = self._render(campaign_id)
         try:
-            response = self.client.chat_postMessage(
+            response = self.client_for(row.team).chat_postMessage(
                 channel=row.status_channel, text=text, blocks=blocks
             )
         except SlackApiError as exc:
@@ -209,7 +215,8 @@ class StatusBoard:
                 "is here. Invite me to that channel with /invite @mailbolt next time."
             )
         text, blocks = self._render(campaign_id)
-        response = self.client.chat_postMessage(channel=row.requested_by, text=text, blocks=blocks)
+        client = self.client_for(row.team)
+        response = client.chat_postMessage(channel=row.requested_by, text=text, blocks=blocks)
         self.deps.store.campaigns.update(
             campaign_id, status_channel=response["channel"], status_ts=response["ts"]
         )
@@ -281,7 +288,7 @@ class StatusBoard:
             return
         text, blocks = self._render(campaign_id, result)
         try:
-            self.client.chat_update(
+            self.client_for(row.team).chat_update(
                 channel=row.status_channel, ts=row.status_ts, text=text, blocks=blocks
             )
         except SlackApiError as exc:

@@ -16,6 +16,7 @@ One module per thing it keeps, each implementing one interface of
 - ``testsends``    test sends (one message to the person previewing)
 - ``senders``      sender accounts (sealed grants), who may use them, OAuth flows
 - ``approvals``    approval requests and decisions (a second person)
+- ``installations`` Slack workspaces installed through OAuth (sealed bot tokens)
 
 ``Store`` opens the SQLite database and hands out the parts; ``bot.store_pg.PgStore``
 is the same ``SqlStore`` on PostgreSQL, passing the same contract tests
@@ -33,6 +34,7 @@ from bot.store.audit import SqliteAudit
 from bot.store.campaigns import SqliteCampaigns
 from bot.store.db import Database
 from bot.store.drafts import SqliteDrafts
+from bot.store.installations import SqlInstallations
 from bot.store.outbox import SqliteOutbox
 from bot.store.quota import SqliteQuotaLog
 from bot.store.schema import MIGRATIONS
@@ -56,6 +58,7 @@ class SqlStore:
         self.test_sends = SqliteTestSends(database)
         self.senders = SqliteSenderAccounts(database)
         self.approvals = SqlApprovals(database)
+        self.installations = SqlInstallations(database)
 
     @property
     def clock(self) -> Callable[[], float]:

@@ -271,7 +271,28 @@ _READY_INDEX = (
 )
 
 
-# Append new migrations here (the next is number 9), and its twin to
+def _migration_installations(db: sqlite_utils.Database) -> None:
+    """Many workspaces (migration 9): one row per Slack workspace mailbolt is
+    installed in through "Add to Slack", its bot token sealed with the grant key
+    (``sealed_bot_token``), and the OAuth states issued by ``/slack/install``
+    (used once, then deleted). Additive only: new tables, ``if not exists``.
+    """
+    db.execute(
+        "create table if not exists slack_installations ("
+        "team text primary key, enterprise text not null default '', "
+        "sealed_bot_token text not null, bot_user text not null default '', "
+        "bot_id text not null default '', scopes text not null default '', "
+        "installer text not null default '', app_id text not null default '', "
+        "team_name text not null default '', "
+        "installed_at float not null, updated_at float not null)"
+    )
+    db.execute(
+        "create table if not exists slack_oauth_states ("
+        "state text primary key, created_at float not null)"
+    )
+
+
+# Append new migrations here (the next is number 10), and its twin to
 # bot/store_pg/schema.py; never edit one that has shipped.
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _migration_1,
@@ -282,6 +303,7 @@ MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _migration_schedule,
     _migration_approvals,
     _migration_workers,
+    _migration_installations,
 )
 
 

@@ -130,7 +130,19 @@ _MIGRATION_WORKERS = (
         where state in ('queued', 'deferred')""",
 )
 
-# Append new migrations here (the next is number 9); never edit one that has shipped.
+#: Many workspaces (migration 9): twin of ``_migration_installations``.
+_MIGRATION_INSTALLATIONS = (
+    """create table if not exists slack_installations (team text primary key,
+        enterprise text not null default '', sealed_bot_token text not null,
+        bot_user text not null default '', bot_id text not null default '',
+        scopes text not null default '', installer text not null default '',
+        app_id text not null default '', team_name text not null default '',
+        installed_at double precision not null, updated_at double precision not null)""",
+    """create table if not exists slack_oauth_states (state text primary key,
+        created_at double precision not null)""",
+)
+
+# Append new migrations here (the next is number 10); never edit one that has shipped.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _MIGRATION_1,
     _MIGRATION_2,
@@ -140,6 +152,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _MIGRATION_SCHEDULE,
     _MIGRATION_APPROVALS,
     _MIGRATION_WORKERS,
+    _MIGRATION_INSTALLATIONS,
 )
 
 _LOCK = "select pg_advisory_xact_lock(%s, hashtext(current_schema()))"

@@ -33,11 +33,21 @@ It also plays the Slack platform: ``command``, ``submit_view``, ``click`` and
 JSON for interactions), and the app's ``response_action`` is applied to the
 views kept here.
 
+Many workspaces: ``GET /oauth/v2/authorize`` plays the person consenting in the
+workspace a test chose (``consent_as``) and redirects back with a code;
+``oauth.v2.access`` (client ID and secret checked, each code once) gives that
+workspace a bot token. Every Web API call is answered in the workspace of the
+token it carries (``auth.test``, users, messages, views and triggers are kept
+per workspace; ``Call.team`` says which), and ``command``/``click``/
+``submit_view``/``event`` take ``team=``. ``uninstall`` revokes a workspace's
+tokens and tells the app. Without any of this it is the one workspace ``TEAM``.
+
 The last section starts the real mailbolt server against the fake.
 """
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import threading
@@ -63,6 +73,8 @@ BOT_TOKEN = "xoxb-1-fake-bot-token"
 SIGNING_SECRET = "fake-signing-secret"
 TEAM = "T0FAKE"
 BOT_USER = "U0BOT"
+CLIENT_ID = "1111.2222"
+CLIENT_SECRET = "fake-client-secret"
 DEFAULT_SCOPES = (
     "commands,chat:write,users:read,users:read.email,files:read,channels:read,groups:read,"
     "usergroups:read,files:write"
@@ -100,6 +112,8 @@ class Call:
     args: dict[str, Any]
     status: int
     error: str = ""
+    #: The workspace whose token the call carried ("" with none, or an unknown one).
+    team: str = ""
 
 
 def _lower(headers: Any) -> dict[str, str]:
@@ -202,8 +216,19 @@ class SlackFake:
         self._held_answers: dict[str, threading.Event] = {}
         self._minute: dict[str, list[float]] = {}
         self._triggers: dict[str, tuple[float, str]] = {}
+        self._trigger_teams: dict[str, str] = {}
         self._failures: dict[str, list[_Failure]] = {}
         self._ids = itertools.count(1)
+        # Many workspaces: which workspace each bot token speaks for, and the installs.
+        self.client_id = CLIENT_ID
+        self.client_secret = CLIENT_SECRET
+        self.tokens: dict[str, str] = {bot_token: TEAM}
+        self.team_names: dict[str, str] = {TEAM: "Fake Team"}
+        self._consent: tuple[str, str] | None = None
+        self._codes: dict[str, tuple[str, str, str]] = {}
+        self._local = threading.local()
+        #: What apps posted to response_url s (commands and clicks).
+        self.responses: list[dict[str, Any]] = []
         # Socket Mode, set by tests/fakes/socket_mode_fake.py: the app-level token
         # apps.connections.open requires, and where its WebSocket URLs come from.
         self.app_token = ""
@@ -231,15 +256,107 @@ class SlackFake:
     def api_url(self) -> str:
         return f"{self.base_url}/api/"
 
+    @property
+    def authorize_url(self) -> str:
+        """Slack's consent page (``SLACK_OAUTH_AUTHORIZE_URL``)."""
+        return f"{self.base_url}/oauth/v2/authorize"
+
+    # -- many workspaces -------------------------------------------------------------------
+
+    def consent_as(self, *, team: str, user: str, name: str = "") -> None:
+        """Who says "Allow" on the next visits to the consent page: ``user`` of ``team``."""
+        with self.lock:
+            self._consent = (team, user)
+            self.team_names.setdefault(team, name or f"Team {team}")
+
+    def refuse_consent(self) -> None:
+        """The next visit to the consent page presses Cancel (``error=access_denied``)."""
+        with self.lock:
+            self._consent = None
+
+    def token_of(self, team: str) -> str:
+        """The newest bot token of ``team`` ("" if it has none)."""
+        with self.lock:
+            mine = [t for t, owner in self.tokens.items() if owner == team]
+        return mine[-1] if mine else ""
+
+    def uninstall(self, team: str) -> Reply:
+        """Someone removes the app from ``team``: its tokens stop working, and Slack
+        tells the app (``app_uninstalled``)."""
+        with self.lock:
+            self.tokens = {t: owner for t, owner in self.tokens.items() if owner != team}
+        return self.event({"type": "app_uninstalled"}, team=team)
+
+    def _response_url(self, path: str, raw: bytes) -> tuple[int, dict[str, str], bytes]:
+        """A message posted to a command's or a click's ``response_url``."""
+        with self.lock:
+            self.responses.append({"path": path, **json.loads(raw or b"{}")})
+        return 200, {"Content-Type": "text/plain"}, b"ok"
+
+    def _current_team(self) -> str:
+        return getattr(self._local, "team", "") or TEAM
+
+    def _authorize(self, query: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        """The consent page: the chosen person allows at once, and the browser is sent
+        back to ``redirect_uri`` with a single-use code and the app's ``state``."""
+        with self.lock:
+            self.calls.append(Call("oauth.authorize", dict(query), 200))
+            consent = self._consent
+        if query.get("client_id") != self.client_id or not query.get("redirect_uri"):
+            return 400, {"Content-Type": "text/plain"}, b"invalid client_id or redirect_uri"
+        if consent is None:
+            back = {"error": "access_denied", "state": query.get("state", "")}
+        else:
+            code = f"code-{next(self._ids)}"
+            with self.lock:
+                self._codes[code] = (consent[0], consent[1], query["redirect_uri"])
+            back = {"code": code, "state": query.get("state", "")}
+        location = f"{query['redirect_uri']}?{urlencode(back)}"
+        return 302, {"Location": location, "Content-Type": "text/plain"}, b""
+
+    def _m_oauth_v2_access(self, args: dict) -> dict:
+        if (args.get("client_id"), args.get("client_secret")) != (
+            self.client_id,
+            self.client_secret,
+        ):
+            raise SlackRefusal("invalid_client_id")
+        with self.lock:
+            found = self._codes.pop(args.get("code", ""), None)
+        if found is None:
+            raise SlackRefusal("invalid_code")
+        team, user, redirect_uri = found
+        if args.get("redirect_uri") and args["redirect_uri"] != redirect_uri:
+            raise SlackRefusal("bad_redirect_uri")
+        token = f"xoxb-{team}-{next(self._ids)}-fake"
+        with self.lock:
+            self.tokens[token] = team
+        return {
+            "access_token": token,
+            "token_type": "bot",
+            "scope": self.scopes,
+            "bot_user_id": self._bot_user(team),
+            "app_id": "A0FAKE",
+            "team": {"id": team, "name": self.team_names.get(team, team)},
+            "enterprise": None,
+            "is_enterprise_install": False,
+            "authed_user": {"id": user},
+        }
+
+    @staticmethod
+    def _bot_user(team: str) -> str:
+        return BOT_USER if team == TEAM else f"U0BOT{team[-3:]}"
+
     # -- set-up ------------------------------------------------------------------------
 
-    def add_user(self, user_id: str, email: str | None, name: str = "", **extra: Any) -> dict:
+    def add_user(
+        self, user_id: str, email: str | None, name: str = "", *, team: str = TEAM, **extra: Any
+    ) -> dict:
         profile = {"real_name": name, "display_name": name.split(" ")[0] if name else ""}
         if email is not None:
             profile["email"] = email
         user = {
             "id": user_id,
-            "team_id": TEAM,
+            "team_id": team,
             "name": (name or user_id).lower().replace(" ", "."),
             "real_name": name,
             "deleted": False,
@@ -307,10 +424,11 @@ class SlackFake:
                 _Failure(200 if error else 429, retry_after, error or "ratelimited", times)
             )
 
-    def new_trigger(self, user: str) -> str:
+    def new_trigger(self, user: str, team: str = TEAM) -> str:
         trigger = f"{next(self._ids)}.{int(time.time())}.fake"
         with self.lock:
             self._triggers[trigger] = (time.monotonic(), user)
+            self._trigger_teams[trigger] = team
         return trigger
 
     # -- inspection ----------------------------------------------------------------------
@@ -319,9 +437,14 @@ class SlackFake:
         with self.lock:
             return [c for c in self.calls if c.method == method]
 
-    def messages_in(self, channel: str) -> list[dict[str, Any]]:
+    def messages_in(self, channel: str, team: str | None = None) -> list[dict[str, Any]]:
+        """Messages in ``channel`` (of ``team`` only, when given)."""
         with self.lock:
-            return [m for (ch, _), m in sorted(self.messages.items()) if ch == channel]
+            return [
+                m
+                for (ch, _), m in sorted(self.messages.items())
+                if ch == channel and team in (None, m["team"])
+            ]
 
     def top_view(self, user: str) -> dict[str, Any] | None:
         """The open modal a user is looking at (the most recent one)."""
@@ -350,8 +473,20 @@ class SlackFake:
                 url = urlparse(self.path)
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
-                token = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
-                if url.path.startswith("/files-pri/"):
+                authorization = self.headers.get("Authorization") or ""
+                token = authorization.removeprefix("Bearer ")
+                basic = {}
+                if authorization.startswith("Basic "):
+                    pair = base64.b64decode(authorization[6:]).decode()
+                    client_id, _, secret = pair.partition(":")
+                    basic = {"client_id": client_id, "client_secret": secret}
+                    token = ""
+                if url.path.startswith(("/commands/", "/actions/")):
+                    status, headers, body = fake._response_url(url.path, raw)
+                elif url.path == "/oauth/v2/authorize":
+                    query = {k: v[0] for k, v in parse_qs(url.query).items()}
+                    status, headers, body = fake._authorize(query)
+                elif url.path.startswith("/files-pri/"):
                     status, headers, body = fake._download(url.path, token)
                 elif url.path.startswith("/upload/"):
                     status, headers, body = fake._upload(url.path, raw)
@@ -363,6 +498,7 @@ class SlackFake:
                     elif raw:
                         args.update({k: v[0] for k, v in parse_qs(raw.decode()).items()})
                     token = token or args.pop("token", "")
+                    args.update(basic)
                     status, headers, body = fake._api(url.path[5:], args, token)
                 else:
                     status, headers, body = 404, {}, b"not found"
@@ -380,7 +516,7 @@ class SlackFake:
         with self.lock:
             self.calls.append(Call("file.download", {"file": file_id}, 200))
             found = self.files.get(file_id)
-        if token != self.bot_token or found is None:
+        if token not in self.tokens or found is None:
             return 200, {"Content-Type": "text/html; charset=utf-8"}, LOGIN_PAGE
         meta, content = found
         return 200, {"Content-Type": meta["mimetype"]}, content
@@ -428,8 +564,9 @@ class SlackFake:
             self._record(method, args, 429, "ratelimited")
             headers["Retry-After"] = str(failure.retry_after)
             return 429, headers, json.dumps({"ok": False, "error": "ratelimited"}).encode()
+        self._local.team = self.tokens.get(token, "")
         try:
-            if token != self._token_for(method):
+            if method != "oauth.v2.access" and not self._token_fits(method, token):
                 raise SlackRefusal("invalid_auth")
             if failure:
                 raise SlackRefusal(failure.error)
@@ -456,23 +593,25 @@ class SlackFake:
         return 200, headers, json.dumps({"ok": True, **result}).encode()
 
     def _record(self, method: str, args: dict[str, Any], status: int, error: str = "") -> None:
+        team = getattr(self._local, "team", "")
         with self.lock:
-            self.calls.append(Call(method, args, status, error))
+            self.calls.append(Call(method, args, status, error, team))
 
     def _m_auth_test(self, args: dict) -> dict:
+        team = self._current_team()
         return {
             "url": "https://fake.slack.test/",
-            "team": "Fake Team",
+            "team": self.team_names.get(team, team),
             "user": "mailbolt",
-            "team_id": TEAM,
-            "user_id": BOT_USER,
-            "bot_id": "B0BOT",
+            "team_id": team,
+            "user_id": self._bot_user(team),
+            "bot_id": "B0BOT" if team == TEAM else f"B0BOT{team[-3:]}",
         }
 
     def _m_users_info(self, args: dict) -> dict:
         with self.lock:
             user = self.users.get(args.get("user", ""))
-        if user is None:
+        if user is None or user["team_id"] != self._current_team():
             raise SlackRefusal("user_not_found")
         return {"user": self._visible(user)}
 
@@ -546,7 +685,8 @@ class SlackFake:
         if not args.get("limit"):
             raise SlackRefusal("limit_required")
         with self.lock:
-            everyone = [self._visible(u) for u in self.users.values()]
+            here = self._current_team()
+            everyone = [self._visible(u) for u in self.users.values() if u["team_id"] == here]
         page, cursor = self._page(everyone, args)
         return {"members": page, "response_metadata": {"next_cursor": cursor}}
 
@@ -597,7 +737,7 @@ class SlackFake:
     def _take_trigger(self, trigger: str) -> str:
         with self.lock:
             issued = self._triggers.get(trigger)
-            if issued is None:
+            if issued is None or self._trigger_teams.get(trigger) != self._current_team():
                 raise SlackRefusal("invalid_trigger_id")
             self._triggers[trigger] = (-1.0, issued[1])
         if issued[0] < 0:
@@ -620,7 +760,7 @@ class SlackFake:
         stored = {
             **view,
             "id": view_id,
-            "team_id": TEAM,
+            "team_id": previous["team_id"] if previous else self._current_team(),
             "hash": f"{seq}.{view_id}",
             "state": {"values": {}},
             "private_metadata": view.get("private_metadata", ""),
@@ -664,6 +804,8 @@ class SlackFake:
             current = self.views.get(view_id)
             if current is None or view_id not in self.open_views:
                 raise SlackRefusal("not_found")
+            if current["team_id"] != self._current_team():
+                raise SlackRefusal("not_found")
             if args.get("hash") and args["hash"] != current["hash"]:
                 raise SlackRefusal("hash_conflict")
         view = self._check_view(args["view"])
@@ -698,6 +840,7 @@ class SlackFake:
             "blocks": blocks or [],
             "thread_ts": args.get("thread_ts"),
             "edits": 0,
+            "team": self._current_team(),
         }
         with self.lock:
             self.messages[(channel, ts)] = message
@@ -711,7 +854,7 @@ class SlackFake:
             raise refusal
         with self.lock:
             message = self.messages.get(key)
-            if message is None:
+            if message is None or message["team"] != self._current_team():
                 raise SlackRefusal("message_not_found")
             message.update(text=args.get("text", ""), blocks=blocks or [])
             message["edits"] += 1
@@ -727,11 +870,12 @@ class SlackFake:
 
     # -- Socket Mode: apps.connections.open (see tests/fakes/socket_mode_fake.py) ---------------
 
-    def _token_for(self, method: str) -> str:
-        """The token a method takes: the app-level one (xapp-) for Socket Mode's URL."""
+    def _token_fits(self, method: str, token: str) -> bool:
+        """Whether ``token`` may call ``method``: the app-level one (xapp-) for Socket
+        Mode's URL, a bot token of an installed workspace for everything else."""
         if method == "apps.connections.open" and self.socket_url is not None:
-            return self.app_token
-        return self.bot_token
+            return token == self.app_token
+        return token in self.tokens
 
     def _m_apps_connections_open(self, args: dict) -> dict:
         if self.socket_url is None:
@@ -775,8 +919,8 @@ class SlackFake:
         body = urlencode({"payload": json.dumps(payload)}).encode()
         return self.post_signed(body, "application/x-www-form-urlencoded", **kwargs)
 
-    def _user(self, user: str) -> dict[str, str]:
-        return {"id": user, "username": user.lower(), "name": user.lower(), "team_id": TEAM}
+    def _user(self, user: str, team: str = TEAM) -> dict[str, str]:
+        return {"id": user, "username": user.lower(), "name": user.lower(), "team_id": team}
 
     def command(
         self,
@@ -785,13 +929,15 @@ class SlackFake:
         user: str,
         channel: str = "C0GENERAL",
         retry_num: int | None = None,
+        team: str = TEAM,
         **kwargs: Any,
     ) -> tuple[Reply, str]:
-        """``/sendmail text`` typed by ``user``; returns the answer and the trigger_id."""
-        trigger = self.new_trigger(user)
+        """``/sendmail text`` typed by ``user`` in ``team``; returns the answer and the
+        trigger_id."""
+        trigger = self.new_trigger(user, team)
         form = {
             "token": "legacy-verification-token",
-            "team_id": TEAM,
+            "team_id": team,
             "team_domain": "fake",
             "channel_id": channel,
             "channel_name": "general",
@@ -801,7 +947,7 @@ class SlackFake:
             "text": text,
             "api_app_id": "A0FAKE",
             "is_enterprise_install": "false",
-            "response_url": f"{self.base_url}/commands/{TEAM}/response",
+            "response_url": f"{self.base_url}/commands/{team}/response",
             "trigger_id": trigger,
         }
         headers = kwargs.pop("headers", {}) or {}
@@ -814,7 +960,13 @@ class SlackFake:
         return reply, trigger
 
     def submit_view(
-        self, view_id: str, values: dict[str, Any], *, user: str, apply: bool = True
+        self,
+        view_id: str,
+        values: dict[str, Any],
+        *,
+        user: str,
+        apply: bool = True,
+        team: str | None = None,
     ) -> Reply:
         """Press the modal's submit button with ``values`` as its state.
 
@@ -825,13 +977,14 @@ class SlackFake:
             view = json.loads(json.dumps(self.views[view_id]))
             assert view_id in self.open_views, f"view {view_id} is closed"
         view["state"] = {"values": values}
+        team = team or view["team_id"]
         payload = {
             "type": "view_submission",
-            "team": {"id": TEAM, "domain": "fake"},
-            "user": self._user(user),
+            "team": {"id": team, "domain": "fake"},
+            "user": self._user(user, team),
             "api_app_id": "A0FAKE",
             "token": "legacy-verification-token",
-            "trigger_id": self.new_trigger(user),
+            "trigger_id": self.new_trigger(user, team),
             "view": self._public(view),
             "response_urls": [],
             "is_enterprise_install": False,
@@ -846,6 +999,7 @@ class SlackFake:
         action = answer.get("response_action")
         with self.lock:
             current = self.views[view_id]
+            self._local.team = current["team_id"]  # a pushed view opens in the same workspace
             if action == "errors":
                 inputs = {b.get("block_id") for b in current["blocks"] if b["type"] == "input"}
                 wrong = set(answer.get("errors", {})) - inputs
@@ -872,6 +1026,7 @@ class SlackFake:
         message: tuple[str, str] | None = None,
         home: bool = False,
         value: str | None = None,
+        team: str = TEAM,
     ) -> Reply:
         """Press the button ``action_id`` in an open view, in a message, or (``home``)
         on the user's App Home tab. ``value`` forges the button's value (an edited
@@ -896,11 +1051,11 @@ class SlackFake:
         block_id, element = found[0]
         payload: dict[str, Any] = {
             "type": "block_actions",
-            "team": {"id": TEAM, "domain": "fake"},
-            "user": self._user(user),
+            "team": {"id": team, "domain": "fake"},
+            "user": self._user(user, team),
             "api_app_id": "A0FAKE",
             "token": "legacy-verification-token",
-            "trigger_id": self.new_trigger(user),
+            "trigger_id": self.new_trigger(user, team),
             "is_enterprise_install": False,
             "actions": [
                 {
@@ -924,15 +1079,17 @@ class SlackFake:
             payload["container"] = {"type": "message", "message_ts": ts, "channel_id": channel}
             payload["channel"] = {"id": channel, "name": "general"}
             payload["message"] = container
-            payload["response_url"] = f"{self.base_url}/actions/{TEAM}/response"
+            payload["response_url"] = f"{self.base_url}/actions/{team}/response"
         return self._interaction(payload)
 
-    def suggest(self, action_id: str, value: str, *, user: str, view_id: str = "") -> Reply:
+    def suggest(
+        self, action_id: str, value: str, *, user: str, view_id: str = "", team: str = TEAM
+    ) -> Reply:
         """Typing ``value`` into an external select: Slack asks the app for options."""
         payload: dict[str, Any] = {
             "type": "block_suggestion",
-            "team": {"id": TEAM, "domain": "fake"},
-            "user": self._user(user),
+            "team": {"id": team, "domain": "fake"},
+            "user": self._user(user, team),
             "api_app_id": "A0FAKE",
             "token": "legacy-verification-token",
             "action_id": action_id,
@@ -945,10 +1102,12 @@ class SlackFake:
                 payload["view"] = self._public(json.loads(json.dumps(self.views[view_id])))
         return self._interaction(payload)
 
-    def event(self, event: dict[str, Any], *, retry_num: int | None = None) -> Reply:
+    def event(
+        self, event: dict[str, Any], *, retry_num: int | None = None, team: str = TEAM
+    ) -> Reply:
         body = {
             "token": "legacy-verification-token",
-            "team_id": TEAM,
+            "team_id": team,
             "api_app_id": "A0FAKE",
             "event": {"event_ts": f"{time.time():.6f}", **event},
             "type": "event_callback",
@@ -956,8 +1115,8 @@ class SlackFake:
             "event_time": int(time.time()),
             "authorizations": [
                 {
-                    "team_id": TEAM,
-                    "user_id": BOT_USER,
+                    "team_id": team,
+                    "user_id": self._bot_user(team),
                     "is_bot": True,
                     "is_enterprise_install": False,
                 }
@@ -1022,23 +1181,37 @@ def running_mailbolt(
     port: int = 0,
     clock: Callable[[], float] | None = None,
     hand_off: bool = False,
+    many_workspaces: bool = False,
 ) -> Iterator[Mailbolt]:
     """The real app (Bolt, WebClient, waitress) on a free port, talking to ``fake``.
 
     ``transport`` replaces the sandbox transport (a test double of the port);
     ``clock`` the wall clock the use cases read (a scheduled time comes sooner).
     ``hand_off``: as ``serve --no-send``, campaigns are left to workers.
+    ``many_workspaces``: installed per workspace through ``/slack/install`` (no
+    ``SLACK_BOT_TOKEN``; ``PUBLIC_BASE_URL`` is the server's own URL), see
+    ``tests/fakes/workspaces.py``.
     """
     from bot.runner import Runner
     from bot.slack.app import ListenerExecutor, build_app
     from bot.web import WebServer, make_wsgi_app
     from bot.wiring import Wiring
 
+    late: dict[str, Any] = {}  # the WSGI app, built once the server's URL is known
+    server = WebServer(lambda env, start: late["app"](env, start), "127.0.0.1", port)
     settings = settings.replace(
         slack_bot_token=fake.bot_token,
         slack_signing_secret=fake.signing_secret,
         slack_api_url=fake.api_url,
     )
+    if many_workspaces:
+        settings = settings.replace(
+            slack_bot_token="",
+            slack_client_id=fake.client_id,
+            slack_client_secret=fake.client_secret,
+            slack_oauth_authorize_url=fake.authorize_url,
+            public_base_url=server.url,
+        )
     wiring = Wiring(settings)
     deps = wiring.default_deps()
     if transport is not None:
@@ -1057,7 +1230,7 @@ def running_mailbolt(
         wiring=wiring,
     )
     oauth = wiring.oauth_pages(lambda account: runner.resume_paused(account.address))
-    server = WebServer(make_wsgi_app(settings, deps.store, app, oauth=oauth), "127.0.0.1", port)
+    late["app"] = make_wsgi_app(settings, deps.store, app, oauth=oauth)
     server.start()
     fake.app_url = f"{server.url}/slack/events"
     runner.open()
