@@ -130,3 +130,15 @@ def test_uninstalling_forgets_the_token(fake, mailbolt):
     assert fake.calls_to("views.open") == []
     assert "not installed in this workspace" in fake.responses[0]["text"]
     _compose(fake, USER_B, TEAM_B)  # the other workspace goes on
+
+
+def test_a_workspaces_token_is_checked_once_not_on_every_request(fake, mailbolt):
+    """Bolt would call auth.test before every request of a workspace: a Slack round
+    trip inside each 3-second answer. The answer is kept per token."""
+    _compose(fake, USER_A, TEAM_A)
+    checks = [c for c in fake.calls_to("auth.test") if c.team == TEAM_A]
+    assert checks  # the first request of the workspace checked its token
+    for _ in range(3):
+        reply = fake.command("help", user=USER_A, team=TEAM_A)[0]
+        assert reply.status == 200 and "/sendmail status" in reply.json["text"]
+    assert [c for c in fake.calls_to("auth.test") if c.team == TEAM_A] == checks

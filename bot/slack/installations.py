@@ -27,6 +27,7 @@ from datetime import datetime
 from typing import Any
 
 from slack_bolt import BoltResponse
+from slack_bolt.authorization.authorize import InstallationStoreAuthorize
 from slack_bolt.oauth.callback_options import CallbackOptions, FailureArgs, SuccessArgs
 from slack_bolt.oauth.oauth_flow import OAuthFlow
 from slack_bolt.oauth.oauth_settings import OAuthSettings
@@ -273,6 +274,18 @@ def oauth_flow(
         state_store=StoreStateStore(installations),
         state_expiration_seconds=STATE_SECONDS,
         logger=log,
+    )
+    # Bolt checks a workspace's token with auth.test on every request unless told to
+    # keep the answer: a Slack round trip inside every 3-second acknowledgement. The
+    # installation is still looked up each time, so an uninstalled workspace is
+    # refused at once; only the answer for a token it still has is kept.
+    oauth_settings.authorize = InstallationStoreAuthorize(
+        logger=log,
+        client_id=oauth_settings.client_id,
+        client_secret=oauth_settings.client_secret,
+        installation_store=oauth_settings.installation_store,
+        bot_only=True,
+        cache_enabled=True,
     )
     return OAuthFlow(client=client, settings=oauth_settings, logger=log)
 
