@@ -219,8 +219,8 @@ class Campaigns(Protocol):
 
     def get(self, campaign_id: int) -> Campaign | None: ...
 
-    def recent(self, limit: int = 10) -> list[Campaign]:
-        """Newest first."""
+    def recent(self, limit: int = 10, *, team: str | None = None) -> list[Campaign]:
+        """Newest first; of workspace ``team`` only when given (``''``: the CLI's)."""
         ...
 
     def update(self, campaign_id: int, **changes: Unpack[CampaignChanges]) -> None:
@@ -234,8 +234,11 @@ class Campaigns(Protocol):
         True when it changed (one of two racing writers wins)."""
         ...
 
-    def scheduled(self, requested_by: str | None = None) -> list[Campaign]:
-        """Scheduled campaigns, soonest first (of ``requested_by`` only, if given)."""
+    def scheduled(
+        self, requested_by: str | None = None, *, team: str | None = None
+    ) -> list[Campaign]:
+        """Scheduled campaigns, soonest first (of ``requested_by`` only, and of
+        workspace ``team`` only, if given)."""
         ...
 
     def scheduled_due(self, now: float) -> list[int]:
@@ -380,19 +383,28 @@ class Suppressions(Protocol):
     """Who must not get mail: unsubscribes and bounce reports (addresses compared
     case-insensitively, returned lower-cased)."""
 
-    def add_unsubscribe(self, email: str, source: str, campaign_id: int | None = None) -> bool:
-        """False if already unsubscribed. Audited."""
+    def add_unsubscribe(
+        self, email: str, source: str, campaign_id: int | None = None, *, team: str = ""
+    ) -> bool:
+        """For workspace ``team`` (``''``: every workspace). False if already
+        unsubscribed there. Audited."""
         ...
 
-    def remove_unsubscribe(self, email: str, actor: str) -> bool:
-        """False if there was none. Audited."""
+    def remove_unsubscribe(self, email: str, actor: str, *, team: str = "") -> bool:
+        """Only ``team``'s own row. False if there was none. Audited."""
         ...
 
-    def unsubscribes(self) -> list[Unsubscribe]: ...
+    def unsubscribes(self, team: str | None = None) -> list[Unsubscribe]:
+        """Those holding for ``team`` (its own and every workspace's); all for None."""
+        ...
 
-    def unsubscribed_among(self, emails: Iterable[str]) -> set[str]: ...
+    def unsubscribed_among(self, emails: Iterable[str], team: str | None = None) -> set[str]:
+        """Unsubscribed from ``team`` or from every workspace (from any for None)."""
+        ...
 
-    def hard_bounced_among(self, emails: Iterable[str]) -> set[str]: ...
+    def hard_bounced_among(self, emails: Iterable[str], team: str | None = None) -> set[str]:
+        """Hard-bounced for ``team`` or every workspace (any for None)."""
+        ...
 
     def record_bounce(
         self,
@@ -403,8 +415,10 @@ class Suppressions(Protocol):
         email: str = "",
         status: str = "",
         diagnostic: str = "",
+        team: str = "",
     ) -> bool:
-        """False if this report was recorded before; never downgrades a hard bounce."""
+        """False if this report was recorded before; never downgrades a hard bounce.
+        ``team``: the workspace it suppresses the address for (``''``: all)."""
         ...
 
     def known_bounce_reports(self, provider_ids: Iterable[str]) -> set[str]: ...
@@ -413,13 +427,20 @@ class Suppressions(Protocol):
 class Audit(Protocol):
     """Who did what."""
 
-    def record(self, actor: str, action: str, **detail: Any) -> None: ...
+    def record(self, actor: str, action: str, *, team: str | None = None, **detail: Any) -> None:
+        """``team`` left out: the campaign's (``detail["campaign_id"]``), else ``''``."""
+        ...
 
     def recent(
-        self, limit: int = 50, *, campaign_id: int | None = None, since: float | None = None
+        self,
+        limit: int = 50,
+        *,
+        campaign_id: int | None = None,
+        since: float | None = None,
+        team: str | None = None,
     ) -> list[AuditEntry]:
-        """Newest first; only one campaign's entries (``detail["campaign_id"]``) and
-        only those at or after ``since`` when given."""
+        """Newest first; only one campaign's entries (``detail["campaign_id"]``),
+        only those at or after ``since``, only workspace ``team``'s, when given."""
         ...
 
 
@@ -446,8 +467,10 @@ class TestSends(Protocol):
         subject: str,
         message_id: str,
         reference: str = "",
+        team: str = "",
     ) -> int:
-        """Record one as ``sending`` before it is handed to the transport; its id."""
+        """Record one as ``sending`` before it is handed to the transport; its id.
+        ``team``: the workspace it is sent from (``''``: the CLI)."""
         ...
 
     def finish(
@@ -460,8 +483,8 @@ class TestSends(Protocol):
         """The latest one made under ``reference`` (one preview), if any."""
         ...
 
-    def recent(self, limit: int = 50) -> list[TestSend]:
-        """Newest first."""
+    def recent(self, limit: int = 50, *, team: str | None = None) -> list[TestSend]:
+        """Newest first; of workspace ``team`` only when given."""
         ...
 
 
@@ -484,8 +507,9 @@ class SenderAccounts(Protocol):
         """By address, else by name (case-insensitive)."""
         ...
 
-    def all(self) -> list[SenderAccount]:
-        """Every account, oldest first."""
+    def all(self, *, team: str | None = None) -> list[SenderAccount]:
+        """Every account, oldest first; with ``team``, that workspace's and the
+        operator's (team ``''``), which serve every workspace."""
         ...
 
     def set_status(
@@ -535,8 +559,9 @@ class Approvals(Protocol):
 
     def get(self, campaign_id: int) -> Approval | None: ...
 
-    def pending(self) -> list[Approval]:
-        """Pending requests of campaigns still awaiting approval, oldest first."""
+    def pending(self, *, team: str | None = None) -> list[Approval]:
+        """Pending requests of campaigns still awaiting approval, oldest first (of
+        workspace ``team``'s campaigns only, when given)."""
         ...
 
     def set_message(self, campaign_id: int, channel: str, ts: str) -> None: ...

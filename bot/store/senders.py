@@ -94,8 +94,14 @@ class SqliteSenderAccounts:
         )
         return self._record(rows[0]) if rows else None
 
-    def all(self) -> list[SenderAccount]:
-        rows = self._db.query("select * from sender_accounts order by created_at, address")
+    def all(self, *, team: str | None = None) -> list[SenderAccount]:
+        """Every account, oldest first; with ``team``, those of that workspace and the
+        operator's (team ``''``, added on the CLI), which serve every workspace."""
+        where, params = ("", []) if team is None else (" where team in (?, ?)", [team, ""])
+        rows = self._db.query(
+            f"select * from sender_accounts{where} order by created_at, address",  # noqa: S608
+            params,
+        )
         return [self._record(r) for r in rows]
 
     def set_status(

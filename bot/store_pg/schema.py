@@ -130,6 +130,20 @@ _MIGRATION_WORKERS = (
         where state in ('queued', 'deferred')""",
 )
 
+#: Per-workspace data (migration 10): twin of ``_migration_workspaces``.
+_MIGRATION_WORKSPACES = (
+    "alter table unsubscribes add column if not exists team text not null default ''",
+    "alter table unsubscribes drop constraint if exists unsubscribes_pkey",
+    "alter table unsubscribes add primary key (team, email)",
+    "create index if not exists unsubscribes_email on unsubscribes (email)",
+    "alter table bounces add column if not exists team text not null default ''",
+    "alter table audit add column if not exists team text not null default ''",
+    "alter table test_sends add column if not exists team text not null default ''",
+    "alter table slack_drafts add column if not exists team text not null default ''",
+    "create index if not exists audit_team on audit (team, id)",
+    "create index if not exists campaigns_team on campaigns (team, id)",
+)
+
 # Append new migrations here (the next is number 9); never edit one that has shipped.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _MIGRATION_1,
@@ -140,6 +154,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _MIGRATION_SCHEDULE,
     _MIGRATION_APPROVALS,
     _MIGRATION_WORKERS,
+    # (I)'s installations migration is number 9 and goes here when merged.
+    _MIGRATION_WORKSPACES,
 )
 
 _LOCK = "select pg_advisory_xact_lock(%s, hashtext(current_schema()))"
