@@ -330,6 +330,7 @@ def first_message_plan(campaign_id: int, deps: Deps) -> Plan:
         common_vars=common,
         subject=campaign.subject or None,
         attachments=files or None,
+        team=campaign.team,
     )
     return Plan(request, renderer, [first], [], [], rendered)
 

@@ -321,6 +321,7 @@ def recheck(campaign: Campaign, deps: Deps) -> str | None:
             common_vars=common,
             subject=campaign.subject or None,
             attachments=files or None,
+            team=campaign.team,
         )
         plan = preflight.preflight(request, deps)
     except MailboltError as exc:

@@ -53,9 +53,7 @@ class SqliteSuppressions:
                     "created_at": self._db.clock(),
                 }
             )
-            audit.write(
-                db, self._db.clock, source, "unsubscribe.added", {"email": key}, team=team
-            )
+            audit.write(db, self._db.clock, source, "unsubscribe.added", {"email": key}, team=team)
         return True
 
     def remove_unsubscribe(self, email: str, actor: str, *, team: str = "") -> bool:
