@@ -304,10 +304,20 @@ class Outbox(Protocol):
         ...
 
     def delivery_counts(
-        self, *, campaign_id: int | None = None, since: float | None = None
-    ) -> DeliveryCounts: ...
+        self,
+        *,
+        campaign_id: int | None = None,
+        since: float | None = None,
+        team: str | None = None,
+    ) -> DeliveryCounts:
+        """Of workspace ``team``'s campaigns only, when given."""
+        ...
 
-    def delivery_by_campaign(self, since: float) -> list[CampaignDelivery]: ...
+    def delivery_by_campaign(
+        self, since: float, *, team: str | None = None
+    ) -> list[CampaignDelivery]:
+        """Of workspace ``team``'s campaigns only, when given."""
+        ...
 
     def claim(self, row_id: int, account: str) -> bool:
         """queued/deferred → sending (attempts + 1) by ``account``; False if someone

@@ -82,8 +82,8 @@ class SqlApprovals:
         workspace ``team`` only, if given: a request follows its campaign)."""
         extra, params = ("", []) if team is None else (" and coalesce(c.team, '') = ?", [team])
         rows = self._db.query(
-            "select a.* from approvals a join campaigns c on c.id = a.campaign_id "
-            f"where a.decision = ? and c.status = ?{extra} order by a.campaign_id",  # noqa: S608
+            "select a.* from approvals a join campaigns c on c.id = a.campaign_id "  # noqa: S608
+            f"where a.decision = ? and c.status = ?{extra} order by a.campaign_id",
             [_PENDING, _AWAITING, *params],
         )
         return [approval_from_row(r) for r in rows]
