@@ -457,7 +457,9 @@ class Audit(Protocol):
 class Drafts(Protocol):
     """Slack drafts, kept for a week."""
 
-    def save(self, key: str, user: str, data: dict[str, Any]) -> None: ...
+    def save(self, key: str, user: str, data: dict[str, Any], *, team: str = "") -> None:
+        """Replacing keeps the owner, the workspace (``team``) and the age."""
+        ...
 
     def get(self, key: str) -> Draft | None:
         """None if unknown or expired."""

@@ -257,6 +257,8 @@ class Draft:
     key: str
     user: str
     data: dict[str, Any] = field(hash=False)
+    #: The workspace it was composed in (``''``: from before workspaces were kept).
+    team: str = ""
 
 
 @dataclass(frozen=True)
