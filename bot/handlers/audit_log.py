@@ -32,6 +32,8 @@ class AuditLine:
     actor: str
     action: str
     what: str
+    #: The workspace it happened in (``''``: the command line, the system).
+    team: str = ""
 
 
 def _campaign(d: Mapping[str, Any]) -> str:
@@ -118,7 +120,7 @@ def audit_lines(
     if not 1 <= limit <= MAX_LIMIT:
         raise UserInputError(f"The limit must be between 1 and {MAX_LIMIT:,}.", field="limit")
     entries = audit.recent(limit, campaign_id=campaign_id, since=since, team=team)
-    return [AuditLine(e.at, e.actor, e.action, describe(e)) for e in entries]
+    return [AuditLine(e.at, e.actor, e.action, describe(e), e.team) for e in entries]
 
 
 def parse_since(raw: str, now: float) -> float:
