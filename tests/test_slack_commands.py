@@ -7,7 +7,7 @@ import json
 import pytest
 
 from bot.slack import views
-from tests.fakes.slack_fake import TEAM, SlackFake, running_mailbolt, wait_for
+from tests.fakes.slack_fake import SlackFake, running_mailbolt, wait_for
 
 ADMIN, STRANGER = "U0ADMIN", "U0STRANGER"
 
@@ -38,9 +38,8 @@ def shown(answer: dict) -> str:
 
 
 def sent_campaign(mailbolt, emails=("ann@example.com",)) -> int:
-    """A finished campaign of the workspace, recorded the way the CLI does it and sent
-    by the runner (whose due check would otherwise start it too, racing a direct
-    ``send_loop.run``)."""
+    """A finished campaign, recorded the way the CLI does it and sent by the runner
+    (whose due check would otherwise start it too, racing a direct ``send_loop.run``)."""
     from bot.handlers import campaign, preflight
     from bot.handlers.recipient_paste import parse_text
 
@@ -49,7 +48,6 @@ def sent_campaign(mailbolt, emails=("ann@example.com",)) -> int:
         recipients=parse_text(", ".join(emails)),
         requested_by=ADMIN,
         common_vars={"team": "Acme", "start_url": "https://acme.example"},
-        team=TEAM,  # the workspace's own: Slack shows no other's (nor the CLI's)
     )
     campaign_id, _ = preflight.record(preflight.preflight(request, mailbolt.deps), mailbolt.deps)
     assert mailbolt.runner.start(campaign_id).wait(30)

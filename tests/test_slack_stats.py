@@ -26,13 +26,7 @@ from bot.slack.status import StatusBoard
 from bot.store import Store
 from bot.wiring import build_deps
 from tests.fakes.gmail_fake import READONLY_SCOPE, SEND_SCOPE, FakeGmail
-from tests.fakes.slack_fake import (
-    TEAM,
-    SlackFake,
-    message_problems,
-    running_mailbolt,
-    wait_for,
-)
+from tests.fakes.slack_fake import SlackFake, message_problems, running_mailbolt, wait_for
 from tests.test_bounces import NEWS, gmail_settings, sent_to
 
 ADMIN = "U0ADMIN"
@@ -67,7 +61,6 @@ def recorded(deps, emails=PEOPLE, channel: str = "") -> int:
         requested_by=ADMIN,
         common_vars={"team": "Acme", "start_url": "https://acme.example"},
         status_channel=channel,
-        team=TEAM,  # the workspace's own: Slack shows no other's (nor the CLI's)
     )
     campaign_id, _ = preflight.record(preflight.preflight(request, deps), deps)
     return campaign_id
@@ -309,7 +302,6 @@ def test_serve_scans_for_bounces_and_warns_in_the_status_thread(
         requested_by=ADMIN,
         common_vars=NEWS,
         status_channel=STATUS,
-        team=TEAM,
     )
     deps = build_deps(configured, store)
     campaign_id, _ = preflight.record(preflight.preflight(request, deps), deps)
