@@ -220,7 +220,8 @@ class Campaigns(Protocol):
     def get(self, campaign_id: int) -> Campaign | None: ...
 
     def recent(self, limit: int = 10, *, team: str | None = None) -> list[Campaign]:
-        """Newest first; of workspace ``team`` only when given (``''``: the CLI's)."""
+        """Newest first; with ``team``, what that workspace sees: its own and the
+        command line's (team ``''``)."""
         ...
 
     def update(self, campaign_id: int, **changes: Unpack[CampaignChanges]) -> None:
@@ -237,8 +238,8 @@ class Campaigns(Protocol):
     def scheduled(
         self, requested_by: str | None = None, *, team: str | None = None
     ) -> list[Campaign]:
-        """Scheduled campaigns, soonest first (of ``requested_by`` only, and of
-        workspace ``team`` only, if given)."""
+        """Scheduled campaigns, soonest first (of ``requested_by`` only, and those
+        workspace ``team`` sees, its own and the command line's, if given)."""
         ...
 
     def scheduled_due(self, now: float) -> list[int]:
@@ -310,13 +311,13 @@ class Outbox(Protocol):
         since: float | None = None,
         team: str | None = None,
     ) -> DeliveryCounts:
-        """Of workspace ``team``'s campaigns only, when given."""
+        """Of the campaigns workspace ``team`` sees (its own, the CLI's), when given."""
         ...
 
     def delivery_by_campaign(
         self, since: float, *, team: str | None = None
     ) -> list[CampaignDelivery]:
-        """Of workspace ``team``'s campaigns only, when given."""
+        """Of the campaigns workspace ``team`` sees (its own, the CLI's), when given."""
         ...
 
     def claim(self, row_id: int, account: str) -> bool:
@@ -573,7 +574,7 @@ class Approvals(Protocol):
 
     def pending(self, *, team: str | None = None) -> list[Approval]:
         """Pending requests of campaigns still awaiting approval, oldest first (of
-        workspace ``team``'s campaigns only, when given)."""
+        the campaigns workspace ``team`` sees, when given)."""
         ...
 
     def set_message(self, campaign_id: int, channel: str, ts: str) -> None: ...

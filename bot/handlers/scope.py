@@ -30,10 +30,14 @@ def no_such_campaign(campaign_id: int) -> UserInputError:
 def sees_campaign(campaign: Campaign, team: str | None) -> bool:
     """Whether a request of workspace ``team`` (``None``: the operator) may see it.
 
-    A campaign belongs to the workspace it was started in; one started on the CLI
-    (team ``''``) belongs to no workspace and is the operator's alone.
+    A campaign belongs to the workspace it was started in. One started on the
+    command line (team ``''``) is the operator's, and like the operator's sender
+    accounts and unsubscribes it serves every workspace: so a single-workspace
+    install keeps working as before (a CLI send approved in Slack, its status
+    shown there). An operator of many workspaces files a CLI campaign under one
+    with ``send --team``.
     """
-    return team is None or (campaign.team or "") == team
+    return team is None or (campaign.team or "") in ("", team)
 
 
 def find_campaign(store: StoreParts, campaign_id: int, team: str | None) -> Campaign | None:

@@ -80,7 +80,9 @@ class SqlApprovals:
     def pending(self, *, team: str | None = None) -> list[Approval]:
         """Requests still waiting for a decision, oldest first (of campaigns of
         workspace ``team`` only, if given: a request follows its campaign)."""
-        extra, params = ("", []) if team is None else (" and coalesce(c.team, '') = ?", [team])
+        extra, params = (
+            ("", []) if team is None else (" and coalesce(c.team, '') in (?, '')", [team])
+        )
         rows = self._db.query(
             "select a.* from approvals a join campaigns c on c.id = a.campaign_id "  # noqa: S608
             f"where a.decision = ? and c.status = ?{extra} order by a.campaign_id",

@@ -22,12 +22,13 @@ def write(
     """Append one entry inside the caller's transaction (so both commit or neither).
 
     ``team``: the workspace it happened in. Left out, an entry about a campaign
-    (``detail["campaign_id"]``) belongs to the campaign's workspace, any other to
-    ``''`` (the CLI, the system): so every caller files its entries correctly
-    without passing the team along.
+    (``detail["campaign_id"]``) belongs to the campaign's workspace, one about a
+    sender account (``detail["address"]``) to the account's, any other to ``''``
+    (the CLI, the system): so every caller files its entries correctly without
+    passing the team along.
     """
     if team is None:
-        team = _team_of(db, detail.get("campaign_id"))
+        team = _team_of(db, detail.get("campaign_id")) or _account_team(db, detail.get("address"))
     db.table("audit").insert(
         {
             "at": clock(),
@@ -37,6 +38,13 @@ def write(
             "team": team,
         }
     )
+
+
+def _account_team(db: Tx, address: Any) -> str:
+    if not isinstance(address, str) or not address:
+        return ""
+    row = db.execute("select team from sender_accounts where address = ?", [address]).fetchone()
+    return (row[0] or "") if row else ""
 
 
 def _team_of(db: Tx, campaign_id: Any) -> str:

@@ -54,10 +54,11 @@ def _initial_status(status: CampaignStatus, scheduled_at: float | None) -> Campa
 
 
 def _of_team(team: str | None) -> tuple[str, list[Any]]:
-    """`` where …`` selecting one workspace's campaigns (nothing for ``None``: all)."""
+    """`` where …`` selecting what workspace ``team`` sees: its campaigns and the
+    operator's (team ``''``, from the command line); nothing for ``None``: all."""
     if team is None:
         return "", []
-    return " where coalesce(team, '') = ?", [team]
+    return " where coalesce(team, '') in (?, '')", [team]
 
 
 class SqliteCampaigns:
@@ -169,8 +170,8 @@ class SqliteCampaigns:
         return campaign_from_row(rows[0]) if rows else None
 
     def recent(self, limit: int = 10, *, team: str | None = None) -> list[Campaign]:
-        """The newest ``limit`` campaigns, newest first (of workspace ``team`` only,
-        if given: ``''`` is the CLI's)."""
+        """The newest ``limit`` campaigns, newest first (those workspace ``team``
+        sees, if given: its own and the command line's, team ``''``)."""
         where, params = _of_team(team)
         rows = self._db.query(
             f"select * from campaigns{where} order by id desc limit ?",  # noqa: S608
@@ -216,7 +217,7 @@ class SqliteCampaigns:
             sql += " and requested_by = ?"
             params.append(requested_by)
         if team is not None:
-            sql += " and coalesce(team, '') = ?"
+            sql += " and coalesce(team, '') in (?, '')"
             params.append(team)
         rows = self._db.query(sql + " order by scheduled_at, id", params)
         return [campaign_from_row(r) for r in rows]

@@ -224,7 +224,9 @@ class SqliteOutbox:
             sql += " and sent_at >= ?"
             params.append(since)
         if team is not None:
-            sql += " and campaign_id in (select id from campaigns where coalesce(team, '') = ?)"
+            sql += (
+                " and campaign_id in (select id from campaigns where coalesce(team, '') in (?, ''))"
+            )
             params.append(team)
         return _delivery(self._db.query(sql, params)[0])
 
@@ -233,7 +235,9 @@ class SqliteOutbox:
     ) -> list[CampaignDelivery]:
         """Per campaign with mail sent since ``since``, newest first: counts as above
         (of workspace ``team``'s campaigns only, if given)."""
-        extra, params = ("", []) if team is None else (" and coalesce(c.team, '') = ?", [team])
+        extra, params = (
+            ("", []) if team is None else (" and coalesce(c.team, '') in (?, '')", [team])
+        )
         rows = self._db.query(
             "select m.campaign_id, c.template, c.created_at, count(*) sent, "  # noqa: S608
             f"{_HARD} hard, {_SOFT} soft "

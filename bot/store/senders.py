@@ -146,10 +146,14 @@ class SqliteSenderAccounts:
 
     def remove(self, address: str, *, actor: str, action: str) -> bool:
         with self._db.tx() as db:
+            found = db.execute(
+                "select team from sender_accounts where address = ?", [address]
+            ).fetchone()
             db.execute("delete from sender_access where address = ?", [address])
             gone = db.execute("delete from sender_accounts where address = ?", [address]).rowcount
             if gone:
-                audit(db, self._db.clock, actor, action, {"address": address})
+                team = (found[0] or "") if found else ""
+                audit(db, self._db.clock, actor, action, {"address": address}, team=team)
         return bool(gone)
 
     # -- OAuth states ------------------------------------------------------------

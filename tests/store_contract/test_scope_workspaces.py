@@ -88,12 +88,14 @@ def test_a_hard_bounce_suppresses_for_its_accounts_workspace(store: StoreParts):
     assert s.hard_bounced_among(wanted) == set(wanted)
 
 
-def test_campaign_lists_filter_by_workspace(store: StoreParts):
+def test_campaign_lists_show_a_workspace_its_own_and_the_operators(store: StoreParts):
     a = _campaign(store, "TA")
     b = _campaign(store, "TB", scheduled_at=START + 3600)
     cli = _campaign(store, "")
     a_later = _campaign(store, "TA", scheduled_at=START + 60)
-    assert [c.id for c in store.campaigns.recent(team="TA")] == [a_later, a]
+    # A workspace sees its own and the operator's (the command line's, team '').
+    assert [c.id for c in store.campaigns.recent(team="TA")] == [a_later, cli, a]
+    assert [c.id for c in store.campaigns.recent(team="TB")] == [cli, b]
     assert [c.id for c in store.campaigns.recent(team="")] == [cli]
     assert [c.id for c in store.campaigns.recent()] == [a_later, cli, b, a]
     assert [c.id for c in store.campaigns.scheduled(team="TB")] == [b]
@@ -155,10 +157,16 @@ def test_test_sends_and_sender_accounts_filter_by_workspace(store: StoreParts):
                 updated_at=START,
             ),
             actor="cli",
-            action="account.added",
+            action="account.connected",
         )
     assert [a.address for a in store.senders.all(team="TA")] == [
         "a@a.example",
         "ops@x.example",
     ]
     assert len(store.senders.all()) == 3
+    store.senders.remove("b@b.example", actor="U2", action="account.disconnected")
+    assert [(e.action, e.detail.get("address")) for e in store.audit.recent(team="TB")][:2] == [
+        ("account.disconnected", "b@b.example"),
+        ("account.connected", "b@b.example"),
+    ]
+    assert "a@a.example" not in {e.detail.get("address") for e in store.audit.recent(team="TB")}
