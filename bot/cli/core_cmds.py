@@ -225,21 +225,30 @@ def _run_with_progress(campaign_id: int, deps: campaign.Deps, *, resume: bool) -
         )
 
 
-def _sending_deps(wiring: Wiring, sender: str) -> campaign.Deps:
+def _sending_deps(wiring: Wiring, sender: str, team: str = "") -> campaign.Deps:
     """``--from``: the named sender account (it must exist and be active), else the
-    default one. CLI users administer the machine, so no per-person check."""
+    default one. CLI users administer the machine, so no per-person check; but a
+    campaign filed under a workspace (``--team``) may not send from another's."""
     if not sender:
         return wiring.default_deps()
     from bot.handlers.senders import cli_account
 
-    return wiring.deps_for(cli_account(wiring.senders, sender).address)
+    account = cli_account(wiring.senders, sender)
+    if team and not scope.sees_account(account, team):
+        raise UserInputError(
+            f"The sender account {account.address} belongs to Slack workspace "
+            f"{account.team}, not {team}: a campaign of {team} cannot send from it.",
+            field="--from",
+        )
+    return wiring.deps_for(account.address)
 
 
 def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
     wiring = Wiring(settings)
     if args.resume:
         return _resume(wiring.default_deps(), settings, wiring.deps_for)
-    deps = _sending_deps(wiring, getattr(args, "sender", ""))
+    team = getattr(args, "team", "") or ""
+    deps = _sending_deps(wiring, getattr(args, "sender", ""), team)
     if not args.template or not args.recipients:
         raise UserInputError("send needs --template and --recipients (or --resume).")
     from bot.handlers import drafts
@@ -261,6 +270,7 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
         skip_invalid=args.skip_invalid,
         limit=args.limit,
         attachments=files,
+        team=team,
     )
     try:
         plan = preflight.preflight(request, deps)

@@ -102,6 +102,14 @@ def register_core(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help='start later: "YYYY-MM-DD HH:MM" in this machine\'s time zone, or followed by '
         "a zone (Europe/Paris) or offset (+01:00); within a year",
     )
+    send.add_argument(
+        "--team",
+        type=team_id,
+        default="",
+        metavar="T",
+        help="file the campaign under Slack workspace T: its unsubscribes and bounces apply, "
+        "only T sees it (default: the operator's own, seen by every workspace)",
+    )
     send.set_defaults(func=_run("core_cmds", "cmd_send"))
 
     preview = sub.add_parser("preview", help="write one recipient's rendered HTML and text")

@@ -11,7 +11,6 @@ from collections.abc import Callable
 
 from bot.errors import (
     TransientSendError,
-    UserInputError,
 )
 from bot.handlers import scope
 from bot.handlers.campaign import (
@@ -108,16 +107,11 @@ def cancelled_count(campaign_id: int, deps: Deps) -> int:
 def _existing(campaign_id: int, deps: Deps, team: str | None = None) -> Campaign:
     """The campaign's row as workspace ``team`` sees it (None: the operator); a
     campaign that does not exist (for them) is the person's mistake."""
-    if team is not None:
-        return scope.campaign_of(deps.store, campaign_id, team)
-    return _campaign_row(deps.store, campaign_id)
+    return scope.campaign_of(deps.store, campaign_id, team)
 
 
 def _campaign_row(store: StoreParts, campaign_id: int) -> Campaign:
-    campaign = store.campaigns.get(campaign_id)
-    if campaign is None:
-        raise UserInputError(f"There is no campaign {campaign_id}.", field="campaign")
-    return campaign
+    return scope.campaign_of(store, campaign_id, scope.EVERYONE)
 
 
 def counts_result(campaign_id: int, deps: Deps) -> Result:
