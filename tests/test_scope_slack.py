@@ -47,7 +47,7 @@ def _theirs(store, *, status=CampaignStatus.SCHEDULED) -> int:
     return campaign_id
 
 
-def _ask(fake, text: str, user: str = ADMIN) -> str:
+def _ask(fake, text: str, user: str = ADMIN) -> str:  # noqa: F811
     reply, _ = fake.command(text, user=user)
     assert reply.status == 200
     return reply.json["text"] + json.dumps(reply.json.get("blocks", []))
