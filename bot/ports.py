@@ -220,8 +220,9 @@ class Campaigns(Protocol):
 
     def get(self, campaign_id: int) -> Campaign | None: ...
 
-    def recent(self, limit: int = 10) -> list[Campaign]:
-        """Newest first."""
+    def recent(self, limit: int = 10, *, team: str | None = None) -> list[Campaign]:
+        """Newest first; with ``team``, what that workspace sees: its own and the
+        command line's (team ``''``)."""
         ...
 
     def update(self, campaign_id: int, **changes: Unpack[CampaignChanges]) -> None:
@@ -235,8 +236,11 @@ class Campaigns(Protocol):
         True when it changed (one of two racing writers wins)."""
         ...
 
-    def scheduled(self, requested_by: str | None = None) -> list[Campaign]:
-        """Scheduled campaigns, soonest first (of ``requested_by`` only, if given)."""
+    def scheduled(
+        self, requested_by: str | None = None, *, team: str | None = None
+    ) -> list[Campaign]:
+        """Scheduled campaigns, soonest first (of ``requested_by`` only, and those
+        workspace ``team`` sees, its own and the command line's, if given)."""
         ...
 
     def scheduled_due(self, now: float) -> list[int]:
@@ -303,10 +307,20 @@ class Outbox(Protocol):
         ...
 
     def delivery_counts(
-        self, *, campaign_id: int | None = None, since: float | None = None
-    ) -> DeliveryCounts: ...
+        self,
+        *,
+        campaign_id: int | None = None,
+        since: float | None = None,
+        team: str | None = None,
+    ) -> DeliveryCounts:
+        """Of the campaigns workspace ``team`` sees (its own, the CLI's), when given."""
+        ...
 
-    def delivery_by_campaign(self, since: float) -> list[CampaignDelivery]: ...
+    def delivery_by_campaign(
+        self, since: float, *, team: str | None = None
+    ) -> list[CampaignDelivery]:
+        """Of the campaigns workspace ``team`` sees (its own, the CLI's), when given."""
+        ...
 
     def claim(self, row_id: int, account: str) -> bool:
         """queued/deferred → sending (attempts + 1) by ``account``; False if someone
@@ -382,19 +396,28 @@ class Suppressions(Protocol):
     """Who must not get mail: unsubscribes and bounce reports (addresses compared
     case-insensitively, returned lower-cased)."""
 
-    def add_unsubscribe(self, email: str, source: str, campaign_id: int | None = None) -> bool:
-        """False if already unsubscribed. Audited."""
+    def add_unsubscribe(
+        self, email: str, source: str, campaign_id: int | None = None, *, team: str = ""
+    ) -> bool:
+        """For workspace ``team`` (``''``: every workspace). False if already
+        unsubscribed there. Audited."""
         ...
 
-    def remove_unsubscribe(self, email: str, actor: str) -> bool:
-        """False if there was none. Audited."""
+    def remove_unsubscribe(self, email: str, actor: str, *, team: str = "") -> bool:
+        """Only ``team``'s own row. False if there was none. Audited."""
         ...
 
-    def unsubscribes(self) -> list[Unsubscribe]: ...
+    def unsubscribes(self, team: str | None = None) -> list[Unsubscribe]:
+        """Those holding for ``team`` (its own and every workspace's); all for None."""
+        ...
 
-    def unsubscribed_among(self, emails: Iterable[str]) -> set[str]: ...
+    def unsubscribed_among(self, emails: Iterable[str], team: str | None = None) -> set[str]:
+        """Unsubscribed from ``team`` or from every workspace (from any for None)."""
+        ...
 
-    def hard_bounced_among(self, emails: Iterable[str]) -> set[str]: ...
+    def hard_bounced_among(self, emails: Iterable[str], team: str | None = None) -> set[str]:
+        """Hard-bounced for ``team`` or every workspace (any for None)."""
+        ...
 
     def record_bounce(
         self,
@@ -405,8 +428,10 @@ class Suppressions(Protocol):
         email: str = "",
         status: str = "",
         diagnostic: str = "",
+        team: str = "",
     ) -> bool:
-        """False if this report was recorded before; never downgrades a hard bounce."""
+        """False if this report was recorded before; never downgrades a hard bounce.
+        ``team``: the workspace it suppresses the address for (``''``: all)."""
         ...
 
     def known_bounce_reports(self, provider_ids: Iterable[str]) -> set[str]: ...
@@ -415,20 +440,29 @@ class Suppressions(Protocol):
 class Audit(Protocol):
     """Who did what."""
 
-    def record(self, actor: str, action: str, **detail: Any) -> None: ...
+    def record(self, actor: str, action: str, *, team: str | None = None, **detail: Any) -> None:
+        """``team`` left out: the campaign's (``detail["campaign_id"]``), else ``''``."""
+        ...
 
     def recent(
-        self, limit: int = 50, *, campaign_id: int | None = None, since: float | None = None
+        self,
+        limit: int = 50,
+        *,
+        campaign_id: int | None = None,
+        since: float | None = None,
+        team: str | None = None,
     ) -> list[AuditEntry]:
-        """Newest first; only one campaign's entries (``detail["campaign_id"]``) and
-        only those at or after ``since`` when given."""
+        """Newest first; only one campaign's entries (``detail["campaign_id"]``),
+        only those at or after ``since``, only workspace ``team``'s, when given."""
         ...
 
 
 class Drafts(Protocol):
     """Slack drafts, kept for a week."""
 
-    def save(self, key: str, user: str, data: dict[str, Any]) -> None: ...
+    def save(self, key: str, user: str, data: dict[str, Any], *, team: str = "") -> None:
+        """Replacing keeps the owner, the workspace (``team``) and the age."""
+        ...
 
     def get(self, key: str) -> Draft | None:
         """None if unknown or expired."""
@@ -448,8 +482,10 @@ class TestSends(Protocol):
         subject: str,
         message_id: str,
         reference: str = "",
+        team: str = "",
     ) -> int:
-        """Record one as ``sending`` before it is handed to the transport; its id."""
+        """Record one as ``sending`` before it is handed to the transport; its id.
+        ``team``: the workspace it is sent from (``''``: the CLI)."""
         ...
 
     def finish(
@@ -462,8 +498,8 @@ class TestSends(Protocol):
         """The latest one made under ``reference`` (one preview), if any."""
         ...
 
-    def recent(self, limit: int = 50) -> list[TestSend]:
-        """Newest first."""
+    def recent(self, limit: int = 50, *, team: str | None = None) -> list[TestSend]:
+        """Newest first; of workspace ``team`` only when given."""
         ...
 
 
@@ -486,8 +522,9 @@ class SenderAccounts(Protocol):
         """By address, else by name (case-insensitive)."""
         ...
 
-    def all(self) -> list[SenderAccount]:
-        """Every account, oldest first."""
+    def all(self, *, team: str | None = None) -> list[SenderAccount]:
+        """Every account, oldest first; with ``team``, that workspace's and the
+        operator's (team ``''``), which serve every workspace."""
         ...
 
     def set_status(
@@ -537,8 +574,9 @@ class Approvals(Protocol):
 
     def get(self, campaign_id: int) -> Approval | None: ...
 
-    def pending(self) -> list[Approval]:
-        """Pending requests of campaigns still awaiting approval, oldest first."""
+    def pending(self, *, team: str | None = None) -> list[Approval]:
+        """Pending requests of campaigns still awaiting approval, oldest first (of
+        the campaigns workspace ``team`` sees, when given)."""
         ...
 
     def set_message(self, campaign_id: int, channel: str, ts: str) -> None: ...

@@ -210,6 +210,9 @@ class Unsubscribe:
     source: str
     campaign_id: int | None
     created_at: float
+    #: The Slack workspace it holds for; ``''`` (the CLI's, or from before
+    #: workspaces were told apart) holds for every workspace.
+    team: str = ""
 
 
 @dataclass(frozen=True)
@@ -221,6 +224,8 @@ class AuditEntry:
     actor: str
     action: str
     detail: dict[str, Any] = field(hash=False)
+    #: The workspace it happened in (``''``: the CLI, the system, or from before).
+    team: str = ""
 
 
 @dataclass(frozen=True)
@@ -252,6 +257,8 @@ class Draft:
     key: str
     user: str
     data: dict[str, Any] = field(hash=False)
+    #: The workspace it was composed in (``''``: from before workspaces were kept).
+    team: str = ""
 
 
 @dataclass(frozen=True)
@@ -274,6 +281,8 @@ class TestSend:
     provider_id: str | None = None
     last_error: str | None = None
     reference: str = ""
+    #: The workspace it was sent from (``''``: the CLI).
+    team: str = ""
 
 
 class SenderKind(StrEnum):

@@ -23,6 +23,7 @@ from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from bot.config import Settings
 from bot.errors import UserInputError
+from bot.handlers.scope import link_team
 from bot.handlers.unsubscribe import load_secret, read_token
 from bot.ports import StoreParts
 
@@ -104,7 +105,7 @@ class UnsubscribeApp:
                 "or reply to the email and ask to be removed.",
             )
         if method != "POST":
-            return self._confirm(email)
+            return self._confirm(email, campaign_id)
         if not self._drain(environ):
             return _plain("413 Content Too Large", "Request too large.")
         return self._unsubscribe(email, campaign_id)
@@ -127,10 +128,11 @@ class UnsubscribeApp:
             environ["wsgi.input"].read(length)
         return True
 
-    def _confirm(self, email: str) -> _Response:
+    def _confirm(self, email: str, campaign_id: int) -> _Response:
         shown = escape(mask_address(email))
         sender = escape(self.sender_name)
-        if self.store.suppressions.unsubscribed_among([email]):
+        team = link_team(self.store, campaign_id) or None
+        if self.store.suppressions.unsubscribed_among([email], team):
             return _html(
                 "You’re already unsubscribed",
                 f"<p>{shown} receives no marketing email from {sender}.</p>",
@@ -146,8 +148,13 @@ class UnsubscribeApp:
         )
 
     def _unsubscribe(self, email: str, campaign_id: int) -> _Response:
+        # For the workspace whose campaign sent the link (every one, for a link of
+        # the CLI's or of a campaign that is gone).
         added = self.store.suppressions.add_unsubscribe(
-            email, source="one-click", campaign_id=campaign_id
+            email,
+            source="one-click",
+            campaign_id=campaign_id,
+            team=link_team(self.store, campaign_id),
         )
         if added:
             log.info("unsubscribe recorded (campaign %s)", campaign_id)

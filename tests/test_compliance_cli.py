@@ -169,7 +169,7 @@ def test_stats_says_when_bounces_cannot_be_known(settings, store, capsys):
 
 
 def test_stats_input_errors(settings, capsys):
-    with pytest.raises(UserInputError, match="There is no campaign 99"):
+    with pytest.raises(UserInputError, match="There is no campaign #99"):
         run(settings, "stats", "--campaign", "99")
     with pytest.raises(SystemExit):
         run(settings, "stats", "--days", "0")

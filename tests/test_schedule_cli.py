@@ -123,7 +123,7 @@ def test_times_in_the_past_too_far_ahead_or_unreadable_are_refused_and_record_no
     assert refused.returncode == 2 and "does not exist in Europe/Paris" in refused.stderr
     assert "No campaigns are scheduled" in run(tmp_path, "scheduled").stdout
     moved = run(tmp_path, "scheduled", "move", "1", f"{_in_paris(3):%Y-%m-%d %H:%M}")
-    assert moved.returncode == 2 and "no campaign 1" in moved.stderr.lower()
+    assert moved.returncode == 2 and "no campaign #1" in moved.stderr.lower()
 
 
 def test_send_resume_after_its_time_checks_it_again_and_sends_it(tmp_path):

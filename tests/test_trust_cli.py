@@ -68,7 +68,7 @@ def test_a_campaign_that_does_not_exist_exits_2(tmp_path, args):
     assert send(tmp_path).returncode == 0
     result = run(tmp_path, *args)
     assert result.returncode == 2, result.stdout
-    assert "There is no campaign 99" in result.stderr
+    assert "There is no campaign #99" in result.stderr
 
 
 def test_stats_takes_the_campaign_as_status_does(tmp_path):
@@ -77,7 +77,7 @@ def test_stats_takes_the_campaign_as_status_does(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "campaign 1" in result.stdout.lower()
     missing = run(tmp_path, "stats", "7")
-    assert missing.returncode == 2 and "There is no campaign 7" in missing.stderr
+    assert missing.returncode == 2 and "There is no campaign #7" in missing.stderr
 
 
 def test_hints_name_the_cli_flags(tmp_path):

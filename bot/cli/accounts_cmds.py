@@ -13,6 +13,7 @@ import re
 
 from rich.table import Table
 
+from bot.cli.args import several_teams
 from bot.cli.console import make_console
 from bot.config import Settings
 from bot.errors import UserInputError
@@ -47,7 +48,7 @@ def _who(account: SenderAccount) -> str:
 
 
 def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
-    accounts = Wiring(settings).senders.all()
+    accounts = Wiring(settings).senders.all(team=args.team)
     if not accounts:
         out.print(
             "No sender accounts yet. `python -m bot auth` sets up the default one; "
@@ -56,8 +57,11 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
         )
         return 0
     table = Table(title="Sender accounts")
+    teams = several_teams(a.team for a in accounts)
     for column in ("address", "name", "kind", "status", "may use it", "grant kept in"):
         table.add_column(column)
+    if teams:
+        table.add_column("workspace")
     where = {
         GrantClient.TOKEN_FILE: str(settings.gmail_token_file),
         GrantClient.WEB: "database (encrypted)",
@@ -74,6 +78,7 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
             status,
             _who(account),
             where[account.client],
+            *([account.team or "(every)"] if teams else []),
         )
     out.print(table)
     return 0

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from rich.table import Table
 
+from bot.cli.args import several_teams, team_label
 from bot.cli.console import make_console
 from bot.config import Settings
 from bot.errors import PolicyError
@@ -149,15 +150,19 @@ def wait_for_decision(
 def cmd_approvals(args: argparse.Namespace, settings: Settings) -> int:
     """Campaigns waiting for approval, oldest first."""
     store = Wiring(settings).store
-    pending = store.approvals.pending()
+    pending = store.approvals.pending(team=args.team)
     if not pending:
         out.print("No campaign is waiting for approval.")
         return 0
+    rows = {r.campaign_id: store.campaigns.get(r.campaign_id) for r in pending}
+    teams = several_teams(row.team if row else "" for row in rows.values())
     table = Table(title="Waiting for approval")
     for column in ("id", "template", "by", "asked", "why", "request"):
         table.add_column(column)
+    if teams:
+        table.add_column("workspace")
     for request in pending:
-        row = store.campaigns.get(request.campaign_id)
+        row = rows[request.campaign_id]
         table.add_row(
             str(request.campaign_id),
             row.template if row else "?",
@@ -165,6 +170,7 @@ def cmd_approvals(args: argparse.Namespace, settings: Settings) -> int:
             utc_minute(request.requested_at),
             request.reason,
             "posted" if request.ts else "not posted yet",
+            *([team_label(row.team if row else "")] if teams else []),
         )
     out.print(table)
     return 0

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 
 
 def whole(low: int, high: int | None = None) -> Callable[[str], int]:
@@ -29,3 +30,41 @@ def whole(low: int, high: int | None = None) -> Callable[[str], int]:
 
 POSITIVE = whole(1)
 CAMPAIGN_ID = whole(1)
+
+_TEAM = re.compile(r"[TE][A-Z0-9]{2,20}\Z")
+
+
+def team_id(raw: str) -> str:
+    """An argparse ``type`` for ``--team``: a Slack workspace ID (``T0AAA``), or
+    ``''`` for what belongs to no workspace (the CLI's own)."""
+    value = raw.strip()
+    if value and not _TEAM.match(value):
+        raise argparse.ArgumentTypeError(
+            f"{raw!r} is not a Slack workspace ID: they look like T0123ABCD "
+            "(give '' for the command line's own)"
+        )
+    return value
+
+
+team_id.__name__ = "workspace ID"
+
+
+def add_team_filter(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--team T``: only one workspace's ``what`` (the operator sees all by default)."""
+    parser.add_argument(
+        "--team",
+        type=team_id,
+        default=None,
+        metavar="T",
+        help=f"only the {what} of Slack workspace T ('': the command line's own)",
+    )
+
+
+def team_label(team: str) -> str:
+    """A workspace as a table shows it."""
+    return team or "(cli)"
+
+
+def several_teams(teams: Iterable[str]) -> bool:
+    """Whether a list spans more than one workspace, so it needs a team column."""
+    return len(set(teams)) > 1

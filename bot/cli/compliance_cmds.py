@@ -21,10 +21,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from bot.cli import parser
+from bot.cli.args import several_teams
 from bot.cli.core_cmds import out
 from bot.config import Settings
-from bot.errors import UserInputError
-from bot.handlers import policy, stats
+from bot.handlers import policy, scope, stats
 from bot.handlers.export import csv_text
 from bot.records import Unsubscribe
 from bot.store import SqlStore
@@ -47,31 +47,41 @@ def _store(settings: Settings) -> SqlStore:
 
 
 def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
-    rows = _store(settings).suppressions.unsubscribes()
+    rows = _store(settings).suppressions.unsubscribes(args.team)
     if not rows:
         out.print("Nobody has unsubscribed.")
         return 0
+    # A workspace's unsubscribe holds there only; the command line's ('') everywhere.
+    teams = several_teams(r.team for r in rows)
     table = Table(title=f"Unsubscribed from marketing mail ({len(rows)})")
     for column in ("address", "source", "campaign", "since (UTC)"):
         table.add_column(column)
+    if teams:
+        table.add_column("workspace")
     for row in rows:
         campaign = "" if row.campaign_id is None else str(row.campaign_id)
-        table.add_row(escape(row.email), escape(row.source), campaign, utc_iso(row.created_at))
+        cells = [escape(row.email), escape(row.source), campaign, utc_iso(row.created_at)]
+        if teams:
+            cells.append(row.team or "(every)")
+        table.add_row(*cells)
     out.print(table)
     return 0
 
 
 def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
-    address, added = policy.unsubscribe(_store(settings), args.address, actor="cli")
+    address, added = policy.unsubscribe(_store(settings), args.address, actor="cli", team=args.team)
+    where = f" from Slack workspace {args.team}" if args.team else ""
     if added:
-        out.print(f"{escape(address)} will get no more marketing mail.")
+        out.print(f"{escape(address)} will get no more marketing mail{where}.")
     else:
         out.print(f"{escape(address)} was already unsubscribed.")
     return 0
 
 
 def cmd_remove(args: argparse.Namespace, settings: Settings) -> int:
-    address, removed = policy.resubscribe(_store(settings), args.address, actor="cli")
+    address, removed = policy.resubscribe(
+        _store(settings), args.address, actor="cli", team=args.team
+    )
     if removed:
         out.print(f"{escape(address)} is subscribed again and can receive marketing mail.")
         return 0
@@ -83,7 +93,7 @@ def cmd_remove(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     store = _store(settings)
-    rows = store.suppressions.unsubscribes()
+    rows = store.suppressions.unsubscribes(args.team)
     text = export_csv(rows)
     store.audit.record("cli", "unsubscribes.exported", rows=len(rows))
     if args.out is None:
@@ -106,13 +116,12 @@ def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
     known = settings.bounce_scan
     campaign_id = args.campaign_id if args.campaign_id is not None else args.campaign
     if campaign_id is not None:
-        if store.campaigns.get(campaign_id) is None:
-            raise UserInputError(f"There is no campaign {campaign_id}.", field="campaign")
-        rows = [stats.stats(store, campaign_id=campaign_id, bounces_known=known)]
+        scope.campaign_of(store, campaign_id, args.team)
+        rows = [stats.stats(store, campaign_id=campaign_id, bounces_known=known, team=args.team)]
         total = None
     else:
-        rows = stats.campaign_stats(store, days=args.days, bounces_known=known)
-        total = stats.stats(store, days=args.days, bounces_known=known)
+        rows = stats.campaign_stats(store, days=args.days, bounces_known=known, team=args.team)
+        total = stats.stats(store, days=args.days, bounces_known=known, team=args.team)
     table = Table(title=total.scope if total else rows[0].scope)
     for column in ("campaign", "template", "sent", "delivered", "hard", "soft", "bounce rate"):
         table.add_column(column, justify="right" if column not in ("template",) else "left")

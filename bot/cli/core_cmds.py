@@ -23,10 +23,11 @@ from rich.table import Table
 from rich.text import Text
 
 from bot.cli import parser
+from bot.cli.args import several_teams, team_label
 from bot.cli.console import make_console
 from bot.config import Settings, env_example, read_settings
 from bot.errors import Remedy, UserInputError
-from bot.handlers import campaign, preflight, resolution, send_loop
+from bot.handlers import campaign, preflight, resolution, scope, send_loop
 from bot.handlers.display import Display, NextStep, display_state
 from bot.handlers.values import ATTACHMENTS_COLUMN, parse_name_values
 from bot.models import RecipientList
@@ -224,21 +225,30 @@ def _run_with_progress(campaign_id: int, deps: campaign.Deps, *, resume: bool) -
         )
 
 
-def _sending_deps(wiring: Wiring, sender: str) -> campaign.Deps:
+def _sending_deps(wiring: Wiring, sender: str, team: str = "") -> campaign.Deps:
     """``--from``: the named sender account (it must exist and be active), else the
-    default one. CLI users administer the machine, so no per-person check."""
+    default one. CLI users administer the machine, so no per-person check; but a
+    campaign filed under a workspace (``--team``) may not send from another's."""
     if not sender:
         return wiring.default_deps()
     from bot.handlers.senders import cli_account
 
-    return wiring.deps_for(cli_account(wiring.senders, sender).address)
+    account = cli_account(wiring.senders, sender)
+    if team and not scope.sees_account(account, team):
+        raise UserInputError(
+            f"The sender account {account.address} belongs to Slack workspace "
+            f"{account.team}, not {team}: a campaign of {team} cannot send from it.",
+            field="--from",
+        )
+    return wiring.deps_for(account.address)
 
 
 def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
     wiring = Wiring(settings)
     if args.resume:
         return _resume(wiring.default_deps(), settings, wiring.deps_for)
-    deps = _sending_deps(wiring, getattr(args, "sender", ""))
+    team = getattr(args, "team", "") or ""
+    deps = _sending_deps(wiring, getattr(args, "sender", ""), team)
     if not args.template or not args.recipients:
         raise UserInputError("send needs --template and --recipients (or --resume).")
     from bot.handlers import drafts
@@ -260,6 +270,7 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
         skip_invalid=args.skip_invalid,
         limit=args.limit,
         attachments=files,
+        team=team,
     )
     try:
         plan = preflight.preflight(request, deps)
@@ -456,6 +467,8 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     store = Wiring(settings).store  # status needs no templates and no mail account
     active = sender_active(settings)
     if args.campaign is not None:
+        if args.team is not None:
+            scope.campaign_of(store, args.campaign, args.team)
         result = resolution.stored_result(store, args.campaign)
         row = store.campaigns.get(args.campaign)
         if row is not None and row.status == CampaignStatus.SCHEDULED:
@@ -476,10 +489,14 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
             return 0
         _print_result(result, settings, sender_active=active)
         return 0
+    rows = store.campaigns.recent(limit=args.last, team=args.team)
+    teams = several_teams(r.team for r in rows)  # the operator sees every workspace's
     table = Table(title="Recent campaigns")
     for col in ("id", "template", "state", "by", "messages", "next step"):
         table.add_column(col)
-    for row in store.campaigns.recent(limit=args.last):
+    if teams:
+        table.add_column("workspace")
+    for row in rows:
         counts = store.outbox.counts(row.id)
         shown = display_state(
             row.status,
@@ -499,6 +516,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
             row.requested_by,
             str(row.total),
             next_step_text(shown, row.id),
+            *([team_label(row.team)] if teams else []),
         )
     out.print(table)
     return 0

@@ -11,7 +11,7 @@ import argparse
 import importlib
 from typing import Any
 
-from bot.cli.args import CAMPAIGN_ID, POSITIVE, whole
+from bot.cli.args import CAMPAIGN_ID, POSITIVE, add_team_filter, team_id, whole
 
 DESCRIPTION = "``python -m bot``: the command line."
 
@@ -102,6 +102,14 @@ def register_core(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help='start later: "YYYY-MM-DD HH:MM" in this machine\'s time zone, or followed by '
         "a zone (Europe/Paris) or offset (+01:00); within a year",
     )
+    send.add_argument(
+        "--team",
+        type=team_id,
+        default="",
+        metavar="T",
+        help="file the campaign under Slack workspace T: its unsubscribes and bounces apply, "
+        "only T sees it (default: the operator's own, seen by every workspace)",
+    )
     send.set_defaults(func=_run("core_cmds", "cmd_send"))
 
     preview = sub.add_parser("preview", help="write one recipient's rendered HTML and text")
@@ -125,6 +133,7 @@ def register_core(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     status.add_argument(
         "--last", type=POSITIVE, default=10, metavar="N", help="how many campaigns (10)"
     )
+    add_team_filter(status, "campaigns")
     status.set_defaults(func=_run("core_cmds", "cmd_status"))
 
     resolve = sub.add_parser("resolve", help="decide about uncertain or failed messages")
@@ -135,6 +144,7 @@ def register_core(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     resolve.set_defaults(func=_run("core_cmds", "cmd_resolve"))
 
     approvals = sub.add_parser("approvals", help="campaigns waiting for a second person's approval")
+    add_team_filter(approvals, "campaigns")
     approvals.set_defaults(func=_run("approval_cmds", "cmd_approvals"))
 
     config = sub.add_parser("config", help="print the effective settings, secrets masked")
@@ -189,20 +199,26 @@ def register_compliance(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     actions = unsub.add_subparsers(dest="action", required=True, metavar="ACTION")
 
     listing = actions.add_parser("list", help="everyone who unsubscribed")
+    _unsubscribe_team_filter(listing)
     listing.set_defaults(func=_run("compliance_cmds", "cmd_list"))
 
     add = actions.add_parser("add", help="stop marketing mail to an address")
     add.add_argument("address", metavar="ADDR")
+    _unsubscribe_team(add, "from Slack workspace T only (default: from every workspace)")
     add.set_defaults(func=_run("compliance_cmds", "cmd_add"))
 
     remove = actions.add_parser(
         "remove", help="allow marketing mail again (only at the person's request)"
     )
     remove.add_argument("address", metavar="ADDR")
+    _unsubscribe_team(
+        remove, "lift Slack workspace T's unsubscribe (default: the every-workspace one)"
+    )
     remove.set_defaults(func=_run("compliance_cmds", "cmd_remove"))
 
     export = actions.add_parser("export", help="write the list as spreadsheet-safe CSV")
     export.add_argument("--out", metavar="FILE", help="write to FILE (mode 0600); default stdout")
+    _unsubscribe_team_filter(export)
     export.set_defaults(func=_run("compliance_cmds", "cmd_export"))
 
     report = sub.add_parser("stats", help="delivery and bounce rates")
@@ -220,6 +236,7 @@ def register_compliance(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     report.add_argument(
         "--scan", action="store_true", help="read new bounce reports first (BOUNCE_SCAN=on)"
     )
+    add_team_filter(report, "campaigns")
     report.set_defaults(func=_run("compliance_cmds", "cmd_stats"))
 
 
@@ -243,6 +260,7 @@ def register_results(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     audit.add_argument(
         "--since", metavar="WHEN", help="from a date/time (UTC) or a span back: 24h, 7d"
     )
+    add_team_filter(audit, "entries")
     audit.set_defaults(func=_run("results_cmds", "cmd_audit"))
 
 
@@ -274,6 +292,7 @@ def register_accounts(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     actions = accounts.add_subparsers(dest="action", required=True, metavar="ACTION")
 
     listing = actions.add_parser("list", help="every sender account and who may use it")
+    add_team_filter(listing, "accounts (and the command line's, which serve all)")
     listing.set_defaults(func=_run("accounts_cmds", "cmd_list"))
 
     link = actions.add_parser(
@@ -313,6 +332,7 @@ def register_schedule(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     actions = scheduled.add_subparsers(dest="action", metavar="ACTION")
 
     listing = actions.add_parser("list", help="every scheduled campaign, soonest first")
+    add_team_filter(listing, "campaigns")
     listing.set_defaults(func=_run("schedule_cmds", "cmd_scheduled"))
 
     cancel = actions.add_parser("cancel", help="cancel a scheduled campaign; nothing is sent")
@@ -323,6 +343,20 @@ def register_schedule(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     move.add_argument("campaign", type=CAMPAIGN_ID, metavar="CAMPAIGN")
     move.add_argument("when", metavar="WHEN", help='"YYYY-MM-DD HH:MM" [zone or offset]')
     move.set_defaults(func=_run("schedule_cmds", "cmd_move"))
+
+
+def _unsubscribe_team_filter(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--team",
+        type=team_id,
+        default=None,
+        metavar="T",
+        help="only those holding for Slack workspace T (its own and every workspace's)",
+    )
+
+
+def _unsubscribe_team(parser: argparse.ArgumentParser, words: str) -> None:
+    parser.add_argument("--team", type=team_id, default="", metavar="T", help=words)
 
 
 def _access_options(parser: argparse.ArgumentParser) -> None:

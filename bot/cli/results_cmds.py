@@ -15,6 +15,7 @@ from pathlib import Path
 from rich.markup import escape
 from rich.table import Table
 
+from bot.cli.args import several_teams, team_label
 from bot.cli.core_cmds import out
 from bot.config import Settings
 from bot.handlers import audit_log
@@ -41,15 +42,28 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     since = audit_log.parse_since(args.since, time.time()) if args.since else None
     lines = audit_log.audit_lines(
-        Wiring(settings).store.audit, limit=args.limit, campaign_id=args.campaign, since=since
+        Wiring(settings).store.audit,
+        limit=args.limit,
+        campaign_id=args.campaign,
+        since=since,
+        team=args.team,
     )
     if not lines:
         out.print("No audit entries match.")
         return 0
     table = Table(title=f"Audit log, newest first ({len(lines)})")
+    teams = several_teams(line.team for line in lines)
     for column in ("when (UTC)", "who", "action", "what"):
         table.add_column(column)
+    if teams:
+        table.add_column("workspace")
     for line in lines:
-        table.add_row(utc_iso(line.at), escape(line.actor), line.action, escape(line.what))
+        table.add_row(
+            utc_iso(line.at),
+            escape(line.actor),
+            line.action,
+            escape(line.what),
+            *([team_label(line.team)] if teams else []),
+        )
     out.print(table)
     return 0

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from rich.table import Table
 
+from bot.cli.args import several_teams, team_label
 from bot.cli.core_cmds import out
 from bot.config import Settings
 from bot.handlers import schedule
@@ -91,20 +92,29 @@ def announce_scheduled(
 def cmd_scheduled(args: argparse.Namespace, settings: Settings) -> int:
     """List the scheduled campaigns, soonest first."""
     store = Wiring(settings).store
-    rows = store.campaigns.scheduled()
+    rows = store.campaigns.scheduled(team=getattr(args, "team", None))
     if not rows:
         out.print("No campaigns are scheduled.")
         return 0
     now = time.time()
     table = Table(title=f"Scheduled campaigns ({len(rows)})")
+    teams = several_teams(r.team for r in rows)
     for column in ("id", "starts", "template", "by", "from", "messages"):
         table.add_column(column)
+    if teams:
+        table.add_column("workspace")
     for row in rows:
         starts = (
             local_moment(row.scheduled_at, row.schedule_zone, now=now) if row.scheduled_at else ""
         )
         table.add_row(
-            str(row.id), starts, row.template, row.requested_by, row.account or "-", str(row.total)
+            str(row.id),
+            starts,
+            row.template,
+            row.requested_by,
+            row.account or "-",
+            str(row.total),
+            *([team_label(row.team)] if teams else []),
         )
     out.print(table)
     return 0

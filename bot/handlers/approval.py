@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bot.errors import PolicyError, UserInputError
-from bot.handlers import attachments, preflight
+from bot.handlers import attachments, preflight, scope
 from bot.handlers.campaign import CampaignRequest, Deps, Plan, message_variables
 from bot.models import Recipient, RecipientList
 from bot.records import Approval, ApprovalDecision, Campaign, CampaignStatus, MessageState
@@ -161,13 +161,17 @@ def check_decider(
     policy: ApprovalPolicy,
     deps: Deps,
     directory: GroupMembers | None,
+    *,
+    team: str | None = None,
 ) -> tuple[Campaign, Approval]:
-    """The campaign and its pending request, if ``user`` may decide it now.
+    """The campaign and its pending request, if ``user`` (of workspace ``team``;
+    None: the operator) may decide it now.
 
     Raises ``PolicyError`` (not an approver, own campaign) or ``UserInputError``
-    (no such campaign, already decided) with words for the person who clicked.
+    (no such campaign, also another workspace's; already decided) with words for
+    the person who clicked.
     """
-    campaign = deps.store.campaigns.get(campaign_id)
+    campaign = scope.campaign_of(deps.store, campaign_id, team)
     approval = deps.store.approvals.get(campaign_id)
     if campaign is None or approval is None:
         raise UserInputError(f"There is no campaign #{campaign_id} waiting for approval.")
@@ -203,12 +207,15 @@ def decide(
     deps: Deps,
     directory: GroupMembers | None,
     note: str = "",
+    *,
+    team: str | None = None,
 ) -> Decided:
-    """Approve or reject campaign ``campaign_id`` as ``user``; an approval releases it.
+    """Approve or reject campaign ``campaign_id`` as ``user`` of workspace ``team``
+    (None: the operator); an approval releases it.
 
     Raises as ``check_decider`` does, also when another approver decided first.
     """
-    check_decider(campaign_id, user, policy, deps, directory)
+    check_decider(campaign_id, user, policy, deps, directory, team=team)
     note = note.strip()
     if decision == ApprovalDecision.REJECTED and not note:
         raise UserInputError("Say why it is rejected: the requester reads it.", field="reason")
@@ -224,11 +231,19 @@ def decide(
     return Decided(approval, campaign, released)
 
 
-def withdraw(campaign_id: int, user: str, deps: Deps, admins: Collection[str] | None) -> Campaign:
+def withdraw(
+    campaign_id: int,
+    user: str,
+    deps: Deps,
+    admins: Collection[str] | None,
+    *,
+    team: str | None = None,
+) -> Campaign:
     """Take a request for approval back (its requester, or an admin; ``admins``
     None: the machine's operator on the command line). The campaign is cancelled
-    and nothing is sent; an approver's later click finds it decided."""
-    campaign = deps.store.campaigns.get(campaign_id)
+    and nothing is sent; an approver's later click finds it decided. Another
+    workspace's campaign (``team``) is "no such campaign"."""
+    campaign = scope.campaign_of(deps.store, campaign_id, team)
     approval = deps.store.approvals.get(campaign_id)
     if campaign is None or approval is None:
         raise UserInputError(f"Campaign #{campaign_id} is not waiting for approval.")
@@ -330,6 +345,7 @@ def first_message_plan(campaign_id: int, deps: Deps) -> Plan:
         common_vars=common,
         subject=campaign.subject or None,
         attachments=files or None,
+        team=campaign.team,
     )
     return Plan(request, renderer, [first], [], [], rendered)
 

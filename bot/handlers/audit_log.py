@@ -32,6 +32,8 @@ class AuditLine:
     actor: str
     action: str
     what: str
+    #: The workspace it happened in (``''``: the command line, the system).
+    team: str = ""
 
 
 def _campaign(d: Mapping[str, Any]) -> str:
@@ -111,12 +113,14 @@ def audit_lines(
     limit: int = 50,
     campaign_id: int | None = None,
     since: float | None = None,
+    team: str | None = None,
 ) -> list[AuditLine]:
-    """The newest ``limit`` entries (of one campaign, from ``since``), newest first."""
+    """The newest ``limit`` entries (of one campaign, from ``since``, of workspace
+    ``team`` only; None: every workspace, for the operator), newest first."""
     if not 1 <= limit <= MAX_LIMIT:
         raise UserInputError(f"The limit must be between 1 and {MAX_LIMIT:,}.", field="limit")
-    entries = audit.recent(limit, campaign_id=campaign_id, since=since)
-    return [AuditLine(e.at, e.actor, e.action, describe(e)) for e in entries]
+    entries = audit.recent(limit, campaign_id=campaign_id, since=since, team=team)
+    return [AuditLine(e.at, e.actor, e.action, describe(e), e.team) for e in entries]
 
 
 def parse_since(raw: str, now: float) -> float:

@@ -58,11 +58,14 @@ def check_enabled(bounce_scan: bool, how_to_enable: str) -> None:
         )
 
 
-def ingest(store: StoreParts, provider_id: str, raw: bytes, result: ScanResult) -> Bounce | None:
+def ingest(
+    store: StoreParts, provider_id: str, raw: bytes, result: ScanResult, team: str = ""
+) -> Bounce | None:
     """Record one fetched report under its provider id (so it is never fetched again).
 
     A matched hard bounce lands in ``bounces``, where ``policy.suppress`` finds it
-    for every later campaign.
+    for every later campaign of workspace ``team`` (the mailbox's account's;
+    ``''``: every workspace).
     """
     report = parse_dsn(raw)
     bounce = match_bounce(report, store.outbox.find_by_message_id) if report else None
@@ -78,6 +81,7 @@ def ingest(store: StoreParts, provider_id: str, raw: bytes, result: ScanResult) 
         email=bounce.email,
         status=bounce.status,
         diagnostic=bounce.diagnostic,
+        team=team,
     )
     if recorded:
         result.new += 1
@@ -124,6 +128,10 @@ def scan(
     ``account`` is the mailbox's sending account, whose quota the reads spend.
     """
     meter = _Metered(store, pacer, account)
+    # A hard bounce suppresses the address for the workspace of the account whose
+    # mailbox reported it; the operator's accounts (and the token file's) for all.
+    owner = store.senders.get(account)
+    team = owner.team if owner is not None else ""
     result = ScanResult()
     ids = _report_ids(source, meter, days)
     result.reports = len(ids)
@@ -131,7 +139,7 @@ def scan(
     for report_id in ids:
         if report_id not in known:
             meter.spend(GET_UNITS, "messages.get")
-            ingest(store, report_id, source.raw(report_id), result)
+            ingest(store, report_id, source.raw(report_id), result, team)
     if result.new:
         log.info("Bounce scan: %s", result)
     return result

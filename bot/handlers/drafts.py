@@ -263,13 +263,25 @@ def save_draft(
     The key doubles as the campaign's idempotency key when the draft is sent.
     """
     key = uuid.uuid4().hex
-    drafts.save(key, user, {**extra, "request": pack_request(request)})
+    drafts.save(key, user, {**extra, "request": pack_request(request)}, team=request.team)
     return key
 
 
 def update_draft(drafts: Drafts, draft: Draft, **changes: Any) -> None:
-    """Replace some of a draft's data (its owner and age stay)."""
-    drafts.save(draft.key, draft.user, {**draft.data, **changes})
+    """Replace some of a draft's data (its owner, workspace and age stay)."""
+    drafts.save(draft.key, draft.user, {**draft.data, **changes}, team=draft.team)
+
+
+def draft_of(drafts: Drafts, key: str, team: str) -> Draft | None:
+    """The draft under ``key`` as workspace ``team`` sees it: None when unknown,
+    expired, or another workspace's (a view's metadata can be edited to name any
+    key). A draft from before workspaces were recorded tells its team by its
+    request."""
+    draft = drafts.get(key) if key else None
+    if draft is None:
+        return None
+    owner = draft.team or str((draft.data.get("request") or {}).get("team") or "")
+    return draft if owner == team else None
 
 
 def load_request(

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.errors import UserInputError
+from bot.handlers import scope
 from bot.ports import StoreParts
 from bot.records import Campaign, Message, MessageState
 from bot.timefmt import utc_iso
@@ -86,15 +87,15 @@ def export_campaign(
     *,
     actor: str,
     admins: Collection[str] | None = None,
+    team: str | None = None,
 ) -> Export:
     """The results of ``campaign_id`` as CSV, audited as taken by ``actor``.
 
     ``admins`` None means no ownership check (the command line); otherwise
-    ``actor`` must own the campaign or be one of them.
+    ``actor`` must own the campaign or be one of them. ``team``: the asker's
+    workspace (None: the operator); another workspace's campaign does not exist.
     """
-    campaign = store.campaigns.get(campaign_id)
-    if campaign is None:
-        raise UserInputError(f"There is no campaign #{campaign_id}.", field="campaign")
+    campaign = scope.campaign_of(store, campaign_id, team)
     if admins is not None and not may_export(campaign, actor, admins):
         raise UserInputError(
             f"Only the person who started campaign #{campaign_id} and the admins "

@@ -91,19 +91,28 @@ def authorization_problem(
     return None
 
 
+def suppression_team(team: str) -> str | None:
+    """Whose suppressions hold for a campaign of workspace ``team``: that
+    workspace's and every workspace's (``''``). A campaign from no workspace (the
+    CLI, ``''``) respects every workspace's: safe by default."""
+    return team or None
+
+
 def suppress(
-    store: StoreParts, recipients: Iterable[Recipient], category: str
+    store: StoreParts, recipients: Iterable[Recipient], category: str, team: str = ""
 ) -> tuple[list[Recipient], list[Rejected]]:
-    """Drop hard-bounced addresses always, unsubscribed ones from marketing mail.
+    """Drop hard-bounced addresses always, unsubscribed ones from marketing mail,
+    as suppressed for workspace ``team`` (``suppression_team``).
 
     Transactional mail (a password reset, a receipt) may still reach someone who
     unsubscribed from marketing: that is what the law and Gmail's rules allow.
     """
     recipients = list(recipients)
     emails = [r.email for r in recipients]
-    bounced = store.suppressions.hard_bounced_among(emails)
+    scope = suppression_team(team)
+    bounced = store.suppressions.hard_bounced_among(emails, scope)
     unsubscribed = (
-        store.suppressions.unsubscribed_among(emails) if category == "marketing" else set()
+        store.suppressions.unsubscribed_among(emails, scope) if category == "marketing" else set()
     )
     keep: list[Recipient] = []
     dropped: list[Rejected] = []
@@ -191,15 +200,17 @@ def _local_host(host: str) -> bool:
 _LEGACY_IPV4 = re.compile(r"[0-9a-fx.]+")
 
 
-def suppression_reason(store: StoreParts, email: str, category: str) -> str | None:
-    """Why ``email`` must not get a message of ``category`` now, or None.
+def suppression_reason(store: StoreParts, email: str, category: str, team: str = "") -> str | None:
+    """Why ``email`` must not get a message of ``category`` from a campaign of
+    workspace ``team`` now, or None.
 
     The send loop asks again just before each send: an unsubscribe or a hard
     bounce can arrive while a long campaign is still running.
     """
-    if store.suppressions.hard_bounced_among([email]):
+    scope = suppression_team(team)
+    if store.suppressions.hard_bounced_among([email], scope):
         return BOUNCED
-    if category == "marketing" and store.suppressions.unsubscribed_among([email]):
+    if category == "marketing" and store.suppressions.unsubscribed_among([email], scope):
         return UNSUBSCRIBED
     return None
 
@@ -214,21 +225,28 @@ def normalize_address(raw: str) -> str:
         ) from exc
 
 
-def unsubscribe(store: StoreParts, raw_address: str, *, actor: str) -> tuple[str, bool]:
-    """Stop marketing mail to an address on someone's behalf (Slack, CLI).
+def unsubscribe(
+    store: StoreParts, raw_address: str, *, actor: str, team: str = ""
+) -> tuple[str, bool]:
+    """Stop marketing mail to an address on someone's behalf (Slack, CLI), from
+    workspace ``team`` (``''``, the CLI's default: from every workspace).
 
     Returns the normalized address and whether it was newly added; ``actor``
     (``cli``, ``slack:U123``) is recorded as the source and in the audit log.
     """
     address = normalize_address(raw_address)
-    return address, store.suppressions.add_unsubscribe(address, source=actor)
+    return address, store.suppressions.add_unsubscribe(address, source=actor, team=team)
 
 
-def resubscribe(store: StoreParts, raw_address: str, *, actor: str) -> tuple[str, bool]:
-    """Allow marketing mail again; only at the person's own request.
+def resubscribe(
+    store: StoreParts, raw_address: str, *, actor: str, team: str = ""
+) -> tuple[str, bool]:
+    """Allow marketing mail again; only at the person's own request. Lifts only
+    workspace ``team``'s own unsubscribe: one workspace cannot lift another's, nor
+    the operator's every-workspace one.
 
     Not validated like ``unsubscribe``: whatever is on the list can be taken off.
     Returns the address as given (trimmed) and whether it was on the list.
     """
     address = raw_address.strip()
-    return address, store.suppressions.remove_unsubscribe(address, actor)
+    return address, store.suppressions.remove_unsubscribe(address, actor, team=team)

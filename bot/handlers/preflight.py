@@ -127,7 +127,7 @@ def preflight(request: CampaignRequest, deps: Deps) -> Plan:
     )
     _check_link_values(renderer, request.common_vars, recipients.recipients)
     category = renderer.info.category
-    to_send, suppressed = policy.suppress(deps.store, recipients.recipients, category)
+    to_send, suppressed = policy.suppress(deps.store, recipients.recipients, category, request.team)
     over_limit: list[Recipient] = []
     if request.limit is not None and len(to_send) > request.limit:
         to_send, over_limit = to_send[: request.limit], to_send[request.limit :]

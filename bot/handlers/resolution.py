@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 from bot.errors import (
     TransientSendError,
-    UserInputError,
 )
+from bot.handlers import scope
 from bot.handlers.campaign import (
     CANCELLED_REASON,
     DEFERRED,
@@ -104,16 +104,14 @@ def cancelled_count(campaign_id: int, deps: Deps) -> int:
     )
 
 
-def _existing(campaign_id: int, deps: Deps) -> Campaign:
-    """The campaign's row; a campaign that does not exist is the person's mistake."""
-    return _campaign_row(deps.store, campaign_id)
+def _existing(campaign_id: int, deps: Deps, team: str | None = None) -> Campaign:
+    """The campaign's row as workspace ``team`` sees it (None: the operator); a
+    campaign that does not exist (for them) is the person's mistake."""
+    return scope.campaign_of(deps.store, campaign_id, team)
 
 
 def _campaign_row(store: StoreParts, campaign_id: int) -> Campaign:
-    campaign = store.campaigns.get(campaign_id)
-    if campaign is None:
-        raise UserInputError(f"There is no campaign {campaign_id}.", field="campaign")
-    return campaign
+    return scope.campaign_of(store, campaign_id, scope.EVERYONE)
 
 
 def counts_result(campaign_id: int, deps: Deps) -> Result:
@@ -138,9 +136,10 @@ def stored_result(store: StoreParts, campaign_id: int) -> Result:
     )
 
 
-def retry_failed(campaign_id: int, deps: Deps, actor: str) -> int:
-    """Put failed messages back in the queue (a person decided to try again)."""
-    _existing(campaign_id, deps)
+def retry_failed(campaign_id: int, deps: Deps, actor: str, *, team: str | None = None) -> int:
+    """Put failed messages back in the queue (a person of workspace ``team``, or the
+    operator for None, decided to try again)."""
+    _existing(campaign_id, deps, team)
     rows = deps.store.outbox.messages(campaign_id, [FAILED])
     for row in rows:
         deps.store.outbox.requeue(row.id, None, from_states=(FAILED,))
@@ -150,13 +149,16 @@ def retry_failed(campaign_id: int, deps: Deps, actor: str) -> int:
     return len(rows)
 
 
-def resolve_uncertain(campaign_id: int, deps: Deps, actor: str, *, resend: bool) -> int:
+def resolve_uncertain(
+    campaign_id: int, deps: Deps, actor: str, *, resend: bool, team: str | None = None
+) -> int:
     """A person's choice for messages nobody can prove were sent: re-send or skip.
 
     Re-sent messages go back in the queue and through the same daily budget and
     deferral as any send; their uncertain attempt keeps counting against the day.
+    ``team``: the asker's workspace (None: the operator).
     """
-    _existing(campaign_id, deps)
+    _existing(campaign_id, deps, team)
     rows = deps.store.outbox.messages(campaign_id, [UNCERTAIN])
     for row in rows:
         if resend:

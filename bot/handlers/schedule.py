@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bot.errors import MailboltError, UserInputError
-from bot.handlers import attachments, preflight, quota
+from bot.handlers import attachments, preflight, quota, scope
 from bot.handlers.campaign import CANCELLED_REASON, CampaignRequest, Deps, Plan
 from bot.handlers.display import NOT_STARTED
 from bot.handlers.quota import DAY_SECONDS, estimate_duration
@@ -172,12 +172,18 @@ def schedule(plan: Plan, deps: Deps, when: When | None) -> tuple[int, bool]:
 
 
 def scheduled_campaign(
-    deps: Deps, campaign_id: int, actor: str, admins: Collection[str] | None
+    deps: Deps,
+    campaign_id: int,
+    actor: str,
+    admins: Collection[str] | None,
+    *,
+    team: str | None = None,
 ) -> Campaign:
-    """The scheduled campaign ``actor`` may change; refusals say why."""
-    row = deps.store.campaigns.get(campaign_id)
+    """The scheduled campaign ``actor`` (of workspace ``team``; None: the operator)
+    may change; refusals say why, another workspace's is "no such campaign"."""
+    row = scope.find_campaign(deps.store, campaign_id, team)
     if row is None:
-        raise UserInputError(f"There is no campaign {campaign_id}.", field="campaign")
+        raise UserInputError(f"There is no campaign #{campaign_id}.", field="campaign")
     if not may_manage(row, actor, admins):
         raise UserInputError(
             f"Only the person who scheduled campaign #{campaign_id} and the admins may change it.",
@@ -191,9 +197,16 @@ def scheduled_campaign(
     return row
 
 
-def cancel(deps: Deps, campaign_id: int, actor: str, admins: Collection[str] | None) -> Campaign:
+def cancel(
+    deps: Deps,
+    campaign_id: int,
+    actor: str,
+    admins: Collection[str] | None,
+    *,
+    team: str | None = None,
+) -> Campaign:
     """Cancel a scheduled campaign before it starts: nothing is sent, it is audited."""
-    scheduled_campaign(deps, campaign_id, actor, admins)
+    scheduled_campaign(deps, campaign_id, actor, admins, team=team)
     store = deps.store
     if not store.campaigns.update_if(
         campaign_id, SCHEDULED, status=CANCELLED, finished_at=deps.clock()
@@ -209,10 +222,16 @@ def cancel(deps: Deps, campaign_id: int, actor: str, admins: Collection[str] | N
 
 
 def move(
-    deps: Deps, campaign_id: int, actor: str, admins: Collection[str] | None, when: When
+    deps: Deps,
+    campaign_id: int,
+    actor: str,
+    admins: Collection[str] | None,
+    when: When,
+    *,
+    team: str | None = None,
 ) -> Campaign:
     """Give a scheduled campaign a new time, checked like the first; audited."""
-    before = scheduled_campaign(deps, campaign_id, actor, admins)
+    before = scheduled_campaign(deps, campaign_id, actor, admins, team=team)
     check_when(when, deps.clock())
     if not deps.store.campaigns.update_if(
         campaign_id, SCHEDULED, scheduled_at=when.at, schedule_zone=when.zone
@@ -231,10 +250,17 @@ def move(
     return found
 
 
-def listed(deps: Deps, user: str | None, admins: Collection[str] | None) -> list[Campaign]:
-    """Upcoming campaigns: one's own, or everyone's for an admin or the CLI (None)."""
+def listed(
+    deps: Deps,
+    user: str | None,
+    admins: Collection[str] | None,
+    *,
+    team: str | None = None,
+) -> list[Campaign]:
+    """Upcoming campaigns of workspace ``team`` (None: every one, for the CLI): one's
+    own, or everyone's for an admin or the CLI (None)."""
     everyone = user is None or admins is None or user in admins
-    return deps.store.campaigns.scheduled(None if everyone else user)
+    return deps.store.campaigns.scheduled(None if everyone else user, team=team)
 
 
 # -- starting ---------------------------------------------------------------------
@@ -321,6 +347,7 @@ def recheck(campaign: Campaign, deps: Deps) -> str | None:
             common_vars=common,
             subject=campaign.subject or None,
             attachments=files or None,
+            team=campaign.team,
         )
         plan = preflight.preflight(request, deps)
     except MailboltError as exc:

@@ -145,6 +145,8 @@ class Run:
     lock: threading.Lock = field(default_factory=threading.Lock)
     scanner: sensitive.Scanner = field(default_factory=sensitive.Scanner)
     files: attachments.AttachmentSet = field(default_factory=attachments.AttachmentSet)
+    #: The campaign's workspace: whose unsubscribes and bounces hold for it.
+    team: str = ""
 
     def stop(self, status: str, reason: str, resume_at: float | None = None) -> None:
         with self.lock:
@@ -238,7 +240,7 @@ def _retrying(deps: Deps, run: Run) -> Retrying:
 
 def _send_one(run: Run, deps: Deps, transport: Transport, row: Message) -> None:
     store = deps.store
-    reason = policy.suppression_reason(store, row.email, run.category)
+    reason = policy.suppression_reason(store, row.email, run.category, run.team)
     if reason:
         store.outbox.mark_skipped(row.id, reason)
         return
@@ -362,6 +364,7 @@ def run(
         cancel or threading.Event(),
         halt=halt or threading.Event(),
         files=files,
+        team=campaign.team,
     )
     ready = store.outbox.ready_messages(campaign_id)
     rows = iter(ready)

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 from bot.errors import AuthError, UserInputError
+from bot.handlers import scope
 from bot.ports import GrantFlow, Sealer, SenderAccounts
 from bot.records import (
     GrantClient,
@@ -54,9 +55,15 @@ def no_groups(groups: frozenset[str]) -> frozenset[str]:
 # -- who may use what --------------------------------------------------------------------
 
 
-def may_use(account: SenderAccount, user: str, groups_of: GroupsOf = no_groups) -> bool:
-    """Whether ``user`` may send from ``account`` now (active accounts only)."""
-    if account.status != SenderStatus.ACTIVE:
+def may_use(
+    account: SenderAccount,
+    user: str,
+    groups_of: GroupsOf = no_groups,
+    team: str | None = None,
+) -> bool:
+    """Whether ``user`` of workspace ``team`` may send from ``account`` now (active
+    accounts only; never another workspace's, ``scope.sees_account``)."""
+    if account.status != SenderStatus.ACTIVE or not scope.sees_account(account, team):
         return False
     if account.kind == SenderKind.PERSONAL:
         return bool(user) and account.owner == user
@@ -66,22 +73,33 @@ def may_use(account: SenderAccount, user: str, groups_of: GroupsOf = no_groups) 
 
 
 def usable(
-    accounts: Iterable[SenderAccount], user: str, groups_of: GroupsOf = no_groups
+    accounts: Iterable[SenderAccount],
+    user: str,
+    groups_of: GroupsOf = no_groups,
+    team: str | None = None,
 ) -> list[SenderAccount]:
-    """The accounts ``user`` may send from: their own first, then shared ones."""
-    mine = [a for a in accounts if may_use(a, user, groups_of)]
+    """The accounts ``user`` (of workspace ``team``) may send from: their own first,
+    then shared ones."""
+    mine = [a for a in accounts if may_use(a, user, groups_of, team)]
     return sorted(mine, key=lambda a: (a.kind != SenderKind.PERSONAL, a.created_at, a.address))
 
 
 def choose(
-    senders: SenderAccounts, user: str, address: str, groups_of: GroupsOf = no_groups
+    senders: SenderAccounts,
+    user: str,
+    address: str,
+    groups_of: GroupsOf = no_groups,
+    team: str | None = None,
 ) -> SenderAccount:
-    """The account to send from: ``address`` if ``user`` may use it, else the default
-    when ``address`` is empty. Refusals name the field and what to do."""
+    """The account to send from: ``address`` if ``user`` of workspace ``team`` may
+    use it, else the default when ``address`` is empty. Refusals name the field and
+    what to do; another workspace's account is "not connected", as if unknown."""
     wanted = account_key(address)
     if wanted:
         account = senders.get(wanted)
-        if account is None or not may_use(account, user, groups_of):
+        if account is not None and not scope.sees_account(account, team):
+            account = None
+        if account is None or not may_use(account, user, groups_of, team):
             why = "is not connected" if account is None else _why_not(account)
             raise UserInputError(
                 f"You may not send from {wanted}: it {why}. Choose one of the accounts "
@@ -89,7 +107,7 @@ def choose(
                 field=FROM_FIELD,
             )
         return account
-    choices = usable(senders.all(), user, groups_of)
+    choices = usable(senders.all(team=team), user, groups_of, team)
     if not choices:
         raise UserInputError(
             "You have no account to send from yet: open mailbolt's App Home and click "
@@ -264,11 +282,22 @@ def finish_connect(
 
 
 def disconnect(
-    senders: SenderAccounts, flow: GrantFlow, sealer: Sealer, user: str, address: str
+    senders: SenderAccounts,
+    flow: GrantFlow,
+    sealer: Sealer,
+    user: str,
+    address: str,
+    team: str | None = None,
 ) -> str:
-    """Revoke ``user``'s own grant at Google and forget it; a sentence saying what happened."""
+    """Revoke ``user``'s own grant at Google and forget it; a sentence saying what
+    happened. Only an account of the asker's workspace ``team``."""
     account = senders.get(account_key(address))
-    if account is None or account.kind != SenderKind.PERSONAL or account.owner != user:
+    if (
+        account is None
+        or account.kind != SenderKind.PERSONAL
+        or account.owner != user
+        or not scope.sees_account(account, team)
+    ):
         raise UserInputError(f"You have no connected account {address}.", field=FROM_FIELD)
     note = revoke_quietly(flow, sealer, account)
     senders.remove(account.address, actor=user, action="account.disconnected")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bot.handlers import scope
 from bot.handlers.quota import DAY_SECONDS
 from bot.ports import StoreParts
 
@@ -60,11 +61,19 @@ class DeliveryStats:
 
 
 def stats(
-    store: StoreParts, *, campaign_id: int | None = None, days: int = 7, bounces_known: bool = True
+    store: StoreParts,
+    *,
+    campaign_id: int | None = None,
+    days: int = 7,
+    bounces_known: bool = True,
+    team: str | None = None,
 ) -> DeliveryStats:
-    """One campaign's whole life, or every message sent in the last ``days``."""
+    """One campaign's whole life, or every message sent in the last ``days``: of
+    workspace ``team``'s campaigns only (None: every workspace's)."""
     if campaign_id is not None:
         campaign = store.campaigns.get(campaign_id)
+        if campaign is not None and not scope.sees_campaign(campaign, team):
+            raise scope.no_such_campaign(campaign_id)
         counts = store.outbox.delivery_counts(campaign_id=campaign_id)
         return DeliveryStats(
             f"Campaign {campaign_id}",
@@ -75,7 +84,7 @@ def stats(
             template=campaign.template if campaign else "",
             bounces_known=bounces_known,
         )
-    counts = store.outbox.delivery_counts(since=store.clock() - days * DAY_SECONDS)
+    counts = store.outbox.delivery_counts(since=store.clock() - days * DAY_SECONDS, team=team)
     return DeliveryStats(
         f"Last {days} day{'s' if days != 1 else ''}",
         counts.sent,
@@ -86,12 +95,13 @@ def stats(
 
 
 def campaign_stats(
-    store: StoreParts, *, days: int = 7, bounces_known: bool = True
+    store: StoreParts, *, days: int = 7, bounces_known: bool = True, team: str | None = None
 ) -> list[DeliveryStats]:
     """Each campaign that sent mail in the last ``days``, newest first.
 
     Counts cover the messages sent inside the window, so a campaign that started
-    earlier is shown with its recent part only.
+    earlier is shown with its recent part only. Of workspace ``team`` only (None:
+    every workspace).
     """
     return [
         DeliveryStats(
@@ -103,7 +113,7 @@ def campaign_stats(
             template=row.template,
             bounces_known=bounces_known,
         )
-        for row in store.outbox.delivery_by_campaign(store.clock() - days * DAY_SECONDS)
+        for row in store.outbox.delivery_by_campaign(store.clock() - days * DAY_SECONDS, team=team)
     ]
 
 

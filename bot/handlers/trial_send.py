@@ -92,6 +92,7 @@ def send_test(
         subject=rendered.subject,
         message_id=message_id,
         reference=reference,
+        team=plan.request.team,  # the workspace of the preview or of the campaign
     )
     outcome = TrialSend(SENT, to.email, test_id=test_id)
     provider_id = ""

@@ -186,7 +186,7 @@ class Worker:
             store.campaigns.update(row.campaign_id, status=PAUSED, paused_reason=str(exc))
             return
         campaign = context.campaign
-        reason = policy.suppression_reason(store, row.email, campaign.category)
+        reason = policy.suppression_reason(store, row.email, campaign.category, campaign.team)
         if reason:  # skipped is reached from queued: not sent, so back first
             store.outbox.requeue(row.id, reason)
             store.outbox.mark_skipped(row.id, reason)

@@ -54,18 +54,22 @@ def _gmail(services: Services) -> bool:
     return services.settings.mail_transport == "gmail"
 
 
-def choices(services: Services, user: str) -> list[SenderAccount]:
-    """The accounts ``user`` may send from, their own first (none with the sandbox)."""
+def choices(services: Services, user: str, team: str) -> list[SenderAccount]:
+    """The accounts ``user`` of workspace ``team`` may send from, their own first
+    (none with the sandbox)."""
     if not _gmail(services):
         return []
     return senders.usable(
-        services.wiring.senders.all(), user, groups_of(services.client_for(current_team()), user)
+        services.wiring.senders.all(team=team),
+        user,
+        groups_of(services.client_for(current_team()), user),
+        team,
     )
 
 
-def menu(services: Services, user: str) -> list[tuple[str, str]]:
+def menu(services: Services, user: str, team: str) -> list[tuple[str, str]]:
     """(address, label) for the compose form's From menu."""
-    return [(a.address, _label(a)) for a in choices(services, user)]
+    return [(a.address, _label(a)) for a in choices(services, user, team)]
 
 
 def _label(account: SenderAccount) -> str:
@@ -73,17 +77,18 @@ def _label(account: SenderAccount) -> str:
     return f"{account.label}{mine}"
 
 
-def deps_for_choice(services: Services, user: str, address: str) -> Deps:
-    """The Deps to send with, after checking on the server that ``user`` may use
-    ``address`` (whatever the form offered or the payload says). With no account
-    known at all, today's single account (``services.deps``) as before."""
+def deps_for_choice(services: Services, user: str, address: str, team: str) -> Deps:
+    """The Deps to send with, after checking on the server that ``user`` of
+    workspace ``team`` may use ``address`` (whatever the form offered or the payload
+    says; never another workspace's). With no account known to the workspace,
+    today's single account (``services.deps``) as before."""
     if not _gmail(services):
         return services.deps
     store = services.wiring.senders
-    if not address and not store.all():
+    if not address and not store.all(team=team):
         return services.deps
     account = senders.choose(
-        store, user, address, groups_of(services.client_for(current_team()), user)
+        store, user, address, groups_of(services.client_for(current_team()), user), team
     )
     return services.wiring.deps_for(account.address)
 
@@ -97,18 +102,19 @@ def budget_words(deps: Deps) -> str:
 # -- /sendmail accounts ------------------------------------------------------------------
 
 
-def accounts_text(services: Services, user: str) -> str:
-    """``/sendmail accounts``: what the caller may send from, and how to add their own."""
+def accounts_text(services: Services, user: str, team: str) -> str:
+    """``/sendmail accounts``: what the caller may send from, and how to add their
+    own; an admin also sees every account of the workspace (and the operator's)."""
     if not _gmail(services):
         return "Sandbox mode: messages are written to files, so there are no sender accounts."
-    mine = choices(services, user)
+    mine = choices(services, user, team)
     lines = [
         f"• {views.escape(_label(a))}: {budget_words(services.wiring.deps_for(a.address))}"
         for a in mine
     ]
     revoked = [
         a
-        for a in services.wiring.senders.all()
+        for a in services.wiring.senders.all(team=team)
         if a.status != SenderStatus.ACTIVE and a.kind == SenderKind.PERSONAL and a.owner == user
     ]
     lines += [f"• {views.escape(a.address)}: needs reconnecting (App Home)" for a in revoked]
@@ -120,7 +126,9 @@ def accounts_text(services: Services, user: str) -> str:
     text = [head, *lines, tail]
     if senders.may_administer(services.settings.admin_users, user):
         text += ["", "*Every account* (you are an admin, ADMIN_SLACK_USERS):"]
-        text += [f"• {views.escape(_admin_line(a))}" for a in services.wiring.senders.all()]
+        text += [
+            f"• {views.escape(_admin_line(a))}" for a in services.wiring.senders.all(team=team)
+        ]
     return "\n".join(text)
 
 
@@ -152,7 +160,7 @@ def home_accounts(services: Services, user: str, team: str) -> HomeAccounts | No
     if not _gmail(services):
         return None
     wiring, settings = services.wiring, services.settings
-    mine = choices(services, user)
+    mine = choices(services, user, team)
     usable = [
         (
             a.address,
@@ -164,7 +172,7 @@ def home_accounts(services: Services, user: str, team: str) -> HomeAccounts | No
     ]
     revoked = [
         a.address
-        for a in wiring.senders.all()
+        for a in wiring.senders.all(team=team)
         if a.kind == SenderKind.PERSONAL and a.owner == user and a.status != SenderStatus.ACTIVE
     ]
     if not settings.public_base_url:
@@ -199,7 +207,9 @@ def register(app: App, services: Services) -> None:
 
         def run() -> str:
             wiring = services.wiring
-            return senders.disconnect(wiring.senders, wiring.grant_flow, wiring.seal, user, address)
+            return senders.disconnect(
+                wiring.senders, wiring.grant_flow, wiring.seal, user, address, context.team_id or ""
+            )
 
         note = answering(
             context.get("correlation_id", ""), "disconnecting Gmail", run, lambda text: text

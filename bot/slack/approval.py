@@ -19,7 +19,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.errors import MailboltError, PolicyError, UserInputError
-from bot.handlers import approval, trial_send
+from bot.handlers import approval, scope, trial_send
 from bot.handlers.approval import ApprovalPolicy
 from bot.handlers.recipients import from_slack_users
 from bot.records import ApprovalDecision, CampaignStatus, MessageState
@@ -141,10 +141,13 @@ def post_pending(services: Services) -> None:
         services.runner.start(campaign_id)
 
 
-def withdraw(campaign_id: int, user: str, services: Services, correlation_id: str) -> None:
-    """The status message's "Withdraw request" (the requester or an admin): the
-    campaign is cancelled, and the request, the requester and the thread say so."""
-    approval.withdraw(campaign_id, user, services.deps, services.settings.admin_users)
+def withdraw(
+    campaign_id: int, user: str, services: Services, correlation_id: str, team: str
+) -> None:
+    """The status message's "Withdraw request" (the requester or an admin of
+    workspace ``team``): the campaign is cancelled, and the request, the requester
+    and the thread say so."""
+    approval.withdraw(campaign_id, user, services.deps, services.settings.admin_users, team=team)
     after_decision(services, campaign_id, correlation_id)
 
 
@@ -207,15 +210,16 @@ def _retire(
 # -- clicks ----------------------------------------------------------------------------
 
 
-def _campaign_of(body: dict[str, Any], services: Services) -> int:
-    """The campaign a click is about, checked against where the button is."""
+def _campaign_of(body: dict[str, Any], services: Services, team: str) -> int:
+    """The campaign a click of workspace ``team`` is about, checked against where the
+    button is; another workspace's campaign is answered as if there were none."""
     action = body["actions"][0]
     try:
         campaign_id = int(action.get("value", ""))
     except ValueError:
         raise UserInputError("This button names no campaign.") from None
     request = services.deps.store.approvals.get(campaign_id)
-    if request is None:
+    if request is None or scope.find_campaign(services.deps.store, campaign_id, team) is None:
         raise UserInputError(f"There is no campaign #{campaign_id} waiting for approval.")
     container = body.get("container") or {}
     where = (container.get("channel_id"), container.get("message_ts"))
@@ -229,9 +233,9 @@ def _campaign_of(body: dict[str, Any], services: Services) -> int:
     return campaign_id
 
 
-def approve(body: dict[str, Any], services: Services, correlation_id: str) -> None:
+def approve(body: dict[str, Any], services: Services, correlation_id: str, team: str) -> None:
     user = body["user"]["id"]
-    campaign_id = _campaign_of(body, services)
+    campaign_id = _campaign_of(body, services, team)
     request = services.deps.store.approvals.get(campaign_id)
     assert request is not None  # _campaign_of found it
     approval.decide(
@@ -241,15 +245,18 @@ def approve(body: dict[str, Any], services: Services, correlation_id: str) -> No
         _policy(services),
         services.deps,
         services.lookups,
+        team=team,
     )
     after_decision(services, campaign_id, correlation_id, (request.channel, request.ts))
 
 
-def open_reject(body: dict[str, Any], client: WebClient, services: Services) -> None:
+def open_reject(body: dict[str, Any], client: WebClient, services: Services, team: str) -> None:
     """Only someone who may decide gets the reason form."""
     user = body["user"]["id"]
-    campaign_id = _campaign_of(body, services)
-    approval.check_decider(campaign_id, user, _policy(services), services.deps, services.lookups)
+    campaign_id = _campaign_of(body, services, team)
+    approval.check_decider(
+        campaign_id, user, _policy(services), services.deps, services.lookups, team=team
+    )
     client.views_open(trigger_id=body["trigger_id"], view=approval_views.reject_modal(campaign_id))
 
 
@@ -263,13 +270,17 @@ def _may_look(campaign_id: int, user: str, services: Services) -> None:
 
 
 def open_preview(
-    body: dict[str, Any], client: WebClient, services: Services, correlation_id: str = ""
+    body: dict[str, Any],
+    client: WebClient,
+    services: Services,
+    correlation_id: str = "",
+    team: str = "",
 ) -> None:
     """The whole first message in a modal. The modal opens first, saying it is
     rendering: ``trigger_id`` lasts 3 seconds, and rendering (a preflight of the
     campaign) may take longer on a busy machine or a large campaign."""
     user = body["user"]["id"]
-    campaign_id = _campaign_of(body, services)
+    campaign_id = _campaign_of(body, services, team)
     _may_look(campaign_id, user, services)
     opened = client.views_open(
         trigger_id=body["trigger_id"],
@@ -286,10 +297,10 @@ def open_preview(
     services.deps.store.audit.record(user, "approval.previewed", campaign_id=campaign_id)
 
 
-def send_test(body: dict[str, Any], services: Services) -> str:
+def send_test(body: dict[str, Any], services: Services, team: str = "") -> str:
     """The first message, marked [TEST], to the approver's own address."""
     user = body["user"]["id"]
-    campaign_id = _campaign_of(body, services)
+    campaign_id = _campaign_of(body, services, team)
     _may_look(campaign_id, user, services)
     me = from_slack_users([services.lookups.users([user])[0]])
     if not me.recipients:
@@ -312,7 +323,7 @@ def send_test(body: dict[str, Any], services: Services) -> str:
     return f"Test to {trial.to} not sent: {trial.detail}."
 
 
-def reject_submitted(body: dict[str, Any], services: Services) -> dict[str, Any]:
+def reject_submitted(body: dict[str, Any], services: Services, team: str = "") -> dict[str, Any]:
     """The reason form's answer: decided (closes), or why not (on the field)."""
     view = body["view"]
     campaign_id = int(blocks.metadata_of(view).get("campaign", 0))
@@ -326,6 +337,7 @@ def reject_submitted(body: dict[str, Any], services: Services) -> dict[str, Any]
             services.deps,
             services.lookups,
             note=note,
+            team=team,
         )
     except MailboltError as exc:
         return {"response_action": "errors", "errors": {approval_views.B_REASON: str(exc)}}
@@ -346,16 +358,17 @@ def register(app: App, services: Services) -> None:
         correlation_id = context.get("correlation_id", "")
         user, action_id = body["user"]["id"], body["actions"][0]["action_id"]
         channel = (body.get("channel") or {}).get("id", "")
+        team = context.team_id or ""
 
         def work() -> str | None:
             if action_id == approval_views.A_APPROVE:
-                approve(body, services, correlation_id)
+                approve(body, services, correlation_id, team)
             elif action_id == approval_views.A_REJECT:
-                open_reject(body, client, services)
+                open_reject(body, client, services, team)
             elif action_id == approval_views.A_PREVIEW:
-                open_preview(body, client, services, correlation_id)
+                open_preview(body, client, services, correlation_id, team)
             else:
-                return send_test(body, services)
+                return send_test(body, services, team)
             return None
 
         text = answering(correlation_id, f"approval button {action_id}", work, lambda w: w)
@@ -369,7 +382,7 @@ def register(app: App, services: Services) -> None:
         answer = answering(
             context.get("correlation_id", ""),
             "rejecting a campaign",
-            lambda: reject_submitted(body, services),
+            lambda: reject_submitted(body, services, context.team_id or ""),
             lambda words: {"response_action": "errors", "errors": {approval_views.B_REASON: words}},
         )
         ack(**answer)

@@ -14,7 +14,7 @@ from typing import Any
 from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
-from bot.handlers import resolution
+from bot.handlers import resolution, scope
 from bot.records import CampaignStatus
 from bot.slack import Services, views
 from bot.slack import schedule as sending_later
@@ -36,26 +36,24 @@ def act(kind: str, campaign_id: int, user: str, team: str, services: Services) -
     What was done is said in the status message's thread, for everyone to see.
     """
     deps = services.deps
-    row = deps.store.campaigns.get(campaign_id)
-    if row is None:
-        return f"Campaign #{campaign_id} does not exist any more."
+    row = scope.campaign_of(deps.store, campaign_id, team)  # another workspace's: no such
     if kind == views.A_CANCEL and row.status == CampaignStatus.SCHEDULED:
-        return sending_later.cancel(campaign_id, user, services)
+        return sending_later.cancel(campaign_id, user, services, team)
     if kind == views.A_CANCEL and row.status == CampaignStatus.AWAITING_APPROVAL:
         from bot.slack import approval as approval_desk  # its listeners import this module
 
-        approval_desk.withdraw(campaign_id, user, services, "")
+        approval_desk.withdraw(campaign_id, user, services, "", team)
         return None
     if kind == views.A_CANCEL:
         return _cancel(campaign_id, user, team, services)
     if services.runner.is_active(campaign_id):
         return f"Campaign #{campaign_id} is still sending; try again when it has stopped."
     if kind == views.A_RETRY_FAILED:
-        count = resolution.retry_failed(campaign_id, deps, user)
+        count = resolution.retry_failed(campaign_id, deps, user, team=team)
         what = f"queued {count} failed message(s) again"
     else:
         resend = kind == views.A_RESEND_UNCERTAIN
-        count = resolution.resolve_uncertain(campaign_id, deps, user, resend=resend)
+        count = resolution.resolve_uncertain(campaign_id, deps, user, resend=resend, team=team)
         what = f"{'queued' if resend else 'skipped'} {count} uncertain message(s)"
     services.board.reply(campaign_id, f"<@{user}> {what}.")
     if deps.store.outbox.ready_messages(campaign_id):
@@ -73,11 +71,12 @@ def _cancel(campaign_id: int, user: str, team: str, services: Services) -> str |
     return f"Campaign #{campaign_id} has nothing left to cancel."
 
 
-def _clicked(body: dict[str, Any]) -> tuple[str, str, str, dict[str, Any]]:
-    """(user, team, channel, action) of a button click."""
+def _clicked(body: dict[str, Any], context: BoltContext) -> tuple[str, str, str, dict[str, Any]]:
+    """(user, team, channel, action) of a button click; the team is the workspace
+    the request came from (the middleware checked the payload names no other)."""
     return (
         body["user"]["id"],
-        (body.get("team") or {}).get("id", ""),
+        context.team_id or "",
         (body.get("channel") or {}).get("id", ""),
         body["actions"][0],
     )
@@ -91,7 +90,7 @@ def register(app: App, services: Services) -> None:
 
     def campaign_button(body: dict, client: WebClient, context: BoltContext) -> None:
         correlation_id = context.get("correlation_id", "")
-        user, team, channel, action = _clicked(body)
+        user, team, channel, action = _clicked(body, context)
         text = answering(
             correlation_id,
             f"button {action.get('action_id')}",

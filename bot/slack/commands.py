@@ -19,7 +19,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.errors import UserInputError
-from bot.handlers import export, policy, stats
+from bot.handlers import export, policy, scope, stats
 from bot.handlers.recipient_paste import parse_text
 from bot.handlers.send_loop import quota_use
 from bot.records import Campaign, MessageState
@@ -51,7 +51,8 @@ def quota_data(services: Services) -> views.QuotaData:
     )
 
 
-def campaign_lines(services: Services, limit: int = RECENT) -> list[views.CampaignLine]:
+def campaign_lines(services: Services, team: str, limit: int = RECENT) -> list[views.CampaignLine]:
+    """Workspace ``team``'s newest campaigns (no other workspace's, nor the CLI's)."""
     store = services.deps.store
     return [
         views.CampaignLine(
@@ -63,7 +64,7 @@ def campaign_lines(services: Services, limit: int = RECENT) -> list[views.Campai
             sent=store.outbox.counts(row.id)[MessageState.SENT],
             created_at=row.created_at,
         )
-        for row in store.campaigns.recent(limit=limit)
+        for row in store.campaigns.recent(limit=limit, team=team)
     ]
 
 
@@ -78,19 +79,17 @@ def _campaign_id(rest: str, verb: str) -> int:
         ) from None
 
 
-def _campaign_row(services: Services, campaign_id: int) -> Campaign:
-    row = services.deps.store.campaigns.get(campaign_id)
-    if row is None:
-        raise UserInputError(f"There is no campaign #{campaign_id}.", field="campaign")
-    return row
+def _campaign_row(services: Services, campaign_id: int, team: str) -> Campaign:
+    """The campaign typed, as workspace ``team`` sees it (another's: no such)."""
+    return scope.campaign_of(services.deps.store, campaign_id, team)
 
 
-def _status(services: Services, rest: str) -> tuple[str, list[dict[str, Any]]]:
+def _status(services: Services, rest: str, team: str) -> tuple[str, list[dict[str, Any]]]:
     if not rest:
-        text = "*Recent campaigns*\n" + views.campaign_lines(campaign_lines(services))
+        text = "*Recent campaigns*\n" + views.campaign_lines(campaign_lines(services, team))
         return text, [views.section(text)]
     campaign_id = _campaign_id(rest, "status")
-    _campaign_row(services, campaign_id)
+    _campaign_row(services, campaign_id, team)
     text, blocks = views.status_message(
         status_data(
             services.deps,
@@ -102,19 +101,20 @@ def _status(services: Services, rest: str) -> tuple[str, list[dict[str, Any]]]:
     return text, [b for b in blocks if b["type"] != "actions"]
 
 
-def _stats(services: Services, rest: str) -> tuple[str, list[dict[str, Any]]]:
-    """Delivery and bounce rates: one campaign's whole life, or the last days."""
+def _stats(services: Services, rest: str, team: str) -> tuple[str, list[dict[str, Any]]]:
+    """Delivery and bounce rates: one campaign's whole life, or the last days (of
+    workspace ``team``'s campaigns)."""
     store, settings = services.deps.store, services.settings
     known = settings.bounce_scan
     note = views.delivery_note(settings.mail_transport, known)
     if rest:
         campaign_id = _campaign_id(rest, "stats")
-        _campaign_row(services, campaign_id)
-        one = stats.stats(store, campaign_id=campaign_id, bounces_known=known)
+        _campaign_row(services, campaign_id, team)
+        one = stats.stats(store, campaign_id=campaign_id, bounces_known=known, team=team)
         return views.campaign_delivery(one, alert=stats.bounce_alert(one), note=note)
-    rows = stats.campaign_stats(store, days=STATS_DAYS, bounces_known=known)
+    rows = stats.campaign_stats(store, days=STATS_DAYS, bounces_known=known, team=team)
     return views.delivery_report(
-        stats.stats(store, days=STATS_DAYS, bounces_known=known),
+        stats.stats(store, days=STATS_DAYS, bounces_known=known, team=team),
         rows,
         flagged=[
             s.campaign_id for s in rows if s.campaign_id is not None and stats.bounce_alert(s)
@@ -130,11 +130,13 @@ def _address(rest: str, verb: str) -> str:
     return found.recipients[0].email
 
 
-def _export_answer(services: Services, rest: str, user: str) -> tuple[str, list[dict[str, Any]]]:
+def _export_answer(
+    services: Services, rest: str, user: str, team: str
+) -> tuple[str, list[dict[str, Any]]]:
     """Whether the export may go ahead: the campaign exists and is this person's
     (or they are an admin). The file itself follows from ``share_export``."""
     campaign_id = _campaign_id(rest, "export")
-    row = _campaign_row(services, campaign_id)
+    row = _campaign_row(services, campaign_id, team)
     if not export.may_export(row, user, services.settings.admin_users):
         raise UserInputError(
             f"Only <@{row.requested_by}>, who started campaign #{campaign_id}, and the "
@@ -148,15 +150,24 @@ def _export_answer(services: Services, rest: str, user: str) -> tuple[str, list[
 
 
 def share_export(
-    services: Services, client: WebClient, command: dict[str, Any], correlation_id: str
+    services: Services,
+    client: WebClient,
+    command: dict[str, Any],
+    correlation_id: str,
+    team: str,
 ) -> None:
-    """Upload the results CSV into the conversation the command was typed in."""
+    """Upload the results CSV into the conversation the command was typed in (a
+    campaign of workspace ``team`` only)."""
     user, channel = command["user_id"], command.get("channel_id", "")
     _, rest = parse(command.get("text", ""))
     try:
         campaign_id = _campaign_id(rest, "export")
         result = export.export_campaign(
-            services.deps.store, campaign_id, actor=user, admins=services.settings.admin_users
+            services.deps.store,
+            campaign_id,
+            actor=user,
+            admins=services.settings.admin_users,
+            team=team,
         )
     except UserInputError:
         return  # the acknowledgement already said why
@@ -179,32 +190,37 @@ def share_export(
         tell_privately(client, channel, user, text, correlation_id)
 
 
-def answer(services: Services, word: str, rest: str, user: str) -> tuple[str, list[dict]]:
-    """The private answer to a subcommand, as (text, blocks)."""
+def answer(
+    services: Services, word: str, rest: str, user: str, team: str
+) -> tuple[str, list[dict]]:
+    """The private answer to a subcommand of a person of workspace ``team``, as
+    (text, blocks): only that workspace's data."""
     if word == "help":
         return views.HELP, views.help_blocks()
     store = services.deps.store
     if word == "status":
-        return _status(services, rest)
+        return _status(services, rest, team)
     if word == "stats":
-        return _stats(services, rest)
+        return _stats(services, rest, team)
     if word == "export":
-        return _export_answer(services, rest, user)
+        return _export_answer(services, rest, user, team)
     if word == "quota":
         text = views.quota_text(quota_data(services))
         return text, [views.section(text)]
     if word == "scheduled":
         from bot.slack.schedule import scheduled_answer
 
-        return scheduled_answer(services, user)
+        return scheduled_answer(services, user, team)
     if word == "accounts":
-        text = accounts_answer(services, user)
+        text = accounts_answer(services, user, team)
         return text, [views.section(text)]
     if word == "templates":
         blocks = views.templates_blocks(services.deps.catalogue.list())
         return "Templates", blocks
     if word == "unsubscribe":
-        email, added = policy.unsubscribe(store, _address(rest, word), actor=f"slack:{user}")
+        email, added = policy.unsubscribe(
+            store, _address(rest, word), actor=f"slack:{user}", team=team
+        )
         text = (
             f"{email} will get no more marketing email."
             if added
@@ -212,7 +228,9 @@ def answer(services: Services, word: str, rest: str, user: str) -> tuple[str, li
         )
         return text, [views.section(text)]
     if word == "resubscribe":
-        email, removed = policy.resubscribe(store, _address(rest, word), actor=f"slack:{user}")
+        email, removed = policy.resubscribe(
+            store, _address(rest, word), actor=f"slack:{user}", team=team
+        )
         text = (
             f"{email} may get marketing email again. Do this only when they asked for it."
             if removed
@@ -223,8 +241,8 @@ def answer(services: Services, word: str, rest: str, user: str) -> tuple[str, li
     return text, [views.section(text)]
 
 
-def accounts_answer(services: Services, user: str) -> str:
-    return accounts.accounts_text(services, user)
+def accounts_answer(services: Services, user: str, team: str) -> str:
+    return accounts.accounts_text(services, user, team)
 
 
 def _opens_form(services: Services, word: str) -> bool:
@@ -234,12 +252,15 @@ def _opens_form(services: Services, word: str) -> bool:
     return word in {t.name for t in services.deps.catalogue.list()}
 
 
-def reply(services: Services, text: str, user: str, correlation_id: str) -> dict[str, Any] | None:
-    """The acknowledgement's private answer; None when the form opens instead."""
+def reply(
+    services: Services, text: str, user: str, correlation_id: str, team: str = ""
+) -> dict[str, Any] | None:
+    """The acknowledgement's private answer to a person of workspace ``team``; None
+    when the form opens instead."""
     word, rest = parse(text)
 
     def answered() -> tuple[str, list[dict[str, Any]]] | None:
-        return None if _opens_form(services, word) else answer(services, word, rest, user)
+        return None if _opens_form(services, word) else answer(services, word, rest, user, team)
 
     result = answering(
         correlation_id, f"/sendmail {word}", answered, lambda text: (text, [views.section(text)])
@@ -254,15 +275,17 @@ def reply(services: Services, text: str, user: str, correlation_id: str) -> dict
     }
 
 
-def form_view(services: Services, template: str, channel: str, user: str = "") -> dict[str, Any]:
+def form_view(
+    services: Services, template: str, channel: str, user: str = "", team: str = ""
+) -> dict[str, Any]:
     """The compose form, starting from ``template`` if one was named; its From menu
-    lists the accounts ``user`` may send from."""
+    lists the accounts ``user`` of workspace ``team`` may send from."""
     form = views.ComposeForm(template=template, channel=services.settings.status_channel or channel)
     return views.compose_view(
         services.deps.catalogue.list(),
         form=form,
         metadata=views.compose_metadata(channel),
-        senders=accounts.menu(services, user) if user else (),
+        senders=accounts.menu(services, user, team) if user else (),
     )
 
 
@@ -271,7 +294,11 @@ def register(app: App, services: Services) -> None:
 
     def command_ack(ack: Ack, command: dict, context: BoltContext) -> None:
         answer = reply(
-            services, command.get("text", ""), command["user_id"], context.get("correlation_id", "")
+            services,
+            command.get("text", ""),
+            command["user_id"],
+            context.get("correlation_id", ""),
+            context.team_id or "",
         )
         ack(**(answer or {}))
 
@@ -283,7 +310,7 @@ def register(app: App, services: Services) -> None:
         try:
             client.views_open(
                 trigger_id=command["trigger_id"],
-                view=form_view(services, word, channel, command["user_id"]),
+                view=form_view(services, word, channel, command["user_id"], context.team_id or ""),
             )
         except SlackApiError as exc:  # the trigger lasts 3 s and works once
             correlation_id = context.get("correlation_id", "")
@@ -302,6 +329,8 @@ def register(app: App, services: Services) -> None:
 
     def export_file(command: dict, client: WebClient, context: BoltContext) -> None:
         if parse(command.get("text", ""))[0] == "export":
-            share_export(services, client, command, context.get("correlation_id", ""))
+            share_export(
+                services, client, command, context.get("correlation_id", ""), context.team_id or ""
+            )
 
     app.command(COMMAND)(ack=command_ack, lazy=[open_form, export_file])

@@ -163,7 +163,9 @@ def _check_sender(compose: Compose, services: Services) -> None:
     """The From choice, checked on the server: an account this person may not use
     is refused even when the payload was edited to name it."""
     try:
-        compose.deps = accounts.deps_for_choice(services, compose.user, compose.form.sender)
+        compose.deps = accounts.deps_for_choice(
+            services, compose.user, compose.form.sender, compose.team
+        )
     except UserInputError as exc:
         where = views.B_FROM if compose.has_from else views.B_TEMPLATE
         compose.problems[where] = words(exc)
@@ -346,7 +348,7 @@ def later_answer(body: Mapping[str, Any], services: Services, correlation_id: st
         metadata=views.metadata_of(body["view"]),
         problems=outcome.problems,
         notes=notes,
-        senders=accounts.menu(services, compose.user),
+        senders=accounts.menu(services, compose.user, compose.team),
     )
 
 

@@ -61,35 +61,40 @@ def home_data(services: Services, user: str = "", team: str = "", note: str = ""
     """What the tab shows ``user``; the audit section only if they are an admin."""
     admin = bool(user) and user in services.settings.admin_users
     audit = (
-        audit_log.audit_lines(services.deps.store.audit, limit=HOME_AUDIT_ENTRIES)
+        audit_log.audit_lines(services.deps.store.audit, limit=HOME_AUDIT_ENTRIES, team=team)
         if admin
         else None
     )
     return views.HomeData(
         accounts=accounts.home_accounts(services, user, team) if user else None,
         note=note,
-        campaigns=campaign_lines(services),
+        campaigns=campaign_lines(services, team),
         quota=quota_data(services),
         delivery=stats.stats(
-            services.deps.store, days=STATS_DAYS, bounces_known=services.settings.bounce_scan
+            services.deps.store,
+            days=STATS_DAYS,
+            bounces_known=services.settings.bounce_scan,
+            team=team,
         ),
         templates=services.deps.catalogue.list(),
         health=health(
             services.settings,
             services.deps,
-            len(services.wiring.senders.all())
+            len(services.wiring.senders.all(team=team))
             if services.settings.mail_transport == "gmail"
             else 0,
         ),
         sandbox_outbox=str(services.settings.sandbox_outbox),
         audit=audit,
-        scheduled=_scheduled(services, user),
+        scheduled=_scheduled(services, user, team),
     )
 
 
-def _scheduled(services: Services, user: str) -> str:
-    """Upcoming campaigns for the tab: the person's own (an admin's: everyone's)."""
-    rows = schedule.listed(services.deps, user, services.settings.admin_users) if user else []
+def _scheduled(services: Services, user: str, team: str) -> str:
+    """Upcoming campaigns for the tab: the person's own (an admin's: everyone's in
+    the workspace)."""
+    admins = services.settings.admin_users
+    rows = schedule.listed(services.deps, user, admins, team=team) if user else []
     return views.scheduled_lines(rows, time.time()) if rows else ""
 
 

@@ -157,8 +157,11 @@ def status_destination(services: Services, channel: str) -> str:
 # -- "Send" ----------------------------------------------------------------------------
 
 
-def _draft_of(view: dict[str, Any], services: Services) -> Draft | None:
-    return services.deps.store.drafts.get(views.metadata_of(view).get("draft", ""))
+def _draft_of(view: dict[str, Any], services: Services, team: str) -> Draft | None:
+    """The view's draft, if it is one of workspace ``team``'s (else as if expired)."""
+    return drafts.draft_of(
+        services.deps.store.drafts, str(views.metadata_of(view).get("draft", "")), team
+    )
 
 
 def _unconfirmed(draft: Draft, view: dict[str, Any]) -> bool:
@@ -217,7 +220,9 @@ def send_answer(
 
 def _sender_deps(draft: Draft, user: str, services: Services) -> Deps:
     """The draft's account, checked again for ``user`` (access may have changed)."""
-    return accounts.deps_for_choice(services, user, draft.data["form"].get("sender", ""))
+    return accounts.deps_for_choice(
+        services, user, draft.data["form"].get("sender", ""), draft.team
+    )
 
 
 def start(
@@ -310,7 +315,7 @@ def edit_view(draft: Draft, services: Services) -> dict[str, Any]:
         form=form,
         metadata=views.compose_metadata(form.channel),
         notes=notes or None,
-        senders=accounts.menu(services, draft.user),
+        senders=accounts.menu(services, draft.user, draft.team),
     )
 
 
@@ -323,12 +328,13 @@ def register(app: App, services: Services) -> None:
     def preview_ack(ack: Ack, body: dict, context: BoltContext) -> None:
         view = body["view"]
         correlation_id = context.get("correlation_id", "")
-        ack(**send_answer(_draft_of(view, services), view, correlation_id, services))
+        draft = _draft_of(view, services, context.team_id or "")
+        ack(**send_answer(draft, view, correlation_id, services))
 
     def preview_start(body: dict, client: WebClient, context: BoltContext) -> None:
         correlation_id = context.get("correlation_id", "")
         view, user = body["view"], body["user"]["id"]
-        draft = _draft_of(view, services)
+        draft = _draft_of(view, services, context.team_id or "")
         if draft is None or _unconfirmed(draft, view):
             return
         try:
@@ -367,7 +373,7 @@ def register(app: App, services: Services) -> None:
     def test_button(body: dict, client: WebClient, context: BoltContext) -> None:
         correlation_id = context.get("correlation_id", "")
         view, user = body["view"], body["user"]["id"]
-        draft = _draft_of(view, services)
+        draft = _draft_of(view, services, context.team_id or "")
         if draft is None:
             return
         data = views.PreviewData(**draft.data["preview"])
@@ -384,7 +390,7 @@ def register(app: App, services: Services) -> None:
     app.action(views.A_SEND_TEST)(ack=just_ack, lazy=[test_button])
 
     def edit_button(body: dict, client: WebClient, context: BoltContext) -> None:
-        draft = _draft_of(body["view"], services)
+        draft = _draft_of(body["view"], services, context.team_id or "")
         if draft is not None:
             shown = edit_view(draft, services)
             update_view(client, body["view"]["id"], shown, context.get("correlation_id", ""))

@@ -97,10 +97,10 @@ def tell_finish(services: Services, campaign_id: int, deps: Deps) -> None:
 # -- /sendmail scheduled -----------------------------------------------------------
 
 
-def scheduled_answer(services: Services, user: str) -> tuple[str, list[dict[str, Any]]]:
-    """Your upcoming campaigns (an admin's: everyone's)."""
+def scheduled_answer(services: Services, user: str, team: str) -> tuple[str, list[dict[str, Any]]]:
+    """Your upcoming campaigns (an admin's: everyone's in the workspace)."""
     admins = services.settings.admin_users
-    rows = schedule.listed(services.deps, user, admins)
+    rows = schedule.listed(services.deps, user, admins, team=team)
     title = "*Scheduled campaigns*" if user in admins else "*Your scheduled campaigns*"
     text = f"{title}\n{views.scheduled_lines(rows, time.time())}"
     if rows:
@@ -111,23 +111,23 @@ def scheduled_answer(services: Services, user: str) -> tuple[str, list[dict[str,
 # -- Cancel and Move… ----------------------------------------------------------------
 
 
-def cancel(campaign_id: int, user: str, services: Services) -> str | None:
+def cancel(campaign_id: int, user: str, services: Services, team: str) -> str | None:
     """Cancel a scheduled campaign (owner or admin); said in its status thread."""
-    schedule.cancel(services.deps, campaign_id, user, services.settings.admin_users)
+    schedule.cancel(services.deps, campaign_id, user, services.settings.admin_users, team=team)
     services.board.reply(campaign_id, f"<@{user}> cancelled the scheduled campaign.")
     services.board.refresh(campaign_id)
     return None
 
 
-def _move_target(services: Services, campaign_id: int, user: str) -> Any:
+def _move_target(services: Services, campaign_id: int, user: str, team: str) -> Any:
     return schedule.scheduled_campaign(
-        services.deps, campaign_id, user, services.settings.admin_users
+        services.deps, campaign_id, user, services.settings.admin_users, team=team
     )
 
 
-def move(campaign_id: int, user: str, values: dict[str, Any], services: Services) -> Any:
+def move(campaign_id: int, user: str, values: dict[str, Any], services: Services, team: str) -> Any:
     """Give the campaign the time picked in the Move… modal (checked again here)."""
-    row = _move_target(services, campaign_id, user)
+    row = _move_target(services, campaign_id, user, team)
     picked, missing = views.read_moved(values)
     if picked is None:
         raise UserInputError("Choose a date and a time.", field=missing or views.B_DATE)
@@ -136,7 +136,9 @@ def move(campaign_id: int, user: str, values: dict[str, Any], services: Services
         when = schedule.local_when(picked, row.schedule_zone or "UTC", now=now)
     except UserInputError as exc:
         raise UserInputError(str(exc), field=views.B_DATE) from None
-    moved = schedule.move(services.deps, campaign_id, user, services.settings.admin_users, when)
+    moved = schedule.move(
+        services.deps, campaign_id, user, services.settings.admin_users, when, team=team
+    )
     services.board.refresh(campaign_id)  # the flusher redraws it: no Slack call in the ack
     return moved
 
@@ -153,7 +155,7 @@ def register(app: App, services: Services) -> None:
         channel = (body.get("channel") or {}).get("id", "")
         campaign_id = int(body["actions"][0]["value"])
         try:
-            row = _move_target(services, campaign_id, user)
+            row = _move_target(services, campaign_id, user, context.team_id or "")
         except UserInputError as exc:
             tell_privately(client, channel, user, str(exc), correlation_id)
             return
@@ -172,7 +174,7 @@ def register(app: App, services: Services) -> None:
         view, user = body["view"], body["user"]["id"]
         campaign_id = int(views.metadata_of(view).get("campaign", 0))
         try:
-            move(campaign_id, user, view["state"]["values"], services)
+            move(campaign_id, user, view["state"]["values"], services, context.team_id or "")
         except UserInputError as exc:
             block = exc.field if exc.field in (views.B_DATE, views.B_TIME) else views.B_DATE
             ack(response_action="errors", errors={block: str(exc)})

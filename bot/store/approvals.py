@@ -77,12 +77,16 @@ class SqlApprovals:
         rows = self._db.query("select * from approvals where campaign_id = ?", [campaign_id])
         return approval_from_row(rows[0]) if rows else None
 
-    def pending(self) -> list[Approval]:
-        """Requests still waiting for a decision, oldest first."""
+    def pending(self, *, team: str | None = None) -> list[Approval]:
+        """Requests still waiting for a decision, oldest first (of campaigns of
+        workspace ``team`` only, if given: a request follows its campaign)."""
+        extra, params = (
+            ("", []) if team is None else (" and coalesce(c.team, '') in (?, '')", [team])
+        )
         rows = self._db.query(
-            "select a.* from approvals a join campaigns c on c.id = a.campaign_id "
-            "where a.decision = ? and c.status = ? order by a.campaign_id",
-            [_PENDING, _AWAITING],
+            "select a.* from approvals a join campaigns c on c.id = a.campaign_id "  # noqa: S608
+            f"where a.decision = ? and c.status = ?{extra} order by a.campaign_id",
+            [_PENDING, _AWAITING, *params],
         )
         return [approval_from_row(r) for r in rows]
 

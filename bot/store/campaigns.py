@@ -53,6 +53,14 @@ def _initial_status(status: CampaignStatus, scheduled_at: float | None) -> Campa
     return status
 
 
+def _of_team(team: str | None) -> tuple[str, list[Any]]:
+    """`` where …`` selecting what workspace ``team`` sees: its campaigns and the
+    operator's (team ``''``, from the command line); nothing for ``None``: all."""
+    if team is None:
+        return "", []
+    return " where coalesce(team, '') in (?, '')", [team]
+
+
 class SqliteCampaigns:
     """``bot.ports.Campaigns`` on SQL (SQLite or PostgreSQL)."""
 
@@ -161,9 +169,14 @@ class SqliteCampaigns:
         rows = self._db.query("select * from campaigns where id = ?", [campaign_id])
         return campaign_from_row(rows[0]) if rows else None
 
-    def recent(self, limit: int = 10) -> list[Campaign]:
-        """The newest ``limit`` campaigns, newest first."""
-        rows = self._db.query("select * from campaigns order by id desc limit ?", [limit])
+    def recent(self, limit: int = 10, *, team: str | None = None) -> list[Campaign]:
+        """The newest ``limit`` campaigns, newest first (those workspace ``team``
+        sees, if given: its own and the command line's, team ``''``)."""
+        where, params = _of_team(team)
+        rows = self._db.query(
+            f"select * from campaigns{where} order by id desc limit ?",  # noqa: S608
+            [*params, limit],
+        )
         return [campaign_from_row(r) for r in rows]
 
     def update(self, campaign_id: int, **changes: Unpack[CampaignChanges]) -> None:
@@ -193,13 +206,19 @@ class SqliteCampaigns:
             ).rowcount
         return bool(changed)
 
-    def scheduled(self, requested_by: str | None = None) -> list[Campaign]:
-        """Scheduled campaigns (of one person, or everyone's), soonest first."""
+    def scheduled(
+        self, requested_by: str | None = None, *, team: str | None = None
+    ) -> list[Campaign]:
+        """Scheduled campaigns (of one person, or everyone's; of one workspace, or
+        all), soonest first."""
         sql = "select * from campaigns where status = ?"
         params: list[Any] = [CampaignStatus.SCHEDULED.value]
         if requested_by is not None:
             sql += " and requested_by = ?"
             params.append(requested_by)
+        if team is not None:
+            sql += " and coalesce(team, '') in (?, '')"
+            params.append(team)
         rows = self._db.query(sql + " order by scheduled_at, id", params)
         return [campaign_from_row(r) for r in rows]
 

@@ -148,9 +148,11 @@ class Database:
         with self.tx():
             return self.db.execute(sql, list(params)).rowcount
 
-    def among(self, table: str, condition: str, emails: Iterable[str]) -> set[str]:
+    def among(
+        self, table: str, condition: str, emails: Iterable[str], params: Iterable[Any] = ()
+    ) -> set[str]:
         """Lower-cased ``emails`` present in ``table`` (chunked under SQLite's 999 vars)."""
-        return among_emails(self.query, table, condition, emails)
+        return among_emails(self.query, table, condition, emails, params)
 
     def skip_locked(self, alias: str) -> str:
         """Nothing: SQLite runs one write transaction at a time."""

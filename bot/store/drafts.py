@@ -24,26 +24,29 @@ class SqliteDrafts:
     def __init__(self, database: SqlDatabase):
         self._db = database
 
-    def save(self, key: str, user: str, data: dict[str, Any]) -> None:
-        """Keep ``data`` under ``key`` (replacing it); drafts older than a week are dropped.
+    def save(self, key: str, user: str, data: dict[str, Any], *, team: str = "") -> None:
+        """Keep ``data`` under ``key`` (replacing it) for ``user`` of workspace
+        ``team``; drafts older than a week are dropped.
 
-        Saving again under a key replaces the data but keeps the owner and the age.
+        Saving again under a key replaces the data but keeps the owner, the
+        workspace and the age.
         """
         now = self._db.clock()
         with self._db.tx() as db:
             db.execute("delete from slack_drafts where created_at < ?", [now - self.ttl_seconds])
             db.execute(
-                'insert into slack_drafts (key, "user", created_at, data) values (?, ?, ?, ?) '
-                "on conflict(key) do update set data = excluded.data",
-                [key, user, now, json.dumps(data, ensure_ascii=False)],
+                'insert into slack_drafts (key, "user", created_at, data, team) '
+                "values (?, ?, ?, ?, ?) on conflict(key) do update set data = excluded.data",
+                [key, user, now, json.dumps(data, ensure_ascii=False), team],
             )
 
     def get(self, key: str) -> Draft | None:
         """The draft saved under ``key``; None if unknown or expired."""
         rows = self._db.query(
-            'select "user", data from slack_drafts where key = ? and created_at >= ?',
+            'select "user", data, team from slack_drafts where key = ? and created_at >= ?',
             [key, self._db.clock() - self.ttl_seconds],
         )
         if not rows:
             return None
-        return Draft(key=key, user=rows[0]["user"], data=json.loads(rows[0]["data"]))
+        row = rows[0]
+        return Draft(key=key, user=row["user"], data=json.loads(row["data"]), team=row["team"])

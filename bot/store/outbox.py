@@ -212,9 +212,14 @@ class SqliteOutbox:
     # -- delivery statistics -------------------------------------------------
 
     def delivery_counts(
-        self, *, campaign_id: int | None = None, since: float | None = None
+        self,
+        *,
+        campaign_id: int | None = None,
+        since: float | None = None,
+        team: str | None = None,
     ) -> DeliveryCounts:
-        """``sent`` messages and how many of them bounced (``hard``, ``soft``)."""
+        """``sent`` messages and how many of them bounced (``hard``, ``soft``); of
+        workspace ``team``'s campaigns only, if given."""
         sql = (
             f"select count(*) sent, {_HARD} hard, {_SOFT} soft "  # noqa: S608
             "from messages where state = ?"
@@ -226,17 +231,28 @@ class SqliteOutbox:
         if since is not None:
             sql += " and sent_at >= ?"
             params.append(since)
+        if team is not None:
+            sql += (
+                " and campaign_id in (select id from campaigns where coalesce(team, '') in (?, ''))"
+            )
+            params.append(team)
         return _delivery(self._db.query(sql, params)[0])
 
-    def delivery_by_campaign(self, since: float) -> list[CampaignDelivery]:
-        """Per campaign with mail sent since ``since``, newest first: counts as above."""
+    def delivery_by_campaign(
+        self, since: float, *, team: str | None = None
+    ) -> list[CampaignDelivery]:
+        """Per campaign with mail sent since ``since``, newest first: counts as above
+        (of workspace ``team``'s campaigns only, if given)."""
+        extra, params = (
+            ("", []) if team is None else (" and coalesce(c.team, '') in (?, '')", [team])
+        )
         rows = self._db.query(
             "select m.campaign_id, c.template, c.created_at, count(*) sent, "  # noqa: S608
             f"{_HARD} hard, {_SOFT} soft "
             "from messages m join campaigns c on c.id = m.campaign_id "
-            "where m.state = ? and m.sent_at >= ? "
+            f"where m.state = ? and m.sent_at >= ?{extra} "
             "group by m.campaign_id, c.template, c.created_at order by m.campaign_id desc",
-            [_ST.value, since],
+            [_ST.value, since, *params],
         )
         return [
             CampaignDelivery(

@@ -262,6 +262,40 @@ def _migration_workers(db: sqlite_utils.Database) -> None:
     db.execute(_READY_INDEX)
 
 
+def _migration_workspaces(db: sqlite_utils.Database) -> None:
+    """Everything a Slack workspace owns says which (migration 10; issue 12).
+
+    Suppressions become per workspace: ``unsubscribes`` is keyed by (``team``,
+    ``email``) instead of ``email`` alone, and ``bounces`` say the team of the
+    account whose mailbox reported them. A row with team ``''`` applies to every
+    workspace: rows from before this migration keep it, so nobody who unsubscribed
+    or bounced before the upgrade gets mail after it. The audit log, test sends and
+    Slack drafts get the team they were written for (``''`` for the CLI and the
+    rows from before). Approvals, messages and schedules follow their campaign.
+
+    Additive: every row is kept. SQLite cannot change a primary key in place, so
+    ``unsubscribes`` is copied into a new table with the wider key.
+    """
+    if "team" not in {c.name for c in db.table("unsubscribes").columns}:
+        db.execute(
+            "create table unsubscribes_by_team (team text not null default '', "
+            "email text not null, source text, campaign_id integer, created_at float, "
+            "primary key (team, email))"
+        )
+        db.execute(
+            "insert into unsubscribes_by_team (team, email, source, campaign_id, created_at) "
+            "select '', email, source, campaign_id, created_at from unsubscribes"
+        )
+        db.execute("drop table unsubscribes")
+        db.execute("alter table unsubscribes_by_team rename to unsubscribes")
+    db.execute("create index if not exists unsubscribes_email on unsubscribes (email)")
+    for table in ("bounces", "audit", "test_sends", "slack_drafts"):
+        if "team" not in {c.name for c in db.table(table).columns}:
+            db.table(table).add_column("team", str, not_null_default="")
+    db.execute("create index if not exists audit_team on audit (team, id)")
+    db.execute("create index if not exists campaigns_team on campaigns (team, id)")
+
+
 #: The messages a claim may take, per account in claiming order: a claim reads the
 #: first unlocked one instead of sorting every queued message of a campaign (2.8 ms a
 #: claim at 5,000 queued). ``Outbox.claim_ready`` repeats the predicate literally.
@@ -292,7 +326,7 @@ def _migration_installations(db: sqlite_utils.Database) -> None:
     )
 
 
-# Append new migrations here (the next is number 10), and its twin to
+# Append new migrations here (the next is number 11), and its twin to
 # bot/store_pg/schema.py; never edit one that has shipped.
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _migration_1,
@@ -304,6 +338,7 @@ MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _migration_approvals,
     _migration_workers,
     _migration_installations,
+    _migration_workspaces,
 )
 
 

@@ -94,8 +94,14 @@ class SqliteSenderAccounts:
         )
         return self._record(rows[0]) if rows else None
 
-    def all(self) -> list[SenderAccount]:
-        rows = self._db.query("select * from sender_accounts order by created_at, address")
+    def all(self, *, team: str | None = None) -> list[SenderAccount]:
+        """Every account, oldest first; with ``team``, those of that workspace and the
+        operator's (team ``''``, added on the CLI), which serve every workspace."""
+        where, params = ("", []) if team is None else (" where team in (?, ?)", [team, ""])
+        rows = self._db.query(
+            f"select * from sender_accounts{where} order by created_at, address",  # noqa: S608
+            params,
+        )
         return [self._record(r) for r in rows]
 
     def set_status(
@@ -140,10 +146,14 @@ class SqliteSenderAccounts:
 
     def remove(self, address: str, *, actor: str, action: str) -> bool:
         with self._db.tx() as db:
+            found = db.execute(
+                "select team from sender_accounts where address = ?", [address]
+            ).fetchone()
             db.execute("delete from sender_access where address = ?", [address])
             gone = db.execute("delete from sender_accounts where address = ?", [address]).rowcount
             if gone:
-                audit(db, self._db.clock, actor, action, {"address": address})
+                team = (found[0] or "") if found else ""
+                audit(db, self._db.clock, actor, action, {"address": address}, team=team)
         return bool(gone)
 
     # -- OAuth states ------------------------------------------------------------

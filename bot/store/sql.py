@@ -81,7 +81,12 @@ class SqlDatabase(Protocol):
 
     def update(self, sql: str, params: Iterable[Any]) -> int: ...
 
-    def among(self, table: str, condition: str, emails: Iterable[str]) -> set[str]: ...
+    def among(
+        self, table: str, condition: str, emails: Iterable[str], params: Iterable[Any] = ()
+    ) -> set[str]:
+        """Lower-cased ``emails`` present in ``table`` where ``condition`` (SQL
+        appended after the address test, with ``?`` for ``params``) holds."""
+        ...
 
     def skip_locked(self, alias: str) -> str:
         """What a ``select`` appends so concurrent claimers pass over each other's
@@ -118,6 +123,7 @@ def among(
     table: str,
     condition: str,
     emails: Iterable[str],
+    params: Iterable[Any] = (),
 ) -> set[str]:
     """Lower-cased ``emails`` present in ``table``, asked in chunks of 900.
 
@@ -125,13 +131,14 @@ def among(
     chunk size serves both.
     """
     wanted = sorted({e.lower() for e in emails})
+    extra = list(params)
     found: set[str] = set()
     for i in range(0, len(wanted), 900):
         chunk = wanted[i : i + 900]
         rows = query(
             f"select distinct email from {table} where email in "  # noqa: S608
             f"({','.join('?' * len(chunk))}){condition}",
-            chunk,
+            [*chunk, *extra],
         )
         found.update(r["email"] for r in rows)
     return found

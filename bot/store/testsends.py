@@ -27,6 +27,7 @@ def record_from_row(row: dict[str, Any]) -> TestSend:
         provider_id=row["provider_id"],
         last_error=row["last_error"],
         reference=row["reference"] or "",
+        team=row["team"] or "",
     )
 
 
@@ -46,8 +47,10 @@ class SqliteTestSends:
         subject: str,
         message_id: str,
         reference: str = "",
+        team: str = "",
     ) -> int:
-        """Record a test send as in flight (``sending``) before it is handed over."""
+        """Record a test send as in flight (``sending``) before it is handed over;
+        ``team``: the workspace it is sent from (``''``: the CLI)."""
         with self._db.tx() as db:
             inserted = (
                 db.table("test_sends")
@@ -62,6 +65,7 @@ class SqliteTestSends:
                         "message_id": message_id,
                         "state": MessageState.SENDING.value,
                         "reference": reference,
+                        "team": team,
                     }
                 )
                 .last_pk
@@ -74,6 +78,7 @@ class SqliteTestSends:
                 requested_by,
                 "test.started",
                 {"test_send": row_id, "email": email, "template": template},
+                team=team,
             )
         return row_id
 
@@ -86,12 +91,14 @@ class SqliteTestSends:
                 "update test_sends set state = ?, provider_id = ?, last_error = ? where id = ?",
                 [MessageState(state).value, provider_id or None, error or None, row_id],
             )
+            found = db.execute("select team from test_sends where id = ?", [row_id]).fetchone()
             audit.write(
                 db,
                 self._db.clock,
                 "mailbolt",
                 "test.finished",
                 {"test_send": row_id, "state": MessageState(state).value, "error": error},
+                team=(found[0] or "") if found else "",
             )
 
     def by_reference(self, reference: str) -> TestSend | None:
@@ -101,7 +108,11 @@ class SqliteTestSends:
         )
         return record_from_row(rows[0]) if rows else None
 
-    def recent(self, limit: int = 50) -> list[TestSend]:
-        """The newest ``limit`` test sends, newest first."""
-        rows = self._db.query("select * from test_sends order by id desc limit ?", [limit])
+    def recent(self, limit: int = 50, *, team: str | None = None) -> list[TestSend]:
+        """The newest ``limit`` test sends, newest first (of one workspace, if given)."""
+        where, params = ("", []) if team is None else (" where team = ?", [team])
+        rows = self._db.query(
+            f"select * from test_sends{where} order by id desc limit ?",  # noqa: S608
+            [*params, limit],
+        )
         return [record_from_row(r) for r in rows]

@@ -288,9 +288,11 @@ class PgDatabase:
         with self.tx() as tx:
             return tx.execute(sql, params).rowcount
 
-    def among(self, table: str, condition: str, emails: Iterable[str]) -> set[str]:
+    def among(
+        self, table: str, condition: str, emails: Iterable[str], params: Iterable[Any] = ()
+    ) -> set[str]:
         """Lower-cased ``emails`` present in ``table``."""
-        return among_emails(self.query, table, condition, emails)
+        return among_emails(self.query, table, condition, emails, params)
 
     def skip_locked(self, alias: str) -> str:
         """Lock the claimed rows of ``alias`` only, passing over rows others hold."""

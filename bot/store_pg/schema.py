@@ -142,7 +142,21 @@ _MIGRATION_INSTALLATIONS = (
         created_at double precision not null)""",
 )
 
-# Append new migrations here (the next is number 10); never edit one that has shipped.
+#: Per-workspace data (migration 10): twin of ``_migration_workspaces``.
+_MIGRATION_WORKSPACES = (
+    "alter table unsubscribes add column if not exists team text not null default ''",
+    "alter table unsubscribes drop constraint if exists unsubscribes_pkey",
+    "alter table unsubscribes add primary key (team, email)",
+    "create index if not exists unsubscribes_email on unsubscribes (email)",
+    "alter table bounces add column if not exists team text not null default ''",
+    "alter table audit add column if not exists team text not null default ''",
+    "alter table test_sends add column if not exists team text not null default ''",
+    "alter table slack_drafts add column if not exists team text not null default ''",
+    "create index if not exists audit_team on audit (team, id)",
+    "create index if not exists campaigns_team on campaigns (team, id)",
+)
+
+# Append new migrations here (the next is number 11); never edit one that has shipped.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _MIGRATION_1,
     _MIGRATION_2,
@@ -153,6 +167,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _MIGRATION_APPROVALS,
     _MIGRATION_WORKERS,
     _MIGRATION_INSTALLATIONS,
+    _MIGRATION_WORKSPACES,
 )
 
 _LOCK = "select pg_advisory_xact_lock(%s, hashtext(current_schema()))"

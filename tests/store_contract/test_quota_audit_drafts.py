@@ -26,7 +26,7 @@ def test_audit_entries_are_newest_first_with_their_detail(store: StoreParts, clo
     store.audit.record("slack:U1", "slack.cancel", campaign_id=4, team="T1")
     first, second = store.audit.recent()
     assert first == AuditEntry(
-        first.id, START + 1, "slack:U1", "slack.cancel", {"campaign_id": 4, "team": "T1"}
+        first.id, START + 1, "slack:U1", "slack.cancel", {"campaign_id": 4}, team="T1"
     )
     assert (second.action, second.detail) == (
         "campaign.dry_run",
