@@ -261,6 +261,10 @@ class Campaigns(Protocol):
         """The newest campaign's id (0 if none): a cheap way to notice new campaigns."""
         ...
 
+    def adopt_unowned(self, team: str, *, actor: str) -> int:
+        """Campaigns of no workspace (``''``) become ``team``'s; how many. Audited."""
+        ...
+
     def drained(self) -> list[int]:
         """Ids of running campaigns with no message queued, deferred or in flight."""
         ...
@@ -525,6 +529,10 @@ class SenderAccounts(Protocol):
     def all(self, *, team: str | None = None) -> list[SenderAccount]:
         """Every account, oldest first; with ``team``, that workspace's and the
         operator's (team ``''``), which serve every workspace."""
+        ...
+
+    def adopt_unowned(self, team: str, *, actor: str) -> int:
+        """Accounts of no workspace (``''``) become ``team``'s; how many. Audited."""
         ...
 
     def set_status(

@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
+from bot.records import NewMessage
 from bot.store import Store
 from tests.fakes.slack_fake import TEAM, SlackFake, wait_for
 from tests.fakes.workspaces import Browser
@@ -93,6 +94,13 @@ def test_the_single_token_keeps_working_after_the_switch(tmp_path, fake):
         SLACK_OAUTH_AUTHORIZE_URL=fake.authorize_url,
         PUBLIC_BASE_URL=BASE,
     )
+    # A campaign sent from the command line while there was one workspace.
+    assert run(tmp_path, "unsubscribes", "add", "zed@example.com").returncode == 0
+    before = Store(tmp_path / "data" / "sendmail.db")
+    try:
+        unowned = _cli_campaign(before)
+    finally:
+        before.close()
     process, lines = _serve(tmp_path, env)
     try:
         listening = wait_for(
@@ -120,6 +128,17 @@ def test_the_single_token_keeps_working_after_the_switch(tmp_path, fake):
         store.close()
     assert installed.team == TEAM
     assert fake.bot_token not in installed.sealed_bot_token
+    # What the one workspace had with no workspace is now its own, and said so.
+    assert (
+        "1 campaign(s) and 0 sender account(s) of the one-workspace setup now belong to "
+        f"workspace {TEAM}" in "".join(lines)
+    )
+    store = Store(tmp_path / "data" / "sendmail.db")
+    try:
+        assert store.campaigns.get(unowned).team == TEAM
+        assert store.suppressions.unsubscribed_among(["zed@example.com"], "T0OTHER")  # still all
+    finally:
+        store.close()
     assert fake.bot_token not in "".join(lines)
 
 
@@ -185,3 +204,15 @@ def test_empty_oauth_variables_in_the_environment_leave_one_workspace_mode(tmp_p
         process.terminate()
         process.wait(30)
     assert not (tmp_path / ".bolt-app-installation").exists()
+
+
+def _cli_campaign(store: Store) -> int:
+    campaign_id, _ = store.campaigns.create(
+        requested_by="cli",
+        template="welcome",
+        category="transactional",
+        subject="",
+        common_vars={},
+        messages=[NewMessage(email="ann@example.com", message_id="<cli1@m>")],
+    )
+    return campaign_id

@@ -72,3 +72,24 @@ def _unsubscribed(tmp_path: Path) -> list[str]:
         return [u.email for u in store.suppressions.unsubscribes()]
     finally:
         store.close()
+
+
+def test_with_many_workspaces_a_cli_send_must_name_its_workspace(tmp_path):
+    """A campaign of no workspace would be seen by every workspace's people."""
+    many = {
+        "SLACK_CLIENT_ID": "1.2",
+        "SLACK_CLIENT_SECRET": "s" * 32,
+        "PUBLIC_BASE_URL": "https://mailbolt.example.com",
+    }
+    refused = send(tmp_path, env=many)
+    assert refused.returncode == 2
+    assert "--team" in refused.stderr and "many Slack workspaces" in refused.stderr
+    from tests.test_trust_cli import campaigns
+
+    assert campaigns(tmp_path) == 0
+    assert send(tmp_path, "--team", TA, env=many).returncode == 0
+    store = _store(tmp_path)
+    try:
+        assert [c.team for c in store.campaigns.recent()] == [TA]
+    finally:
+        store.close()

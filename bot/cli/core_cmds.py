@@ -248,6 +248,12 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
     if args.resume:
         return _resume(wiring.default_deps(), settings, wiring.deps_for)
     team = getattr(args, "team", "") or ""
+    if settings.many_workspaces and not team:
+        raise UserInputError(
+            "mailbolt serves many Slack workspaces: say which one this campaign belongs "
+            "to with --team T… (its unsubscribes apply, and only its people see it).",
+            field="--team",
+        )
     deps = _sending_deps(wiring, getattr(args, "sender", ""), team)
     if not args.template or not args.recipients:
         raise UserInputError("send needs --template and --recipients (or --resume).")

@@ -177,8 +177,11 @@ def _check_workspaces(settings: Settings, client: WebClient) -> tuple[list[str],
     try:
         clients = SlackClients(client, wiring.store.installations, wiring.seal)
         if settings.slack_bot_token:
+            known = set(clients.teams())
             team = clients.record_single_token(settings.slack_bot_token)
             log.info("SLACK_BOT_TOKEN's workspace %s counts as installed", team)
+            if team not in known:  # the switch from one workspace: its data is its own
+                _adopt(wiring, team)
         warnings = clients.scope_problems()
         teams = clients.teams()
     finally:
@@ -190,6 +193,22 @@ def _check_workspaces(settings: Settings, client: WebClient) -> tuple[list[str],
         highlight=False,
     )
     return [], warnings
+
+
+def _adopt(wiring: Wiring, team: str) -> None:
+    """What the one-workspace setup kept with no workspace (campaigns sent and
+    accounts linked on the command line) becomes that workspace's, so the
+    workspaces installed next never see it."""
+    store = wiring.store
+    campaigns = store.campaigns.adopt_unowned(team, actor="serve")
+    accounts = store.senders.adopt_unowned(team, actor="serve")
+    if campaigns or accounts:
+        err.print(
+            f"{campaigns} campaign(s) and {accounts} sender account(s) of the one-workspace "
+            f"setup now belong to workspace {team}.",
+            soft_wrap=True,
+            highlight=False,
+        )
 
 
 def serve(

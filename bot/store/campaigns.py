@@ -288,6 +288,17 @@ class SqliteCampaigns:
         )
         return [r["id"] for r in rows]
 
+    def adopt_unowned(self, team: str, *, actor: str) -> int:
+        """Give every campaign of no workspace (team ``''``: the command line's, from
+        when mailbolt served one workspace) to ``team``; how many. Audited."""
+        with self._db.tx() as db:
+            moved = db.execute("update campaigns set team = ? where team = ''", [team]).rowcount
+            if moved:
+                audit.write(
+                    db, self._db.clock, actor, "workspace.adopted", {"campaigns": moved}, team=team
+                )
+        return int(moved)
+
     def newest_id(self) -> int:
         """The newest campaign's id (0 if none): a cheap way to notice new campaigns."""
         return int(self._db.query("select coalesce(max(id), 0) n from campaigns")[0]["n"])

@@ -104,6 +104,19 @@ class SqliteSenderAccounts:
         )
         return [self._record(r) for r in rows]
 
+    def adopt_unowned(self, team: str, *, actor: str) -> int:
+        """Give every account of no workspace (team ``''``: linked on the command line
+        while mailbolt served one workspace) to ``team``; how many. Audited."""
+        with self._db.tx() as db:
+            moved = db.execute(
+                "update sender_accounts set team = ? where team = ''", [team]
+            ).rowcount
+            if moved:
+                audit(
+                    db, self._db.clock, actor, "workspace.adopted", {"accounts": moved}, team=team
+                )
+        return int(moved)
+
     def set_status(
         self, address: str, status: SenderStatus, reason: str = "", *, actor: str
     ) -> bool:

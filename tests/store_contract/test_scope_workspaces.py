@@ -170,3 +170,35 @@ def test_test_sends_and_sender_accounts_filter_by_workspace(store: StoreParts):
         ("account.connected", "b@b.example"),
     ]
     assert "a@a.example" not in {e.detail.get("address") for e in store.audit.recent(team="TB")}
+
+
+def test_the_command_lines_campaigns_and_accounts_are_adopted_by_a_workspace(store: StoreParts):
+    """On the switch to many workspaces, what had no workspace (the one workspace's
+    CLI sends and linked accounts) becomes that workspace's; others are untouched."""
+    unowned, theirs = _campaign(store, ""), _campaign(store, "TB")
+    for address, team in (("legacy@example.com", ""), ("b@example.com", "TB")):
+        store.senders.save(
+            SenderAccount(
+                address=address,
+                kind=SenderKind.SHARED,
+                client=GrantClient.INSTALLED,
+                team=team,
+                status=SenderStatus.ACTIVE,
+                created_at=START,
+                updated_at=START,
+            ),
+            actor="cli",
+            action="account.connected",
+        )
+    assert store.campaigns.adopt_unowned("TA", actor="serve") == 1
+    assert store.senders.adopt_unowned("TA", actor="serve") == 1
+    assert store.campaigns.get(unowned).team == "TA" and store.campaigns.get(theirs).team == "TB"
+    assert [a.address for a in store.senders.all(team="TB")] == ["b@example.com"]
+    assert [a.address for a in store.senders.all(team="TA")] == ["legacy@example.com"]
+    adopted = [
+        e.detail for e in store.audit.recent(10, team="TA") if e.action == "workspace.adopted"
+    ]
+    assert {"campaigns": 1} in adopted and {"accounts": 1} in adopted
+    # Nothing left to adopt the second time.
+    assert store.campaigns.adopt_unowned("TA", actor="serve") == 0
+    assert store.senders.adopt_unowned("TA", actor="serve") == 0
