@@ -181,9 +181,7 @@ def scheduled_campaign(
 ) -> Campaign:
     """The scheduled campaign ``actor`` (of workspace ``team``; None: the operator)
     may change; refusals say why, another workspace's is "no such campaign"."""
-    row = scope.find_campaign(deps.store, campaign_id, team)
-    if row is None:
-        raise UserInputError(f"There is no campaign #{campaign_id}.", field="campaign")
+    row = scope.campaign_of(deps.store, campaign_id, team)
     if not may_manage(row, actor, admins):
         raise UserInputError(
             f"Only the person who scheduled campaign #{campaign_id} and the admins may change it.",

@@ -122,22 +122,8 @@ class StoreInstallationStore(InstallationStore):
         team_id: str | None,
         is_enterprise_install: bool | None = False,
     ) -> Bot | None:
-        record = self._record(team_id)
-        token = self._token(record) if record else None
-        if record is None or token is None:
-            return None
-        return Bot(
-            app_id=record.app_id or None,
-            enterprise_id=record.enterprise or None,
-            team_id=record.team,
-            team_name=record.team_name or None,
-            bot_token=token,
-            bot_id=record.bot_id,
-            bot_user_id=record.bot_user,
-            bot_scopes=record.scopes,
-            is_enterprise_install=False,
-            installed_at=record.updated_at,
-        )
+        installation = self.find_installation(enterprise_id=enterprise_id, team_id=team_id)
+        return installation.to_bot() if installation else None
 
     def find_installation(
         self,
