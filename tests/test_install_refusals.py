@@ -4,7 +4,9 @@ with a page that says so, and stores nothing."""
 from __future__ import annotations
 
 import time
+from urllib.error import HTTPError
 from urllib.parse import parse_qs, urlencode, urlparse
+from urllib.request import Request, urlopen
 
 import pytest
 
@@ -108,3 +110,40 @@ def test_an_install_without_every_scope_says_which_are_missing(settings):
         page = Browser().install(mailbolt)
     assert page.status == 200 and "mailbolt is installed in Xeno" in page.text
     assert "It was not granted users:read.email, files:read" in page.text
+
+
+def test_a_callback_made_up_by_hand_is_refused_and_says_nothing_back(fake, mailbolt):
+    """What an attacker can send the redirect page: Slack's own error words made up,
+    an unknown state, a huge one. Nothing is echoed unescaped, nothing stored, no
+    code is exchanged."""
+    base = f"{mailbolt.server.url}/slack/oauth_redirect?"
+    browser = Browser()
+    crafted = [
+        urlencode({"error": "<script>alert(1)</script>", "state": "x"}),
+        urlencode({"code": "forged", "state": "not-a-state-we-issued"}),
+        urlencode({"code": "forged", "state": "s" * 20_000}),
+        "",
+    ]
+    for query in crafted:
+        page = browser.get(base + query)
+        assert page.status >= 400, (query[:60], page)
+        assert "<script>" not in page.text and "Traceback" not in page.text
+    assert mailbolt.deps.store.installations.all() == []
+    assert fake.calls_to("oauth.v2.access") == []
+
+
+def test_the_install_pages_take_no_posts(fake, mailbolt):
+    request = Request(f"{mailbolt.server.url}/slack/install", data=b"x", method="POST")
+    try:
+        urlopen(request, timeout=10)
+        status = 200
+    except HTTPError as error:
+        status = error.code
+    assert status == 405
+
+
+def test_with_one_workspace_there_is_no_install_page(settings, fake):
+    with running_mailbolt(settings, fake) as single:
+        page = Browser().get(f"{single.server.url}/slack/install")
+        assert page.status == 404
+        assert single.deps.store.installations.all() == []
