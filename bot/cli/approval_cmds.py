@@ -70,8 +70,15 @@ def send_for_approval(
     scheduled one (``when``) is not waited for: once approved it keeps its time."""
     nothing = "Nothing was sent or recorded."
     team = plan.request.team
-    slack = settings.slack_bot_token or (settings.many_workspaces and team)
-    if not slack or not settings.approval_channels:
+    if settings.many_workspaces and not team and not settings.slack_bot_token:
+        raise PolicyError(
+            f"This campaign needs approval ({reason}), which approvers give in Slack, and "
+            "a campaign of no workspace has no bot token to post the request with: file it "
+            f"under a workspace with --team T0123ABCD, or set SLACK_BOT_TOKEN. {nothing}"
+        )
+    if not (settings.slack_bot_token or settings.many_workspaces) or not (
+        settings.approval_channels
+    ):
         raise PolicyError(
             f"This campaign needs approval ({reason}), which approvers give in Slack, and "
             "Slack is not configured: set SLACK_BOT_TOKEN and APPROVAL_CHANNEL and run "
