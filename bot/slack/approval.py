@@ -117,10 +117,10 @@ def post_or_say(services: Services, campaign_id: int, correlation_id: str = "") 
     if not channel and request is not None and not request.ts:
         with _POSTING:
             _RETRY_AT[campaign_id] = float("inf")
+        why = approval.no_channel(_policy(services), team, request.reason)
+        log.warning("campaign %s: %s", campaign_id, why)
         services.board.reply(
-            campaign_id,
-            f":warning: {approval.no_channel(_policy(services), team, request.reason)} "
-            "The request is posted once that is set and I am restarted.",
+            campaign_id, f":warning: {why} The request is posted once that is set and I restart."
         )
         return False
     try:
