@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from bot.channels import CHANNEL_PREFIXES, WITH_DMS, ChannelMap
 from bot.errors import ConfigError
 from bot.handlers.quota import SEND_UNITS
 from bot.handlers.unsubscribe import MIN_SECRET_BYTES
@@ -168,15 +169,20 @@ def _approver_ids(raw: str) -> str:
     return ",".join(ids)
 
 
-def _channel_id(raw: str) -> str:
-    """Empty, or a channel ID (C…/G…), never a channel's name."""
-    value = _text(raw)
-    if value and not (value[:1] in ("C", "G") and value[1:].isalnum() and value.isupper()):
-        raise ValueError(
-            "must be a channel ID such as C0123ABCD (the channel's details show it at "
-            "the bottom), not its name"
-        )
-    return value
+def _channels(prefixes: tuple[str, ...]) -> Callable[[str], str]:
+    """Empty, one channel ID for every workspace, or ``TEAM:CHANNEL`` pairs (with at
+    most one bare ID, the default): see ``bot.channels``. The normalized text."""
+
+    def parse(raw: str) -> str:
+        return str(ChannelMap.parse(_text(raw), prefixes))
+
+    allowed = "a channel ID (C…), or TEAM:CHANNEL pairs separated by commas, or empty"
+    setattr(parse, "allowed", allowed)  # noqa: B010 - read by Spec.allowed
+    return parse
+
+
+_approval_channels = _channels(CHANNEL_PREFIXES)
+_status_channels = _channels(WITH_DMS)
 
 
 def approval_problems(values: Mapping[str, Any]) -> dict[str, str]:
@@ -243,7 +249,6 @@ _ALLOWED = {
     "_database_url": "`postgresql://…` URL, or empty (SQLite)",
     "_approval_mode": "`never`, `marketing`, `always`",
     "_approver_ids": "Slack user IDs (U…) and user group IDs (S…), comma-separated",
-    "_channel_id": "a channel ID (C…), or empty",
 }
 
 
@@ -425,7 +430,13 @@ SPECS: tuple[Spec, ...] = (
         "Where /slack/install sends the browser to consent (tests point it at a fake).",
     ),
     Spec("PORT", "3000", _whole(1, 65_535), "HTTP port of `python -m bot serve`."),
-    Spec("STATUS_CHANNEL", "", _text, "Channel ID for campaign status messages."),
+    Spec(
+        "STATUS_CHANNEL",
+        "",
+        _status_channels,
+        "Channel ID for campaign status messages and warnings; with many workspaces, "
+        "TEAM:CHANNEL pairs (T0AAA:C0123ABCD,T0BBB:C0456EFGH), one bare ID the default.",
+    ),
     Spec(
         "ALLOWED_SLACK_USERS",
         "",
@@ -485,8 +496,9 @@ SPECS: tuple[Spec, ...] = (
     Spec(
         "APPROVAL_CHANNEL",
         "",
-        _channel_id,
-        "Channel ID where approval requests are posted (invite the app there).",
+        _approval_channels,
+        "Channel ID where approval requests are posted (invite the app there); with many "
+        "workspaces, TEAM:CHANNEL pairs, one bare ID the default for those not named.",
     ),
     # Sender accounts
     Spec(
@@ -656,6 +668,16 @@ class Settings:
                 "the browser back to PUBLIC_BASE_URL/slack/oauth_redirect after an install."
             )
         return None
+
+    @property
+    def approval_channels(self) -> ChannelMap:
+        """APPROVAL_CHANNEL: where each workspace's approval requests are posted."""
+        return ChannelMap.parse(self.approval_channel)
+
+    @property
+    def status_channels(self) -> ChannelMap:
+        """STATUS_CHANNEL: each workspace's channel for status messages and warnings."""
+        return ChannelMap.parse(self.status_channel, WITH_DMS)
 
     @property
     def allowed_users(self) -> frozenset[str]:

@@ -131,7 +131,7 @@ def approval_policy(settings: Settings) -> ApprovalPolicy:
         required=settings.approval_required,
         min_recipients=settings.approval_min_recipients,
         approvers=settings.approver_ids,
-        channel=settings.approval_channel,
+        channels=settings.approval_channels,
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 
+from bot.channels import ChannelMap
 from bot.errors import UserInputError
 from bot.handlers import (
     approval,
@@ -63,7 +64,7 @@ def test_another_workspaces_campaign_does_not_exist_for_any_use_case(deps):
     before = {c: _state(deps, c) for c in (b_sent, b_later, b_waiting)}
     audit_before = deps.store.audit.recent(limit=100)
     when = schedule.When(2.1e9, "UTC")
-    policy = ApprovalPolicy(channel="C0APPROVE", approvers=frozenset({"UAPPROVER"}))
+    policy = ApprovalPolicy(channels=ChannelMap("C0APPROVE"), approvers=frozenset({"UAPPROVER"}))
 
     attempts = {
         "export": lambda c: export.export_campaign(

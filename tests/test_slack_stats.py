@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from slack_sdk.models.blocks import Block
 
+from bot.channels import ChannelMap
 from bot.cli import serve_cmds
 from bot.handlers import campaign, preflight
 from bot.handlers.bounce_parse import HARD, SOFT
@@ -255,7 +256,8 @@ def board_for(settings, fake, deps, alert_channel: str = "") -> StatusBoard:
     client = build_client(
         settings.replace(slack_bot_token=fake.bot_token, slack_api_url=fake.api_url)
     )
-    return StatusBoard(client, deps, interval=3600, alert_channel=alert_channel)
+    channels = ChannelMap.parse(alert_channel)
+    return StatusBoard(client, deps, interval=3600, alert_channels=channels)
 
 
 def test_a_warning_without_a_status_message_goes_to_status_channel(fake, settings, deps):

@@ -69,12 +69,23 @@ def send_for_approval(
     the sending; or refuse, recording nothing, when nobody could decide. A
     scheduled one (``when``) is not waited for: once approved it keeps its time."""
     nothing = "Nothing was sent or recorded."
-    if not settings.slack_bot_token or not settings.approval_channel:
+    team = plan.request.team
+    if settings.many_workspaces and not team and not settings.slack_bot_token:
+        raise PolicyError(
+            f"This campaign needs approval ({reason}), which approvers give in Slack, and "
+            "a campaign of no workspace has no bot token to post the request with: file it "
+            f"under a workspace with --team T0123ABCD, or set SLACK_BOT_TOKEN. {nothing}"
+        )
+    if not (settings.slack_bot_token or settings.many_workspaces) or not (
+        settings.approval_channels
+    ):
         raise PolicyError(
             f"This campaign needs approval ({reason}), which approvers give in Slack, and "
             "Slack is not configured: set SLACK_BOT_TOKEN and APPROVAL_CHANNEL and run "
             f"`python -m bot serve`. {nothing}"
         )
+    approval.require_channel(approval_policy(settings), team, reason)
+    channel = settings.approval_channels.for_team(team)
     lock = sender_lock(settings)
     try:
         lock.acquire()
@@ -92,28 +103,29 @@ def send_for_approval(
     if when is not None:
         out.print(
             f"Campaign {campaign_id} needs approval ({reason}); the request is posted in "
-            f"Slack channel {settings.approval_channel}. Once approved it starts at "
+            f"Slack channel {channel}. Once approved it starts at "
             f"{local_moment(*when)}; `python -m bot status {campaign_id}` shows where it is.",
             markup=False,
         )
         return 0
-    code = wait_for_decision(campaign_id, deps, settings, lock)
+    code = wait_for_decision(campaign_id, deps, channel, lock)
     if code is not None:
         return code
     return follow(campaign_id, deps, settings, lock, handed_to=server)
 
 
 def wait_for_decision(
-    campaign_id: int, deps: Deps, settings: Settings, lock: AnySenderLock
+    campaign_id: int, deps: Deps, channel: str, lock: AnySenderLock
 ) -> int | None:
-    """None once approved (sending may be followed); an exit code otherwise."""
+    """None once approved (sending may be followed); an exit code otherwise.
+    ``channel``: where the request is posted, to say so."""
     store = deps.store
     request = store.approvals.get(campaign_id)
     why = request.reason if request else ""
     try:
         out.print(
             f"Campaign {campaign_id} needs approval: {why}.\nWaiting for approval in Slack "
-            f"channel {settings.approval_channel}; Ctrl-C stops waiting, the request stays.",
+            f"channel {channel}; Ctrl-C stops waiting, the request stays.",
             markup=False,
         )
         while True:

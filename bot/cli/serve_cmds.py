@@ -27,6 +27,7 @@ from types import FrameType
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.channels import CHANNEL_PREFIXES, WITH_DMS, ChannelMap
 from bot.cli import parser
 from bot.cli.console import make_console
 from bot.config import Settings
@@ -36,13 +37,12 @@ from bot.runner import Runner
 from bot.slack.app import bolt_app, build_client, build_services
 from bot.slack.installations import INSTALL_PATH, REQUIRED_SCOPES, SlackClients
 from bot.web import WebServer, make_wsgi_app
-from bot.wiring import ROLE_SERVE, Wiring, sender_lock
+from bot.wiring import ROLE_SERVE, Wiring, approval_policy, sender_lock
 
 log = logging.getLogger(__name__)
 err = make_console(stderr=True)
 
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,}\Z")
-_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,}\Z")
 _REINSTALL = "reinstall the app (OAuth & Permissions → Reinstall to Workspace)"
 #: Bounce reports usually arrive within minutes; a poll that finds nothing new
 #: costs one messages.list call (5 quota units), so this is cheap and timely enough.
@@ -102,11 +102,14 @@ def startup_problems(settings: Settings) -> tuple[list[str], list[str]]:
             "SLACK_SIGNING_SECRET is not set: Basic Information → App Credentials → Signing "
             "Secret. (Or set SLACK_APP_TOKEN to use Socket Mode, which needs no public URL.)"
         )
-    if settings.status_channel and not _CHANNEL_ID.match(settings.status_channel):
-        problems.append(
-            f"STATUS_CHANNEL={settings.status_channel!r} must be a channel ID such as C0123ABCD "
-            "(open the channel's details; the ID is at the bottom), not its name."
-        )
+    for name, raw, prefixes in (
+        ("STATUS_CHANNEL", settings.status_channel, WITH_DMS),
+        ("APPROVAL_CHANNEL", settings.approval_channel, CHANNEL_PREFIXES),
+    ):
+        try:
+            ChannelMap.parse(raw, prefixes)
+        except ValueError as exc:  # set in code (tests), not read through bot.config
+            problems.append(f"{name}={raw!r} {exc}")
     odd = sorted(u for u in settings.allowed_users if u != "*" and not _USER_ID.match(u))
     if odd:
         what = "is not a Slack user ID" if len(odd) == 1 else "are not Slack user IDs"
@@ -169,6 +172,35 @@ def check_slack(client: WebClient) -> list[str]:
     return []
 
 
+def channel_warnings(settings: Settings, teams: list[str]) -> list[str]:
+    """Many workspaces: a channel setting whose one bare ID serves several installed
+    workspaces (a channel ID exists in one workspace only, so the others' posts
+    fail), and installed workspaces with no approval channel while approval is on."""
+    warnings = []
+    for name, channels in (
+        ("APPROVAL_CHANNEL", settings.approval_channels),
+        ("STATUS_CHANNEL", settings.status_channels),
+    ):
+        sharing = sorted(t for t in teams if t not in channels.named())
+        if channels.default and len(sharing) > 1:
+            warnings.append(
+                f"{name}={channels.default} is one channel for the {len(sharing)} workspaces "
+                f"{', '.join(sharing)}, but a channel belongs to one workspace only: posts "
+                f"from the others fail. Give each its own as TEAM:CHANNEL pairs, e.g. "
+                f"{name}={sharing[0]}:{channels.default},{sharing[1]}:C0456EFGH."
+            )
+    policy = approval_policy(settings)
+    if policy.active:
+        without = sorted(t for t in teams if not policy.channels.for_team(t))
+        if without:
+            warnings.append(
+                f"APPROVAL_CHANNEL names no channel for the workspace(s) {', '.join(without)}: "
+                "their campaigns that need approval are refused at the preview. Add "
+                f"{without[0]}:C0123ABCD (its channel's ID) to APPROVAL_CHANNEL."
+            )
+    return warnings
+
+
 def _check_workspaces(settings: Settings, client: WebClient) -> tuple[list[str], list[str]]:
     """Many workspaces: record SLACK_BOT_TOKEN's workspace as installed, and check the
     token and scopes of every installation (a problem in one is a warning: the
@@ -184,6 +216,7 @@ def _check_workspaces(settings: Settings, client: WebClient) -> tuple[list[str],
                 _adopt(wiring, team)
         warnings = clients.scope_problems()
         teams = clients.teams()
+        warnings += channel_warnings(settings, teams)
     finally:
         wiring.store.close()
     link = settings.public_base_url.rstrip("/") + INSTALL_PATH

@@ -26,6 +26,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Protocol
 
+from bot.channels import NO_CHANNELS, ChannelMap
 from bot.errors import PolicyError, UserInputError
 from bot.handlers import attachments, preflight, scope
 from bot.handlers.campaign import CampaignRequest, Deps, Plan, message_variables
@@ -54,7 +55,7 @@ class ApprovalPolicy:
     required: str = "never"
     min_recipients: int = 0
     approvers: frozenset[str] = frozenset()
-    channel: str = ""
+    channels: ChannelMap = NO_CHANNELS
 
     @property
     def active(self) -> bool:
@@ -76,6 +77,38 @@ def needs_approval(policy: ApprovalPolicy, category: str, recipients: int) -> st
             "(APPROVAL_MIN_RECIPIENTS)"
         )
     return "; ".join(reasons)
+
+
+def channel_for(policy: ApprovalPolicy, team: str) -> str:
+    """Where campaign requests of workspace ``team`` are posted (``""``: the CLI's
+    own campaigns, which use the default); ``""`` when that workspace has none."""
+    return policy.channels.for_team(team)
+
+
+def no_channel(policy: ApprovalPolicy, team: str, reason: str) -> str:
+    """Why a campaign of workspace ``team`` that needs approval (``reason``) cannot
+    be asked about: no approval channel for it; ``""`` when there is one.
+
+    Checked before anything is recorded (the preview, the CLI), because a request
+    that can never be posted would wait forever, and nothing else would say why.
+    """
+    if not reason or channel_for(policy, team):
+        return ""
+    whose = f"Slack workspace {team}" if team else "campaigns without a workspace"
+    example = f"{team}:C0123ABCD" if team else "a channel ID without a workspace"
+    return (
+        f"This campaign needs approval ({reason}), but there is no approval channel for "
+        f"{whose} to ask in: an admin adds {example} to the APPROVAL_CHANNEL setting and "
+        "invites me to that channel."
+    )
+
+
+def require_channel(policy: ApprovalPolicy, team: str, reason: str) -> None:
+    """``PolicyError`` (``no_channel``'s words) when the request could not be posted:
+    called before a campaign that needs approval is recorded."""
+    problem = no_channel(policy, team, reason)
+    if problem:
+        raise PolicyError(f"{problem} Nothing was sent or recorded.")
 
 
 def is_approver(policy: ApprovalPolicy, user: str, directory: GroupMembers | None) -> bool:

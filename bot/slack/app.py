@@ -256,7 +256,7 @@ def build_services(
         deps,
         interval=status_interval,
         bounces_known=settings.bounce_scan,
-        alert_channel=settings.status_channel,
+        alert_channels=settings.status_channels,
         client_for=clients.for_team if clients else None,
     )
     runner.add_observer(board)

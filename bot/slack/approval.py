@@ -1,4 +1,4 @@
-"""Approval in Slack: the request in APPROVAL_CHANNEL and its four buttons.
+"""Approval in Slack: the request in its workspace's APPROVAL_CHANNEL and its four buttons.
 
 Owns: posting and redrawing requests, and turning each click into one handler
 call (``bot.handlers.approval``), which checks everything again on the server.
@@ -82,15 +82,16 @@ def _team(services: Services, campaign_id: int) -> str:
 
 
 def post_request(services: Services, campaign_id: int) -> None:
-    """Post the request in APPROVAL_CHANNEL, once."""
-    channel = _policy(services).channel
+    """Post the request in its workspace's APPROVAL_CHANNEL, once."""
     store = services.deps.store
+    team = _team(services, campaign_id)
+    channel = approval.channel_for(_policy(services), team)
     with _POSTING:
         request = store.approvals.get(campaign_id)
         if not channel or request is None or request.ts:
             return
         text, shown = approval_views.request_message(request_data(campaign_id, services))
-        client = services.client_for(_team(services, campaign_id))
+        client = services.client_for(team)
         response = client.chat_postMessage(channel=channel, text=text, blocks=shown)
         store.approvals.set_message(campaign_id, response["channel"], response["ts"])
 
@@ -107,7 +108,21 @@ def redraw(services: Services, campaign_id: int) -> None:
 
 def post_or_say(services: Services, campaign_id: int, correlation_id: str = "") -> bool:
     """``post_request``; when Slack refuses it, say so on the campaign's status
-    message (once a minute at most) instead of leaving it waiting in silence."""
+    message (once a minute at most) instead of leaving it waiting in silence.
+    A campaign whose workspace has no approval channel (recorded before the
+    setting changed) is told so once: no retry can post it."""
+    team = _team(services, campaign_id)
+    channel = approval.channel_for(_policy(services), team)
+    request = services.deps.store.approvals.get(campaign_id)
+    if not channel and request is not None and not request.ts:
+        with _POSTING:
+            _RETRY_AT[campaign_id] = float("inf")
+        why = approval.no_channel(_policy(services), team, request.reason)
+        log.warning("campaign %s: %s", campaign_id, why)
+        services.board.reply(
+            campaign_id, f":warning: {why} The request is posted once that is set and I restart."
+        )
+        return False
     try:
         post_request(services, campaign_id)
     except SlackApiError as exc:
@@ -118,7 +133,7 @@ def post_or_say(services: Services, campaign_id: int, correlation_id: str = "") 
         services.board.reply(
             campaign_id,
             f":warning: The approval request could not be posted in "
-            f"<#{_policy(services).channel}> ({error}); it is tried again every minute. "
+            f"<#{channel}> ({error}); it is tried again every minute. "
             "Invite me there with /invite @mailbolt.",
         )
         return False
@@ -346,7 +361,7 @@ def reject_submitted(body: dict[str, Any], services: Services, team: str = "") -
 
 def register(app: App, services: Services) -> None:
     """The request's buttons, the reason form, and the poster of pending requests."""
-    if _policy(services).channel:
+    if _policy(services).channels:
         services.runner.every(
             POST_PENDING_SECONDS, lambda: post_pending(services), "approval requests"
         )

@@ -280,7 +280,8 @@ def form_view(
 ) -> dict[str, Any]:
     """The compose form, starting from ``template`` if one was named; its From menu
     lists the accounts ``user`` of workspace ``team`` may send from."""
-    form = views.ComposeForm(template=template, channel=services.settings.status_channel or channel)
+    default = services.settings.status_channels.for_team(team)
+    form = views.ComposeForm(template=template, channel=default or channel)
     return views.compose_view(
         services.deps.catalogue.list(),
         form=form,

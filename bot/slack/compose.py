@@ -81,11 +81,13 @@ def compose_from(body: Mapping[str, Any], services: Services, correlation_id: st
     view = body["view"]
     form = views.read_compose(view["state"]["values"])
     meta = views.metadata_of(view)
-    channel = form.channel or services.settings.status_channel or meta.get("channel", "")
+    team = (body.get("team") or {}).get("id") or body["user"].get("team_id", "")
+    default = services.settings.status_channels.for_team(team)
+    channel = form.channel or default or meta.get("channel", "")
     return Compose(
         form=form,
         user=body["user"]["id"],
-        team=(body.get("team") or {}).get("id") or body["user"].get("team_id", ""),
+        team=team,
         channel=channel,
         correlation_id=correlation_id,
         check_dns=services.settings.check_deliverability,

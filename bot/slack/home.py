@@ -20,9 +20,11 @@ from bot.slack.answers import answering
 from bot.slack.commands import STATS_DAYS, campaign_lines, quota_data
 
 
-def health(settings: Settings, deps: Deps, accounts: int = 0) -> list[tuple[bool, str]]:
-    """(fine, what) lines for the setup panel, each saying what to change.
-    ``accounts``: how many sender accounts are connected or linked."""
+def health(
+    settings: Settings, deps: Deps, accounts: int = 0, team: str = ""
+) -> list[tuple[bool, str]]:
+    """(fine, what) lines for the setup panel of workspace ``team``, each saying what
+    to change. ``accounts``: how many sender accounts are connected or linked."""
     lines: list[tuple[bool, str]] = []
     account = deps.envelope.from_address
     if settings.mail_transport == "sandbox":
@@ -46,8 +48,9 @@ def health(settings: Settings, deps: Deps, accounts: int = 0) -> list[tuple[bool
         lines.append((False, "POSTAL_ADDRESS is not set, so marketing templates cannot be sent."))
     if settings.mail_transport == "gmail" and not settings.public_base_url:
         lines.append((False, "PUBLIC_BASE_URL is not set: unsubscribe links point to localhost."))
-    if settings.status_channel:
-        lines.append((True, f"Status messages go to <#{settings.status_channel}> by default."))
+    status_channel = settings.status_channels.for_team(team)
+    if status_channel:
+        lines.append((True, f"Status messages go to <#{status_channel}> by default."))
     else:
         lines.append((True, "Status messages go to the channel where /sendmail is typed."))
     return lines
@@ -83,6 +86,7 @@ def home_data(services: Services, user: str = "", team: str = "", note: str = ""
             len(services.wiring.senders.all(team=team))
             if services.settings.mail_transport == "gmail"
             else 0,
+            team,
         ),
         sandbox_outbox=str(services.settings.sandbox_outbox),
         audit=audit,

@@ -51,7 +51,8 @@ def draft_preview(
     """Preflight ``request`` as the chosen account (``deps``), keep it as a draft,
     and return the preview view.
 
-    Raises ``UserInputError`` when nobody would get the message.
+    Raises ``UserInputError`` when nobody would get the message, or when it needs
+    approval and its workspace has no approval channel to ask in.
     """
     deps = deps or services.deps
     plan = preflight.preflight(request, deps)
@@ -62,6 +63,10 @@ def draft_preview(
     data = preview_data(plan, gathered, services, deps)
     data.status_where = status_destination(services, request.status_channel)
     data.approval = approval_reason(plan, services)
+    if services.approval is not None:
+        unaskable = approval.no_channel(services.approval, request.team, data.approval)
+        if unaskable:  # no Send button that leads to a request nobody can see
+            raise UserInputError(unaskable, field="template")
     data.zone = sending_later.user_zone(services, request.requested_by)
     key = drafts.save_draft(
         services.deps.store.drafts,
@@ -241,6 +246,8 @@ def start(
     plan = preflight.preflight(request, deps)
     reason = approval_reason(plan, services)
     if reason:
+        assert services.approval is not None  # approval_reason found a reason
+        approval.require_channel(services.approval, request.team, reason)
         if when is not None:
             schedule.check_when(when, deps.clock())
         at = (when.at, when.zone) if when is not None else None

@@ -29,6 +29,8 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.channels import NO_CHANNELS, ChannelMap
+from bot.errors import MailboltError
 from bot.handlers import resolution, stats
 from bot.handlers.campaign import Deps, Result
 from bot.records import Campaign, CampaignStatus
@@ -96,6 +98,11 @@ def status_data(
     )
 
 
+def _error_of(exc: Exception) -> str:
+    """Slack's error code, or our own error's words."""
+    return exc.response.get("error", "") if isinstance(exc, SlackApiError) else str(exc)
+
+
 class StatusBoard:
     """Posts and edits status messages; a ``bot.runner.Observer``."""
 
@@ -106,12 +113,13 @@ class StatusBoard:
         *,
         interval: float = UPDATE_INTERVAL_SECONDS,
         bounces_known: bool = False,
-        alert_channel: str = "",
+        alert_channels: ChannelMap = NO_CHANNELS,
         client_for: Callable[[str], WebClient] | None = None,
     ):
         """``bounces_known``: bounce reports are read (BOUNCE_SCAN), so the final
-        message shows delivery rates; ``alert_channel`` takes the warnings about
-        campaigns that have no status message (those sent from the CLI);
+        message shows delivery rates; ``alert_channels`` (STATUS_CHANNEL) take the
+        warnings about campaigns that have no status message (those sent from the
+        CLI), each in its own workspace's channel;
         ``client_for(team)``: each campaign is spoken about with the bot token of
         its own workspace (``Campaign.team``)."""
         self.client = client
@@ -120,7 +128,7 @@ class StatusBoard:
         self.deps = deps
         self.interval = interval
         self.bounces_known = bounces_known
-        self.alert_channel = alert_channel
+        self.alert_channels = alert_channels
         self._lock = threading.Lock()
         self._state: dict[int, str] = {}
         self._dirty: set[int] = set()
@@ -172,19 +180,23 @@ class StatusBoard:
         """A warning about a campaign (``stats.bounce_alert``), where its people look.
 
         In the status thread, also shown in the channel; without a status message,
-        in ``alert_channel``; with neither, only in the log.
+        in its workspace's STATUS_CHANNEL, with that workspace's token; with
+        neither, only in the log.
         """
         message = f":warning: {views.escape(text)}"
         if self.reply(campaign_id, message, broadcast=True):
             self.refresh(campaign_id)
             return
-        if not self.alert_channel:
+        row = self.deps.store.campaigns.get(campaign_id)
+        team = row.team if row is not None else ""
+        channel = self.alert_channels.for_team(team)
+        if not channel:
             log.warning("%s (no status channel to post this in)", text)
             return
         try:
-            self.client.chat_postMessage(channel=self.alert_channel, text=message)
-        except SlackApiError as exc:
-            log.warning("could not post a warning (%s): %s", exc.response.get("error"), text)
+            self.client_for(team).chat_postMessage(channel=channel, text=message)
+        except (SlackApiError, MailboltError) as exc:  # MailboltError: uninstalled since
+            log.warning("could not post a warning (%s): %s", _error_of(exc), text)
 
     def _post(self, campaign_id: int) -> str | None:
         row = self.deps.store.campaigns.get(campaign_id)
