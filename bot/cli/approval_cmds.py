@@ -70,12 +70,6 @@ def send_for_approval(
     scheduled one (``when``) is not waited for: once approved it keeps its time."""
     nothing = "Nothing was sent or recorded."
     team = plan.request.team
-    if settings.many_workspaces and not team and not settings.slack_bot_token:
-        raise PolicyError(
-            f"This campaign needs approval ({reason}), which approvers give in Slack, and "
-            "a campaign of no workspace has no bot token to post the request with: file it "
-            f"under a workspace with --team T0123ABCD, or set SLACK_BOT_TOKEN. {nothing}"
-        )
     if not (settings.slack_bot_token or settings.many_workspaces) or not (
         settings.approval_channels
     ):
