@@ -19,6 +19,7 @@ from pathlib import Path
 import jinja2
 import jinja2.bccache
 from jinja2 import meta, nodes
+from jinja2.loaders import split_template_path
 from jinja2.sandbox import SandboxedEnvironment
 
 from bot.errors import TemplateError
@@ -140,8 +141,9 @@ class _WorkspaceLoader(jinja2.FileSystemLoader):
     def get_source(
         self, environment: jinja2.Environment, template: str
     ) -> tuple[str, str, Callable[[], bool]]:
-        first = template.replace("\\", "/").lstrip("/").split("/", 1)[0]
-        if TEAM_ID.match(first):
+        # Split as the loader splits it ("./T0BBB/x" is "T0BBB/x"; ".." is refused).
+        pieces = split_template_path(template)
+        if pieces and TEAM_ID.match(pieces[0]):
             raise jinja2.TemplateNotFound(template)
         return super().get_source(environment, template)
 
