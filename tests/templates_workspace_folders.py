@@ -28,7 +28,10 @@ _A_BASE = (
     '<p><a href="{{ unsubscribe_url }}">Unsubscribe</a></p>{% endif %}'
     "</body></html>"
 )
-_OWN_PAGE = '{{% extends "base.html.j2" %}}{{% block content %}}<p>{mark} {{{{ headline }}}}</p>{{% endblock %}}'
+_OWN_PAGE = (
+    '{{% extends "base.html.j2" %}}'
+    "{{% block content %}}<p>{mark} {{{{ headline }}}}</p>{{% endblock %}}"
+)
 
 
 def _entry(name: str, subject: str, html: str, *, required: str = '["headline"]') -> str:

@@ -13,7 +13,6 @@ from tests.templates_workspace_folders import (
     A_LAYOUT,
     A_OFFER,
     A_WELCOME,
-    B_OFFER,
     TEAM_A,
     TEAM_B,
     templates_with_workspaces,
