@@ -69,18 +69,7 @@ def test_send_team_renders_the_workspaces_own_version(tmp_path):
     assert A_WELCOME in html and A_LAYOUT in html
 
 
-def test_send_team_renders_a_workspaces_own_template(tmp_path):
-    write(tmp_path, "r.csv", CSV)
-    result = run(
-        tmp_path,
-        *("send", "--template", "a_offer", "--recipients", "r.csv", "--team", TEAM_A),
-        env=_env(tmp_path),
-    )
-    assert result.returncode == 0, result.stderr
-    assert A_OFFER in _sent(tmp_path).get_body(("html",)).get_content()
-
-
-def test_send_with_another_workspaces_template_is_unknown_and_sends_nothing(tmp_path):
+def test_a_workspaces_own_template_sends_for_it_and_is_unknown_to_others(tmp_path):
     env = _env(tmp_path)
     write(tmp_path, "r.csv", CSV)
     for team in (TEAM_B, ""):
@@ -92,6 +81,13 @@ def test_send_with_another_workspaces_template_is_unknown_and_sends_nothing(tmp_
     assert outbox(tmp_path) == []
     status = run(tmp_path, "status", env=env)
     assert "a_offer" not in status.stdout
+    result = run(
+        tmp_path,
+        *("send", "--template", "a_offer", "--recipients", "r.csv", "--team", TEAM_A),
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert A_OFFER in _sent(tmp_path).get_body(("html",)).get_content()
 
 
 def test_send_without_team_renders_the_shared_version(tmp_path):
