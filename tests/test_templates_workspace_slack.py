@@ -52,14 +52,18 @@ def _compose(fake: SlackFake, user: str, team: str, text: str = "") -> dict[str,
     )
 
 
+def _template_block(view: dict[str, Any]) -> dict[str, Any]:
+    return next(b for b in view["blocks"] if b.get("block_id") == views.B_TEMPLATE)
+
+
 def _menu(view: dict[str, Any]) -> set[str]:
     """The template menu's choices."""
-    block = next(b for b in view["blocks"] if b.get("block_id") == views.B_TEMPLATE)
-    element = block.get("element") or block.get("accessory")
-    options = element.get("options") or [
-        o for group in element.get("option_groups", []) for o in group["options"]
-    ]
-    return {o["value"] for o in options}
+    element = _template_block(view)["element"]
+    return {o["value"] for o in element["options"]}
+
+
+def _hint(view: dict[str, Any]) -> str:
+    return _template_block(view)["hint"]["text"]
 
 
 def _answer(fake: SlackFake, text: str, user: str, team: str) -> str:
@@ -69,8 +73,12 @@ def _answer(fake: SlackFake, text: str, user: str, team: str) -> str:
 
 
 def test_each_workspaces_form_menu_lists_the_shared_templates_and_its_own(fake, mailbolt):
-    assert _menu(_compose(fake, USER_A, TEAM_A)) == SHARED | {"a_offer"}
-    assert _menu(_compose(fake, USER_B, TEAM_B)) == SHARED | {"b_offer"}
+    form_a, form_b = _compose(fake, USER_A, TEAM_A), _compose(fake, USER_B, TEAM_B)
+    assert _menu(form_a) == SHARED | {"a_offer"}
+    assert _menu(form_b) == SHARED | {"b_offer"}
+    # The hint says what each needs: A's own welcome needs a headline, the shared one not.
+    assert _hint(form_a).endswith("; welcome: headline") and "a_offer: headline" in _hint(form_a)
+    assert "welcome: team, start_url" in _hint(form_b) and "a_offer" not in _hint(form_b)
     # /sendmail templates answers the same; /sendmail a_offer opens A's form only.
     assert "a_offer" in _answer(fake, "templates", USER_A, TEAM_A)
     listed_b = _answer(fake, "templates", USER_B, TEAM_B)
