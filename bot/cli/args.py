@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Iterable
 
-from bot.handlers.scope import TEAM_ID
+from bot.handlers.team_ids import TEAM_ID
 
 
 def whole(low: int, high: int | None = None) -> Callable[[str], int]:

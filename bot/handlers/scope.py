@@ -14,18 +14,12 @@ workspaces' data in one store.
 
 from __future__ import annotations
 
-import re
-
 from bot.errors import UserInputError
 from bot.ports import SenderAccounts, StoreParts
 from bot.records import Campaign, SenderAccount
 
 #: The operator's view (the CLI): every workspace's data.
 EVERYONE: None = None
-
-#: What a Slack workspace (team) ID looks like: ``T0123ABCD`` (``E…`` for an
-#: Enterprise Grid organization). Nothing else is ever made into a folder name.
-TEAM_ID = re.compile(r"[TE][A-Z0-9]{2,20}\Z")
 
 
 def no_such_campaign(campaign_id: int) -> UserInputError:

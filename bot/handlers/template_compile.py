@@ -23,7 +23,7 @@ from jinja2.loaders import split_template_path
 from jinja2.sandbox import SandboxedEnvironment
 
 from bot.errors import TemplateError
-from bot.handlers.scope import TEAM_ID
+from bot.handlers.team_ids import TEAM_ID
 from bot.handlers.values import describe_invisible, invisible_character
 from bot.models import TemplateInfo
 

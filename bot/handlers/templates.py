@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bot.errors import TemplateError
-from bot.handlers.scope import TEAM_ID
+from bot.handlers.team_ids import TEAM_ID
 from bot.handlers.values import SYSTEM_VARIABLES
 from bot.models import TemplateInfo
 
