@@ -137,24 +137,30 @@ def test_a_workspace_folder_with_only_a_layout_needs_no_catalogue(tmp_path):
     assert "B-LAYOUT" in catalogue.renderer("welcome").render(variables("welcome"), WHO).html
 
 
-def test_a_broken_workspace_catalogue_names_every_problem_and_leaves_others_working(tmp_path):
+def test_broken_workspace_catalogues_are_all_named_when_the_catalogue_is_loaded(tmp_path):
+    """At load (``serve``'s start, any command), not when a person opens the form."""
     folder = templates_with_workspaces(tmp_path)
     (folder / TEAM_B / "catalogue.toml").write_text(
         '[b_offer]\ndescription = "d"\ncategory = "promo"\nsubject = "s"\nhtml = "nope.html.j2"\n'
     )
-    catalogue = TemplateCatalogue(folder)
+    (folder / TEAM_A / "catalogue.toml").write_text("[a_offer\n")
     with pytest.raises(TemplateError) as error:
-        catalogue.for_team(TEAM_B)
+        TemplateCatalogue(folder)
     assert "category is 'promo'" in str(error.value)
     assert "nope.html.j2 does not exist" in str(error.value)
     assert str(folder / TEAM_B / "catalogue.toml") in str(error.value)
-    assert names(catalogue.for_team(TEAM_A)) == SHARED | {"a_offer"}
+    assert f"{folder / TEAM_A / 'catalogue.toml'} is not valid TOML" in str(error.value)
+    (folder / TEAM_A / "catalogue.toml").unlink()
+    (folder / TEAM_B / "catalogue.toml").unlink()
+    assert names(TemplateCatalogue(folder).for_team(TEAM_B)) == SHARED
 
 
 def test_names_not_shaped_like_a_team_id_are_never_made_into_a_folder(tmp_path):
     folder = templates_with_workspaces(tmp_path)
     catalogue = TemplateCatalogue(folder)
-    for team in ("../T0AAA", "t0aaa", "T0AAA/", "..", "/etc"):
+    (folder / "notes").mkdir()  # not a workspace's: never read as a catalogue
+    catalogue = TemplateCatalogue(folder)
+    for team in ("../T0AAA", "t0aaa", "T0AAA/", "..", "/etc", "notes"):
         assert catalogue.for_team(team) is catalogue
 
 

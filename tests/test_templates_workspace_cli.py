@@ -114,3 +114,12 @@ def test_preview_team_writes_the_workspaces_version(tmp_path):
     assert result.returncode == 0, result.stderr
     html = "".join(p.read_text() for p in (tmp_path / "shown").glob("*.html"))
     assert A_WELCOME in html and A_LAYOUT in html
+
+
+def test_a_broken_workspace_catalogue_is_named_by_any_command_that_reads_templates(tmp_path):
+    env = _env(tmp_path)
+    broken = Path(env["TEMPLATES_DIR"]) / TEAM_B / "catalogue.toml"
+    broken.write_text(broken.read_text().replace('"transactional"', '"promo"'))
+    result = run(tmp_path, "templates", "--team", TEAM_A, env=env)
+    assert result.returncode == 2
+    assert str(broken) in result.stderr and "category is 'promo'" in result.stderr

@@ -19,7 +19,6 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import re
-import threading
 import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,10 +55,11 @@ def is_workspace_folder(name: str) -> bool:
 class TemplateCatalogue:
     """The templates listed in ``catalogue.toml``, validated once when loaded.
 
-    The catalogue file is read at construction; template files are (re)read each
-    time a renderer is created, so an edited template takes effect on the next
-    campaign without a restart. Built with a folder, it is the shared catalogue;
-    ``for_team`` gives a workspace's (read once, then kept, like the shared one).
+    The catalogue files are read at construction (the shared one and every
+    workspace folder's, so a broken one stops ``serve`` at start, not a person's
+    form later); template files are (re)read each time a renderer is created, so
+    an edited template takes effect on the next campaign without a restart. Built
+    with a folder, it is the shared catalogue; ``for_team`` gives a workspace's.
     """
 
     def __init__(
@@ -81,7 +81,8 @@ class TemplateCatalogue:
         self.own = frozenset(loaded) if self.team else frozenset()
         self._inliner: css_inline.CSSInliner | None = None
         self._teams: dict[str, TemplateCatalogue] = {}
-        self._teams_lock = threading.Lock()
+        if shared is None:
+            self._teams = _load_workspaces(self)
 
     def for_team(self, team: str | None) -> TemplateCatalogue:
         """The catalogue workspace ``team`` sees: the shared templates plus its own.
@@ -89,21 +90,11 @@ class TemplateCatalogue:
         ``''`` or ``None`` (the command line without ``--team``, a campaign of no
         workspace) and a workspace with no folder of its own get the shared
         catalogue. Anything not shaped like a team ID is never made into a path.
-        Kept per team, so a workspace's ``catalogue.toml`` is read once (as the
-        shared one is: a new workspace folder takes effect after a restart).
+        All were read with the shared one: a new workspace folder, like an edited
+        ``catalogue.toml``, takes effect after a restart.
         """
         root = self._shared or self
-        if not team or not is_workspace_folder(team):
-            return root
-        with root._teams_lock:
-            found = root._teams.get(team)
-            if found is None:
-                own = (root.templates_dir / team).is_dir()
-                found = (
-                    TemplateCatalogue(root.templates_dir, team=team, shared=root) if own else root
-                )
-                root._teams[team] = found
-            return found
+        return root._teams.get(team or "", root)
 
     def file_path(self, filename: str) -> Path | None:
         """The file ``filename`` as this catalogue's renderer would read it (the
@@ -153,6 +144,26 @@ class TemplateCatalogue:
             # <head>; no remote stylesheets, so rendering never touches the network.
             self._inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
         return Renderer(info, self.search_path, self._inliner, user_subject=bool(override))
+
+
+def _load_workspaces(shared: TemplateCatalogue) -> dict[str, TemplateCatalogue]:
+    """Every workspace folder's catalogue (``TEMPLATES_DIR/T0AAA/``), on top of
+    ``shared``; the problems of all of them named in one error."""
+    found: dict[str, TemplateCatalogue] = {}
+    problems: builtins.list[str] = []
+    folders = sorted(p for p in shared.templates_dir.iterdir() if p.is_dir())
+    for folder in folders:
+        if not is_workspace_folder(folder.name):
+            continue
+        try:
+            found[folder.name] = TemplateCatalogue(
+                shared.templates_dir, team=folder.name, shared=shared
+            )
+        except TemplateError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise TemplateError("\n".join(problems), field="template", details=problems)
+    return found
 
 
 def _load_catalogue(
