@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import re
 from collections.abc import Callable, Iterable
+
+from bot.handlers.team_ids import TEAM_ID
 
 
 def whole(low: int, high: int | None = None) -> Callable[[str], int]:
@@ -31,14 +32,12 @@ def whole(low: int, high: int | None = None) -> Callable[[str], int]:
 POSITIVE = whole(1)
 CAMPAIGN_ID = whole(1)
 
-_TEAM = re.compile(r"[TE][A-Z0-9]{2,20}\Z")
-
 
 def team_id(raw: str) -> str:
     """An argparse ``type`` for ``--team``: a Slack workspace ID (``T0AAA``), or
     ``''`` for what belongs to no workspace (the CLI's own)."""
     value = raw.strip()
-    if value and not _TEAM.match(value):
+    if value and not TEAM_ID.match(value):
         raise argparse.ArgumentTypeError(
             f"{raw!r} is not a Slack workspace ID: they look like T0123ABCD "
             "(give '' for the command line's own)"

@@ -536,7 +536,8 @@ def cmd_preview(args: argparse.Namespace, settings: Settings) -> int:
             f"--row must be between 1 and {len(recipients.recipients)}.", field="--row"
         )
     recipient = recipients.recipients[args.row - 1]
-    renderer = deps.catalogue.renderer(args.template, subject_override=args.subject)
+    catalogue = deps.catalogue.for_team(args.team)
+    renderer = catalogue.renderer(args.template, subject_override=args.subject)
     variables = campaign.message_variables(
         deps,
         recipient.email,

@@ -121,11 +121,25 @@ def register_core(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     preview.add_argument("--var", action="append", default=[], metavar="NAME=VALUE")
     preview.add_argument("--subject", metavar="TEXT")
     preview.add_argument(
+        "--team",
+        type=team_id,
+        default="",
+        metavar="T",
+        help="render Slack workspace T's version of the template",
+    )
+    preview.add_argument(
         "--out", default="data/preview", metavar="DIR", help="folder for the files"
     )
     preview.set_defaults(func=_run("core_cmds", "cmd_preview"))
 
     templates = sub.add_parser("templates", help="list the template catalogue")
+    templates.add_argument(
+        "--team",
+        type=team_id,
+        default="",
+        metavar="T",
+        help="the templates Slack workspace T sees: the shared ones and its own",
+    )
     templates.set_defaults(func=_run("template_cmds", "cmd_templates"))
 
     status = sub.add_parser("status", help="recent campaigns, or one campaign's counts")

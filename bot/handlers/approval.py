@@ -147,9 +147,10 @@ def campaign_digest(campaign: Campaign, deps: Deps) -> str:
 
     add([campaign.template, campaign.subject, campaign.category, campaign.account])
     add(campaign.common_vars)
-    info = deps.catalogue.get(campaign.template)
+    catalogue = deps.catalogue.for_team(campaign.team)
+    info = catalogue.get(campaign.template)
     for name in (info.html, info.text):
-        path = deps.catalogue.templates_dir / name if name else None
+        path = catalogue.file_path(name) if name else None
         add(hashlib.sha256(path.read_bytes()).hexdigest() if path and path.is_file() else "")
     for message in deps.store.outbox.messages(campaign.id):
         add([message.position, message.email, message.name, message.variables])
@@ -364,7 +365,9 @@ def first_message_plan(campaign_id: int, deps: Deps) -> Plan:
         raise UserInputError(f"Campaign #{campaign_id} has no message left to show.")
     row = rows[0]
     first = Recipient(row.email, row.name, dict(row.variables))
-    renderer = deps.catalogue.renderer(campaign.template, subject_override=campaign.subject or None)
+    renderer = deps.catalogue.for_team(campaign.team).renderer(
+        campaign.template, subject_override=campaign.subject or None
+    )
     common = dict(campaign.common_vars)
     files = attachments.load(common, deps.attachment_files)
     variables = message_variables(

@@ -95,7 +95,10 @@ def _check_link_values(
 
 def preflight(request: CampaignRequest, deps: Deps) -> Plan:
     """Render and check every message; raise before anything is recorded or sent."""
-    renderer = deps.catalogue.renderer(request.template, subject_override=request.subject)
+    # The workspace's templates (its own and the shared ones): another workspace's
+    # template name is as unknown as one that does not exist.
+    catalogue = deps.catalogue.for_team(request.team)
+    renderer = catalogue.renderer(request.template, subject_override=request.subject)
     recipients = request.recipients
     if recipients.rejected and not request.skip_invalid:
         listed = [str(r) for r in recipients.rejected[:MAX_LISTED_ERRORS]]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import html as html_lib
 import re
 import traceback
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,14 +77,14 @@ class Renderer:
     def __init__(
         self,
         info: TemplateInfo,
-        templates_dir: Path,
+        folders: Path | Sequence[Path],
         inliner: css_inline.CSSInliner,
         *,
         user_subject: bool = False,
     ):
         self.info = info
         self._inliner = inliner
-        env = environment(templates_dir)
+        env = environment(folders)
         # A subject typed by a person gets an environment of its own without Jinja's
         # globals (range, dict, lipsum, cycler, joiner, namespace): only the values.
         subject_env = bare_environment() if user_subject else env

@@ -334,7 +334,9 @@ def run(
     if approval.refuse_unapproved(campaign, deps):
         # Awaiting approval, or changed since it was approved: nothing is sent.
         return counts_result(campaign_id, deps)
-    renderer = deps.catalogue.renderer(campaign.template, subject_override=campaign.subject or None)
+    renderer = deps.catalogue.for_team(campaign.team).renderer(
+        campaign.template, subject_override=campaign.subject or None
+    )
     if resume:
         store.outbox.recover_in_flight(campaign_id)
     try:

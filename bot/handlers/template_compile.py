@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import builtins
 import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import jinja2
 import jinja2.bccache
 from jinja2 import meta, nodes
+from jinja2.loaders import split_template_path
 from jinja2.sandbox import SandboxedEnvironment
 
 from bot.errors import TemplateError
+from bot.handlers.team_ids import TEAM_ID
 from bot.handlers.values import describe_invisible, invisible_character
 from bot.models import TemplateInfo
 
@@ -130,15 +133,38 @@ def _parse(env: SandboxedEnvironment, source: str, name: str) -> nodes.Template:
     return tree
 
 
-def environment(templates_dir: Path) -> SandboxedEnvironment:
+class _WorkspaceLoader(jinja2.FileSystemLoader):
+    """Files from the folders in order (a workspace's own, then the shared one),
+    never from a workspace's folder by its path: ``{% include "T0BBB/x.html.j2" %}``
+    is not a file, whichever workspace's template asks."""
+
+    def get_source(
+        self, environment: jinja2.Environment, template: str
+    ) -> tuple[str, str, Callable[[], bool]]:
+        # Split as the loader splits it ("./T0BBB/x" is "T0BBB/x"; ".." is refused).
+        pieces = split_template_path(template)
+        if pieces and TEAM_ID.match(pieces[0]):
+            raise jinja2.TemplateNotFound(template)
+        return super().get_source(environment, template)
+
+    def list_templates(self) -> builtins.list[str]:
+        return [
+            name for name in super().list_templates() if not TEAM_ID.match(name.split("/", 1)[0])
+        ]
+
+
+def environment(folders: Path | Sequence[Path]) -> SandboxedEnvironment:
     """A sandboxed environment where only ``*.html.j2``-style files are HTML-escaped.
 
-    ``default_for_string=False`` keeps the subject (compiled from a string) unescaped:
-    a subject is a header, not HTML. ``auto_reload=False``: the renderer compiles
-    each file once and never looks at the disk again.
+    ``folders``: where files are looked up, in order (a workspace's folder first,
+    then the shared one). ``default_for_string=False`` keeps the subject (compiled
+    from a string) unescaped: a subject is a header, not HTML. ``auto_reload=False``:
+    the renderer compiles each file once and never looks at the disk again. The
+    shared compiled code is keyed by each file's full path and source, so two
+    workspaces' files of the same name never mix.
     """
     env = SandboxedEnvironment(
-        loader=jinja2.FileSystemLoader(templates_dir),
+        loader=_WorkspaceLoader(folders),
         autoescape=jinja2.select_autoescape(
             ["html", "htm", "xml", "html.j2"], default_for_string=False
         ),

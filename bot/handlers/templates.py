@@ -4,6 +4,14 @@ This module owns ``catalogue.toml``: reading and validating it (every problem
 named at once), listing templates for pickers, and handing out a ``Renderer``
 (``bot.handlers.rendering``) for one template. Template names are only ever
 catalogue keys, never paths.
+
+Each Slack workspace may have templates of its own: ``TEMPLATES_DIR/<TEAM_ID>/``
+(a folder named by the team ID, e.g. ``templates/T0AAA/``) holds a
+``catalogue.toml`` and template files in the same format. A workspace sees the
+shared templates plus its own, its own replacing a shared one of the same name,
+and its files are looked up in its folder first (so its own ``base.html.j2``
+dresses the shared templates too). ``TemplateCatalogue.for_team`` is the one
+lookup; nothing else builds a path from a team ID.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bot.errors import TemplateError
+from bot.handlers.team_ids import TEAM_ID
 from bot.handlers.values import SYSTEM_VARIABLES
 from bot.models import TemplateInfo
 
@@ -38,18 +47,62 @@ _TEMPLATE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
+def is_workspace_folder(name: str) -> bool:
+    """Whether a name in the templates folder is a workspace's own folder (``T0AAA``)."""
+    return bool(TEAM_ID.match(name))
+
+
 class TemplateCatalogue:
     """The templates listed in ``catalogue.toml``, validated once when loaded.
 
-    The catalogue file is read at construction; template files are (re)read each
-    time a renderer is created, so an edited template takes effect on the next
-    campaign without a restart.
+    The catalogue files are read at construction (the shared one and every
+    workspace folder's, so a broken one stops ``serve`` at start, not a person's
+    form later); template files are (re)read each time a renderer is created, so
+    an edited template takes effect on the next campaign without a restart. Built
+    with a folder, it is the shared catalogue; ``for_team`` gives a workspace's.
     """
 
-    def __init__(self, templates_dir: Path):
+    def __init__(
+        self, templates_dir: Path, *, team: str = "", shared: TemplateCatalogue | None = None
+    ):
+        """The shared catalogue of ``templates_dir``; with ``team`` and ``shared``
+        (only ``for_team`` passes them), workspace ``team``'s, on top of ``shared``."""
         self.templates_dir = Path(templates_dir)
-        self._templates = _load_catalogue(self.templates_dir)
+        self.team = team if shared is not None else ""
+        own = self.templates_dir / self.team
+        self.search_path: tuple[Path, ...] = (own, self.templates_dir) if self.team else (own,)
+        self._shared = shared
+        loaded = _load_catalogue(self.search_path, own_folder=bool(self.team))
+        # A workspace's own entries replace the shared ones of the same name.
+        self._templates: dict[str, TemplateInfo] = (
+            {**shared._templates, **loaded} if shared is not None else loaded
+        )
+        # The names of the workspace's own templates (none in the shared catalogue).
+        self.own = frozenset(loaded) if self.team else frozenset()
         self._inliner: css_inline.CSSInliner | None = None
+        self._teams: dict[str, TemplateCatalogue] = {}
+        if shared is None:
+            self._teams = _load_workspaces(self)
+
+    def for_team(self, team: str | None) -> TemplateCatalogue:
+        """The catalogue workspace ``team`` sees: the shared templates plus its own.
+
+        ``''`` or ``None`` (the command line without ``--team``, a campaign of no
+        workspace) and a workspace with no folder of its own get the shared
+        catalogue. Anything not shaped like a team ID is never made into a path.
+        All were read with the shared one: a new workspace folder, like an edited
+        ``catalogue.toml``, takes effect after a restart.
+        """
+        root = self._shared or self
+        return root._teams.get(team or "", root)
+
+    def file_path(self, filename: str) -> Path | None:
+        """The file ``filename`` as this catalogue's renderer would read it (the
+        workspace's folder first), or None when there is none."""
+        for folder in self.search_path:
+            if (folder / filename).is_file():
+                return folder / filename
+        return None
 
     def list(self) -> builtins.list[TemplateInfo]:
         """Every template, sorted by name (for pickers and ``templates`` listings)."""
@@ -90,11 +143,39 @@ class TemplateCatalogue:
             # work. keep_at_rules keeps the @media rules (they cannot be inlined) in
             # <head>; no remote stylesheets, so rendering never touches the network.
             self._inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
-        return Renderer(info, self.templates_dir, self._inliner, user_subject=bool(override))
+        return Renderer(info, self.search_path, self._inliner, user_subject=bool(override))
 
 
-def _load_catalogue(templates_dir: Path) -> dict[str, TemplateInfo]:
+def _load_workspaces(shared: TemplateCatalogue) -> dict[str, TemplateCatalogue]:
+    """Every workspace folder's catalogue (``TEMPLATES_DIR/T0AAA/``), on top of
+    ``shared``; the problems of all of them named in one error."""
+    found: dict[str, TemplateCatalogue] = {}
+    problems: builtins.list[str] = []
+    folders = sorted(p for p in shared.templates_dir.iterdir() if p.is_dir())
+    for folder in folders:
+        if not is_workspace_folder(folder.name):
+            continue
+        try:
+            found[folder.name] = TemplateCatalogue(
+                shared.templates_dir, team=folder.name, shared=shared
+            )
+        except TemplateError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise TemplateError("\n".join(problems), field="template", details=problems)
+    return found
+
+
+def _load_catalogue(
+    search_path: tuple[Path, ...], *, own_folder: bool = False
+) -> dict[str, TemplateInfo]:
+    """The entries of ``search_path[0]``'s catalogue; their files may be in any
+    folder of ``search_path``. A workspace's folder (``own_folder``) may have no
+    catalogue, or an empty one: it may only replace files such as the layout."""
+    templates_dir = search_path[0]
     path = templates_dir / CATALOGUE_FILE
+    if own_folder and not path.is_file():
+        return {}
     if not path.is_file():
         raise TemplateError(
             f"The template catalogue {path} does not exist. Set TEMPLATES_DIR to the folder "
@@ -108,10 +189,10 @@ def _load_catalogue(templates_dir: Path) -> dict[str, TemplateInfo]:
     problems: builtins.list[str] = []
     templates: dict[str, TemplateInfo] = {}
     for name, entry in data.items():
-        info = _catalogue_entry(templates_dir, name, entry, problems)
+        info = _catalogue_entry(search_path, name, entry, problems)
         if info is not None:
             templates[name] = info
-    if not data:
+    if not data and not own_folder:
         problems.append("it lists no templates")
     if problems:
         raise TemplateError(
@@ -123,7 +204,7 @@ def _load_catalogue(templates_dir: Path) -> dict[str, TemplateInfo]:
 
 
 def _catalogue_entry(
-    templates_dir: Path, name: str, entry: Any, problems: builtins.list[str]
+    search_path: tuple[Path, ...], name: str, entry: Any, problems: builtins.list[str]
 ) -> TemplateInfo | None:
     """Validate one ``[name]`` table, appending every problem found (not just the first)."""
     before = len(problems)
@@ -156,10 +237,10 @@ def _catalogue_entry(
             )
     if len(set(required)) != len(required):
         problems.append(f"[{name}]: required lists a variable twice")
-    html = _template_file(templates_dir, name, "html", entry.get("html"), HTML_SUFFIX, problems)
+    html = _template_file(search_path, name, "html", entry.get("html"), HTML_SUFFIX, problems)
     text = None
     if "text" in entry:
-        text = _template_file(templates_dir, name, "text", entry["text"], TEXT_SUFFIX, problems)
+        text = _template_file(search_path, name, "text", entry["text"], TEXT_SUFFIX, problems)
     if len(problems) > before or html is None:
         return None
     return TemplateInfo(
@@ -174,7 +255,7 @@ def _catalogue_entry(
 
 
 def _template_file(
-    templates_dir: Path,
+    search_path: tuple[Path, ...],
     name: str,
     key: str,
     filename: Any,
@@ -191,7 +272,8 @@ def _template_file(
     if not filename.endswith(suffix):
         problems.append(f"[{name}]: {key} = {filename!r} must end in {suffix}")
         return None
-    if not (templates_dir / filename).is_file():
-        problems.append(f"[{name}]: {key} file {filename} does not exist in {templates_dir}")
+    if not any((folder / filename).is_file() for folder in search_path):
+        where = " or ".join(str(folder) for folder in search_path)
+        problems.append(f"[{name}]: {key} file {filename} does not exist in {where}")
         return None
     return filename

@@ -282,7 +282,7 @@ class Worker:
         campaign = deps.store.campaigns.get(campaign_id)
         if campaign is None:
             raise UserInputError(f"There is no campaign {campaign_id}.")
-        renderer = deps.catalogue.renderer(
+        renderer = deps.catalogue.for_team(campaign.team).renderer(
             campaign.template, subject_override=campaign.subject or None
         )
         context = _Context(

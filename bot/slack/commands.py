@@ -215,7 +215,7 @@ def answer(
         text = accounts_answer(services, user, team)
         return text, [views.section(text)]
     if word == "templates":
-        blocks = views.templates_blocks(services.deps.catalogue.list())
+        blocks = views.templates_blocks(services.deps.catalogue.for_team(team).list())
         return "Templates", blocks
     if word == "unsubscribe":
         email, added = policy.unsubscribe(
@@ -245,11 +245,12 @@ def accounts_answer(services: Services, user: str, team: str) -> str:
     return accounts.accounts_text(services, user, team)
 
 
-def _opens_form(services: Services, word: str) -> bool:
-    """The bare command, or a template's name to start from it, opens the form."""
+def _opens_form(services: Services, word: str, team: str) -> bool:
+    """The bare command, or the name of a template of workspace ``team`` to start
+    from it, opens the form."""
     if not word:
         return True
-    return word in {t.name for t in services.deps.catalogue.list()}
+    return word in {t.name for t in services.deps.catalogue.for_team(team).list()}
 
 
 def reply(
@@ -260,7 +261,9 @@ def reply(
     word, rest = parse(text)
 
     def answered() -> tuple[str, list[dict[str, Any]]] | None:
-        return None if _opens_form(services, word) else answer(services, word, rest, user, team)
+        return (
+            None if _opens_form(services, word, team) else answer(services, word, rest, user, team)
+        )
 
     result = answering(
         correlation_id, f"/sendmail {word}", answered, lambda text: (text, [views.section(text)])
@@ -283,7 +286,7 @@ def form_view(
     default = services.settings.status_channels.for_team(team)
     form = views.ComposeForm(template=template, channel=default or channel)
     return views.compose_view(
-        services.deps.catalogue.list(),
+        services.deps.catalogue.for_team(team).list(),
         form=form,
         metadata=views.compose_metadata(channel),
         senders=accounts.menu(services, user, team) if user else (),
@@ -305,13 +308,14 @@ def register(app: App, services: Services) -> None:
 
     def open_form(command: dict, client: WebClient, context: BoltContext) -> None:
         word, _ = parse(command.get("text", ""))
-        if not _opens_form(services, word):
+        team = context.team_id or ""
+        if not _opens_form(services, word, team):
             return
         channel = command.get("channel_id", "")
         try:
             client.views_open(
                 trigger_id=command["trigger_id"],
-                view=form_view(services, word, channel, command["user_id"], context.team_id or ""),
+                view=form_view(services, word, channel, command["user_id"], team),
             )
         except SlackApiError as exc:  # the trigger lasts 3 s and works once
             correlation_id = context.get("correlation_id", "")

@@ -194,7 +194,7 @@ def _template_info(compose: Compose, services: Services) -> TemplateInfo | None:
     """The chosen template, with its files and the subject compiled when the full
     check comes later; when it follows at once, its preflight compiles them anyway
     (about 15 ms each time) and reports the same problems on the same fields."""
-    form, catalogue = compose.form, services.deps.catalogue
+    form, catalogue = compose.form, services.deps.catalogue.for_team(compose.team)
     if not form.template:
         compose.problems[views.B_TEMPLATE] = "Choose a template."
         return None
@@ -345,7 +345,7 @@ def later_answer(body: Mapping[str, Any], services: Services, correlation_id: st
     if compose.form.attachments and views.B_ATTACHMENTS not in outcome.problems:
         notes[views.B_ATTACHMENTS] = preview.ATTACH_FILES_AGAIN
     return views.compose_view(
-        services.deps.catalogue.list(),
+        services.deps.catalogue.for_team(compose.team).list(),
         form=compose.form,
         metadata=views.metadata_of(body["view"]),
         problems=outcome.problems,

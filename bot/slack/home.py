@@ -79,7 +79,7 @@ def home_data(services: Services, user: str = "", team: str = "", note: str = ""
             bounces_known=services.settings.bounce_scan,
             team=team,
         ),
-        templates=services.deps.catalogue.list(),
+        templates=services.deps.catalogue.for_team(team).list(),
         health=health(
             services.settings,
             services.deps,

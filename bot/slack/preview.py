@@ -318,7 +318,7 @@ def edit_view(draft: Draft, services: Services) -> dict[str, Any]:
     if draft.data.get("had_attachments"):
         notes[views.B_ATTACHMENTS] = ATTACH_FILES_AGAIN
     return views.compose_view(
-        services.deps.catalogue.list(),
+        services.deps.catalogue.for_team(draft.team).list(),
         form=form,
         metadata=views.compose_metadata(form.channel),
         notes=notes or None,
