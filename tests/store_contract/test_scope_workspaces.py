@@ -34,6 +34,23 @@ def _campaign(store: StoreParts, team: str, **extra) -> int:
     return campaign_id
 
 
+def _link(store: StoreParts, address: str, team: str) -> None:
+    """A shared account of workspace ``team`` ('': the operator's)."""
+    store.senders.save(
+        SenderAccount(
+            address=address,
+            kind=SenderKind.SHARED,
+            client=GrantClient.INSTALLED,
+            team=team,
+            status=SenderStatus.ACTIVE,
+            created_at=START,
+            updated_at=START,
+        ),
+        actor="cli",
+        action="account.connected",
+    )
+
+
 def test_an_unsubscribe_holds_for_its_workspace_and_an_unteamed_one_for_all(store: StoreParts):
     s = store.suppressions
     assert s.add_unsubscribe("Ann@example.com", "one-click", 1, team="TA")
@@ -146,19 +163,7 @@ def test_test_sends_and_sender_accounts_filter_by_workspace(store: StoreParts):
     assert [t.team for t in store.test_sends.recent(team="TA")] == ["TA"]
     assert [e.action for e in store.audit.recent(team="TB")] == ["test.finished", "test.started"]
     for address, team in (("a@a.example", "TA"), ("b@b.example", "TB"), ("ops@x.example", "")):
-        store.senders.save(
-            SenderAccount(
-                address=address,
-                kind=SenderKind.SHARED,
-                client=GrantClient.INSTALLED,
-                team=team,
-                status=SenderStatus.ACTIVE,
-                created_at=START,
-                updated_at=START,
-            ),
-            actor="cli",
-            action="account.connected",
-        )
+        _link(store, address, team)
     assert [a.address for a in store.senders.all(team="TA")] == [
         "a@a.example",
         "ops@x.example",
@@ -177,19 +182,7 @@ def test_the_command_lines_campaigns_and_accounts_are_adopted_by_a_workspace(sto
     CLI sends and linked accounts) becomes that workspace's; others are untouched."""
     unowned, theirs = _campaign(store, ""), _campaign(store, "TB")
     for address, team in (("legacy@example.com", ""), ("b@example.com", "TB")):
-        store.senders.save(
-            SenderAccount(
-                address=address,
-                kind=SenderKind.SHARED,
-                client=GrantClient.INSTALLED,
-                team=team,
-                status=SenderStatus.ACTIVE,
-                created_at=START,
-                updated_at=START,
-            ),
-            actor="cli",
-            action="account.connected",
-        )
+        _link(store, address, team)
     assert store.campaigns.adopt_unowned("TA", actor="serve") == 1
     assert store.senders.adopt_unowned("TA", actor="serve") == 1
     assert store.campaigns.get(unowned).team == "TA" and store.campaigns.get(theirs).team == "TB"
