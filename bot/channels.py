@@ -13,10 +13,10 @@ Why it looks like this:
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
-_TEAM = re.compile(r"[TE][A-Z0-9]{2,20}\Z")
+from bot.handlers.team_ids import TEAM_ID
+
 #: Public (C…) and private (G…) channels; STATUS_CHANNEL also takes a DM (D…).
 CHANNEL_PREFIXES = ("C", "G")
 WITH_DMS = ("C", "G", "D")
@@ -57,7 +57,7 @@ class ChannelMap:
                 raise ValueError(
                     f"has {part!r}, which is not TEAM:CHANNEL (for example T0123ABCD:C0123ABCD)"
                 )
-            if not _TEAM.match(team):
+            if not TEAM_ID.match(team):
                 raise ValueError(
                     f"has {part!r}: {team!r} is not a Slack workspace ID (they look like "
                     "T0123ABCD: it follows /client/ in the address of Slack in a browser)"
