@@ -325,7 +325,8 @@ class SlackFake:
         if found is None:
             raise SlackRefusal("invalid_code")
         team, user, redirect_uri = found
-        if args.get("redirect_uri") and args["redirect_uri"] != redirect_uri:
+        # Slack: it "must match the originally submitted URI (if one was sent)".
+        if redirect_uri and args.get("redirect_uri") != redirect_uri:
             raise SlackRefusal("bad_redirect_uri")
         token = f"xoxb-{team}-{next(self._ids)}-fake"
         with self.lock:
